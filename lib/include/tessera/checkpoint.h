@@ -1,0 +1,84 @@
+// save() and load(): a state dict to and from a checkpoint of a store.
+//
+// save() writes each tensor as chunks on its chunk grid (computed from the
+// global shape and dtype only), deduplicates chunks already in the store,
+// makes the packs durable, and commits the checkpoint in one catalog
+// transaction. A save that fails or is killed leaves no visible checkpoint.
+//
+// load() fills the state dict's pre-allocated tensors in place. Each may be
+// any box of the saved global tensor (resharding): load reads only chunks
+// that intersect the box and, of raw chunks, only the byte ranges it needs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/state_dict.h"
+#include "tessera/store.h"
+
+namespace tessera {
+
+enum class Compression {
+  kAuto,        // shuffle+lz4 where a sample shows it pays, else raw (default)
+  kNone,        // raw chunks: fastest, and partial loads read only the bytes they need
+  kLz4,         // lz4 on every chunk where it shrinks it
+  kShuffleLz4,  // byte shuffle + lz4 on every chunk where it shrinks it
+};
+
+struct SaveOptions {
+  // Target bytes per chunk (default 4 MiB). Smaller chunks dedup and
+  // reshard at finer grain; larger ones mean fewer catalog rows.
+  int64_t chunk_bytes = 4 << 20;
+  // Roll over to a new pack after this many bytes (default 256 MiB).
+  uint64_t pack_bytes = 256ull << 20;
+  Compression compression = Compression::kAuto;
+  // Reference chunks the store already holds instead of writing them (default true).
+  bool dedup = true;
+  // Threads that copy, hash and compress (0 = one per core).
+  size_t threads = 0;
+  // Recorded with the checkpoint (a JSON object).
+  std::string metadata = "{}";
+  // Recorded with the checkpoint; the distributed layer sets it.
+  int64_t world_size = 1;
+};
+
+struct SaveResult {
+  uint64_t logical_bytes = 0;     // raw bytes of every tensor piece saved
+  uint64_t written_bytes = 0;     // stored bytes written into new packs
+  uint64_t chunks = 0;            // chunk references recorded
+  uint64_t chunks_written = 0;    // of which written now (the rest deduplicated)
+  uint64_t packs = 0;             // packs written
+};
+
+// REQUIRES: store opened read-write. Throws AlreadyExistsError if
+// `checkpoint` exists, InvalidArgument naming the entry for malformed input.
+SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint,
+                const SaveOptions& options = {});
+
+struct LoadOptions {
+  // Every state-dict key must be in the checkpoint (default true). With
+  // false, missing keys are skipped and reported in LoadResult.
+  bool strict = true;
+  // Check every chunk read against its checksum (default true).
+  bool verify = true;
+  // Allow a saved dtype that differs from the target's (needs the LibTorch
+  // layer to convert). Default false: a dtype mismatch is an error.
+  bool allow_cast = false;
+  size_t threads = 0;  // 0 = one per core
+};
+
+struct LoadResult {
+  std::vector<std::string> missing_keys;     // asked for, not in the checkpoint
+  std::vector<std::string> unexpected_keys;  // in the checkpoint, not asked for
+  uint64_t bytes_read = 0;    // bytes read from packs
+  uint64_t chunks_read = 0;
+};
+
+// Throws NotFoundError for an unknown checkpoint or (strict) missing keys,
+// InvalidArgument naming the tensor for a shape or dtype mismatch,
+// CorruptionError naming checkpoint, tensor, chunk and pack on damage.
+LoadResult load(StateDict& state, const Store& store, const std::string& checkpoint,
+                const LoadOptions& options = {});
+
+}  // namespace tessera

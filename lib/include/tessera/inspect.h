@@ -1,0 +1,47 @@
+// Looking into a store without loading: what a checkpoint holds, and whether
+// its stored bytes are intact. The CLI is built on these.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/state_dict.h"
+#include "tessera/store.h"
+
+namespace tessera {
+
+struct EntryInfo {
+  std::string name;
+  std::string kind;        // "tensor", or a value kind: "int", "float", "string", "bytes"
+  std::string dtype;       // tensors only
+  Shape shape;             // tensors only: the global shape
+  int64_t chunks = 0;      // tensors only: chunk references
+  int64_t logical_bytes = 0;  // tensors: raw bytes; values: size of the value
+  int64_t stored_bytes = 0;   // tensors: stored bytes of the distinct chunks
+  std::string value;       // values only: printable form (bytes as a length)
+};
+
+// Entries of a checkpoint, ordered by name. Throws NotFoundError.
+std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoint);
+
+struct DamagedChunk {
+  std::string chunk;                // id, hex
+  std::string pack;                 // pack file name
+  std::string problem;              // what is wrong
+  std::vector<std::string> users;   // "checkpoint: tensor" for every user
+};
+
+struct VerifyReport {
+  uint64_t chunks_checked = 0;
+  uint64_t bytes_checked = 0;  // stored bytes re-read
+  std::vector<DamagedChunk> damaged;
+  bool ok() const { return damaged.empty(); }
+};
+
+// Re-reads and re-hashes every chunk the named checkpoints reference (all
+// checkpoints when `checkpoints` is empty). Throws NotFoundError for an
+// unknown name; damage is reported, not thrown.
+VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints = {}, size_t threads = 0);
+
+}  // namespace tessera

@@ -1,0 +1,78 @@
+// The state dict: what a job hands to save and load. Named entries, each a
+// tensor (whole, or one shard of a global tensor) or a small value.
+//
+// This header is LibTorch-free: tensors are described by TensorView (a
+// pointer, sizes, strides, dtype name). `tessera/torch.h` builds views from
+// at::Tensor, including CUDA tensors and casts.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "tessera/value.h"
+
+namespace tessera {
+
+using Shape = std::vector<int64_t>;
+
+// A host tensor in memory, placed in a global tensor.
+struct TensorView {
+  std::string dtype;      // LibTorch's dtype name: "float32", "bfloat16", "int64", ...
+  size_t elem_size = 0;   // bytes per element
+  std::byte* data = nullptr;  // the local element at index 0 (may be null when empty)
+  Shape sizes;            // local sizes
+  Shape strides;          // local element strides (any LibTorch layout, 0 for expanded dims)
+  Shape global_shape;     // shape of the whole tensor
+  Shape offsets;          // where the local box starts in the global tensor
+
+  // A whole, contiguous tensor.
+  static TensorView contiguous(std::string dtype, size_t elem_size, void* data, Shape sizes);
+  // This view as a shard at `offsets` of a global tensor of `global_shape`.
+  TensorView as_shard(Shape global_shape, Shape offsets) const;
+};
+
+// One tensor entry. The hooks let the LibTorch layer stage CUDA tensors and
+// casts through host memory; plain host tensors leave them empty.
+struct TensorEntry {
+  TensorView view;
+  // Load only: called when the saved dtype differs from view.dtype and the
+  // caller allowed casts; returns a view in the saved dtype to load into.
+  std::function<TensorView(const std::string& saved_dtype)> cast_target;
+  // Load only: called after the entry's bytes have landed (and verified).
+  std::function<void()> finish_load;
+  // Keeps staging buffers alive as long as the entry.
+  std::shared_ptr<void> keep_alive;
+};
+
+class StateDict {
+ public:
+  using Entry = std::variant<TensorEntry, Value>;
+
+  // Adds or replaces an entry. Names are the checkpoint's keys
+  // (e.g. "model.layers.0.attn.q_proj.weight"); REQUIRES: non-empty.
+  void add_tensor(const std::string& name, TensorView view);
+  void add_tensor(const std::string& name, TensorEntry entry);
+  void add_value(const std::string& name, Value value);
+
+  bool contains(const std::string& name) const { return entries_.count(name) != 0; }
+  size_t size() const { return entries_.size(); }
+  void erase(const std::string& name) { entries_.erase(name); }
+
+  // Values are filled in by load; throws NotFoundError for unknown names.
+  const Value& value(const std::string& name) const;
+  const TensorEntry& tensor(const std::string& name) const;
+
+  const std::map<std::string, Entry>& entries() const { return entries_; }
+  std::map<std::string, Entry>& entries() { return entries_; }
+
+ private:
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,125 @@
+// The catalog: the SQLite database that is the single source of truth for
+// what a store has committed. Schema: schema/*.sql, documented in
+// schema/CATALOG.md.
+//
+// Writers open it read-write (rollback journal, synchronous=FULL, foreign
+// keys on) and commit a checkpoint in one transaction. Readers open it
+// read-only and plan their own loads from it.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "catalog/sqlite.h"
+#include "geometry/box.h"
+#include "pack/pack_writer.h"
+#include "tessera/value.h"
+
+namespace tessera::catalog {
+
+// PRAGMA application_id of every tessera catalog ("TSRA").
+constexpr int32_t kApplicationId = 0x54535241;
+
+// The catalog is newer than this build understands.
+class SchemaTooNewError : public CatalogError {
+ public:
+  using CatalogError::CatalogError;
+};
+
+struct CheckpointInfo {
+  int64_t id = 0;
+  std::string name;
+  std::string created_at;  // ISO 8601 UTC
+  int64_t world_size = 1;
+  std::string metadata;    // JSON object
+  int64_t tensor_count = 0;
+  int64_t value_count = 0;
+  int64_t logical_bytes = 0;  // sum of raw bytes over the chunk references
+  int64_t stored_bytes = 0;   // sum of stored bytes of the distinct chunks it references
+};
+
+// One box of a tensor and the chunk that holds it.
+struct Piece {
+  Box box;
+  ChunkId chunk;
+};
+
+struct TensorRecord {
+  int64_t id = 0;  // assigned by the catalog
+  std::string name;
+  std::string dtype;
+  int64_t elem_size = 0;
+  Shape shape;
+  std::vector<Piece> pieces;
+};
+
+// Where a chunk lives.
+struct ChunkLocation {
+  std::string pack;  // file name under packs/
+  pack::ChunkEntry entry;
+};
+
+struct ValueRecord {
+  std::string name;
+  Value value;
+};
+
+// Everything one checkpoint commits.
+struct NewCheckpoint {
+  std::string name;
+  int64_t world_size = 1;
+  std::string metadata = "{}";
+  std::vector<pack::PackInfo> packs;  // durable packs written by this save
+  std::vector<TensorRecord> tensors;
+  std::vector<ValueRecord> values;
+};
+
+class Catalog {
+ public:
+  enum class Mode { kReadOnly, kReadWrite };
+
+  // Opens `path`. kReadWrite with create=true creates the file and applies
+  // every migration; an existing catalog is migrated forward. A file that is
+  // not a tessera catalog, or whose schema is newer than this build knows, is
+  // refused with an error that says so.
+  static Catalog open(const std::string& path, Mode mode, bool create);
+
+  int schema_version();
+  static int latest_schema_version();
+
+  std::vector<CheckpointInfo> list_checkpoints();
+  std::optional<CheckpointInfo> find_checkpoint(const std::string& name);
+
+  // The tensors of a checkpoint with their pieces (ordered by name).
+  std::vector<TensorRecord> tensors(int64_t checkpoint_id, bool with_pieces = true);
+  std::optional<TensorRecord> tensor(int64_t checkpoint_id, const std::string& name);
+  std::vector<ValueRecord> values(int64_t checkpoint_id);
+
+  std::optional<ChunkLocation> locate(const ChunkId& id);
+  bool has_chunk(const ChunkId& id);
+  // Chunk ids referenced by the named checkpoint.
+  std::vector<ChunkId> chunk_ids(int64_t checkpoint_id);
+  // Tensors (by name) of the checkpoint that reference `id`.
+  std::vector<std::string> tensors_using(int64_t checkpoint_id, const ChunkId& id);
+
+  // Commits in one transaction. Throws (leaving the catalog unchanged) if the
+  // name exists or a referenced chunk is neither committed nor in `c.packs`.
+  int64_t commit(const NewCheckpoint& c);
+
+  Db& db() { return db_; }
+
+ private:
+  explicit Catalog(Db db) : db_(std::move(db)) {}
+  void migrate(const std::string& path);
+  Db db_;
+};
+
+// Shapes and boxes are stored as JSON arrays of integers.
+std::string shape_to_json(const Shape& s);
+Shape shape_from_json(const std::string& json);  // throws CatalogError on malformed input
+std::string now_iso8601();
+
+}  // namespace tessera::catalog

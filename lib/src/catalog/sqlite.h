@@ -1,0 +1,72 @@
+// A thin RAII layer over the SQLite C API. Errors become CatalogError with
+// SQLite's message and the statement that failed.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace tessera::catalog {
+
+class CatalogError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Statement;
+
+class Db {
+ public:
+  // `uri` is a file name or file: URI; flags are sqlite3_open_v2 flags.
+  Db(const std::string& uri, int flags);
+  ~Db();
+  Db(Db&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  void exec(const std::string& sql);
+  Statement prepare(std::string_view sql);
+  int64_t pragma_int(const std::string& name);
+  int64_t last_insert_rowid() const;
+  sqlite3* raw() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class Statement {
+ public:
+  Statement(sqlite3* db, std::string_view sql);
+  ~Statement();
+  Statement(Statement&& o) noexcept : db_(o.db_), st_(o.st_) { o.st_ = nullptr; }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // Parameters are 1-based, as in SQLite.
+  Statement& bind(int i, int64_t v);
+  Statement& bind(int i, double v);
+  Statement& bind(int i, std::string_view text);
+  Statement& bind_blob(int i, const void* p, size_t n);
+  Statement& bind_null(int i);
+
+  bool step();   // true while a row is available
+  void run();    // step to completion (for statements without rows)
+  void reset();  // ready to bind and run again
+
+  int64_t column_int(int i) const;
+  double column_double(int i) const;
+  std::string column_text(int i) const;
+  std::string column_blob(int i) const;
+  int column_type(int i) const;  // SQLITE_INTEGER, SQLITE_FLOAT, ...
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const;
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+}  // namespace tessera::catalog

@@ -1,0 +1,86 @@
+#include "engine/commit.h"
+
+#include <map>
+#include <set>
+
+#include "plan/tiling.h"
+#include "tessera/error.h"
+
+namespace tessera {
+namespace {
+
+std::string rank_list(const std::set<int64_t>& ranks) {
+  std::string s;
+  for (int64_t r : ranks) s += (s.empty() ? "" : ", ") + std::to_string(r);
+  return (ranks.size() == 1 ? "rank " : "ranks ") + s;
+}
+
+}  // namespace
+
+void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const std::vector<RankManifest>& manifests,
+                       const SaveOptions& options) {
+  catalog::NewCheckpoint c;
+  c.name = checkpoint;
+  c.world_size = options.world_size;
+  c.metadata = options.metadata;
+
+  struct Merged {
+    catalog::TensorRecord record;
+    std::set<int64_t> ranks;
+    std::map<std::pair<Shape, Shape>, ChunkId> pieces;  // a replicated box appears once
+  };
+  std::map<std::string, Merged> tensors;
+  std::map<std::string, std::pair<Value, int64_t>> values;
+  for (const RankManifest& m : manifests) {
+    for (const auto& t : m.tensors) {
+      auto [it, fresh] = tensors.try_emplace(t.name);
+      Merged& g = it->second;
+      if (fresh) {
+        g.record = t;
+        g.record.pieces.clear();
+      } else if (g.record.dtype != t.dtype || g.record.shape != t.shape) {
+        throw InvalidArgument("tensor '" + t.name + "': " + rank_list(g.ranks) + " saved dtype " + g.record.dtype +
+                              " shape " + to_string(g.record.shape) + " but rank " + std::to_string(m.rank) +
+                              " saved dtype " + t.dtype + " shape " + to_string(t.shape));
+      }
+      g.ranks.insert(m.rank);
+      for (const auto& p : t.pieces) {
+        auto [pit, added] = g.pieces.try_emplace({p.box.offsets, p.box.sizes}, p.chunk);
+        if (!added && pit->second != p.chunk)
+          throw InvalidArgument("tensor '" + t.name + "': replicas of box " + to_string(p.box) +
+                                " hold different data (" + rank_list(g.ranks) + ")");
+      }
+    }
+    for (const auto& v : m.values) {
+      auto [it, fresh] = values.try_emplace(v.name, v.value, m.rank);
+      if (!fresh && it->second.first != v.value)
+        throw InvalidArgument("value '" + v.name + "': rank " + std::to_string(it->second.second) + " and rank " +
+                              std::to_string(m.rank) + " saved different values");
+    }
+    c.packs.insert(c.packs.end(), m.packs.begin(), m.packs.end());
+  }
+  for (auto& [name, g] : tensors) {
+    if (values.count(name)) throw InvalidArgument("entry '" + name + "' is saved both as a tensor and as a value");
+    std::vector<Box> boxes;
+    for (const auto& [key, id] : g.pieces) {
+      boxes.push_back(Box{key.first, key.second});
+      g.record.pieces.push_back(catalog::Piece{boxes.back(), id});
+    }
+    if (auto defect = plan::tiling_defect(g.record.shape, boxes))
+      throw InvalidArgument("tensor '" + name + "' (saved by " + rank_list(g.ranks) +
+                            "): shards do not tile the global shape " + to_string(g.record.shape) + ": " + *defect);
+    c.tensors.push_back(std::move(g.record));
+  }
+  for (auto& [name, v] : values) c.values.push_back(catalog::ValueRecord{name, v.first});
+
+  std::lock_guard lock(store.mu);
+  try {
+    store.catalog.commit(c);
+  } catch (const catalog::CatalogError& e) {
+    if (store.catalog.find_checkpoint(checkpoint))
+      throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + store.path + "'");
+    throw StoreError(std::string("store '") + store.path + "': commit of '" + checkpoint + "' failed: " + e.what());
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,20 @@
+// The second half of a save, run by the coordinator only: validate what every
+// rank wrote and commit the checkpoint in one catalog transaction.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/shard_writer.h"
+
+namespace tessera {
+
+// Checks that the manifests describe a consistent state — each tensor has
+// one dtype and global shape across ranks, its pieces tile the global shape
+// exactly, values are not also tensors — and commits. Throws InvalidArgument
+// naming the tensor and ranks, or AlreadyExistsError if the name exists; on
+// failure the catalog is unchanged.
+void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const std::vector<RankManifest>& manifests,
+                       const SaveOptions& options);
+
+}  // namespace tessera

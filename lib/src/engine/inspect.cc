@@ -1,0 +1,167 @@
+#include "tessera/inspect.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/store_impl.h"
+#include "io/thread_pool.h"
+#include "pack/pack_reader.h"
+#include "tessera/error.h"
+
+namespace tessera {
+namespace {
+
+std::string printable(const Value& v) {
+  switch (v.index()) {
+    case 0: return std::to_string(std::get<Bytes>(v).data.size()) + " bytes";
+    case 1: return std::to_string(std::get<int64_t>(v));
+    case 2: {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.17g", std::get<double>(v));
+      return buf;
+    }
+    default: return std::get<std::string>(v);
+  }
+}
+
+int64_t value_size(const Value& v) {
+  switch (v.index()) {
+    case 0: return static_cast<int64_t>(std::get<Bytes>(v).data.size());
+    case 3: return static_cast<int64_t>(std::get<std::string>(v).size());
+    default: return 8;
+  }
+}
+
+// Why the stored bytes of `e` are damaged, or "" when they verify.
+std::string check_chunk(const pack::PackReader& reader, const pack::ChunkEntry& e) {
+  std::vector<std::byte> stored(e.stored_len);
+  reader.read(e.offset, e.stored_len, stored.data());
+  if (e.codec == Codec::kRaw) {
+    if (e.block_sums.size() != pack::block_count(e.raw_len)) return "block checksums missing";
+    for (uint64_t b = 0; b < e.block_sums.size(); ++b) {
+      uint64_t start = b * pack::kBlockBytes, len = std::min(pack::kBlockBytes, e.raw_len - start);
+      if (checksum64(stored.data() + start, len) != e.block_sums[b])
+        return "checksum mismatch in bytes " + std::to_string(start) + ".." + std::to_string(start + len);
+    }
+    if (chunk_id_of(stored.data(), stored.size()) != e.id) return "bytes do not match the chunk id";
+    return "";
+  }
+  if (checksum64(stored.data(), stored.size()) != e.stored_sum) return "checksum mismatch in the stored bytes";
+  std::vector<std::byte> raw(e.raw_len);
+  try {
+    decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw.data(), raw.size());
+  } catch (const std::exception& ex) {
+    return std::string("cannot decode: ") + ex.what();
+  }
+  if (chunk_id_of(raw.data(), raw.size()) != e.id) return "decoded bytes do not match the chunk id";
+  return "";
+}
+
+}  // namespace
+
+std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoint) {
+  Store::Impl& impl = store.impl();
+  std::lock_guard lock(impl.mu);
+  auto ckpt = require_checkpoint(impl, checkpoint);
+  std::vector<EntryInfo> out;
+  std::unordered_map<ChunkId, std::pair<int64_t, int64_t>, ChunkIdHash> sizes;  // raw, stored
+  {
+    auto st = impl.catalog.db().prepare(
+        "SELECT DISTINCT c.chunk_id, c.raw_len, c.stored_len FROM chunks c JOIN tensor_chunks tc USING (chunk_id) "
+        "JOIN tensors t USING (tensor_id) WHERE t.checkpoint_id = ?1");
+    st.bind(1, ckpt.id);
+    while (st.step()) {
+      ChunkId id;
+      std::string b = st.column_blob(0);
+      std::memcpy(id.bytes.data(), b.data(), 16);
+      sizes[id] = {st.column_int(1), st.column_int(2)};
+    }
+  }
+  for (const auto& t : impl.catalog.tensors(ckpt.id)) {
+    EntryInfo e{t.name, "tensor", t.dtype, t.shape, static_cast<int64_t>(t.pieces.size()), 0, 0, ""};
+    std::unordered_set<ChunkId, ChunkIdHash> seen;
+    for (const auto& p : t.pieces) {
+      auto [raw, stored] = sizes[p.chunk];
+      e.logical_bytes += raw;
+      if (seen.insert(p.chunk).second) e.stored_bytes += stored;
+    }
+    out.push_back(std::move(e));
+  }
+  for (const auto& v : impl.catalog.values(ckpt.id))
+    out.push_back(EntryInfo{v.name, value_kind(v.value), "", {}, 0, value_size(v.value), 0, printable(v.value)});
+  std::sort(out.begin(), out.end(), [](const EntryInfo& a, const EntryInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+VerifyReport verify(const Store& store, const std::vector<std::string>& names, size_t threads) {
+  Store::Impl& impl = store.impl();
+  std::vector<catalog::CheckpointInfo> ckpts;
+  std::vector<catalog::ChunkLocation> chunks;
+  std::unordered_map<ChunkId, std::vector<int64_t>, ChunkIdHash> users;  // chunk -> checkpoint ids
+  {
+    std::lock_guard lock(impl.mu);
+    if (names.empty()) ckpts = impl.catalog.list_checkpoints();
+    for (const auto& n : names) ckpts.push_back(require_checkpoint(impl, n));
+    for (const auto& c : ckpts)
+      for (const ChunkId& id : impl.catalog.chunk_ids(c.id)) {
+        auto& u = users[id];
+        if (u.empty()) {
+          auto loc = impl.catalog.locate(id);
+          if (!loc) {
+            loc = catalog::ChunkLocation{"(none)", {}};
+            loc->entry.id = id;
+          }
+          chunks.push_back(*loc);
+        }
+        u.push_back(c.id);
+      }
+  }
+  VerifyReport report;
+  std::mutex mu;
+  std::map<std::string, std::unique_ptr<pack::PackReader>> readers;
+  std::map<std::string, std::string> pack_problems;
+  for (const auto& c : chunks) {
+    if (readers.count(c.pack) || pack_problems.count(c.pack)) continue;
+    try {
+      auto r = std::make_unique<pack::PackReader>(impl.pack_path(c.pack));
+      auto footer = r->read_footer();  // a pack whose footer is damaged is reported for each chunk
+      readers[c.pack] = std::move(r);
+    } catch (const std::exception& e) {
+      pack_problems[c.pack] = e.what();
+    }
+  }
+  std::vector<std::string> problems(chunks.size());
+  std::atomic<uint64_t> bytes{0};
+  io::ThreadPool pool(threads);
+  pool.parallel_for(chunks.size(), [&](size_t i) {
+    const auto& c = chunks[i];
+    if (auto it = pack_problems.find(c.pack); it != pack_problems.end()) {
+      problems[i] = it->second;
+      return;
+    }
+    try {
+      problems[i] = check_chunk(*readers.at(c.pack), c.entry);
+      bytes += c.entry.stored_len;
+    } catch (const std::exception& e) {
+      problems[i] = e.what();
+    }
+  });
+  report.chunks_checked = chunks.size();
+  report.bytes_checked = bytes;
+  std::lock_guard lock(impl.mu);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (problems[i].empty()) continue;
+    DamagedChunk d{chunks[i].entry.id.hex(), chunks[i].pack, problems[i], {}};
+    for (const auto& c : ckpts)
+      for (const auto& t : impl.catalog.tensors_using(c.id, chunks[i].entry.id)) d.users.push_back(c.name + ": " + t);
+    report.damaged.push_back(std::move(d));
+  }
+  return report;
+}
+
+}  // namespace tessera

@@ -1,0 +1,183 @@
+#include "engine/shard_writer.h"
+
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <unordered_set>
+
+#include "engine/view_check.h"
+#include "geometry/chunk_grid.h"
+#include "io/thread_pool.h"
+#include "pack/pack_writer.h"
+#include "plan/read_plan.h"
+#include "tessera/error.h"
+
+namespace tessera {
+namespace {
+
+CompressionPolicy policy_of(Compression c) {
+  switch (c) {
+    case Compression::kNone: return CompressionPolicy::kNone;
+    case Compression::kLz4: return CompressionPolicy::kLz4;
+    case Compression::kShuffleLz4: return CompressionPolicy::kShuffleLz4;
+    case Compression::kAuto: break;
+  }
+  return CompressionPolicy::kAuto;
+}
+
+struct PieceTask {
+  size_t tensor;  // index into the manifest's tensors
+  const TensorView* view;
+  Box box;
+};
+
+// Packs being written by one save, shared by its worker threads.
+class PackSink {
+ public:
+  PackSink(Store::Impl& store, uint64_t pack_bytes) : store_(store), pack_bytes_(pack_bytes) {}
+
+  void add(pack::ChunkEntry entry, const std::byte* stored) {
+    std::lock_guard lock(mu_);
+    if (!writer_) writer_.emplace(store_.tmp_dir(), store_.packs_dir());
+    writer_->add(std::move(entry), stored);
+    if (writer_->bytes() >= pack_bytes_) finish_locked();
+  }
+
+  std::vector<pack::PackInfo> finish() {
+    std::lock_guard lock(mu_);
+    finish_locked();
+    return std::move(done_);
+  }
+  // After a failure: drop the pack in progress (its temp file is removed)
+  // and return the packs already finished.
+  std::vector<pack::PackInfo> abandon() {
+    std::lock_guard lock(mu_);
+    writer_.reset();
+    return std::move(done_);
+  }
+
+ private:
+  void finish_locked() {
+    if (writer_ && writer_->chunk_count() > 0) done_.push_back(writer_->finish());
+    writer_.reset();
+  }
+  Store::Impl& store_;
+  uint64_t pack_bytes_;
+  std::mutex mu_;
+  std::optional<pack::PackWriter> writer_;
+  std::vector<pack::PackInfo> done_;
+};
+
+// The bytes of `piece` in row-major order: a pointer into the tensor when the
+// piece is contiguous there, else a copy in `scratch`.
+const std::byte* piece_bytes(const TensorView& v, const Box& piece, std::vector<std::byte>& scratch) {
+  const Box local = local_box(v);
+  if (v.strides == contiguous_strides(v.sizes)) {
+    auto ranges = plan::region_byte_ranges(local, piece, v.elem_size);
+    if (ranges.size() == 1) return v.data + ranges[0].begin;
+  }
+  scratch.resize(static_cast<size_t>(piece.volume()) * v.elem_size);
+  copy_region(piece, strided(v), StridedView::dense(piece, scratch.data()), v.elem_size);
+  return scratch.data();
+}
+
+}  // namespace
+
+RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options,
+                          const PieceFilter& filter) {
+  if (options.chunk_bytes <= 0) throw InvalidArgument("save: chunk_bytes must be positive");
+  RankManifest m;
+  std::vector<PieceTask> tasks;
+  for (const auto& [name, entry] : state.entries()) {
+    if (const Value* v = std::get_if<Value>(&entry)) {
+      m.values.push_back(catalog::ValueRecord{name, *v});
+      continue;
+    }
+    const TensorView& view = std::get<TensorEntry>(entry).view;
+    check_view(name, view);
+    catalog::TensorRecord rec;
+    rec.name = name;
+    rec.dtype = view.dtype;
+    rec.elem_size = static_cast<int64_t>(view.elem_size);
+    rec.shape = view.global_shape;
+    const size_t index = m.tensors.size();
+    m.tensors.push_back(std::move(rec));
+    ChunkGrid grid(view.global_shape, view.elem_size, options.chunk_bytes);
+    grid.for_each_piece(local_box(view), [&](const Box& piece) {
+      if (!filter || filter(name, piece)) tasks.push_back(PieceTask{index, &view, piece});
+    });
+  }
+
+  std::vector<catalog::Piece> pieces(tasks.size());
+  PackSink sink(store, options.pack_bytes);
+  std::mutex claim_mu;
+  std::unordered_set<ChunkId, ChunkIdHash> claimed;  // written (or being written) by this save
+  std::atomic<uint64_t> written{0}, written_bytes{0}, logical{0};
+  const CompressionPolicy policy = policy_of(options.compression);
+
+  io::ThreadPool pool(options.threads);
+  try {
+    pool.parallel_for(tasks.size(), [&](size_t i) {
+      const PieceTask& t = tasks[i];
+      const TensorView& v = *t.view;
+      std::vector<std::byte> scratch;
+      const std::byte* raw = piece_bytes(v, t.box, scratch);
+      const uint64_t n = static_cast<uint64_t>(t.box.volume()) * v.elem_size;
+      const ChunkId id = chunk_id_of(raw, n);
+      pieces[i] = catalog::Piece{t.box, id};
+      logical += n;
+      {
+        std::lock_guard lock(claim_mu);
+        if (!claimed.insert(id).second) return;
+      }
+      if (options.dedup) {
+        std::lock_guard lock(store.mu);
+        if (store.catalog.has_chunk(id)) return;
+      }
+      pack::ChunkEntry e;
+      e.id = id;
+      e.raw_len = n;
+      e.elem_size = static_cast<uint8_t>(std::min<size_t>(v.elem_size, 255));
+      Encoded enc = encode_chunk(raw, n, v.elem_size, policy);
+      e.codec = enc.codec;
+      const std::byte* stored = raw;
+      if (enc.codec == Codec::kRaw) {
+        e.block_sums = pack::block_sums_of(raw, n);
+        e.stored_len = n;
+        e.stored_sum = checksum64(e.block_sums.data(), e.block_sums.size() * 8);
+      } else {
+        stored = enc.bytes.data();
+        e.stored_len = enc.bytes.size();
+        e.stored_sum = checksum64(stored, e.stored_len);
+      }
+      written_bytes += e.stored_len;
+      ++written;
+      sink.add(std::move(e), stored);
+    });
+    m.packs = sink.finish();
+  } catch (...) {
+    discard_packs(store, sink.abandon());
+    throw;
+  }
+  for (size_t i = 0; i < tasks.size(); ++i) m.tensors[tasks[i].tensor].pieces.push_back(std::move(pieces[i]));
+  m.stats.logical_bytes = logical;
+  m.stats.written_bytes = written_bytes;
+  m.stats.chunks = tasks.size();
+  m.stats.chunks_written = written;
+  m.stats.packs = m.packs.size();
+  return m;
+}
+
+void discard_packs(Store::Impl& store, const std::vector<pack::PackInfo>& packs) {
+  for (const auto& p : packs) {
+    try {
+      std::lock_guard lock(store.mu);
+      auto st = store.catalog.db().prepare("SELECT 1 FROM packs WHERE name = ?1");
+      st.bind(1, p.name);
+      if (!st.step()) io::remove_file(store.pack_path(p.name));
+    } catch (...) {
+    }
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,65 @@
+#include "tessera/store.h"
+
+#include "engine/store_impl.h"
+#include "io/file.h"
+#include "tessera/error.h"
+
+namespace tessera {
+namespace {
+
+CheckpointSummary summarize(const catalog::CheckpointInfo& c) {
+  return CheckpointSummary{c.name,          c.created_at,    c.world_size,   c.tensor_count,
+                           c.value_count,   c.logical_bytes, c.stored_bytes, c.metadata};
+}
+
+}  // namespace
+
+Store Store::open(const std::string& path, const StoreOptions& options) {
+  using catalog::Catalog;
+  const std::string db = path + "/catalog.db";
+  const bool exists = io::exists(db);
+  if (!exists && (options.read_only || !options.create_if_missing))
+    throw StoreError("'" + path + "' is not a tessera store (no catalog.db)");
+  try {
+    if (!options.read_only) {
+      io::make_dirs(path + "/packs");
+      io::make_dirs(path + "/tmp");
+    }
+    auto mode = options.read_only ? Catalog::Mode::kReadOnly : Catalog::Mode::kReadWrite;
+    auto impl = std::make_shared<Impl>(path, options.read_only, Catalog::open(db, mode, !exists));
+    return Store(std::move(impl));
+  } catch (const catalog::CatalogError& e) {
+    throw StoreError(e.what());
+  } catch (const io::IoError& e) {
+    throw StoreError(std::string("store '") + path + "': " + e.what());
+  }
+}
+
+Store Store::open_read_only(const std::string& path) {
+  StoreOptions o;
+  o.read_only = true;
+  return open(path, o);
+}
+
+const std::string& Store::path() const { return impl_->path; }
+bool Store::read_only() const { return impl_->read_only; }
+
+std::vector<CheckpointSummary> Store::checkpoints() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<CheckpointSummary> out;
+  for (const auto& c : impl_->catalog.list_checkpoints()) out.push_back(summarize(c));
+  return out;
+}
+
+CheckpointSummary Store::checkpoint(const std::string& name) const {
+  std::lock_guard lock(impl_->mu);
+  return summarize(require_checkpoint(*impl_, name));
+}
+
+catalog::CheckpointInfo require_checkpoint(Store::Impl& store, const std::string& name) {
+  auto c = store.catalog.find_checkpoint(name);
+  if (!c) throw NotFoundError("checkpoint '" + name + "' not found in store '" + store.path + "'");
+  return *c;
+}
+
+}  // namespace tessera

@@ -1,0 +1,19 @@
+// Validation of TensorViews shared by save and load: errors name the entry.
+#pragma once
+
+#include <string>
+
+#include "geometry/box.h"
+#include "tessera/state_dict.h"
+
+namespace tessera {
+
+// Throws InvalidArgument naming `name` when the view is malformed: ranks that
+// disagree, negative extents, a shard outside its global shape, no data.
+void check_view(const std::string& name, const TensorView& view);
+
+// The shard's box in global coordinates, and its memory layout.
+inline Box local_box(const TensorView& v) { return Box{v.offsets, v.sizes}; }
+inline StridedView strided(const TensorView& v) { return StridedView{local_box(v), v.data, v.strides}; }
+
+}  // namespace tessera

@@ -1,0 +1,48 @@
+// Chunk codecs. A chunk is stored raw or compressed; the choice is made per
+// chunk and recorded in the pack footer and the catalog.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+// On-disk codec ids: never renumber; retired values stay reserved.
+enum class Codec : uint8_t {
+  kRaw = 0,          // stored bytes are the raw bytes
+  kLz4 = 1,          // LZ4 block format over the raw bytes
+  kShuffleLz4 = 2,   // byte shuffle with width elem_size, then LZ4 block format
+};
+
+const char* codec_name(Codec c);
+bool codec_known(uint8_t value);
+
+// What the writer may choose.
+enum class CompressionPolicy {
+  kAuto,        // try shuffle+lz4 on a sample, keep it only where it pays (default)
+  kNone,        // always raw
+  kLz4,         // force LZ4 (falls back to raw if it would grow the chunk)
+  kShuffleLz4,  // force shuffle+LZ4 (same fallback)
+};
+
+struct Encoded {
+  Codec codec = Codec::kRaw;
+  std::vector<std::byte> bytes;  // empty when codec == kRaw: the raw bytes are stored as is
+};
+
+// Encodes `raw` under `policy`; elem_size is the shuffle width.
+Encoded encode_chunk(const std::byte* raw, size_t n, size_t elem_size, CompressionPolicy policy);
+
+// Decodes `stored` into exactly raw_len bytes at `out`. Throws
+// std::runtime_error (with a message saying what is wrong) on malformed input.
+void decode_chunk(Codec codec, const std::byte* stored, size_t stored_len, size_t elem_size,
+                  std::byte* out, size_t raw_len);
+
+// Byte shuffle: element i's byte b goes to position b * count + i. Exposed
+// for tests and benchmarks.
+void byte_shuffle(const std::byte* in, size_t n, size_t width, std::byte* out);
+void byte_unshuffle(const std::byte* in, size_t n, size_t width, std::byte* out);
+
+}  // namespace tessera
