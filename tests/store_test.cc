@@ -1,1 +1,576 @@
+// The engine end to end, without LibTorch: save state dicts (single process
+// and as several "ranks" through write_shards + commit_checkpoint), load them
+// into other layouts, and feed every kind of bad input and damage.
 #include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+
+#include "engine/commit.h"
+#include "engine/shard_writer.h"
+#include "io/file.h"
+#include "tessera/checkpoint.h"
+#include "tessera/error.h"
+#include "tessera/inspect.h"
+#include "test_util.h"
+
+using namespace tessera;
+using tessera::test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+const char* dtype_for(size_t elem) {
+  switch (elem) {
+    case 1: return "uint8";
+    case 2: return "bfloat16";
+    case 4: return "float32";
+    default: return "float64";
+  }
+}
+
+// A global tensor held in full, in row-major order.
+struct Global {
+  Shape shape;
+  size_t elem;
+  std::vector<std::byte> data;
+
+  Box whole() const { return Box::whole(shape); }
+  // A dense copy of `box`.
+  std::vector<std::byte> extract(const Box& box) const {
+    std::vector<std::byte> out(static_cast<size_t>(box.volume()) * elem);
+    copy_region(box, StridedView::dense(whole(), const_cast<std::byte*>(data.data())),
+                StridedView::dense(box, out.data()), elem);
+    return out;
+  }
+};
+
+// Splits `box` into a random grid of sub-boxes with uneven edges.
+std::vector<Box> random_partition(const Shape& shape, std::mt19937_64& rng, int max_cuts) {
+  std::vector<std::vector<int64_t>> cuts(shape.size());
+  for (size_t d = 0; d < shape.size(); ++d) {
+    cuts[d] = {0, shape[d]};
+    int n = static_cast<int>(rng() % static_cast<uint64_t>(max_cuts + 1));
+    for (int i = 0; i < n && shape[d] > 1; ++i) cuts[d].push_back(1 + static_cast<int64_t>(rng() % (shape[d] - 1)));
+    std::sort(cuts[d].begin(), cuts[d].end());
+    cuts[d].erase(std::unique(cuts[d].begin(), cuts[d].end()), cuts[d].end());
+  }
+  std::vector<Box> out{Box{}};
+  for (size_t d = 0; d < shape.size(); ++d) {
+    std::vector<Box> next;
+    for (const Box& b : out)
+      for (size_t i = 0; i + 1 < cuts[d].size(); ++i) {
+        Box c = b;
+        c.offsets.push_back(cuts[d][i]);
+        c.sizes.push_back(cuts[d][i + 1] - cuts[d][i]);
+        next.push_back(c);
+      }
+    out = next;
+  }
+  return out;
+}
+
+TensorView view_of(const Global& g, std::vector<std::byte>& buf, const Box& box) {
+  TensorView v = TensorView::contiguous(dtype_for(g.elem), g.elem, buf.data(), box.sizes);
+  return v.as_shard(g.shape, box.offsets);
+}
+
+}  // namespace
+
+TEST_CASE("property: random tensors saved in random layouts load bit-exact into random layouts") {
+  std::mt19937_64 rng(1234);
+  for (int iter = 0; iter < 60; ++iter) {
+    CAPTURE(iter);
+    TempDir dir("prop");
+    Store store = Store::open(dir.path());
+    std::vector<Global> tensors;
+    int n_tensors = 1 + static_cast<int>(rng() % 3);
+    for (int t = 0; t < n_tensors; ++t) {
+      Global g;
+      size_t rank = rng() % 5;
+      for (size_t d = 0; d < rank; ++d) g.shape.push_back(1 + static_cast<int64_t>(rng() % (rank > 2 ? 9 : 40)));
+      g.elem = size_t{1} << (rng() % 4);
+      g.data = (rng() % 2) ? test::random_bytes(static_cast<size_t>(volume(g.shape)) * g.elem, rng())
+                           : test::smooth_bytes(static_cast<size_t>(volume(g.shape)) * g.elem, rng());
+      tensors.push_back(std::move(g));
+    }
+    SaveOptions so;
+    so.chunk_bytes = 16 << (rng() % 6);
+    so.compression = (rng() % 2) ? Compression::kNone : Compression::kAuto;
+    so.threads = 1 + rng() % 3;
+    std::vector<std::vector<std::byte>> buffers;
+    // A rank's state dict holds one shard per tensor name, so save extra shards as extra ranks.
+    std::vector<RankManifest> manifests;
+    {
+      int64_t next_rank = 0;
+      for (int t = 0; t < n_tensors; ++t) {
+        auto shards = random_partition(tensors[t].shape, rng, 2);
+        for (const Box& b : shards) {
+          StateDict sd;
+          buffers.push_back(tensors[t].extract(b));
+          sd.add_tensor("t" + std::to_string(t), view_of(tensors[t], buffers.back(), b));
+          RankManifest m = write_shards(sd, store.impl(), so);
+          m.rank = next_rank++;
+          manifests.push_back(std::move(m));
+        }
+      }
+      so.world_size = next_rank;
+      commit_checkpoint(store.impl(), "ckpt", manifests, so);
+    }
+    REQUIRE(verify(store).ok());
+
+    // Load: a random partition of each tensor, each part into a strided target.
+    Store reader = Store::open_read_only(dir.path());
+    for (int t = 0; t < n_tensors; ++t) {
+      const Global& g = tensors[t];
+      for (const Box& b : random_partition(g.shape, rng, 2)) {
+        Shape layout = b.sizes;  // rows padded by one element: a non-contiguous target
+        if (b.rank() > 0 && (rng() % 2)) layout.back() += 1;
+        Shape strides = contiguous_strides(layout);
+        std::vector<std::byte> out(static_cast<size_t>(volume(layout)) * g.elem, std::byte{0xAB});
+        TensorView v{dtype_for(g.elem), g.elem, out.data(), b.sizes, strides, g.shape, b.offsets};
+        StateDict sd;
+        sd.add_tensor("t" + std::to_string(t), v);
+        LoadOptions lo;
+        lo.verify = rng() % 2;
+        lo.strict = true;
+        LoadResult r = load(sd, reader, "ckpt", lo);
+        // bit-exact
+        std::vector<std::byte> got(static_cast<size_t>(b.volume()) * g.elem);
+        copy_region(b, StridedView{b, out.data(), strides}, StridedView::dense(b, got.data()), g.elem);
+        REQUIRE(got == g.extract(b));
+        // only the chunks that intersect the box are read
+        uint64_t intersecting = 0;
+        for (const auto& m : manifests)
+          for (const auto& rec : m.tensors)
+            if (rec.name == "t" + std::to_string(t))
+              for (const auto& p : rec.pieces) intersecting += intersect(p.box, b) ? 1 : 0;
+        CHECK(r.chunks_read == intersecting);
+        // raw chunks without verification: exactly the bytes the box needs
+        if (so.compression == Compression::kNone && !lo.verify)
+          CHECK(r.bytes_read == static_cast<uint64_t>(b.volume()) * g.elem);
+        else
+          CHECK(r.bytes_read >= (so.compression == Compression::kNone ? static_cast<uint64_t>(b.volume()) * g.elem : 0));
+      }
+    }
+  }
+}
+
+namespace {
+
+// A small state: two float32 matrices (random, so raw chunks), a scalar, values.
+struct Fixture {
+  TempDir dir{"store"};
+  std::vector<float> w = std::vector<float>(64 * 1024), b = std::vector<float>(1000);
+  double scalar = 3.25;
+
+  Fixture() {
+    std::mt19937 rng(9);
+    std::normal_distribution<float> n;
+    for (auto& x : w) x = n(rng);
+    for (auto& x : b) x = n(rng);
+  }
+  StateDict state() {
+    StateDict sd;
+    sd.add_tensor("model.w", TensorView::contiguous("float32", 4, w.data(), {64, 1024}));
+    sd.add_tensor("model.b", TensorView::contiguous("float32", 4, b.data(), {1000}));
+    sd.add_tensor("scalar", TensorView::contiguous("float64", 8, &scalar, {}));
+    sd.add_value("step", int64_t{42});
+    sd.add_value("lr", 0.001);
+    sd.add_value("tag", std::string("run-7"));
+    sd.add_value("rng", Bytes{std::string("\x00\x01\xff", 3)});
+    return sd;
+  }
+  SaveOptions options() {
+    SaveOptions o;
+    o.chunk_bytes = 64 << 10;
+    return o;
+  }
+  std::vector<std::string> packs() {
+    std::vector<std::string> out;
+    for (auto& e : fs::directory_iterator(dir / "packs")) out.push_back(e.path().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+struct Loaded {
+  std::vector<float> w = std::vector<float>(64 * 1024, -1), b = std::vector<float>(1000, -1);
+  double scalar = 0;
+  StateDict sd;
+  Loaded() {
+    sd.add_tensor("model.w", TensorView::contiguous("float32", 4, w.data(), {64, 1024}));
+    sd.add_tensor("model.b", TensorView::contiguous("float32", 4, b.data(), {1000}));
+    sd.add_tensor("scalar", TensorView::contiguous("float64", 8, &scalar, {}));
+    sd.add_value("step", int64_t{0});
+    sd.add_value("lr", 0.0);
+    sd.add_value("tag", std::string());
+    sd.add_value("rng", Bytes{});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("round trip of tensors, 0-D tensors and every value kind") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  SaveResult r = save(f.state(), store, "step-1", f.options());
+  CHECK(r.chunks == 64 * 1024 * 4 / (64 << 10) + 1 + 1);
+  CHECK(r.packs == 1);
+  Loaded l;
+  LoadResult lr = load(l.sd, Store::open_read_only(f.dir.path()), "step-1");
+  CHECK(l.w == f.w);
+  CHECK(l.b == f.b);
+  CHECK(l.scalar == 3.25);
+  CHECK(std::get<int64_t>(l.sd.value("step")) == 42);
+  CHECK(std::get<double>(l.sd.value("lr")) == 0.001);
+  CHECK(std::get<std::string>(l.sd.value("tag")) == "run-7");
+  CHECK(std::get<Bytes>(l.sd.value("rng")).data == std::string("\x00\x01\xff", 3));
+  CHECK(lr.missing_keys.empty());
+  CHECK(lr.unexpected_keys.empty());
+  auto s = store.checkpoint("step-1");
+  CHECK(s.tensors == 3);
+  CHECK(s.values == 4);
+  CHECK(s.logical_bytes == 64 * 1024 * 4 + 4000 + 8);
+}
+
+TEST_CASE("empty tensors and non-contiguous (transposed) sources") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  // A 3x5 int16 matrix viewed transposed: sizes [5, 3], strides [1, 5].
+  std::vector<int16_t> m(15);
+  for (int i = 0; i < 15; ++i) m[i] = static_cast<int16_t>(i * 7 - 20);
+  TensorView t{"int16", 2, reinterpret_cast<std::byte*>(m.data()), {5, 3}, {1, 5}, {5, 3}, {0, 0}};
+  // An expanded (stride 0) row.
+  int32_t one = 77;
+  TensorView expanded{"int32", 4, reinterpret_cast<std::byte*>(&one), {4}, {0}, {4}, {0}};
+  StateDict sd;
+  sd.add_tensor("transposed", t);
+  sd.add_tensor("expanded", expanded);
+  sd.add_tensor("empty", TensorView::contiguous("float32", 4, nullptr, {0, 7}));
+  save(sd, store, "c");
+  std::vector<int16_t> out(15);
+  std::vector<int32_t> ex(4);
+  StateDict ld;
+  ld.add_tensor("transposed", TensorView::contiguous("int16", 2, out.data(), {5, 3}));
+  ld.add_tensor("expanded", TensorView::contiguous("int32", 4, ex.data(), {4}));
+  ld.add_tensor("empty", TensorView::contiguous("float32", 4, nullptr, {0, 7}));
+  load(ld, store, "c");
+  for (int r = 0; r < 5; ++r)
+    for (int c = 0; c < 3; ++c) CHECK(out[r * 3 + c] == m[c * 5 + r]);
+  CHECK(ex == std::vector<int32_t>(4, 77));
+}
+
+TEST_CASE("keys: strict loads refuse missing keys, subsets load with strict=false, extras are reported") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "c", f.options());
+  Loaded l;
+  std::vector<float> extra(3);
+  l.sd.add_tensor("model.extra", TensorView::contiguous("float32", 4, extra.data(), {3}));
+  std::string m = error_of([&] { load(l.sd, store, "c"); });
+  CHECK(has(m, "'model.extra'"));
+  CHECK(has(m, "strict=false"));
+  CHECK(l.b[0] == -1);  // nothing was loaded
+  LoadOptions lax;
+  lax.strict = false;
+  LoadResult r = load(l.sd, store, "c", lax);
+  CHECK(r.missing_keys == std::vector<std::string>{"model.extra"});
+  CHECK(l.b == f.b);
+
+  StateDict subset;
+  std::vector<float> b(1000);
+  subset.add_tensor("model.b", TensorView::contiguous("float32", 4, b.data(), {1000}));
+  r = load(subset, store, "c");
+  CHECK(b == f.b);
+  CHECK(r.unexpected_keys.size() == 6);
+  CHECK(r.bytes_read == 4000);
+}
+
+TEST_CASE("shape and dtype mismatches name the tensor and both values") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "c", f.options());
+  std::vector<float> b(1000);
+  StateDict wrong_shape;
+  wrong_shape.add_tensor("model.b", TensorView::contiguous("float32", 4, b.data(), {999}));
+  std::string m = error_of([&] { load(wrong_shape, store, "c"); });
+  CHECK(has(m, "tensor 'model.b'"));
+  CHECK(has(m, "saved shape [1000], target [999]"));
+  StateDict wrong_dtype;
+  wrong_dtype.add_tensor("model.b", TensorView::contiguous("int32", 4, b.data(), {1000}));
+  m = error_of([&] { load(wrong_dtype, store, "c"); });
+  CHECK(has(m, "saved dtype float32, target int32"));
+  LoadOptions cast;
+  cast.allow_cast = true;
+  m = error_of([&] { load(wrong_dtype, store, "c", cast); });
+  CHECK(has(m, "LibTorch layer"));
+  StateDict wrong_kind;
+  wrong_kind.add_value("step", std::string("x"));
+  CHECK(has(error_of([&] { load(wrong_kind, store, "c"); }), "value 'step': saved int, target string"));
+  CHECK(has(error_of([&] { load(wrong_kind, store, "nope"); }), "checkpoint 'nope' not found"));
+}
+
+TEST_CASE("malformed shards are refused before anything is written") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  std::vector<float> x(8);
+  StateDict sd;
+  sd.add_tensor("w", TensorView::contiguous("float32", 4, x.data(), {4, 2}).as_shard({6, 2}, {3, 0}));
+  std::string m = error_of([&] { save(sd, store, "c"); });
+  CHECK(has(m, "tensor 'w'"));
+  CHECK(has(m, "does not fit the global shape [6, 2]"));
+  CHECK(store.checkpoints().empty());
+  CHECK(fs::is_empty(dir / "packs"));
+}
+
+TEST_CASE("ranks that disagree, overlap or leave gaps are refused naming tensor and ranks") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  std::vector<float> x(8, 1.0f), y(8, 2.0f);
+  auto manifest = [&](int64_t rank, TensorView v) {
+    StateDict sd;
+    sd.add_tensor("layer.w", v);
+    RankManifest m = write_shards(sd, store.impl(), SaveOptions{});
+    m.rank = rank;
+    return m;
+  };
+  auto top = TensorView::contiguous("float32", 4, x.data(), {2, 4}).as_shard({4, 4}, {0, 0});
+  auto bottom = TensorView::contiguous("float32", 4, y.data(), {2, 4}).as_shard({4, 4}, {2, 0});
+  auto overlapping = TensorView::contiguous("float32", 4, y.data(), {2, 4}).as_shard({4, 4}, {1, 0});
+  auto other_dtype = TensorView::contiguous("int32", 4, y.data(), {2, 4}).as_shard({4, 4}, {2, 0});
+  auto commit = [&](std::vector<RankManifest> ms) {
+    return error_of([&] { commit_checkpoint(store.impl(), "c", ms, SaveOptions{}); });
+  };
+  std::string m = commit({manifest(0, top), manifest(1, overlapping)});
+  CHECK(has(m, "tensor 'layer.w' (saved by ranks 0, 1)"));
+  CHECK(has(m, "overlap"));
+  m = commit({manifest(0, top)});
+  CHECK(has(m, "8 of 16 elements are not covered"));
+  m = commit({manifest(0, top), manifest(3, other_dtype)});
+  CHECK(has(m, "rank 0 saved dtype float32"));
+  CHECK(has(m, "rank 3 saved dtype int32"));
+  // Replicas of one box must agree.
+  auto replica = TensorView::contiguous("float32", 4, y.data(), {2, 4}).as_shard({4, 4}, {0, 0});
+  m = commit({manifest(0, top), manifest(1, bottom), manifest(2, replica)});
+  CHECK(has(m, "hold different data"));
+  CHECK(store.checkpoints().empty());
+  CHECK(commit({manifest(0, top), manifest(1, bottom), manifest(2, top)}).empty());
+  CHECK(store.checkpoints().size() == 1);
+}
+
+TEST_CASE("an existing checkpoint name is refused and the earlier checkpoint is untouched") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "c", f.options());
+  f.w[0] += 1;
+  try {
+    save(f.state(), store, "c", f.options());
+    FAIL("saved twice under one name");
+  } catch (const AlreadyExistsError& e) {
+    CHECK(has(e.what(), "checkpoint 'c' already exists"));
+  }
+  f.w[0] -= 1;
+  Loaded l;
+  load(l.sd, store, "c");
+  CHECK(l.w == f.w);
+}
+
+TEST_CASE("dedup: saving the same state twice writes no chunk data the second time") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  SaveResult first = save(f.state(), store, "a", f.options());
+  CHECK(first.chunks_written == first.chunks);
+  SaveResult second = save(f.state(), store, "b", f.options());
+  CHECK(second.chunks_written == 0);
+  CHECK(second.written_bytes == 0);
+  CHECK(second.packs == 0);
+  f.w[5] = 123.0f;  // one chunk changes
+  SaveResult third = save(f.state(), store, "c", f.options());
+  CHECK(third.chunks_written == 1);
+  Loaded l;
+  load(l.sd, store, "b");
+  CHECK(l.b == f.b);
+  load(l.sd, store, "c");
+  CHECK(l.w == f.w);
+}
+
+TEST_CASE("corruption is an error naming checkpoint, tensor, chunk and pack - never wrong data") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "c", f.options());
+  REQUIRE(f.packs().size() == 1);
+  const std::string pack = f.packs()[0];
+  const std::string pack_name = fs::path(pack).filename().string();
+  auto load_error = [&](bool verify = true) {
+    Loaded l;
+    LoadOptions o;
+    o.verify = verify;
+    return error_of([&] { load(l.sd, Store::open_read_only(f.dir.path()), "c", o); });
+  };
+  auto flip = [&](uint64_t offset) {
+    std::fstream io(pack, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(static_cast<std::streamoff>(offset));
+    char c = static_cast<char>(io.get());
+    io.seekp(static_cast<std::streamoff>(offset));
+    io.put(static_cast<char>(c ^ 0x5a));
+  };
+  SUBCASE("flipped byte in a raw chunk") {
+    flip(1000);
+    std::string m = load_error();
+    CHECK(has(m, "checkpoint 'c'"));
+    CHECK(has(m, "tensor 'model."));
+    CHECK(has(m, "in pack '" + pack_name + "'"));
+    CHECK(has(m, "checksum mismatch"));
+    CHECK(load_error(false).empty());  // opting out of verification reads the damaged bytes
+    VerifyReport v = verify(store);
+    REQUIRE(v.damaged.size() == 1);
+    CHECK(v.damaged[0].pack == pack_name);
+    CHECK(v.damaged[0].users.size() == 1);
+  }
+  SUBCASE("truncated pack") {
+    fs::resize_file(pack, fs::file_size(pack) / 2);
+    std::string m = load_error();
+    CHECK(has(m, "checkpoint 'c'"));
+    CHECK(has(m, pack_name));
+    CHECK(!verify(store).ok());
+  }
+  SUBCASE("missing pack") {
+    fs::remove(pack);
+    std::string m = load_error();
+    CHECK(has(m, pack_name));
+    CHECK(has(m, "No such file"));
+    CHECK(verify(store).damaged.size() == 6);  // every chunk lived in the one pack
+  }
+  SUBCASE("foreign file in place of the pack") {
+    std::ofstream(pack, std::ios::trunc) << std::string(300000, 'x');
+    CHECK(has(load_error(), "checksum mismatch"));
+    auto v = verify(store);
+    REQUIRE(!v.ok());
+    CHECK(has(v.damaged[0].problem, "not a tessera pack"));
+  }
+}
+
+TEST_CASE("compressed chunks: damage is caught before decoding") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  auto smooth = test::smooth_bytes(1 << 20, 3);
+  StateDict sd;
+  sd.add_tensor("emb", TensorView::contiguous("bfloat16", 2, smooth.data(), {512, 1024}));
+  SaveResult r = save(sd, store, "c");
+  CHECK(r.written_bytes < smooth.size());
+  std::vector<std::byte> out(smooth.size());
+  StateDict ld;
+  ld.add_tensor("emb", TensorView::contiguous("bfloat16", 2, out.data(), {512, 1024}));
+  load(ld, store, "c");
+  CHECK(out == smooth);
+  std::string pack = fs::directory_iterator(dir / "packs")->path().string();
+  {
+    std::fstream io(pack, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(200);
+    io.put('\x01');
+  }
+  std::string m = error_of([&] { load(ld, store, "c"); });
+  CHECK(has(m, "tensor 'emb'"));
+  CHECK(has(m, "checksum mismatch in the stored bytes"));
+}
+
+TEST_CASE("a full disk fails the save naming the file; nothing is committed or left behind") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "before", f.options());
+  auto packs_before = f.packs();
+  f.w[0] = 99;  // so the next save has new chunks to write
+  int writes = 0;
+  io::set_write_fault_hook([&](const std::string&, size_t) { return ++writes > 2 ? ENOSPC : 0; });
+  std::string m = error_of([&] { save(f.state(), store, "after", f.options()); });
+  io::set_write_fault_hook(nullptr);
+  CHECK(has(m, "No space left on device"));
+  CHECK(has(m, f.dir.path()));
+  CHECK(store.checkpoints().size() == 1);
+  CHECK(f.packs() == packs_before);
+  CHECK(fs::is_empty(f.dir / "tmp"));
+  CHECK(verify(store).ok());
+}
+
+TEST_CASE("a store from a newer tessera, or a directory that is not a store, is refused") {
+  TempDir dir("store");
+  CHECK(has(error_of([&] { Store::open_read_only(dir.path()); }), "is not a tessera store"));
+  { Store::open(dir.path()); }
+  {
+    catalog::Db db(dir / "catalog.db", 0x2);
+    db.exec("PRAGMA user_version = 7");
+  }
+  try {
+    Store::open(dir.path());
+    FAIL("opened a newer catalog");
+  } catch (const StoreError& e) {
+    CHECK(has(e.what(), "newer than this tessera supports"));
+  }
+}
+
+TEST_CASE("crash safety: a save killed at random points leaves every committed checkpoint intact") {
+  TempDir dir("crash");
+  std::vector<std::vector<float>> data(6, std::vector<float>(256 * 1024));
+  auto fill = [&](int version) {
+    std::mt19937 rng(static_cast<unsigned>(version));
+    for (auto& t : data)
+      for (auto& x : t) x = static_cast<float>(rng());
+  };
+  auto state = [&] {
+    StateDict sd;
+    for (size_t i = 0; i < data.size(); ++i)
+      sd.add_tensor("t" + std::to_string(i), TensorView::contiguous("float32", 4, data[i].data(), {256, 1024}));
+    return sd;
+  };
+  SaveOptions o;
+  o.chunk_bytes = 256 << 10;
+  o.pack_bytes = 1 << 20;  // several packs per save, so kills land between renames too
+  std::mt19937 rng(77);
+  for (int round = 0; round < 12; ++round) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      try {
+        fill(round);
+        Store store = Store::open(dir.path());
+        save(state(), store, "round-" + std::to_string(round), o);
+      } catch (...) {
+        _exit(3);
+      }
+      _exit(0);
+    }
+    usleep(static_cast<useconds_t>(rng() % 60000));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+  }
+  Store store = Store::open_read_only(dir.path());
+  for (const auto& c : store.checkpoints()) {
+    int round = std::stoi(c.name.substr(6));
+    fill(round);
+    std::vector<std::vector<float>> expected = data;
+    for (auto& t : data) std::fill(t.begin(), t.end(), 0.0f);
+    StateDict sd = state();
+    load(sd, store, c.name);
+    CHECK(data == expected);
+  }
+  CHECK(verify(store).ok());
+  MESSAGE(store.checkpoints().size() << " of 12 killed saves had committed");
+}
