@@ -16,7 +16,7 @@ CREATE TABLE chunks (
   raw_len     INTEGER NOT NULL,
   codec       INTEGER NOT NULL,            -- 0 raw, 1 lz4, 2 shuffle+lz4
   elem_size   INTEGER NOT NULL,            -- shuffle width
-  stored_sum  INTEGER NOT NULL,            -- XXH3-64 of the stored bytes, as signed 64-bit
+  stored_sum  INTEGER NOT NULL,            -- XXH3-64 of the stored bytes (raw chunks: of block_sums), signed
   block_sums  BLOB    NOT NULL             -- raw chunks: u64 LE XXH3-64 per 64 KiB block; else empty
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX chunks_by_pack ON chunks(pack_id);

@@ -44,8 +44,12 @@ struct TensorEntry {
   // Load only: called when the saved dtype differs from view.dtype and the
   // caller allowed casts; returns a view in the saved dtype to load into.
   std::function<TensorView(const std::string& saved_dtype)> cast_target;
-  // Load only: called after the entry's bytes have landed (and verified).
-  std::function<void()> finish_load;
+  // Save only: called before the view's bytes are read (e.g. to copy a
+  // CUDA tensor into its pinned host staging buffer).
+  std::function<void()> before_save;
+  // Load only: called after the entry's bytes have landed (and verified);
+  // `cast` is true when they landed in the view cast_target returned.
+  std::function<void(bool cast)> finish_load;
   // Keeps staging buffers alive as long as the entry.
   std::shared_ptr<void> keep_alive;
 };

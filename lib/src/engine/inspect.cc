@@ -42,6 +42,7 @@ std::string check_chunk(const pack::PackReader& reader, const pack::ChunkEntry& 
   std::vector<std::byte> stored(e.stored_len);
   reader.read(e.offset, e.stored_len, stored.data());
   if (e.codec == Codec::kRaw) {
+    if (e.stored_len != e.raw_len) return "raw chunk with stored length " + std::to_string(e.stored_len) + " != raw length " + std::to_string(e.raw_len);
     if (e.block_sums.size() != pack::block_count(e.raw_len)) return "block checksums missing";
     for (uint64_t b = 0; b < e.block_sums.size(); ++b) {
       uint64_t start = b * pack::kBlockBytes, len = std::min(pack::kBlockBytes, e.raw_len - start);

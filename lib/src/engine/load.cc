@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <deque>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -75,7 +76,8 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     return "checkpoint '" + checkpoint + "', tensor '" + name + "'";
   };
   std::vector<ReadJob> jobs;
-  std::vector<TensorEntry*> loaded;
+  std::vector<std::pair<TensorEntry*, bool>> loaded;  // entry, was cast
+  std::deque<TensorView> targets;  // where bytes land: the entry's view, or a cast staging view
   for (auto& [name, entry] : state.entries()) {
     const bool is_tensor = tensors.count(name) != 0, is_value = values.count(name) != 0;
     if (!is_tensor && !is_value) {
@@ -96,6 +98,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     if (te.view.global_shape != rec.shape)
       throw InvalidArgument(where(name) + ": saved shape " + to_string(rec.shape) + ", target " +
                             to_string(te.view.global_shape));
+    const TensorView* target_view = &te.view;
     if (te.view.dtype != rec.dtype) {
       if (!options.allow_cast)
         throw InvalidArgument(where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
@@ -103,16 +106,17 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
       if (!te.cast_target)
         throw InvalidArgument(where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
                               ": converting needs the LibTorch layer (tessera/torch.h)");
-      te.view = te.cast_target(rec.dtype);
+      targets.push_back(te.cast_target(rec.dtype));
+      target_view = &targets.back();
     }
-    if (static_cast<int64_t>(te.view.elem_size) != rec.elem_size)
+    if (static_cast<int64_t>(target_view->elem_size) != rec.elem_size)
       throw InvalidArgument(where(name) + ": saved element size " + std::to_string(rec.elem_size) + ", target " +
-                            std::to_string(te.view.elem_size));
-    check_view(name, te.view);
-    const Box target = local_box(te.view);
+                            std::to_string(target_view->elem_size));
+    check_view(name, *target_view);
+    const Box target = local_box(*target_view);
     for (const auto& p : rec.pieces)
-      if (auto region = intersect(p.box, target)) jobs.push_back(ReadJob{&name, &te.view, p.box, *region, p.chunk});
-    loaded.push_back(&te);
+      if (auto region = intersect(p.box, target)) jobs.push_back(ReadJob{&name, target_view, p.box, *region, p.chunk});
+    loaded.emplace_back(&te, target_view != &te.view);
   }
   if (!result.missing_keys.empty() && options.strict)
     throw NotFoundError("checkpoint '" + checkpoint + "' has no entries " + join_first(result.missing_keys) +
@@ -147,6 +151,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     try {
       const pack::PackReader& reader = packs.get(loc.pack);
       if (e.codec == Codec::kRaw) {
+        if (e.stored_len != e.raw_len) throw damaged("raw chunk with mismatched stored and raw lengths");
         auto ranges = plan::region_byte_ranges(j.chunk_box, j.region, elem);
         if (options.verify) ranges = plan::widen_to_blocks(ranges, pack::kBlockBytes, e.raw_len);
         for (const auto& r : ranges) {
@@ -182,8 +187,8 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     }
     copy_region(j.region, StridedView::dense(j.chunk_box, raw.get()), strided(*j.target), elem);
   });
-  for (TensorEntry* te : loaded)
-    if (te->finish_load) te->finish_load();
+  for (auto [te, cast] : loaded)
+    if (te->finish_load) te->finish_load(cast);
   result.bytes_read = bytes_read;
   result.chunks_read = jobs.size();
   return result;

@@ -93,7 +93,9 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
       m.values.push_back(catalog::ValueRecord{name, *v});
       continue;
     }
-    const TensorView& view = std::get<TensorEntry>(entry).view;
+    const TensorEntry& te = std::get<TensorEntry>(entry);
+    if (te.before_save) te.before_save();
+    const TensorView& view = te.view;
     check_view(name, view);
     catalog::TensorRecord rec;
     rec.name = name;

@@ -25,7 +25,7 @@ TensorView TensorView::as_shard(Shape global, Shape offs) const {
 }
 
 void StateDict::add_tensor(const std::string& name, TensorView view) {
-  add_tensor(name, TensorEntry{std::move(view), {}, {}, {}});
+  add_tensor(name, TensorEntry{std::move(view), {}, {}, {}, {}});
 }
 
 void StateDict::add_tensor(const std::string& name, TensorEntry entry) {

@@ -28,7 +28,7 @@ struct ChunkEntry {
   uint64_t offset = 0;        // of the stored bytes within the pack
   uint64_t stored_len = 0;
   uint64_t raw_len = 0;
-  uint64_t stored_sum = 0;    // XXH3-64 of the stored bytes
+  uint64_t stored_sum = 0;    // XXH3-64 of the stored bytes; raw chunks: of block_sums
   Codec codec = Codec::kRaw;
   uint8_t elem_size = 1;      // shuffle width
   std::vector<uint64_t> block_sums;  // raw chunks: XXH3-64 of each kBlockBytes block

@@ -34,6 +34,7 @@ std::vector<ChunkEntry> PackReader::read_footer() const {
   std::memcpy(&chunk_count, trailer + 16, 8);
   std::memcpy(&footer_sum, trailer + 24, 8);
   std::memcpy(&version, trailer + 32, 4);
+  if (version == 0) throw bad("pack format version 0 is not valid");
   if (version > kVersion)
     throw bad("pack format version " + std::to_string(version) + " is newer than this tessera reads (" +
               std::to_string(kVersion) + ")");
@@ -45,6 +46,7 @@ std::vector<ChunkEntry> PackReader::read_footer() const {
     auto entries = decode_footer(footer, chunk_count);
     for (const auto& e : entries)
       if (e.offset + e.stored_len > footer_offset) throw bad("chunk " + e.id.hex() + " extends past the data area");
+      else if (e.codec == Codec::kRaw && e.stored_len != e.raw_len) throw bad("raw chunk " + e.id.hex() + " has mismatched lengths");
     return entries;
   } catch (const PackError&) {
     throw;

@@ -1,5 +1,5 @@
 // Writes one pack: chunks are appended to a temporary file; finish() adds the
-// footer and trailer, fsyncs, and renames the file into the packs directory
+// footer and trailer, fdatasyncs, and renames the file into the packs directory
 // under its content-addressed name. Until finish() returns, nothing in the
 // packs directory has changed; a writer destroyed before that removes its
 // temporary file.
