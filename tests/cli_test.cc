@@ -1,1 +1,396 @@
+// The tessera CLI, run as a separate process (its path comes in
+// $TESSERA_CLI) against stores built with the C++ API: what it prints, and
+// its exit status (0 ok, 1 damage found, 2 bad usage or unusable store).
 #include <doctest/doctest.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tessera/checkpoint.h"
+#include "tessera/state_dict.h"
+#include "tessera/store.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using tessera::test::TempDir;
+
+namespace {
+
+struct CliResult {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+// For INFO(): what the CLI printed, shown when a check fails.
+std::string transcript(const CliResult& r) {
+  return "exit " + std::to_string(r.status) + "\n--- stdout ---\n" + r.out + "--- stderr ---\n" + r.err;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs `tessera ARGS...`, stdout and stderr captured apart so tests can tell
+// results from error messages.
+CliResult run_cli(const std::vector<std::string>& args) {
+  const char* cli = std::getenv("TESSERA_CLI");
+  REQUIRE_MESSAGE(cli != nullptr, "set TESSERA_CLI to the tessera binary");
+  TempDir io("cli-io");
+  std::string command = shell_quote(cli);
+  for (const std::string& a : args) command += " " + shell_quote(a);
+  command += " >" + shell_quote(io / "out") + " 2>" + shell_quote(io / "err");
+  const int raw = std::system(command.c_str());
+  REQUIRE(raw != -1);
+  REQUIRE(WIFEXITED(raw));
+  return CliResult{WEXITSTATUS(raw), read_file(io / "out"), read_file(io / "err")};
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+size_t line_count(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+// What every store-level failure must look like: nothing on stdout, one
+// line on stderr, prefixed, naming the culprit.
+void check_one_line_error(const CliResult& r, const std::string& culprit) {
+  INFO(transcript(r));
+  CHECK(r.status == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err.rfind("tessera: ", 0) == 0);
+  CHECK(line_count(r.err) == 1);
+  CHECK(contains(r.err, culprit));
+}
+
+constexpr const char* kNote = "say \"hi\"\nbye";  // a value that needs escaping
+
+// A store with two checkpoints:
+//   step-1: model.weight (64x1024 float32, 256 KiB of random bytes, so its
+//           one chunk is stored raw), step = 1, note = kNote
+//   step-2: the same model.weight (deduplicated: same chunk), model.bias
+//           (16 float32), step = 2
+// step-1's save writes the only pack holding model.weight's chunk.
+class StoreFixture {
+ public:
+  StoreFixture() : dir_("cli-store"), store_path_(dir_ / "store") {
+    auto weight = tessera::test::random_bytes(64 * 1024 * 4, 1);
+    auto bias = tessera::test::random_bytes(16 * 4, 2);
+    tessera::Store store = tessera::Store::open(store_path_);
+    {
+      tessera::StateDict state;
+      state.add_tensor("model.weight", tessera::TensorView::contiguous("float32", 4, weight.data(), {64, 1024}));
+      state.add_value("step", int64_t{1});
+      state.add_value("note", std::string(kNote));
+      tessera::save(state, store, "step-1");
+    }
+    packs_after_step1_ = packs();
+    {
+      tessera::StateDict state;
+      state.add_tensor("model.weight", tessera::TensorView::contiguous("float32", 4, weight.data(), {64, 1024}));
+      state.add_tensor("model.bias", tessera::TensorView::contiguous("float32", 4, bias.data(), {16}));
+      state.add_value("step", int64_t{2});
+      tessera::save(state, store, "step-2");
+    }
+  }
+
+  const std::string& path() const { return store_path_; }
+
+  std::vector<fs::path> packs() const {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(store_path_ + "/packs"))
+      if (e.path().extension() == ".pack") out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // The pack step-1 wrote: it holds model.weight's chunk.
+  fs::path weight_pack() const {
+    REQUIRE(packs_after_step1_.size() == 1);
+    return packs_after_step1_[0];
+  }
+
+ private:
+  TempDir dir_;
+  std::string store_path_;
+  std::vector<fs::path> packs_after_step1_;
+};
+
+void flip_byte(const fs::path& file, std::streamoff offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  REQUIRE(f.good());
+  f.seekg(offset);
+  char c = 0;
+  REQUIRE(f.get(c));
+  f.seekp(offset);
+  f.put(static_cast<char>(c ^ 0x5a));
+  REQUIRE(f.good());
+}
+
+void set_user_version(const std::string& db_path, int version) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(db_path.c_str(), &db) == SQLITE_OK);
+  const std::string sql = "PRAGMA user_version = " + std::to_string(version);
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+}  // namespace
+
+TEST_CASE("ls lists each checkpoint with its sizes") {
+  StoreFixture store;
+
+  SUBCASE("table") {
+    auto r = run_cli({"ls", store.path()});
+    INFO(transcript(r));
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+    CHECK(line_count(r.out) == 3);  // header + two checkpoints
+    CHECK(contains(r.out, "NAME"));
+    CHECK(contains(r.out, "STORED"));
+    CHECK(contains(r.out, "step-1"));
+    CHECK(contains(r.out, "step-2"));
+    CHECK(contains(r.out, "256.0 KiB"));  // step-1: the weight's 262144 bytes, human-sized
+    CHECK(r.out.find("step-1") < r.out.find("step-2"));  // in the order they were saved
+  }
+
+  SUBCASE("json") {
+    auto r = run_cli({"ls", store.path(), "--json"});
+    INFO(transcript(r));
+    CHECK(r.status == 0);
+    CHECK(r.out.rfind("{\n", 0) == 0);
+    CHECK(contains(r.out, "\"name\": \"step-1\""));
+    CHECK(contains(r.out, "\"name\": \"step-2\""));
+    CHECK(contains(r.out, "\"logical_bytes\": 262144"));           // step-1, exact
+    CHECK(contains(r.out, "\"logical_bytes\": " + std::to_string(262144 + 64)));  // step-2
+    CHECK(contains(r.out, "\"world_size\": 1"));
+    CHECK(contains(r.out, "\"tensors\": 2"));
+    CHECK(contains(r.out, "\"values\": 2"));
+    CHECK(contains(r.out, "\"created\": \"20"));  // ISO 8601 timestamps
+  }
+
+  SUBCASE("a store without checkpoints") {
+    TempDir dir("cli-empty");
+    tessera::Store::open(dir / "store");
+    auto r = run_cli({"ls", dir / "store"});
+    INFO(transcript(r));
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "no checkpoints"));
+    auto j = run_cli({"ls", dir / "store", "--json"});
+    CHECK(contains(j.out, "\"checkpoints\": []"));
+  }
+}
+
+TEST_CASE("show lists a checkpoint's tensors and values") {
+  StoreFixture store;
+
+  SUBCASE("table") {
+    auto r = run_cli({"show", store.path(), "step-2"});
+    INFO(transcript(r));
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+    const std::string header = r.out.substr(0, r.out.find('\n'));
+    CHECK(contains(header, "step-2"));
+    CHECK(contains(header, "world size 1"));
+    CHECK(contains(header, "2 tensors"));
+    CHECK(contains(header, "1 value,"));
+    CHECK(contains(r.out, "model.weight"));
+    CHECK(contains(r.out, "model.bias"));
+    CHECK(contains(r.out, "float32"));
+    CHECK(contains(r.out, "[64, 1024]"));
+    CHECK(contains(r.out, "[16]"));
+    CHECK(contains(r.out, "256.0 KiB"));
+    CHECK(r.out.find("model.bias") < r.out.find("model.weight"));  // ordered by name
+  }
+
+  SUBCASE("values print on one row each") {
+    auto r = run_cli({"show", store.path(), "step-1"});
+    INFO(transcript(r));
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "say \"hi\"\\nbye"));  // the newline escaped, not breaking the row
+    CHECK(line_count(r.out) == 6);             // header, blank, column header, 3 entries
+  }
+
+  SUBCASE("json") {
+    auto r = run_cli({"show", store.path(), "step-1", "--json"});
+    INFO(transcript(r));
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "\"name\": \"step-1\""));
+    CHECK(contains(r.out, "\"name\": \"model.weight\""));
+    CHECK(contains(r.out, "\"dtype\": \"float32\""));
+    CHECK(contains(r.out, "\"shape\": [64, 1024]"));
+    CHECK(contains(r.out, "\"chunks\": 1"));
+    CHECK(contains(r.out, "\"logical_bytes\": 262144"));
+    CHECK(contains(r.out, "\"kind\": \"int\""));
+    CHECK(contains(r.out, "\"value\": \"1\""));
+    CHECK(contains(r.out, "\"value\": \"say \\\"hi\\\"\\nbye\""));  // JSON-escaped
+  }
+}
+
+TEST_CASE("verify passes an intact store") {
+  StoreFixture store;
+
+  auto all = run_cli({"verify", store.path()});
+  INFO(transcript(all));
+  CHECK(all.status == 0);
+  CHECK(contains(all.out, "checked 2 chunks"));
+  CHECK(contains(all.out, "all ok"));
+
+  auto one = run_cli({"verify", store.path(), "step-1", "--threads", "1"});
+  INFO(transcript(one));
+  CHECK(one.status == 0);
+  CHECK(contains(one.out, "checked 1 chunk,"));
+
+  auto json = run_cli({"verify", store.path(), "--json"});
+  INFO(transcript(json));
+  CHECK(json.status == 0);
+  CHECK(contains(json.out, "\"ok\": true"));
+  CHECK(contains(json.out, "\"chunks_checked\": 2"));
+  CHECK(contains(json.out, "\"damaged\": []"));
+}
+
+TEST_CASE("verify reports a damaged chunk, its pack and its users") {
+  StoreFixture store;
+  const fs::path pack = store.weight_pack();
+  const std::string pack_name = pack.filename().string();
+  flip_byte(pack, 100);  // inside model.weight's raw chunk
+
+  auto r = run_cli({"verify", store.path()});
+  INFO(transcript(r));
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "damaged chunk"));
+  CHECK(contains(r.out, pack_name));
+  CHECK(contains(r.out, "checksum mismatch"));
+  CHECK(contains(r.out, "step-1: model.weight"));
+  CHECK(contains(r.out, "step-2: model.weight"));
+  CHECK(!contains(r.out, "model.bias"));  // its chunk is intact
+  CHECK(contains(r.out, "1 of 2 chunks damaged"));
+
+  auto json = run_cli({"verify", store.path(), "step-2", "--json"});
+  INFO(transcript(json));
+  CHECK(json.status == 1);
+  CHECK(contains(json.out, "\"ok\": false"));
+  CHECK(contains(json.out, "\"pack\": \"" + pack_name + "\""));
+  CHECK(contains(json.out, "\"step-2: model.weight\""));
+  CHECK(!contains(json.out, "step-1: model.weight"));  // only the checkpoints asked about
+
+  // The catalog is intact, so inspection still works.
+  CHECK(run_cli({"show", store.path(), "step-1"}).status == 0);
+}
+
+TEST_CASE("verify reports chunks of a deleted pack") {
+  StoreFixture store;
+  const fs::path pack = store.weight_pack();
+  REQUIRE(fs::remove(pack));
+
+  auto r = run_cli({"verify", store.path(), "step-1"});
+  INFO(transcript(r));
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, pack.filename().string()));
+  CHECK(contains(r.out, "step-1: model.weight"));
+
+  for (const fs::path& p : store.packs()) fs::remove(p);
+  auto none = run_cli({"verify", store.path()});
+  INFO(transcript(none));
+  CHECK(none.status == 1);
+  CHECK(contains(none.out, "2 of 2 chunks damaged"));
+  CHECK(contains(none.out, "step-2: model.bias"));
+}
+
+TEST_CASE("an unknown checkpoint is a usage error naming it") {
+  StoreFixture store;
+  check_one_line_error(run_cli({"show", store.path(), "step-404"}), "'step-404'");
+  check_one_line_error(run_cli({"verify", store.path(), "step-1", "step-404"}), "'step-404'");
+  // "--" lets a checkpoint name start with a dash.
+  check_one_line_error(run_cli({"show", store.path(), "--", "-x"}), "'-x'");
+}
+
+TEST_CASE("a directory that is not a store is refused, naming it") {
+  TempDir dir("cli-notastore");
+  for (const char* command : {"ls", "verify"}) {
+    CAPTURE(command);
+    check_one_line_error(run_cli({command, dir.path()}), dir.path());
+  }
+  check_one_line_error(run_cli({"show", dir.path(), "step-1"}), dir.path());
+  check_one_line_error(run_cli({"ls", dir / "missing"}), dir / "missing");
+}
+
+TEST_CASE("a catalog with a newer schema is refused") {
+  StoreFixture store;
+  set_user_version(store.path() + "/catalog.db", 99);
+  auto r = run_cli({"ls", store.path()});
+  check_one_line_error(r, "newer");
+  CHECK(contains(r.err, store.path()));
+  check_one_line_error(run_cli({"verify", store.path()}), "newer");
+}
+
+TEST_CASE("bad usage exits 2 with a message") {
+  TempDir dir("cli-usage");
+  const std::vector<std::vector<std::string>> cases = {
+      {},                                       // no command
+      {"frobnicate"},                           // unknown command
+      {"ls"},                                   // missing STORE
+      {"ls", dir.path(), "extra"},              // too many arguments
+      {"show", dir.path()},                     // missing CHECKPOINT
+      {"verify"},                               // missing STORE
+      {"ls", dir.path(), "--jsn"},              // unknown option
+      {"verify", dir.path(), "--threads"},      // option without its value
+      {"verify", dir.path(), "--threads", "x"}, // option with a bad value
+      {"ls", dir.path(), "--json=yes"},         // a switch given a value
+      {"help", "frobnicate"},                   // help on an unknown command
+  };
+  for (const auto& args : cases) {
+    auto r = run_cli(args);
+    std::string line;
+    for (const auto& a : args) line += a + " ";
+    INFO("tessera " << line << "\n" << transcript(r));
+    CHECK(r.status == 2);
+    CHECK(r.out.empty());
+    CHECK(!r.err.empty());
+  }
+  // The message names what was wrong.
+  CHECK(contains(run_cli({"frobnicate"}).err, "tessera: unknown command 'frobnicate'"));
+  CHECK(contains(run_cli({"ls", dir.path(), "--jsn"}).err, "'--jsn'"));
+  CHECK(contains(run_cli({"show", dir.path()}).err, "usage: tessera show STORE CHECKPOINT"));
+  CHECK(contains(run_cli({"verify", dir.path(), "--threads", "x"}).err, "'x'"));
+}
+
+TEST_CASE("--help prints usage and exits 0") {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"help"}}) {
+    auto r = run_cli(args);
+    INFO(transcript(r));
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+    CHECK(contains(r.out, "usage: tessera COMMAND"));
+    for (const char* command : {"ls", "show", "verify"}) CHECK(contains(r.out, "  " + std::string(command) + " "));
+  }
+  for (const char* command : {"ls", "show", "verify"}) {
+    CAPTURE(command);
+    // --help wins over missing or bogus arguments.
+    for (const auto& r : {run_cli({command, "--help"}), run_cli({"help", command}),
+                          run_cli({command, "/no/such/store", "-h"})}) {
+      INFO(transcript(r));
+      CHECK(r.status == 0);
+      CHECK(contains(r.out, "usage: tessera " + std::string(command)));
+      CHECK(contains(r.out, "--json"));
+    }
+  }
+}

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "engine/store_impl.h"
+#include "io/file.h"
 #include "io/thread_pool.h"
 #include "pack/pack_reader.h"
 #include "tessera/error.h"
@@ -107,14 +108,16 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   {
     std::lock_guard lock(impl.mu);
     if (names.empty()) ckpts = impl.catalog.list_checkpoints();
-    for (const auto& n : names) ckpts.push_back(require_checkpoint(impl, n));
+    for (const auto& n : names)
+      if (std::none_of(ckpts.begin(), ckpts.end(), [&](const auto& c) { return c.name == n; }))
+        ckpts.push_back(require_checkpoint(impl, n));
     for (const auto& c : ckpts)
       for (const ChunkId& id : impl.catalog.chunk_ids(c.id)) {
         auto& u = users[id];
         if (u.empty()) {
           auto loc = impl.catalog.locate(id);
-          if (!loc) {
-            loc = catalog::ChunkLocation{"(none)", {}};
+          if (!loc) {  // foreign keys forbid this; report it rather than crash
+            loc = catalog::ChunkLocation{"(no pack in the catalog)", {}};
             loc->entry.id = id;
           }
           chunks.push_back(*loc);
@@ -128,6 +131,10 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   std::map<std::string, std::string> pack_problems;
   for (const auto& c : chunks) {
     if (readers.count(c.pack) || pack_problems.count(c.pack)) continue;
+    if (!io::exists(impl.pack_path(c.pack))) {
+      pack_problems[c.pack] = "pack file is missing";
+      continue;
+    }
     try {
       auto r = std::make_unique<pack::PackReader>(impl.pack_path(c.pack));
       auto footer = r->read_footer();  // a pack whose footer is damaged is reported for each chunk
