@@ -30,11 +30,19 @@ struct TensorView {
   Shape strides;          // local element strides (any LibTorch layout, 0 for expanded dims)
   Shape global_shape;     // shape of the whole tensor
   Shape offsets;          // where the local box starts in the global tensor
+  // Several ranks may hold the same box (data-parallel replicas). Each names
+  // its index among the `replica_count` holders; the box's chunks are then
+  // split between them (chunk k is written by replica k % replica_count), so
+  // each chunk is written once, with no communication. Default: not replicated.
+  int64_t replica_index = 0;
+  int64_t replica_count = 1;
 
   // A whole, contiguous tensor.
   static TensorView contiguous(std::string dtype, size_t elem_size, void* data, Shape sizes);
   // This view as a shard at `offsets` of a global tensor of `global_shape`.
   TensorView as_shard(Shape global_shape, Shape offsets) const;
+  // This view as replica `index` of `count` ranks holding the same box.
+  TensorView as_replica(int64_t index, int64_t count) const;
 };
 
 // One tensor entry. The hooks let the LibTorch layer stage CUDA tensors and

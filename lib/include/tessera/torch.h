@@ -35,7 +35,9 @@ TensorEntry tensor_entry(const at::Tensor& tensor);
 TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offsets);
 
 void add_tensor(StateDict& state, const std::string& name, const at::Tensor& tensor);
+// `replica_index` of `replica_count`: for boxes that several ranks hold (see
+// TensorView::replica_count); each chunk is then written by one of them.
 void add_shard(StateDict& state, const std::string& name, const at::Tensor& local, Shape global_shape,
-               Shape offsets);
+               Shape offsets, int64_t replica_index = 0, int64_t replica_count = 1);
 
 }  // namespace tessera

@@ -105,8 +105,10 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
     const size_t index = m.tensors.size();
     m.tensors.push_back(std::move(rec));
     ChunkGrid grid(view.global_shape, view.elem_size, options.chunk_bytes);
+    int64_t k = 0;  // replicas enumerate the same pieces in the same order
     grid.for_each_piece(local_box(view), [&](const Box& piece) {
-      if (!filter || filter(name, piece)) tasks.push_back(PieceTask{index, &view, piece});
+      const bool mine = k++ % view.replica_count == view.replica_index;
+      if (mine && (!filter || filter(name, piece))) tasks.push_back(PieceTask{index, &view, piece});
     });
   }
 

@@ -24,6 +24,13 @@ TensorView TensorView::as_shard(Shape global, Shape offs) const {
   return v;
 }
 
+TensorView TensorView::as_replica(int64_t index, int64_t count) const {
+  TensorView v = *this;
+  v.replica_index = index;
+  v.replica_count = count;
+  return v;
+}
+
 void StateDict::add_tensor(const std::string& name, TensorView view) {
   add_tensor(name, TensorEntry{std::move(view), {}, {}, {}, {}});
 }

@@ -19,6 +19,9 @@ void check_view(const std::string& name, const TensorView& v) {
                 " (dimension " + std::to_string(d) + ")");
   }
   if (volume(v.sizes) > 0 && v.data == nullptr) throw bad("no data");
+  if (v.replica_count < 1 || v.replica_index < 0 || v.replica_index >= v.replica_count)
+    throw bad("replica index " + std::to_string(v.replica_index) + " of " + std::to_string(v.replica_count) +
+              " is out of range");
 }
 
 }  // namespace tessera

@@ -107,9 +107,12 @@ void add_tensor(StateDict& state, const std::string& name, const at::Tensor& ten
 }
 
 void add_shard(StateDict& state, const std::string& name, const at::Tensor& local, Shape global_shape,
-               Shape offsets) {
+               Shape offsets, int64_t replica_index, int64_t replica_count) {
   try {
-    state.add_tensor(name, shard_entry(local, std::move(global_shape), std::move(offsets)));
+    TensorEntry e = shard_entry(local, std::move(global_shape), std::move(offsets));
+    e.view.replica_index = replica_index;
+    e.view.replica_count = replica_count;
+    state.add_tensor(name, std::move(e));
   } catch (const InvalidArgument& e) {
     throw InvalidArgument("tensor '" + name + "': " + e.what());
   }

@@ -1,0 +1,65 @@
+// Saving from many ranks at once.
+//
+// Every rank calls save() with its own shards; each writes only its own
+// chunks into its own packs. One round of chunk records goes to the
+// coordinator (rank 0) through the control plane — c10d's Store, the
+// TCPStore that torchrun already runs (see tessera/c10d.h) — which validates
+// the whole state and commits it in one catalog transaction. No process-group
+// collective is involved, so save works beside whatever process groups the
+// job uses.
+//
+// save() returns on every rank only after the commit, or throws on every rank
+// with the cause (which rank failed and why). A rank that dies makes the
+// others fail after `timeout`, with no checkpoint visible.
+//
+// Loads need no coordination: every rank calls tessera::load (checkpoint.h)
+// on its own, planning its own reads from the catalog opened read-only.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tessera/checkpoint.h"
+
+namespace tessera {
+
+// A key-value store shared by all ranks of a job.
+class ControlPlane {
+ public:
+  virtual ~ControlPlane() = default;
+  virtual int64_t rank() const = 0;
+  virtual int64_t world_size() const = 0;
+  virtual void set(const std::string& key, const std::string& value) = 0;
+  // The value of `key` once some rank has set it; nullopt if `timeout`
+  // passes first.
+  virtual std::optional<std::string> wait_get(const std::string& key, std::chrono::milliseconds timeout) = 0;
+
+  // Numbers this rank's saves, so that each save uses fresh keys; all ranks
+  // make the same saves in the same order.
+  uint64_t next_save_id() { return saves_++; }
+
+ private:
+  uint64_t saves_ = 0;
+};
+
+// `world_size` control planes over one in-memory map, for ranks that are
+// threads of one process (tests, single-host tools).
+std::vector<std::unique_ptr<ControlPlane>> in_process_control_planes(int64_t world_size);
+
+struct DistributedOptions {
+  // How long a rank waits for the others (default 5 minutes). A rank that
+  // has not reported by then is taken as dead and the save fails.
+  std::chrono::milliseconds timeout = std::chrono::minutes(5);
+};
+
+// Collective over the ranks of `plane`: all must call it, with the same
+// store path and checkpoint name, in the same order as their other saves.
+// Rank 0 opens (or creates) the store read-write; the others open it
+// read-only once rank 0 has. Throws the same errors on every rank.
+SaveResult save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
+                ControlPlane& plane, const SaveOptions& options = {}, const DistributedOptions& dist = {});
+
+}  // namespace tessera
