@@ -26,7 +26,9 @@
 
 namespace tessera {
 
-// A key-value store shared by all ranks of a job.
+// A key-value store shared by all ranks of a job. Create one per job and
+// keep it for the job's life, like a process group: it numbers the saves
+// made through it, and all ranks must make the same saves in the same order.
 class ControlPlane {
  public:
   virtual ~ControlPlane() = default;

@@ -1,5 +1,5 @@
 // The save protocol over a ControlPlane. Keys live under
-// "tessera/save/<n>/", n counting the saves made through this control plane
+// "tessera/save/<n>/<checkpoint>/", n counting the saves made through this control plane
 // (every rank makes the same saves in the same order, as with collectives):
 //
 //   ready      rank 0: "ok" once the store is open, or "error:<why>"
@@ -38,7 +38,7 @@ std::string error_text(const std::string& s) { return s.substr(std::string(kErro
 SaveResult save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
                 ControlPlane& plane, const SaveOptions& options, const DistributedOptions& dist) {
   const int64_t rank = plane.rank(), world = plane.world_size();
-  const std::string prefix = "tessera/save/" + std::to_string(plane.next_save_id()) + "/";
+  const std::string prefix = "tessera/save/" + std::to_string(plane.next_save_id()) + "/" + checkpoint + "/";
   const std::string failed = "save of checkpoint '" + checkpoint + "' failed: ";
   SaveOptions opts = options;
   opts.world_size = world;

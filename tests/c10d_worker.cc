@@ -1,0 +1,86 @@
+// One rank of the multi-process tests, launched by c10d_test (or torchrun
+// --no-python, or scripts/launch.sh) with RANK, WORLD_SIZE, MASTER_ADDR,
+// MASTER_PORT set. Scenarios:
+//
+//   save STORE CKPT [fail-rank|die-rank N]   row shards of W, replicated B
+//   load STORE CKPT                          column shards; exit 1 on mismatch
+//
+// W is a deterministic [96, 64] float32 matrix, B a [64] vector held whole
+// by every rank (replicas).
+#include <ATen/ATen.h>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+
+#include "io/file.h"
+#include "tessera/c10d.h"
+#include "tessera/checkpoint.h"
+#include "tessera/torch.h"
+
+namespace {
+
+constexpr int64_t kRows = 96, kCols = 64;
+
+at::Tensor full_w() { return at::arange(kRows * kCols, at::kFloat).reshape({kRows, kCols}).mul_(0.25).sin_(); }
+at::Tensor full_b() { return at::arange(kCols, at::kFloat).cos_(); }
+
+// Rows [begin, end) of `n` split `world` ways as torch.chunk does.
+std::pair<int64_t, int64_t> split(int64_t n, int64_t world, int64_t rank) {
+  int64_t per = (n + world - 1) / world, b = std::min(n, rank * per);
+  return {b, std::min(n, b + per)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::cerr << "usage: c10d_worker save|load STORE CKPT [fail-rank|die-rank N]\n";
+    return 2;
+  }
+  const std::string mode = argv[1], store = argv[2], ckpt = argv[3];
+  const std::string fault = argc > 5 ? argv[4] : "";
+  const int64_t fault_rank = argc > 5 ? std::atoll(argv[5]) : -1;
+  try {
+    auto env = tessera::JobEnvironment::from_env();
+    const int64_t rank = env.rank, world = env.world_size;
+    if (mode == "save") {
+      auto c10d_store = tessera::connect_store(env, std::chrono::seconds(60));
+      auto plane = tessera::control_plane(c10d_store, rank, world);
+      auto [r0, r1] = split(kRows, world, rank);
+      at::Tensor w = full_w().slice(0, r0, r1).clone(), b = full_b();
+      if (fault == "fail-rank" && rank == fault_rank) r0 = kRows - 1;  // a shard that runs past the shape
+      if (fault == "die-rank" && rank == fault_rank)                   // killed halfway through writing a pack
+        tessera::io::set_write_fault_hook([](const std::string&, size_t) -> int { _exit(9); });
+      tessera::StateDict sd;
+      tessera::add_shard(sd, "w", w, {kRows, kCols}, {r0, 0});
+      tessera::add_shard(sd, "b", b, {kCols}, {0}, rank, world);  // replicated: each writes a share
+      sd.add_value("world", world);
+      tessera::DistributedOptions d;
+      d.timeout = std::chrono::seconds(10);
+      tessera::SaveOptions o;
+      o.chunk_bytes = 1024;
+      auto r = tessera::save(sd, store, ckpt, *plane, o, d);
+      std::cout << "rank " << rank << " wrote " << r.written_bytes << " bytes\n";
+      return 0;
+    }
+    if (mode == "load") {  // no coordination at all: each rank plans its own reads
+      auto [c0, c1] = split(kCols, world, rank);
+      at::Tensor w = at::zeros({kRows, c1 - c0}), b = at::zeros({kCols});
+      tessera::StateDict sd;
+      tessera::add_shard(sd, "w", w, {kRows, kCols}, {0, c0});
+      tessera::add_tensor(sd, "b", b);
+      sd.add_value("world", int64_t{0});
+      tessera::load(sd, tessera::Store::open_read_only(store), ckpt);
+      bool ok = at::equal(w, full_w().slice(1, c0, c1)) && at::equal(b, full_b());
+      std::cout << "rank " << rank << " load " << (ok ? "exact" : "MISMATCH") << " (saved by "
+                << std::get<int64_t>(sd.value("world")) << " ranks)\n";
+      return ok ? 0 : 1;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "rank " << std::getenv("RANK") << ": " << e.what() << "\n";
+    return 1;
+  }
+  return 2;
+}
