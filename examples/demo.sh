@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# `make demo`: run the main example into a fresh store, then look at the
-# store with the CLI.
+# `make demo`: the single-process example (save, resharding load, incremental
+# save), then distributed training that saves on 4 ranks and resumes on 2 in
+# another layout, all into one store; then the CLI shows the store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 store=${TESSERA_DEMO_STORE:-$PWD/demo-store}
 rm -rf "$store"
 build/examples/reshard_demo "$store"
 echo
+examples/train_resume.sh build "$store"
+echo
 build/cli/tessera ls "$store"
 echo
-build/cli/tessera show "$store" step-200 | head -n 12
+build/cli/tessera show "$store" tp2-step-6 | head -n 12
 echo
 build/cli/tessera verify "$store"
+echo "store: $store"

@@ -40,6 +40,7 @@
 #include <string>
 
 #include "tessera/checkpoint.h"
+#include "tessera/distributed.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
 
@@ -137,6 +138,9 @@ class Stateful {
 // save(): state_dict(), then tessera::save. load(): state_dict(),
 // tessera::load, then load_state_dict().
 SaveResult save(Stateful& state, Store& store, const std::string& checkpoint, const SaveOptions& options = {});
+// The same from every rank of a job (see tessera/distributed.h).
+SaveResult save(Stateful& state, const std::string& store_path, const std::string& checkpoint, ControlPlane& plane,
+                const SaveOptions& options = {}, const DistributedOptions& dist = {});
 LoadResult load(Stateful& state, const Store& store, const std::string& checkpoint,
                 const LoadOptions& options = {});
 
