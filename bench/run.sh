@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# `make bench`: raw disk bandwidth with dd, then tessera's store and codec
+# benchmarks, all in one run, so that save and load can be stated as a
+# fraction of what this disk does right now. Measurements on a shared or
+# virtual machine drift from minute to minute, so dd runs both before and
+# after the store benchmarks: ratios use the mean of the two, and the spread
+# between them shows how much the disk drifted meanwhile.
+#
+#   BENCH_DIR  where the scratch directory goes (default /tmp); it must be on
+#              the disk you want to measure (not tmpfs: O_DIRECT fails there)
+#   BENCH_GIB  size of the dd files and of store_bench's model (default 2)
+#   BENCH_BIN  where the binaries are (default build/bench)
+#
+# Disk use peaks at about BENCH_GIB (+ catalog); everything is removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${BENCH_BIN:-build/bench}
+GIB=${BENCH_GIB:-2}
+BASE=${BENCH_DIR:-/tmp}
+[[ $GIB =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_GIB must be a whole number of GiB" >&2; exit 2; }
+for b in store_bench codec_bench; do
+  [[ -x $BIN/$b ]] || { echo "$BIN/$b missing: build first (make build)" >&2; exit 2; }
+done
+
+mkdir -p "$BASE"
+DIR=$(mktemp -d "$BASE/tessera-bench.XXXXXX")
+trap 'rm -rf "$DIR"' EXIT
+need_kb=$(( (GIB + 1) * 1024 * 1024 ))
+avail_kb=$(df -Pk "$DIR" | awk 'NR == 2 { print $4 }')
+if (( avail_kb < need_kb )); then
+  echo "only $((avail_kb / 1024)) MiB free in $DIR; need $((need_kb / 1024)) MiB (set BENCH_DIR or BENCH_GIB)" >&2
+  exit 2
+fi
+RESULTS=$DIR/results
+mkdir -p "$RESULTS"
+
+# Other work on the machine skews every figure; say how busy it was.
+loadavg() { echo "(load average $(cut -d' ' -f1 /proc/loadavg))"; }
+
+echo "== tessera benchmarks: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(uname -r)"
+echo "== scratch: $DIR on $(df -P "$DIR" | awk 'NR == 2 { print $1 }') ($(findmnt -no FSTYPE -T "$DIR" 2>/dev/null || echo '?'))"
+echo
+
+# dd's summary line: "N bytes (...) copied, S s, R GB/s"; prints N/S in
+# bytes per second, or 0 when dd failed (e.g. O_DIRECT unsupported).
+dd_bps() {
+  local out
+  if out=$(LC_ALL=C dd "$@" 2>&1); then
+    awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "copied,") { printf "%.0f\n", $1 / $(i + 1); exit } }' <<<"$out"
+  else
+    echo "dd $* failed: $(tail -1 <<<"$out")" >&2
+    echo 0
+  fi
+}
+
+# Runs the four dd measurements; writes "name bytes_per_second" lines to $1.
+measure_dd() {
+  local out=$1 count=$((GIB * 64)) f=$DIR/dd.tmp  # 16 MiB blocks
+  {
+    echo "direct_write $(dd_bps if=/dev/zero of="$f" bs=16M count=$count oflag=direct conv=fsync)"
+    echo "direct_read $(dd_bps if="$f" of=/dev/null bs=16M iflag=direct)"
+    # dd's direct read keeps one 16 MiB request in flight; load() reads
+    # through the page cache from every core (with readahead), which a
+    # virtual disk may serve much faster. A cold buffered read is the
+    # like-for-like yardstick.
+    LC_ALL=C dd if="$f" iflag=nocache count=0 status=none 2>/dev/null || true  # evict the file
+    echo "buffered_read $(dd_bps if="$f" of=/dev/null bs=16M)"
+    rm -f "$f"
+    # Buffered + fsync is what save() does (write into the page cache,
+    # fdatasync each pack): the like-for-like yardstick for save.
+    echo "buffered_write $(dd_bps if=/dev/zero of="$f" bs=16M count=$count conv=fsync)"
+    rm -f "$f"
+  } >"$out"
+  awk '{ printf "  %-16s %6.3f GiB/s\n", $1, $2 / 2^30 }' "$out"
+}
+
+echo "== dd before, $GIB GiB in 16 MiB blocks $(loadavg)"
+measure_dd "$RESULTS/dd_before.txt"
+echo
+
+status=0
+for comp in auto none; do
+  echo "== store_bench --gib $GIB --compression $comp $(loadavg)"
+  "$BIN/store_bench" "$DIR" --gib "$GIB" --compression "$comp" | tee "$RESULTS/store_$comp.txt" || status=1
+  echo
+done
+
+echo "== dd after $(loadavg)"
+measure_dd "$RESULTS/dd_after.txt"
+echo
+
+echo "== codec_bench $(loadavg)"
+"$BIN/codec_bench" || status=1
+echo
+
+echo "== tessera against dd (same run; dd = mean of before and after)"
+python3 - "$RESULTS" <<'EOF'
+import json, sys
+results = sys.argv[1]
+GiB = 2**30
+
+def read_dd(name):
+    return {k: float(v) for k, v in (l.split() for l in open(f"{results}/{name}"))}
+
+before, after = read_dd("dd_before.txt"), read_dd("dd_after.txt")
+dd = {k: (before[k] + after[k]) / 2 if before[k] and after[k] else 0.0 for k in before}
+for k in dd:
+    print(f"  dd {k:15s} {dd[k] / GiB:.3f} GiB/s (before {before[k] / GiB:.3f}, after {after[k] / GiB:.3f})")
+dw, dr, bw, br = dd["direct_write"], dd["direct_read"], dd["buffered_write"], dd["buffered_read"]
+
+def pct(x, ref):
+    return f"{100 * x / ref:.0f}%" if ref > 0 else "n/a"
+
+summary = {"dd_bps": dd, "dd_before_bps": before, "dd_after_bps": after}
+verdicts = []
+for comp in ("auto", "none"):
+    try:
+        line = next(l for l in open(f"{results}/store_{comp}.txt") if l.startswith("{"))
+    except (OSError, StopIteration):
+        print(f"  store_bench --compression {comp}: no result")
+        continue
+    r = json.loads(line)
+    save = r["logical_bytes"] / r["save_s"]
+    written = r["written_bytes"] / r["save_s"]
+    load = r["load"]["bytes_needed"] / r["load"]["s"]
+    read = r["load"]["bytes_read"] / r["load"]["s"]
+    print(f"  [{comp}] save {save / GiB:.3f} GiB/s of logical bytes = {pct(save, dw)} of direct write, "
+          f"{pct(save, bw)} of buffered write+fsync (disk sees {written / GiB:.3f} GiB/s)")
+    print(f"  [{comp}] load {load / GiB:.3f} GiB/s of logical bytes = {pct(load, dr)} of direct read, "
+          f"{pct(load, br)} of cold buffered read (disk gives {read / GiB:.3f} GiB/s)")
+    for key, label in (("reshard_verify", "verify on"), ("reshard_noverify", "verify off")):
+        h = r[key]
+        print(f"  [{comp}] column-half reshard, {label}: {h['bytes_needed'] / h['s'] / GiB:.3f} GiB/s, "
+              f"read {h['bytes_read'] / h['bytes_needed']:.2f}x the bytes needed")
+    for what, x, ref in (("save", save, dw), ("load", load, dr)):
+        if ref > 0:
+            verdicts.append(f"{what} [{comp}] >= 70% of dd direct: {'MET' if x >= 0.7 * ref else 'NOT MET'} "
+                            f"({pct(x, ref)})")
+    summary[comp] = {"save_bps": save, "save_written_bps": written, "load_bps": load, "load_read_bps": read,
+                     "save_vs_direct_write": save / dw if dw else None,
+                     "save_vs_buffered_write": save / bw if bw else None,
+                     "load_vs_direct_read": load / dr if dr else None,
+                     "load_vs_buffered_read": load / br if br else None, "ok": r["ok"]}
+print("  targets: " + "; ".join(verdicts))
+print(json.dumps({"bench": "run", **summary}))
+EOF
+exit $status
