@@ -201,6 +201,7 @@ struct Fixture {
   SaveOptions options() {
     SaveOptions o;
     o.chunk_bytes = 64 << 10;
+    o.threads = 1;  // one writer, so one pack: the corruption tests damage "the" pack
     return o;
   }
   std::vector<std::string> packs() {

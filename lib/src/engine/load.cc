@@ -169,7 +169,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
             }
         }
       } else {
-        std::vector<std::byte> stored(e.stored_len);
+        ByteBuffer stored(e.stored_len);
         reader.read(e.offset, e.stored_len, stored.data());
         bytes_read += e.stored_len;
         if (options.verify && checksum64(stored.data(), stored.size()) != e.stored_sum)

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <memory>
 #include <optional>
 #include <unordered_set>
 
@@ -31,52 +32,70 @@ struct PieceTask {
   Box box;
 };
 
-// Packs being written by one save, shared by its worker threads.
+// Packs being written by one save. Each worker thread appends to a pack of
+// its own (taken from an idle list), so writes and fsyncs of different packs
+// proceed in parallel; a pack is finished when it reaches `pack_bytes`.
 class PackSink {
  public:
   PackSink(Store::Impl& store, uint64_t pack_bytes) : store_(store), pack_bytes_(pack_bytes) {}
 
   void add(pack::ChunkEntry entry, const std::byte* stored) {
+    std::unique_ptr<pack::PackWriter> w = acquire();
+    w->add(std::move(entry), stored);  // on a throw, w's destructor removes its temp file
+    if (w->bytes() >= pack_bytes_) {
+      pack::PackInfo info = w->finish();
+      std::lock_guard lock(mu_);
+      done_.push_back(std::move(info));
+      return;
+    }
     std::lock_guard lock(mu_);
-    if (!writer_) writer_.emplace(store_.tmp_dir(), store_.packs_dir());
-    writer_->add(std::move(entry), stored);
-    if (writer_->bytes() >= pack_bytes_) finish_locked();
+    idle_.push_back(std::move(w));
   }
 
   std::vector<pack::PackInfo> finish() {
     std::lock_guard lock(mu_);
-    finish_locked();
+    for (auto& w : idle_)
+      if (w->chunk_count() > 0) done_.push_back(w->finish());
+    idle_.clear();
     return std::move(done_);
   }
-  // After a failure: drop the pack in progress (its temp file is removed)
-  // and return the packs already finished.
+  // After a failure: drop the packs in progress (their temp files are
+  // removed) and return the packs already finished.
   std::vector<pack::PackInfo> abandon() {
     std::lock_guard lock(mu_);
-    writer_.reset();
+    idle_.clear();
     return std::move(done_);
   }
 
  private:
-  void finish_locked() {
-    if (writer_ && writer_->chunk_count() > 0) done_.push_back(writer_->finish());
-    writer_.reset();
+  std::unique_ptr<pack::PackWriter> acquire() {
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        auto w = std::move(idle_.back());
+        idle_.pop_back();
+        return w;
+      }
+    }
+    return std::make_unique<pack::PackWriter>(store_.tmp_dir(), store_.packs_dir());
   }
   Store::Impl& store_;
   uint64_t pack_bytes_;
   std::mutex mu_;
-  std::optional<pack::PackWriter> writer_;
+  std::vector<std::unique_ptr<pack::PackWriter>> idle_;
   std::vector<pack::PackInfo> done_;
 };
 
 // The bytes of `piece` in row-major order: a pointer into the tensor when the
 // piece is contiguous there, else a copy in `scratch`.
-const std::byte* piece_bytes(const TensorView& v, const Box& piece, std::vector<std::byte>& scratch) {
+const std::byte* piece_bytes(const TensorView& v, const Box& piece, ByteBuffer& scratch) {
   const Box local = local_box(v);
   if (v.strides == contiguous_strides(v.sizes)) {
     auto ranges = plan::region_byte_ranges(local, piece, v.elem_size);
     if (ranges.size() == 1) return v.data + ranges[0].begin;
   }
-  scratch.resize(static_cast<size_t>(piece.volume()) * v.elem_size);
+  const size_t n = static_cast<size_t>(piece.volume()) * v.elem_size;
+  if (scratch.size() < n) scratch = ByteBuffer(n);
   copy_region(piece, strided(v), StridedView::dense(piece, scratch.data()), v.elem_size);
   return scratch.data();
 }
@@ -124,7 +143,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
     pool.parallel_for(tasks.size(), [&](size_t i) {
       const PieceTask& t = tasks[i];
       const TensorView& v = *t.view;
-      std::vector<std::byte> scratch;
+      thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
       const std::byte* raw = piece_bytes(v, t.box, scratch);
       const uint64_t n = static_cast<uint64_t>(t.box.volume()) * v.elem_size;
       const ChunkId id = chunk_id_of(raw, n);

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,9 +28,26 @@ enum class CompressionPolicy {
   kShuffleLz4,  // force shuffle+LZ4 (same fallback)
 };
 
+// A byte buffer that is not zero-filled when allocated (chunks are megabytes;
+// clearing them first costs as much as compressing them).
+class ByteBuffer {
+ public:
+  ByteBuffer() = default;
+  explicit ByteBuffer(size_t n) : data_(n ? new std::byte[n] : nullptr), size_(n) {}
+  std::byte* data() { return data_.get(); }
+  const std::byte* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void shrink(size_t n) { size_ = n < size_ ? n : size_; }  // keeps the allocation
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  size_t size_ = 0;
+};
+
 struct Encoded {
   Codec codec = Codec::kRaw;
-  std::vector<std::byte> bytes;  // empty when codec == kRaw: the raw bytes are stored as is
+  ByteBuffer bytes;  // empty when codec == kRaw: the raw bytes are stored as is
 };
 
 // Encodes `raw` under `policy`; elem_size is the shuffle width.
