@@ -6,7 +6,8 @@
 //   load STORE CKPT                          column shards; exit 1 on mismatch
 //
 // W is a deterministic [96, 64] float32 matrix, B a [64] vector held whole
-// by every rank (replicas).
+// by every rank (replicas). With TESSERA_DEVICE=cuda the ranks' tensors live
+// on the GPU (all ranks share device 0 when there is one GPU).
 #include <ATen/ATen.h>
 
 #include <unistd.h>
@@ -32,6 +33,11 @@ std::pair<int64_t, int64_t> split(int64_t n, int64_t world, int64_t rank) {
   return {b, std::min(n, b + per)};
 }
 
+at::Device device() {
+  const char* d = std::getenv("TESSERA_DEVICE");
+  return d && std::string(d) == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -49,7 +55,7 @@ int main(int argc, char** argv) {
       auto c10d_store = tessera::connect_store(env, std::chrono::seconds(60));
       auto plane = tessera::control_plane(c10d_store, rank, world);
       auto [r0, r1] = split(kRows, world, rank);
-      at::Tensor w = full_w().slice(0, r0, r1).clone(), b = full_b();
+      at::Tensor w = full_w().slice(0, r0, r1).clone().to(device()), b = full_b().to(device());
       if (fault == "fail-rank" && rank == fault_rank) r0 = kRows - 1;  // a shard that runs past the shape
       if (fault == "die-rank" && rank == fault_rank)                   // killed halfway through writing a pack
         tessera::io::set_write_fault_hook([](const std::string&, size_t) -> int { _exit(9); });
@@ -67,14 +73,14 @@ int main(int argc, char** argv) {
     }
     if (mode == "load") {  // no coordination at all: each rank plans its own reads
       auto [c0, c1] = split(kCols, world, rank);
-      at::Tensor w = at::zeros({kRows, c1 - c0}), b = at::zeros({kCols});
+      at::Tensor w = at::zeros({kRows, c1 - c0}, device()), b = at::zeros({kCols}, device());
       tessera::StateDict sd;
       tessera::add_shard(sd, "w", w, {kRows, kCols}, {0, c0});
       tessera::add_tensor(sd, "b", b);
       sd.add_value("world", int64_t{0});
       tessera::load(sd, tessera::Store::open_read_only(store), ckpt);
-      bool ok = at::equal(w, full_w().slice(1, c0, c1)) && at::equal(b, full_b());
-      std::cout << "rank " << rank << " load " << (ok ? "exact" : "MISMATCH") << " (saved by "
+      bool ok = at::equal(w.cpu(), full_w().slice(1, c0, c1)) && at::equal(b.cpu(), full_b());
+      std::cout << "rank " << rank << " load " << (ok ? "exact" : "MISMATCH") << " on " << w.device() << " (saved by "
                 << std::get<int64_t>(sd.value("world")) << " ranks)\n";
       return ok ? 0 : 1;
     }
