@@ -8,11 +8,21 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 namespace tessera::bench {
+
+// The pack files of the store at `store_dir`: what a load reads, and what
+// drop_page_cache should evict before it is timed.
+inline std::vector<std::string> pack_files(const std::string& store_dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(store_dir + "/packs"))
+    if (e.is_regular_file()) out.push_back(e.path().string());
+  return out;
+}
 
 // Evicts `files` from the page cache. Tries the global drop_caches first (we
 // run as root on the dev box; it also drops the catalog and directory

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: raw disk bandwidth with dd, then tessera's store and codec
+# `make bench`: raw disk bandwidth with dd, then tessera's store, distributed and codec
 # benchmarks, all in one run, so that save and load can be stated as a
 # fraction of what this disk does right now. Measurements on a shared or
 # virtual machine drift from minute to minute, so dd runs both before and
@@ -8,8 +8,11 @@
 #
 #   BENCH_DIR  where the scratch directory goes (default /tmp); it must be on
 #              the disk you want to measure (not tmpfs: O_DIRECT fails there)
-#   BENCH_GIB  size of the dd files and of store_bench's model (default 2)
+#   BENCH_GIB  size of the dd files and of store_bench's and dist_bench's model (default 2)
 #   BENCH_BIN  where the binaries are (default build/bench)
+#   BENCH_SAVE_RANKS, BENCH_LOAD_RANKS
+#              dist_bench's ranks (threads of one process): N save row
+#              shards, M load column shards (default 4 and 2)
 #
 # Disk use peaks at about BENCH_GIB (+ catalog); everything is removed at the end.
 set -euo pipefail
@@ -18,8 +21,12 @@ cd "$(dirname "$0")/.."
 BIN=${BENCH_BIN:-build/bench}
 GIB=${BENCH_GIB:-2}
 BASE=${BENCH_DIR:-/tmp}
+SAVE_RANKS=${BENCH_SAVE_RANKS:-4}
+LOAD_RANKS=${BENCH_LOAD_RANKS:-2}
 [[ $GIB =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_GIB must be a whole number of GiB" >&2; exit 2; }
-for b in store_bench codec_bench; do
+[[ $SAVE_RANKS =~ ^[1-9][0-9]*$ && $LOAD_RANKS =~ ^[1-9][0-9]*$ ]] ||
+  { echo "BENCH_SAVE_RANKS and BENCH_LOAD_RANKS must be positive whole numbers" >&2; exit 2; }
+for b in store_bench dist_bench codec_bench; do
   [[ -x $BIN/$b ]] || { echo "$BIN/$b missing: build first (make build)" >&2; exit 2; }
 done
 
@@ -86,6 +93,15 @@ for comp in auto none; do
   echo
 done
 
+# The same state saved by N ranks (row shards) and loaded by M (column
+# shards); ranks are threads of this one process, see bench/README.md.
+for comp in auto none; do
+  echo "== dist_bench --gib $GIB --save-ranks $SAVE_RANKS --load-ranks $LOAD_RANKS --compression $comp $(loadavg)"
+  "$BIN/dist_bench" "$DIR" --gib "$GIB" --save-ranks "$SAVE_RANKS" --load-ranks "$LOAD_RANKS" \
+    --compression "$comp" | tee "$RESULTS/dist_$comp.txt" || status=1
+  echo
+done
+
 echo "== dd after $(loadavg)"
 measure_dd "$RESULTS/dd_after.txt"
 echo
@@ -142,6 +158,33 @@ for comp in ("auto", "none"):
                      "save_vs_buffered_write": save / bw if bw else None,
                      "load_vs_direct_read": load / dr if dr else None,
                      "load_vs_buffered_read": load / br if br else None, "ok": r["ok"]}
+for comp in ("auto", "none"):
+    try:
+        line = next(l for l in open(f"{results}/dist_{comp}.txt") if l.startswith("{"))
+    except (OSError, StopIteration):
+        print(f"  dist_bench --compression {comp}: no result")
+        continue
+    r = json.loads(line)
+    n, m = r["save_ranks"], r["load_ranks"]
+    save = r["logical_bytes"] / r["save_s"]
+    written = r["written_bytes"] / r["save_s"]
+    load = r["load"]["bytes_needed"] / r["load"]["s"]
+    read = r["load"]["bytes_read"] / r["load"]["s"]
+    print(f"  [dist {comp}] save on {n} ranks {save / GiB:.3f} GiB/s of logical bytes = {pct(save, dw)} of direct write, "
+          f"{pct(save, bw)} of buffered write+fsync (disk sees {written / GiB:.3f} GiB/s)")
+    print(f"  [dist {comp}] load on {m} ranks (column shards) {load / GiB:.3f} GiB/s of logical bytes = "
+          f"{pct(load, dr)} of direct read, {pct(load, br)} of cold buffered read "
+          f"(disk gives {read / GiB:.3f} GiB/s, {r['load']['bytes_read'] / r['load']['bytes_needed']:.2f}x the bytes needed)")
+    for what, x, ref in (("save", save, dw), ("load", load, dr)):
+        if ref > 0:
+            verdicts.append(f"dist {what} [{comp}] >= 70% of dd direct: {'MET' if x >= 0.7 * ref else 'NOT MET'} "
+                            f"({pct(x, ref)})")
+    summary[f"dist_{comp}"] = {"save_ranks": n, "load_ranks": m, "save_bps": save, "save_written_bps": written,
+                               "load_bps": load, "load_read_bps": read,
+                               "save_vs_direct_write": save / dw if dw else None,
+                               "save_vs_buffered_write": save / bw if bw else None,
+                               "load_vs_direct_read": load / dr if dr else None,
+                               "load_vs_buffered_read": load / br if br else None, "ok": r["ok"]}
 print("  targets: " + "; ".join(verdicts))
 print(json.dumps({"bench": "run", **summary}))
 EOF

@@ -9,7 +9,6 @@
 // with checksum verification on and off, reporting bytes read against bytes
 // needed. Prints a table and one JSON line (for bench/run.sh). Exits 1 when
 // any loaded byte differs from the saved one.
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "llm_state.h"
 #include "page_cache.h"
 #include "tessera/checkpoint.h"
 #include "tessera/store.h"
@@ -68,99 +68,6 @@ Options parse(int argc, char** argv) {
   if (o.dir.empty()) usage("DIR is required");
   if (o.gib <= 0) usage("--gib must be positive");
   return o;
-}
-
-// One matrix of the synthetic model, with its bytes.
-struct Tensor {
-  std::string name;
-  std::string dtype;
-  size_t elem = 0;
-  int64_t rows = 0, cols = 0;
-  std::unique_ptr<std::byte[]> data;
-  size_t bytes() const { return static_cast<size_t>(rows * cols) * elem; }
-};
-
-// Llama-like layer at hidden 2048, MLP 8192: bf16 weights (128 MiB a layer)
-// and the fp32 master copies a mixed-precision trainer keeps of some of them
-// (80 MiB), repeated until `target` bytes. Three shapes cover what matters
-// to the chunk grid: square, tall (row slabs) and wide (column blocks).
-std::vector<Tensor> plan_model(double target) {
-  struct Proto { const char* name; bool fp32; int64_t rows, cols; };
-  const Proto layer[] = {
-      {"attn.q_proj", false, 2048, 2048},   {"attn.k_proj", false, 2048, 2048},
-      {"attn.v_proj", false, 2048, 2048},   {"attn.o_proj", false, 2048, 2048},
-      {"mlp.gate_proj", false, 8192, 2048}, {"mlp.up_proj", false, 8192, 2048},
-      {"mlp.down_proj", false, 2048, 8192}, {"master.attn.o_proj", true, 2048, 2048},
-      {"master.mlp.down_proj", true, 2048, 8192},
-  };
-  std::vector<Tensor> out;
-  double total = 0;
-  for (int l = 0; total < target; ++l)
-    for (const Proto& p : layer) {
-      if (total >= target) break;
-      Tensor t;
-      t.name = "layers." + std::to_string(l) + "." + p.name + ".weight";
-      t.dtype = p.fp32 ? "float32" : "bfloat16";
-      t.elem = p.fp32 ? 4 : 2;
-      t.rows = p.rows;
-      t.cols = p.cols;
-      total += static_cast<double>(t.bytes());
-      out.push_back(std::move(t));
-    }
-  return out;
-}
-
-// Runs fn(i) for i in [0, n) on `threads` threads (0 = one per core).
-template <class Fn>
-void parallel_for(size_t n, size_t threads, Fn fn) {
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < threads; ++t)
-    pool.emplace_back([&] {
-      for (size_t i; (i = next++) < n;) fn(i);
-    });
-  for (auto& th : pool) th.join();
-}
-
-void generate(std::vector<Tensor>& model, size_t threads) {
-  parallel_for(model.size(), threads, [&](size_t i) {
-    Tensor& t = model[i];
-    const size_t n = static_cast<size_t>(t.rows * t.cols);
-    t.data.reset(new std::byte[t.bytes()]);
-    if (t.elem == 4) fill_normal_f32(reinterpret_cast<float*>(t.data.get()), n, 0.02f, i + 1);
-    else fill_normal_bf16(reinterpret_cast<uint16_t*>(t.data.get()), n, 0.02f, i + 1);
-  });
-}
-
-void clear_targets(const std::vector<Tensor>& model, std::vector<std::unique_ptr<std::byte[]>>& bufs,
-                   size_t threads) {
-  parallel_for(model.size(), threads, [&](size_t i) { std::memset(bufs[i].get(), 0, model[i].bytes()); });
-}
-
-// Destination buffers, touched once so page faults are not timed: a restart
-// loads into parameters the model has already allocated and initialized.
-std::vector<std::unique_ptr<std::byte[]>> allocate_targets(const std::vector<Tensor>& model, size_t threads) {
-  std::vector<std::unique_ptr<std::byte[]>> out(model.size());
-  for (size_t i = 0; i < model.size(); ++i) out[i].reset(new std::byte[model[i].bytes()]);
-  clear_targets(model, out, threads);
-  return out;
-}
-
-bool all_equal(const std::vector<Tensor>& model, const std::vector<std::unique_ptr<std::byte[]>>& bufs) {
-  for (size_t i = 0; i < model.size(); ++i)
-    if (std::memcmp(model[i].data.get(), bufs[i].get(), model[i].bytes()) != 0) {
-      std::fprintf(stderr, "MISMATCH in %s\n", model[i].name.c_str());
-      return false;
-    }
-  return true;
-}
-
-std::vector<std::string> pack_files(const std::string& store_dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(store_dir + "/packs"))
-    if (e.is_regular_file()) out.push_back(e.path().string());
-  return out;
 }
 
 struct LoadRun {
@@ -242,8 +149,7 @@ int main(int argc, char** argv) {
   fs::create_directories(o.dir);
 
   std::vector<Tensor> model = plan_model(o.gib * kGiB);
-  uint64_t logical = 0;
-  for (const auto& t : model) logical += t.bytes();
+  const uint64_t logical = logical_bytes(model);
   Stopwatch gen_sw;
   generate(model, o.threads);
   const double gen_s = gen_sw.seconds();
