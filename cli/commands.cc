@@ -5,6 +5,7 @@
 #include <charconv>
 #include <set>
 
+#include "history_commands.h"
 #include "json.h"
 #include "table.h"
 #include "tessera/inspect.h"
@@ -53,7 +54,8 @@ int run_ls(const Invocation& inv, std::ostream& out) {
                     .set("tensors", Json::number(c.tensors))
                     .set("values", Json::number(c.values))
                     .set("logical_bytes", Json::number(c.logical_bytes))
-                    .set("stored_bytes", Json::number(c.stored_bytes)));
+                    .set("stored_bytes", Json::number(c.stored_bytes))
+                    .set("added_bytes", Json::number(c.added_bytes)));
     write_json(out, Json::object().set("store", Json::string(store.path())).set("checkpoints", std::move(list)));
     return kExitOk;
   }
@@ -68,11 +70,13 @@ int run_ls(const Invocation& inv, std::ostream& out) {
                {"WORLD", A::kRight},
                {"TENSORS", A::kRight},
                {"LOGICAL", A::kRight},
-               {"STORED", A::kRight}});
+               {"STORED", A::kRight},
+               {"ADDED", A::kRight}});
   for (const CheckpointSummary& c : checkpoints)
     table.add_row({c.name, c.created_at, std::to_string(c.world_size), std::to_string(c.tensors),
                    human_bytes(static_cast<uint64_t>(c.logical_bytes)),
-                   human_bytes(static_cast<uint64_t>(c.stored_bytes))});
+                   human_bytes(static_cast<uint64_t>(c.stored_bytes)),
+                   human_bytes(static_cast<uint64_t>(c.added_bytes))});
   table.print(out);
   return kExitOk;
 }
@@ -98,7 +102,8 @@ int run_show(const Invocation& inv, std::ostream& out) {
             .set("shape", shape_json(e.shape))
             .set("chunks", Json::number(e.chunks))
             .set("logical_bytes", Json::number(e.logical_bytes))
-            .set("stored_bytes", Json::number(e.stored_bytes));
+            .set("stored_bytes", Json::number(e.stored_bytes))
+            .set("shared_with_previous", Json::boolean(e.shared_with_previous));
       } else {
         // Always a string (describe()'s printable form), whatever the kind,
         // so consumers see one type for "value".
@@ -131,14 +136,15 @@ int run_show(const Invocation& inv, std::ostream& out) {
                {"CHUNKS", A::kRight},
                {"LOGICAL", A::kRight},
                {"STORED", A::kRight},
+               {"SHARED", A::kLeft},
                {"VALUE", A::kLeft}});
   for (const EntryInfo& e : entries) {
     const auto logical = human_bytes(static_cast<uint64_t>(e.logical_bytes));
     if (e.kind == "tensor")
       table.add_row({e.name, e.dtype, shape_text(e.shape), std::to_string(e.chunks), logical,
-                     human_bytes(static_cast<uint64_t>(e.stored_bytes)), ""});
+                     human_bytes(static_cast<uint64_t>(e.stored_bytes)), e.shared_with_previous ? "yes" : "no", ""});
     else  // values live inline in the catalog: no shape, chunks or pack bytes
-      table.add_row({e.name, e.kind, "-", "-", logical, "-", one_line(e.value, kValueCellChars)});
+      table.add_row({e.name, e.kind, "-", "-", logical, "-", "-", one_line(e.value, kValueCellChars)});
   }
   table.print(out);
   return kExitOk;
@@ -227,13 +233,16 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"ls", "STORE", "list the checkpoints of a store",
        "One row per checkpoint: name, creation time (UTC), world size, tensors,\n"
-       "logical bytes (raw tensor bytes) and stored bytes (of the distinct chunks\n"
-       "it references; checkpoints share chunks, so these do not add up).",
+       "logical bytes (raw tensor bytes), stored bytes (of the distinct chunks\n"
+       "it references; checkpoints share chunks, so these do not add up) and\n"
+       "added bytes (stored bytes of the chunks no earlier checkpoint references:\n"
+       "what saving it added to the store).",
        {kJsonFlag}, 1, 1, run_ls},
       {"show", "STORE CHECKPOINT", "list the tensors and values of a checkpoint",
        "A header with the checkpoint's totals, then one row per entry: tensors\n"
        "with dtype, global shape, chunks and bytes; values with their kind and\n"
-       "printable value.",
+       "printable value. SHARED is yes for a tensor whose chunks (box for box)\n"
+       "are those of the same tensor in the checkpoint committed just before.",
        {kJsonFlag}, 2, 2, run_show},
       {"verify", "STORE [CHECKPOINT...]", "re-read and re-hash stored chunks",
        "Re-reads every chunk the named checkpoints reference (all checkpoints\n"
@@ -241,6 +250,36 @@ const std::vector<Command>& commands() {
        "damaged chunk with its pack, the problem and the tensors that use it.\n"
        "Exits 1 when anything is damaged.",
        {kJsonFlag, {"--threads", "N", "reader threads (default 0: one per core)"}}, 1, std::numeric_limits<size_t>::max(), run_verify},
+      {"diff", "STORE A B", "compare two checkpoints",
+       "Lists entries added in B, removed from A, and changed: dtype, shape, kind,\n"
+       "value, or content. Content is judged by chunk ids box for box, so it reads\n"
+       "no tensor data (unless the two were saved on different chunk grids or\n"
+       "shards: then both tensors are loaded and compared). CHUNKS is changed/all\n"
+       "pieces of B, BYTES their raw bytes. --values adds max |b - a| and\n"
+       "||b - a|| / ||a|| for changed float tensors, over the changed pieces,\n"
+       "reading only their chunks. Exits 0 when identical, 1 when different, 2 on\n"
+       "errors (damaged chunks included).",
+       {{"--values", "", "add max |b - a| and relative L2 for changed float tensors"}, kJsonFlag}, 3, 3, run_diff},
+      {"rm", "STORE [CHECKPOINT...]", "remove checkpoints from a store",
+       "Removes the named checkpoints from the catalog in one transaction: if any\n"
+       "name is unknown, none is removed. --keep-last N also removes the oldest\n"
+       "checkpoints beyond the newest N (of those not named). The chunks they\n"
+       "alone used stay on disk until 'tessera gc'.",
+       {{"--keep-last", "N", "also remove all but the newest N checkpoints (N >= 1)"}}, 1,
+       std::numeric_limits<size_t>::max(), run_rm},
+      {"gc", "STORE", "delete and compact packs no checkpoint needs",
+       "Plans, then acts: deletes packs no checkpoint references, rewrites packs\n"
+       "whose live fraction (bytes of referenced chunks / pack size) is below\n"
+       "--rewrite-below, drops orphan chunk rows, and deletes leftovers of killed\n"
+       "saves (packs the catalog does not know, files in tmp/) once they are older\n"
+       "than --grace: younger ones may belong to a save still running. Catalog\n"
+       "references are dropped (committed) before any file they named is deleted.\n"
+       "--dry-run prints the plan and the bytes it would free, and changes nothing.",
+       {{"--dry-run", "", "print the plan; change nothing"},
+        {"--rewrite-below", "F", "rewrite packs less than this fraction live (default 0.5; 0 never)"},
+        {"--grace", "SECONDS", "keep unknown packs and temp files younger than this (default 3600)"},
+        kJsonFlag},
+       1, 1, run_gc},
       {"help", "[COMMAND]", "show help for tessera or one command", "", {}, 0, 1, run_help},
   };
   return kCommands;
@@ -307,12 +346,13 @@ std::string synopsis(const Command& c) {
 
 void print_usage(std::ostream& out) {
   out << "usage: tessera COMMAND [ARGS...]\n\n"
-         "Inspect and check a tessera checkpoint store.\n\ncommands:\n";
+         "Inspect, check, compare and prune a tessera checkpoint store.\n\ncommands:\n";
   size_t width = 0;
   for (const Command& c : commands()) width = std::max(width, c.name.size());
   for (const Command& c : commands())
     out << "  " << c.name << std::string(width - c.name.size() + 2, ' ') << c.summary << '\n';
-  out << "\nexit status: 0 ok, 1 a problem found (damage), 2 bad usage or an unusable store\n"
+  out << "\nexit status: 0 ok, 1 a problem found (damage; for diff: the checkpoints differ),\n"
+         "2 bad usage or an unusable store\n"
          "Run 'tessera COMMAND --help' for a command's arguments.\n";
 }
 
@@ -323,11 +363,16 @@ void print_usage(std::ostream& out, const Command& command) {
   out << "usage: " << synopsis(command) << "\n\n" << sentence << ".\n";
   if (!command.details.empty()) out << '\n' << command.details << '\n';
   out << "\noptions:\n";
+  auto left_of = [](const Flag& f) {
+    return std::string(f.name) + (f.value_name.empty() ? "" : " " + std::string(f.value_name));
+  };
+  size_t width = 14;  // "-h, --help" and two spaces, at least
+  for (const Flag& f : command.flags) width = std::max(width, left_of(f).size() + 2);
   for (const Flag& f : command.flags) {
-    std::string left = std::string(f.name) + (f.value_name.empty() ? "" : " " + std::string(f.value_name));
-    out << "  " << left << std::string(left.size() < 14 ? 14 - left.size() : 1, ' ') << f.help << '\n';
+    const std::string left = left_of(f);
+    out << "  " << left << std::string(width - left.size(), ' ') << f.help << '\n';
   }
-  out << "  -h, --help    show this help\n";
+  out << "  -h, --help" << std::string(width - 10, ' ') << "show this help\n";
 }
 
 }  // namespace tessera::cli

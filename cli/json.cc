@@ -1,7 +1,9 @@
 #include "json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace tessera::cli {
 
@@ -32,6 +34,16 @@ std::string json_quote(std::string_view s) {
 Json Json::string(std::string_view s) { return Json(Kind::kScalar, json_quote(s)); }
 Json Json::number(int64_t n) { return Json(Kind::kScalar, std::to_string(n)); }
 Json Json::number(uint64_t n) { return Json(Kind::kScalar, std::to_string(n)); }
+Json Json::real(double d) {
+  if (!std::isfinite(d)) return null();
+  char buf[32];
+  for (int precision = 1; precision <= 17; ++precision) {  // shortest that round-trips
+    std::snprintf(buf, sizeof buf, "%.*g", precision, d);
+    if (std::strtod(buf, nullptr) == d) break;
+  }
+  return Json(Kind::kScalar, buf);
+}
+Json Json::null() { return Json(Kind::kScalar, "null"); }
 Json Json::boolean(bool b) { return Json(Kind::kScalar, b ? "true" : "false"); }
 Json Json::array() { return Json(Kind::kArray); }
 Json Json::object() { return Json(Kind::kObject); }

@@ -1,6 +1,6 @@
 // Just enough JSON for the CLI's --json output: objects (keys kept in
 // insertion order, so output is stable and reads like the table), arrays,
-// strings, integers and booleans. Written by hand to keep the CLI free of
+// strings, integers, reals, booleans and null. Written by hand to keep the CLI free of
 // dependencies beyond the library.
 #pragma once
 
@@ -22,6 +22,10 @@ class Json {
   static Json string(std::string_view s);
   static Json number(int64_t n);
   static Json number(uint64_t n);
+  // Finite values in the shortest form that reads back exactly; NaN and
+  // infinities, which JSON cannot hold, as null.
+  static Json real(double d);
+  static Json null();
   static Json boolean(bool b);
   static Json array();
   static Json object();

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -393,4 +394,256 @@ TEST_CASE("--help prints usage and exits 0") {
       CHECK(contains(r.out, "--json"));
     }
   }
+}
+
+// ---- rm, gc, diff; ls's ADDED and show's SHARED -----------------------------
+
+namespace {
+
+// Names, sizes and modification times of every file under `dir`, and the
+// catalog's bytes: equal snapshots, unchanged store.
+std::string snapshot(const std::string& dir) {
+  std::string out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    out += e.path().string();
+    if (e.is_regular_file())
+      out += " " + std::to_string(e.file_size()) + " " +
+             std::to_string(fs::last_write_time(e.path()).time_since_epoch().count());
+    out += '\n';
+  }
+  return out + read_file(dir + "/catalog.db");
+}
+
+// The number after `"key": ` in JSON output (the first occurrence).
+double json_number(const std::string& json, const std::string& key) {
+  const size_t at = json.find("\"" + key + "\": ");
+  REQUIRE(at != std::string::npos);
+  return std::strtod(json.c_str() + at + key.size() + 4, nullptr);
+}
+
+// A store with three saves of one 64 KiB float32 tensor "w": a, then b with
+// element 10 changed by +0.5, then c equal to b.
+struct WeightsFixture {
+  TempDir dir{"cli-hist"};
+  std::string path = dir / "store";
+  std::vector<float> a = std::vector<float>(16384), b;
+
+  WeightsFixture() {
+    for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i % 97) / 8.0f;
+    b = a;
+    b[10] += 0.5f;
+    tessera::Store store = tessera::Store::open(path);
+    tessera::SaveOptions so;
+    so.compression = tessera::Compression::kNone;
+    save_weights(store, a, "a", so);
+    save_weights(store, b, "b", so);
+    save_weights(store, b, "c", so);
+  }
+  static void save_weights(tessera::Store& store, std::vector<float>& w, const std::string& name,
+                           const tessera::SaveOptions& so) {
+    tessera::StateDict sd;
+    sd.add_tensor("w", tessera::TensorView::contiguous("float32", 4, w.data(), {16384}));
+    tessera::save(sd, store, name, so);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("ls shows the bytes each checkpoint added; show marks tensors shared with the previous one") {
+  StoreFixture store;
+  auto ls = run_cli({"ls", store.path()});
+  INFO(transcript(ls));
+  CHECK(ls.status == 0);
+  CHECK(contains(ls.out, "ADDED"));
+  const std::string step2 = ls.out.substr(ls.out.find("step-2"));
+  CHECK(contains(step2, "64 B\n"));  // step-2 added only the bias; ADDED is the last column
+
+  auto json = run_cli({"ls", store.path(), "--json"});
+  CHECK(contains(json.out, "\"added_bytes\": 262144"));  // step-1: the weight
+  CHECK(contains(json.out, "\"added_bytes\": 64"));      // step-2: the bias
+
+  auto show = run_cli({"show", store.path(), "step-2"});
+  INFO(transcript(show));
+  CHECK(show.status == 0);
+  CHECK(contains(show.out, "SHARED"));
+  const std::string weight_row = show.out.substr(show.out.find("model.weight"));
+  const std::string bias_row = show.out.substr(show.out.find("model.bias"));
+  CHECK(contains(weight_row.substr(0, weight_row.find('\n')), " yes"));
+  CHECK(contains(bias_row.substr(0, bias_row.find('\n')), " no"));
+  auto show_json = run_cli({"show", store.path(), "step-2", "--json"});
+  CHECK(contains(show_json.out, "\"shared_with_previous\": true"));
+  CHECK(contains(show_json.out, "\"shared_with_previous\": false"));
+}
+
+TEST_CASE("rm removes checkpoints, all or nothing") {
+  StoreFixture store;
+  auto unknown = run_cli({"rm", store.path(), "step-1", "step-404"});
+  check_one_line_error(unknown, "'step-404'");
+  CHECK(contains(unknown.err, "nothing removed"));
+  CHECK(contains(run_cli({"ls", store.path()}).out, "step-1"));
+
+  auto r = run_cli({"rm", store.path(), "step-1"});
+  INFO(transcript(r));
+  CHECK(r.status == 0);
+  CHECK(contains(r.out, "removed 1 checkpoint: 'step-1'"));
+  CHECK(contains(r.out, "tessera gc"));
+  auto ls = run_cli({"ls", store.path()});
+  CHECK(!contains(ls.out, "step-1"));
+  CHECK(contains(ls.out, "step-2"));
+  CHECK(run_cli({"verify", store.path()}).status == 0);
+
+  check_one_line_error(run_cli({"rm", store.path() + "/nope", "x"}), store.path() + "/nope");
+}
+
+TEST_CASE("rm --keep-last removes all but the newest checkpoints") {
+  WeightsFixture f;
+  auto r = run_cli({"rm", f.path, "--keep-last", "2"});
+  INFO(transcript(r));
+  CHECK(r.status == 0);
+  CHECK(contains(r.out, "removed 1 checkpoint: 'a'"));
+  auto again = run_cli({"rm", f.path, "--keep-last", "2"});
+  CHECK(again.status == 0);
+  CHECK(contains(again.out, "nothing to remove"));
+  auto named = run_cli({"rm", f.path, "c", "--keep-last", "1"});  // c named; of the rest, keep 1
+  CHECK(named.status == 0);
+  CHECK(contains(named.out, "removed 1 checkpoint: 'c'"));
+  auto ls = run_cli({"ls", f.path, "--json"});
+  CHECK(contains(ls.out, "\"name\": \"b\""));
+  CHECK(!contains(ls.out, "\"name\": \"a\""));
+  CHECK(!contains(ls.out, "\"name\": \"c\""));
+}
+
+TEST_CASE("gc --dry-run prints the plan and changes nothing; gc then frees what it planned") {
+  StoreFixture store;
+  const std::string bias_pack = [&] {
+    for (const auto& p : store.packs())
+      if (p != store.weight_pack()) return p.filename().string();
+    return std::string();
+  }();
+  REQUIRE(!bias_pack.empty());
+  REQUIRE(run_cli({"rm", store.path(), "step-2"}).status == 0);
+  const std::string leftover = store.path() + "/tmp/999-1-1.partial";
+  std::ofstream(leftover) << "left by a killed save";
+  const std::string before = snapshot(store.path());
+
+  auto dry = run_cli({"gc", store.path(), "--dry-run"});
+  INFO(transcript(dry));
+  CHECK(dry.status == 0);
+  CHECK(contains(dry.out, "delete"));
+  CHECK(contains(dry.out, bias_pack));
+  CHECK(contains(dry.out, "1 pack to delete"));
+  CHECK(contains(dry.out, "frees 168 B"));  // the bias pack; the leftover is younger than the grace period
+  CHECK(contains(dry.out, "kept 1 file"));
+  CHECK(contains(dry.out, "dry run: nothing changed"));
+  auto dry_json = run_cli({"gc", store.path(), "--dry-run", "--json", "--grace", "0"});
+  INFO(transcript(dry_json));
+  CHECK(contains(dry_json.out, "\"name\": \"" + bias_pack + "\""));
+  CHECK(contains(dry_json.out, "\"name\": \"999-1-1.partial\""));
+  CHECK(contains(dry_json.out, "\"dry_run\": true"));
+  CHECK(snapshot(store.path()) == before);
+
+  auto gc = run_cli({"gc", store.path()});
+  INFO(transcript(gc));
+  CHECK(gc.status == 0);
+  CHECK(contains(gc.out, "deleted 1 pack"));
+  CHECK(!fs::exists(store.path() + "/packs/" + bias_pack));
+  CHECK(fs::exists(store.weight_pack()));
+  CHECK(fs::exists(leftover));  // young: kept
+  auto now = run_cli({"gc", store.path(), "--grace", "0", "--json"});
+  INFO(transcript(now));
+  CHECK(now.status == 0);
+  CHECK(contains(now.out, "\"removed_files\": [\"tmp/999-1-1.partial\"]"));
+  CHECK(!fs::exists(leftover));
+  CHECK(run_cli({"verify", store.path()}).status == 0);
+  CHECK(run_cli({"show", store.path(), "step-1"}).status == 0);
+
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"gc", store.path(), "--rewrite-below", "2"},
+                                                               {"gc", store.path(), "--rewrite-below", "x"},
+                                                               {"gc", store.path(), "--grace", "-1"},
+                                                               {"rm", store.path(), "--keep-last", "0"},
+                                                               {"rm", store.path()},
+                                                               {"diff", store.path(), "step-1"}}) {
+    auto r = run_cli(bad);
+    INFO(transcript(r));
+    CHECK(r.status == 2);
+    CHECK(r.out.empty());
+  }
+}
+
+TEST_CASE("diff exits 0 when identical, 1 when different, 2 on errors") {
+  StoreFixture store;
+  auto same = run_cli({"diff", store.path(), "step-1", "step-1"});
+  INFO(transcript(same));
+  CHECK(same.status == 0);
+  CHECK(contains(same.out, "identical"));
+
+  auto r = run_cli({"diff", store.path(), "step-1", "step-2"});
+  INFO(transcript(r));
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "added"));
+  CHECK(contains(r.out, "model.bias"));
+  CHECK(contains(r.out, "removed"));
+  CHECK(contains(r.out, "note"));
+  CHECK(contains(r.out, "changed"));
+  CHECK(contains(r.out, "1 added, 1 removed, 1 changed, 1 unchanged"));
+
+  auto json = run_cli({"diff", store.path(), "step-1", "step-2", "--json"});
+  INFO(transcript(json));
+  CHECK(json.status == 1);
+  CHECK(contains(json.out, "\"identical\": false"));
+  CHECK(contains(json.out, "\"added\": [\"model.bias\"]"));
+  CHECK(contains(json.out, "\"removed\": [\"note\"]"));
+  CHECK(contains(json.out, "\"change\": \"value\""));
+
+  check_one_line_error(run_cli({"diff", store.path(), "step-1", "step-404"}), "'step-404'");
+}
+
+TEST_CASE("diff --values prints max |delta| and relative L2; a damaged chunk is an error (2), not a difference") {
+  WeightsFixture f;
+  double d2 = 0, a2 = 0;
+  for (size_t i = 0; i < f.a.size(); ++i) {
+    d2 += (static_cast<double>(f.b[i]) - f.a[i]) * (static_cast<double>(f.b[i]) - f.a[i]);
+    a2 += static_cast<double>(f.a[i]) * f.a[i];
+  }
+  auto r = run_cli({"diff", f.path, "a", "b", "--values", "--json"});
+  INFO(transcript(r));
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "\"change\": \"content\""));
+  CHECK(contains(r.out, "\"changed_chunks\": 1"));
+  CHECK(json_number(r.out, "max_abs_diff") == static_cast<double>(f.b[10]) - f.a[10]);
+  CHECK(json_number(r.out, "relative_l2") == doctest::Approx(std::sqrt(d2 / a2)).epsilon(1e-12));
+
+  auto table = run_cli({"diff", f.path, "a", "b", "--values"});
+  INFO(transcript(table));
+  CHECK(table.status == 1);
+  CHECK(contains(table.out, "REL_L2"));
+  CHECK(contains(table.out, "0.5"));  // max |delta|
+  CHECK(contains(table.out, "content"));
+  CHECK(run_cli({"diff", f.path, "b", "c", "--values"}).status == 0);
+
+  // Damage a's chunk: the pack a wrote is the oldest.
+  fs::path oldest;
+  for (const auto& e : fs::directory_iterator(f.path + "/packs"))
+    if (oldest.empty() || fs::last_write_time(e.path()) < fs::last_write_time(oldest)) oldest = e.path();
+  flip_byte(oldest, 20);
+  auto damaged = run_cli({"diff", f.path, "a", "b", "--values"});
+  check_one_line_error(damaged, "checkpoint 'a', tensor 'w'");
+  CHECK(run_cli({"diff", f.path, "a", "b"}).status == 1);  // by chunk ids: nothing read
+}
+
+TEST_CASE("rm, gc and diff have --help") {
+  auto all = run_cli({"--help"});
+  for (const char* command : {"rm", "gc", "diff"}) {
+    CAPTURE(command);
+    CHECK(contains(all.out, "  " + std::string(command) + " "));
+    for (const auto& r : {run_cli({command, "--help"}), run_cli({"help", command})}) {
+      INFO(transcript(r));
+      CHECK(r.status == 0);
+      CHECK(contains(r.out, "usage: tessera " + std::string(command)));
+    }
+  }
+  CHECK(contains(run_cli({"gc", "--help"}).out, "--dry-run"));
+  CHECK(contains(run_cli({"gc", "--help"}).out, "--grace SECONDS"));
+  CHECK(contains(run_cli({"diff", "--help"}).out, "--values"));
+  CHECK(contains(run_cli({"rm", "--help"}).out, "--keep-last N"));
 }

@@ -41,6 +41,12 @@ struct SaveOptions {
   std::string metadata = "{}";
   // Recorded with the checkpoint; the distributed layer sets it.
   int64_t world_size = 1;
+  // Retention: after a successful commit, remove the oldest checkpoints (by
+  // commit order) so at most this many remain; the one just saved is never
+  // removed. 0 (default) keeps all. Removal only edits the catalog: run gc
+  // (tessera/history.h) to free the space. If the removal fails, save throws
+  // StoreError saying the checkpoint was committed.
+  int64_t keep_last = 0;
 };
 
 struct SaveResult {
@@ -49,6 +55,7 @@ struct SaveResult {
   uint64_t chunks = 0;            // chunk references recorded
   uint64_t chunks_written = 0;    // of which written now (the rest deduplicated)
   uint64_t packs = 0;             // packs written
+  std::vector<std::string> removed;  // checkpoints keep_last removed, oldest first (coordinator only)
 };
 
 // REQUIRES: store opened read-write. Throws AlreadyExistsError if

@@ -20,6 +20,10 @@ struct EntryInfo {
   int64_t logical_bytes = 0;  // tensors: raw bytes; values: size of the value
   int64_t stored_bytes = 0;   // tensors: stored bytes of the distinct chunks
   std::string value;       // values only: printable form (bytes as a length)
+  // Tensors only: the checkpoint committed just before this one (still in
+  // the store) has a tensor of this name with the same boxes and the same
+  // chunk ids, so this checkpoint stored nothing new for it.
+  bool shared_with_previous = false;
 };
 
 // Entries of a checkpoint, ordered by name. Throws NotFoundError.

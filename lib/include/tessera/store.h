@@ -29,6 +29,10 @@ struct CheckpointSummary {
   int64_t values = 0;
   int64_t logical_bytes = 0;  // raw bytes of all tensors
   int64_t stored_bytes = 0;   // stored bytes of the distinct chunks it references
+  // Stored bytes of the chunks this checkpoint was the first to reference:
+  // those no earlier checkpoint still in the store references. Removing an
+  // earlier checkpoint can raise it.
+  int64_t added_bytes = 0;
   std::string metadata;       // JSON object
 };
 

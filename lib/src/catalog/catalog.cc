@@ -9,9 +9,9 @@
 #include <unordered_map>
 
 #include "catalog/migrations.h"
+#include "io/file.h"
 
 namespace tessera::catalog {
-namespace {
 
 std::string chunk_blob(const ChunkId& id) { return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16); }
 
@@ -22,14 +22,16 @@ ChunkId chunk_from_blob(const std::string& b) {
   return id;
 }
 
-std::string sums_blob(const std::vector<uint64_t>& sums) {
-  return std::string(reinterpret_cast<const char*>(sums.data()), sums.size() * 8);
-}
-
 std::vector<uint64_t> sums_from_blob(const std::string& b) {
   std::vector<uint64_t> sums(b.size() / 8);
   std::memcpy(sums.data(), b.data(), sums.size() * 8);
   return sums;
+}
+
+namespace {
+
+std::string sums_blob(const std::vector<uint64_t>& sums) {
+  return std::string(reinterpret_cast<const char*>(sums.data()), sums.size() * 8);
 }
 
 // SELECT list and reader for a chunk row joined with its pack.
@@ -100,7 +102,27 @@ std::string now_iso8601() {
 
 int Catalog::latest_schema_version() { return static_cast<int>(migrations().size()); }
 
+namespace {
+
+// A writer killed inside a transaction leaves a hot journal (catalog.db-journal)
+// that only a read-write connection can roll back; until then every
+// read-only open fails. A reader that finds a journal therefore lets a
+// short-lived read-write connection look first: SQLite rolls back only a
+// journal that no live writer holds, so this is safe while others write.
+void roll_back_hot_journal(const std::string& path) {
+  if (!io::exists(path + "-journal")) return;
+  try {
+    Db rw(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX);
+    rw.pragma_int("schema_version");
+  } catch (const CatalogError&) {
+    // Not writable from here: the read-only open reports it.
+  }
+}
+
+}  // namespace
+
 Catalog Catalog::open(const std::string& path, Mode mode, bool create) {
+  if (mode == Mode::kReadOnly) roll_back_hot_journal(path);
   int flags = mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   if (mode == Mode::kReadWrite && create) flags |= SQLITE_OPEN_CREATE;
   Catalog cat(Db(path, flags | SQLITE_OPEN_FULLMUTEX));
@@ -109,6 +131,9 @@ Catalog Catalog::open(const std::string& path, Mode mode, bool create) {
   try {
     db.pragma_int("schema_version");
   } catch (const CatalogError& e) {
+    if (mode == Mode::kReadOnly && io::exists(path + "-journal"))
+      throw CatalogError("catalog '" + path + "' was left mid-transaction by a writer that died (" + path +
+                         "-journal); open the store once for writing to roll it back (" + e.what() + ")");
     throw CatalogError("'" + path + "' is not a tessera catalog (" + e.what() + ")");
   }
   const int64_t app = db.pragma_int("application_id");
@@ -168,7 +193,12 @@ static constexpr const char* kCheckpointSelect = R"sql(
        JOIN chunks c USING (chunk_id) WHERE t.checkpoint_id = k.checkpoint_id),
     (SELECT coalesce(sum(c.stored_len), 0) FROM chunks c WHERE c.chunk_id IN
        (SELECT tc.chunk_id FROM tensors t JOIN tensor_chunks tc USING (tensor_id)
-        WHERE t.checkpoint_id = k.checkpoint_id))
+        WHERE t.checkpoint_id = k.checkpoint_id)),
+    (SELECT coalesce(sum(c.stored_len), 0) FROM chunks c WHERE c.chunk_id IN
+       (SELECT tc.chunk_id FROM tensors t JOIN tensor_chunks tc USING (tensor_id)
+        WHERE t.checkpoint_id = k.checkpoint_id)
+     AND NOT EXISTS (SELECT 1 FROM tensor_chunks e JOIN tensors et USING (tensor_id)
+        WHERE e.chunk_id = c.chunk_id AND et.checkpoint_id < k.checkpoint_id))
   FROM checkpoints k)sql";
 
 static CheckpointInfo read_checkpoint(const Statement& st) {
@@ -182,6 +212,7 @@ static CheckpointInfo read_checkpoint(const Statement& st) {
   c.value_count = st.column_int(6);
   c.logical_bytes = st.column_int(7);
   c.stored_bytes = st.column_int(8);
+  c.added_bytes = st.column_int(9);
   return c;
 }
 
@@ -197,6 +228,13 @@ std::optional<CheckpointInfo> Catalog::find_checkpoint(const std::string& name) 
   st.bind(1, name);
   if (!st.step()) return std::nullopt;
   return read_checkpoint(st);
+}
+
+std::optional<int64_t> Catalog::previous_checkpoint(int64_t checkpoint_id) {
+  Statement st = db_.prepare("SELECT max(checkpoint_id) FROM checkpoints WHERE checkpoint_id < ?1");
+  st.bind(1, checkpoint_id);
+  if (!st.step() || st.column_type(0) == SQLITE_NULL) return std::nullopt;
+  return st.column_int(0);
 }
 
 std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, bool with_pieces) {
@@ -308,6 +346,11 @@ int64_t Catalog::commit(const NewCheckpoint& c) {
       st.bind(1, c.name);
       if (st.step()) throw CatalogError("checkpoint '" + c.name + "' already exists");
     }
+    if (!c.packs_dir.empty())
+      for (const auto& p : c.packs)
+        if (!io::exists(c.packs_dir + "/" + p.name))
+          throw CatalogError("pack '" + p.name + "' written by this save is gone from '" + c.packs_dir +
+                             "' (removed by gc after its grace period?)");
     const std::string now = now_iso8601();
     Statement ins_pack = db_.prepare(
         "INSERT INTO packs (name, size_bytes, created_at) VALUES (?1, ?2, ?3) "

@@ -39,6 +39,9 @@ struct CheckpointInfo {
   int64_t value_count = 0;
   int64_t logical_bytes = 0;  // sum of raw bytes over the chunk references
   int64_t stored_bytes = 0;   // sum of stored bytes of the distinct chunks it references
+  // Stored bytes of the distinct chunks it references that no earlier
+  // checkpoint (smaller id, still in the catalog) references: what it added.
+  int64_t added_bytes = 0;
 };
 
 // One box of a tensor and the chunk that holds it.
@@ -73,6 +76,11 @@ struct NewCheckpoint {
   int64_t world_size = 1;
   std::string metadata = "{}";
   std::vector<pack::PackInfo> packs;  // durable packs written by this save
+  // When set, commit() checks inside its transaction that every pack in
+  // `packs` is still a file in this directory: gc deletes packs the catalog
+  // does not know once they are older than its grace period, and a save that
+  // took longer must fail rather than commit references to a deleted file.
+  std::string packs_dir;
   std::vector<TensorRecord> tensors;
   std::vector<ValueRecord> values;
 };
@@ -92,6 +100,9 @@ class Catalog {
 
   std::vector<CheckpointInfo> list_checkpoints();
   std::optional<CheckpointInfo> find_checkpoint(const std::string& name);
+  // The id of the checkpoint committed just before `checkpoint_id` (the
+  // greatest smaller id), if any.
+  std::optional<int64_t> previous_checkpoint(int64_t checkpoint_id);
 
   // The tensors of a checkpoint with their pieces (ordered by name).
   std::vector<TensorRecord> tensors(int64_t checkpoint_id, bool with_pieces = true);
@@ -116,6 +127,11 @@ class Catalog {
   void migrate(const std::string& path);
   Db db_;
 };
+
+// Chunk ids are stored as 16-byte blobs; block sums as little-endian u64 arrays.
+std::string chunk_blob(const ChunkId& id);
+ChunkId chunk_from_blob(const std::string& blob);  // throws CatalogError unless 16 bytes
+std::vector<uint64_t> sums_from_blob(const std::string& blob);
 
 // Shapes and boxes are stored as JSON arrays of integers.
 std::string shape_to_json(const Shape& s);

@@ -37,6 +37,7 @@ int64_t Db::pragma_int(const std::string& name) {
 }
 
 int64_t Db::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+int64_t Db::changes() const { return sqlite3_changes(db_); }
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
   if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &st_, nullptr) != SQLITE_OK)
@@ -103,5 +104,23 @@ std::string Statement::column_blob(int i) const {
   return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string();
 }
 int Statement::column_type(int i) const { return sqlite3_column_type(st_, i); }
+
+Transaction::Transaction(Db& db, Kind kind) : db_(db) {
+  db_.exec(kind == Kind::kWrite ? "BEGIN IMMEDIATE" : "BEGIN");
+  open_ = true;
+}
+
+Transaction::~Transaction() {
+  if (!open_) return;
+  try {
+    db_.exec("ROLLBACK");
+  } catch (...) {
+  }
+}
+
+void Transaction::commit() {
+  db_.exec("COMMIT");
+  open_ = false;
+}
 
 }  // namespace tessera::catalog

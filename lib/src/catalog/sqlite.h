@@ -32,6 +32,7 @@ class Db {
   Statement prepare(std::string_view sql);
   int64_t pragma_int(const std::string& name);
   int64_t last_insert_rowid() const;
+  int64_t changes() const;  // rows changed by the last INSERT, UPDATE or DELETE
   sqlite3* raw() const { return db_; }
 
  private:
@@ -67,6 +68,25 @@ class Statement {
   [[noreturn]] void fail(const std::string& what) const;
   sqlite3* db_;
   sqlite3_stmt* st_ = nullptr;
+};
+
+// One transaction for the object's lifetime: kWrite is BEGIN IMMEDIATE (takes
+// the database's write lock at once, so what is read inside cannot change
+// before COMMIT); kRead is a plain BEGIN (a consistent snapshot for reads).
+// Rolls back on destruction unless commit() ran.
+class Transaction {
+ public:
+  enum class Kind { kRead, kWrite };
+  Transaction(Db& db, Kind kind);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  void commit();  // REQUIRES: not committed yet
+
+ private:
+  Db& db_;
+  bool open_ = false;
 };
 
 }  // namespace tessera::catalog

@@ -11,6 +11,7 @@
 
 #include "engine/commit.h"
 #include "engine/manifest_codec.h"
+#include "engine/retention.h"
 #include "engine/shard_writer.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"
@@ -104,6 +105,7 @@ SaveResult save(const StateDict& state, const std::string& store_path, const std
         all.push_back(decode_manifest(report.substr(3)));
       }
       commit_checkpoint(store->impl(), checkpoint, all, opts);
+      mine.stats.removed = apply_keep_last_after_commit(store->impl(), opts.keep_last, checkpoint);
     } catch (const std::exception& e) {
       std::string what = e.what();
       outcome = kErrorPrefix + (what.rfind(failed, 0) == 0 ? what : failed + what);

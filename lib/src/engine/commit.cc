@@ -23,6 +23,7 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
   c.name = checkpoint;
   c.world_size = options.world_size;
   c.metadata = options.metadata;
+  c.packs_dir = store.packs_dir();  // a pack gc removed meanwhile fails the commit
 
   struct Merged {
     catalog::TensorRecord record;

@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "engine/pieces.h"
 #include "engine/store_impl.h"
 #include "io/file.h"
 #include "io/thread_pool.h"
@@ -84,8 +85,13 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
       sizes[id] = {st.column_int(1), st.column_int(2)};
     }
   }
+  std::map<std::string, std::vector<catalog::Piece>> previous;  // tensor -> pieces, sorted by box
+  if (auto prev = impl.catalog.previous_checkpoint(ckpt.id))
+    for (auto& t : impl.catalog.tensors(*prev)) previous.emplace(t.name, sorted_by_box(std::move(t.pieces)));
   for (const auto& t : impl.catalog.tensors(ckpt.id)) {
-    EntryInfo e{t.name, "tensor", t.dtype, t.shape, static_cast<int64_t>(t.pieces.size()), 0, 0, ""};
+    EntryInfo e{t.name, "tensor", t.dtype, t.shape, static_cast<int64_t>(t.pieces.size()), 0, 0, "", false};
+    if (auto it = previous.find(t.name); it != previous.end())
+      e.shared_with_previous = same_pieces(it->second, sorted_by_box(t.pieces));
     std::unordered_set<ChunkId, ChunkIdHash> seen;
     for (const auto& p : t.pieces) {
       auto [raw, stored] = sizes[p.chunk];
@@ -95,7 +101,7 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
     out.push_back(std::move(e));
   }
   for (const auto& v : impl.catalog.values(ckpt.id))
-    out.push_back(EntryInfo{v.name, value_kind(v.value), "", {}, 0, value_size(v.value), 0, printable(v.value)});
+    out.push_back(EntryInfo{v.name, value_kind(v.value), "", {}, 0, value_size(v.value), 0, printable(v.value), false});
   std::sort(out.begin(), out.end(), [](const EntryInfo& a, const EntryInfo& b) { return a.name < b.name; });
   return out;
 }

@@ -1,4 +1,5 @@
 #include "engine/commit.h"
+#include "engine/retention.h"
 #include "engine/shard_writer.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
@@ -21,6 +22,7 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
     discard_packs(impl, m.packs);
     throw;
   }
+  m.stats.removed = apply_keep_last_after_commit(impl, options.keep_last, checkpoint);
   return m.stats;
 }
 

@@ -8,8 +8,17 @@ namespace tessera {
 namespace {
 
 CheckpointSummary summarize(const catalog::CheckpointInfo& c) {
-  return CheckpointSummary{c.name,          c.created_at,    c.world_size,   c.tensor_count,
-                           c.value_count,   c.logical_bytes, c.stored_bytes, c.metadata};
+  CheckpointSummary s;
+  s.name = c.name;
+  s.created_at = c.created_at;
+  s.world_size = c.world_size;
+  s.tensors = c.tensor_count;
+  s.values = c.value_count;
+  s.logical_bytes = c.logical_bytes;
+  s.stored_bytes = c.stored_bytes;
+  s.added_bytes = c.added_bytes;
+  s.metadata = c.metadata;
+  return s;
 }
 
 }  // namespace

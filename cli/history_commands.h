@@ -1,0 +1,18 @@
+// The commands that work on a store's history: rm, gc and diff. Their
+// entries in the command table (commands.cc) point at these.
+#pragma once
+
+#include <ostream>
+
+#include "commands.h"
+
+namespace tessera::cli {
+
+// tessera rm STORE [CHECKPOINT...] [--keep-last N]
+int run_rm(const Invocation& invocation, std::ostream& out);
+// tessera gc STORE [--dry-run] [--rewrite-below F] [--grace SECONDS] [--json]
+int run_gc(const Invocation& invocation, std::ostream& out);
+// tessera diff STORE A B [--values] [--json]; exits 0 identical, 1 different.
+int run_diff(const Invocation& invocation, std::ostream& out);
+
+}  // namespace tessera::cli

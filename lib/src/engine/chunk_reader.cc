@@ -1,0 +1,66 @@
+#include "engine/chunk_reader.h"
+
+#include <algorithm>
+
+#include "tessera/error.h"
+
+namespace tessera {
+namespace {
+
+std::string culprit(const pack::ChunkEntry& e, const std::string& pack_name) {
+  return "chunk " + e.id.hex() + " in pack '" + pack_name + "'";
+}
+
+}  // namespace
+
+std::string stored_bytes_problem(const pack::ChunkEntry& e, const std::byte* stored) {
+  if (e.codec != Codec::kRaw)
+    return checksum64(stored, e.stored_len) == e.stored_sum ? "" : "checksum mismatch in the stored bytes";
+  if (e.stored_len != e.raw_len) return "raw chunk with stored length != raw length";
+  if (e.block_sums.size() != pack::block_count(e.raw_len)) return "block checksums missing";
+  for (uint64_t b = 0; b < e.block_sums.size(); ++b) {
+    const uint64_t start = b * pack::kBlockBytes, len = std::min(pack::kBlockBytes, e.raw_len - start);
+    if (checksum64(stored + start, len) != e.block_sums[b])
+      return "checksum mismatch in bytes " + std::to_string(start) + ".." + std::to_string(start + len);
+  }
+  return "";
+}
+
+std::vector<std::byte> read_stored_chunk(const pack::PackReader& pack, const std::string& pack_name,
+                                         const pack::ChunkEntry& e) {
+  std::vector<std::byte> stored(e.stored_len);
+  try {
+    pack.read(e.offset, e.stored_len, stored.data());
+  } catch (const std::exception& ex) {
+    throw CorruptionError(culprit(e, pack_name) + ": " + ex.what());
+  }
+  if (std::string problem = stored_bytes_problem(e, stored.data()); !problem.empty())
+    throw CorruptionError(culprit(e, pack_name) + ": " + problem);
+  return stored;
+}
+
+std::vector<std::byte> read_raw_chunk(const pack::PackReader& pack, const catalog::ChunkLocation& where,
+                                      const std::string& context) {
+  const pack::ChunkEntry& e = where.entry;
+  try {
+    std::vector<std::byte> stored = read_stored_chunk(pack, where.pack, e);
+    std::vector<std::byte> raw;
+    if (e.codec == Codec::kRaw) {
+      raw = std::move(stored);
+    } else {
+      raw.resize(e.raw_len);
+      try {
+        decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw.data(), raw.size());
+      } catch (const std::exception& ex) {
+        throw CorruptionError(culprit(e, where.pack) + ": cannot decode: " + ex.what());
+      }
+    }
+    if (chunk_id_of(raw.data(), raw.size()) != e.id)
+      throw CorruptionError(culprit(e, where.pack) + ": bytes do not match the chunk id");
+    return raw;
+  } catch (const CorruptionError& ex) {
+    throw CorruptionError(context + ": " + ex.what());
+  }
+}
+
+}  // namespace tessera

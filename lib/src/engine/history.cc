@@ -1,0 +1,83 @@
+// remove_checkpoints() and keep_last: deleting checkpoints from the catalog.
+// Their chunks and packs stay until gc (gc.cc).
+#include <mutex>
+
+#include "catalog/maintenance.h"
+#include "engine/history_hooks.h"
+#include "engine/retention.h"
+#include "tessera/error.h"
+#include "tessera/history.h"
+
+namespace tessera {
+namespace {
+
+std::mutex hook_mu;
+HistoryStepHook step_hook;
+
+std::string quoted_list(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "'" : ", '") + n + "'";
+  return s;
+}
+
+}  // namespace
+
+void set_history_step_hook(HistoryStepHook hook) {
+  std::lock_guard lock(hook_mu);
+  step_hook = std::move(hook);
+}
+
+void history_step(std::string_view step) {
+  HistoryStepHook hook;
+  {
+    std::lock_guard lock(hook_mu);
+    hook = step_hook;
+  }
+  if (hook) hook(step);
+}
+
+void remove_checkpoints(Store& store, const std::vector<std::string>& names) {
+  Store::Impl& impl = store.impl();
+  if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot remove checkpoints");
+  std::lock_guard lock(impl.mu);
+  try {
+    catalog::Transaction tx(impl.catalog.db(), catalog::Transaction::Kind::kWrite);
+    const std::vector<std::string> unknown = catalog::delete_checkpoints(impl.catalog.db(), names);
+    if (!unknown.empty())
+      throw NotFoundError((unknown.size() == 1 ? "checkpoint " : "checkpoints ") + quoted_list(unknown) +
+                          " not found in store '" + impl.path +
+                          "'; nothing removed");
+    history_step("rm: before commit");
+    tx.commit();
+  } catch (const catalog::CatalogError& e) {
+    throw StoreError("store '" + impl.path + "': cannot remove " + quoted_list(names) + ": " + e.what());
+  }
+}
+
+std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, const std::string& just_saved) {
+  if (keep_last <= 0) return {};
+  std::lock_guard lock(store.mu);
+  catalog::Transaction tx(store.catalog.db(), catalog::Transaction::Kind::kWrite);
+  const std::vector<std::string> names = catalog::checkpoint_names(store.catalog.db());
+  const int64_t excess = static_cast<int64_t>(names.size()) - keep_last;
+  std::vector<std::string> victims;
+  for (size_t i = 0; i < names.size() && static_cast<int64_t>(victims.size()) < excess; ++i)
+    if (names[i] != just_saved) victims.push_back(names[i]);
+  if (victims.empty()) return {};
+  catalog::delete_checkpoints(store.catalog.db(), victims);
+  tx.commit();
+  return victims;
+}
+
+std::vector<std::string> apply_keep_last_after_commit(Store::Impl& store, int64_t keep_last,
+                                                      const std::string& just_saved) {
+  try {
+    return apply_keep_last(store, keep_last, just_saved);
+  } catch (const std::exception& e) {
+    throw StoreError("checkpoint '" + just_saved + "' was committed to store '" + store.path +
+                     "', but keep_last = " + std::to_string(keep_last) +
+                     " could not remove older checkpoints: " + e.what());
+  }
+}
+
+}  // namespace tessera

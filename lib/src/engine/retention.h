@@ -1,0 +1,22 @@
+// SaveOptions::keep_last, applied by the coordinator right after a commit.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/store_impl.h"
+
+namespace tessera {
+
+// Removes the oldest checkpoints (by commit order) so that at most
+// `keep_last` remain, never `just_saved`; returns the names removed (oldest
+// first). keep_last <= 0 keeps everything. Does not run gc.
+std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, const std::string& just_saved);
+
+// apply_keep_last for a save that has committed `just_saved`: any failure
+// becomes a StoreError that says the checkpoint was committed.
+std::vector<std::string> apply_keep_last_after_commit(Store::Impl& store, int64_t keep_last,
+                                                      const std::string& just_saved);
+
+}  // namespace tessera

@@ -1,0 +1,585 @@
+// A store's history without LibTorch: rm, gc (deleting, rewriting, grace
+// period, re-checks under the write lock), keep_last, ls's added bytes and
+// show's sharing marks. Crash safety of rm+gc and save is in crash_test.cc;
+// diff in diff_test.cc.
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "catalog/catalog.h"
+#include "engine/commit.h"
+#include "engine/history_hooks.h"
+#include "engine/shard_writer.h"
+#include "history_util.h"
+#include "tessera/distributed.h"
+#include "tessera/error.h"
+#include "tessera/history.h"
+#include "tessera/inspect.h"
+#include "test_util.h"
+
+using namespace tessera;
+using tessera::test::files_in;
+using tessera::test::minus;
+using tessera::test::Model;
+using tessera::test::raw_chunks;
+using tessera::test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+std::vector<std::string> names_of(const Store& store) {
+  std::vector<std::string> out;
+  for (const auto& c : store.checkpoints()) out.push_back(c.name);
+  return out;
+}
+
+std::vector<std::string> file_names(const std::vector<GcFile>& files) {
+  std::vector<std::string> out;
+  for (const auto& f : files) out.push_back(f.name);
+  return out;
+}
+
+std::vector<std::string> as_vector(const std::set<std::string>& s) { return {s.begin(), s.end()}; }
+
+// Every row of every catalog table, as text: equal dumps, equal catalogs.
+std::string catalog_dump(const std::string& store) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2((store + "/catalog.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  std::string out;
+  for (const char* table : {"packs", "chunks", "checkpoints", "tensors", "tensor_chunks", "entries"}) {
+    out += std::string("# ") + table + "\n";
+    sqlite3_stmt* st = nullptr;
+    const std::string sql = std::string("SELECT * FROM ") + table + " ORDER BY 1, 2, 3";
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      for (int c = 0; c < sqlite3_column_count(st); ++c) {
+        const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(st, c));
+        const int n = sqlite3_column_bytes(st, c);
+        char hex[3];
+        for (int i = 0; i < n; ++i) {
+          std::snprintf(hex, sizeof hex, "%02x", p[i]);
+          out += hex;
+        }
+        out += '|';
+      }
+      out += '\n';
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+// Names, sizes and modification times of every file under the store.
+std::string listing(const std::string& store) {
+  std::string out;
+  for (const auto& e : fs::recursive_directory_iterator(store)) {
+    out += e.path().string();
+    if (e.is_regular_file())
+      out += " " + std::to_string(e.file_size()) + " " +
+             std::to_string(fs::last_write_time(e.path()).time_since_epoch().count());
+    out += '\n';
+  }
+  return out;
+}
+
+void make_old(const std::string& path) {
+  fs::last_write_time(path, fs::file_time_type::clock::now() - std::chrono::hours(2));
+}
+
+GcOptions no_grace() {
+  GcOptions o;
+  o.grace = std::chrono::seconds(0);
+  return o;
+}
+
+constexpr size_t kChunkFloats = 16384;  // 64 KiB of float32: one raw chunk with raw_chunks(64 KiB)
+
+}  // namespace
+
+TEST_CASE("rm refuses unknown names, all or nothing, and needs a writable store") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  Model m;
+  m.set("x", 1000, 1);
+  for (const char* n : {"a", "b", "c"}) save(m.state(), store, n);
+
+  std::string err = error_of([&] { remove_checkpoints(store, {"a", "nope-1", "nope-2"}); });
+  CHECK(has(err, "checkpoints 'nope-1', 'nope-2' not found"));
+  CHECK(has(err, dir.path()));
+  CHECK(has(err, "nothing removed"));
+  CHECK(names_of(store) == std::vector<std::string>{"a", "b", "c"});
+  CHECK_THROWS_AS(remove_checkpoints(store, {"nope"}), NotFoundError);
+
+  Store reader = Store::open_read_only(dir.path());
+  CHECK(has(error_of([&] { remove_checkpoints(reader, {"a"}); }), "read-only"));
+  CHECK(error_of([&] { plan_gc(reader); }).empty());  // planning works read-only
+  CHECK_THROWS_AS(run_gc(reader, plan_gc(reader)), StoreError);
+
+  remove_checkpoints(store, {"c", "a", "c"});  // a name twice counts once
+  CHECK(names_of(store) == std::vector<std::string>{"b"});
+  CHECK(m.loads_exactly(store, "b"));
+  // The cascade took the removed checkpoints' tensors and pieces with them.
+  auto st = store.impl().catalog.db().prepare("SELECT count(*) FROM tensors");
+  st.step();
+  CHECK(st.column_int(0) == 1);
+}
+
+TEST_CASE("rm then gc frees exactly the packs only the removed checkpoint used") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model a, b, c;
+  a.set("x", kChunkFloats, 1);
+  a.set("y", kChunkFloats, 2);
+  b = a;
+  b.set("y", kChunkFloats, 3);
+  c = a;
+  c.set("y", kChunkFloats, 4);
+  save(a.state(), store, "a", so);
+  const auto packs_a = files_in(dir.path(), "packs");
+  save(b.state(), store, "b", so);
+  const auto packs_b = minus(files_in(dir.path(), "packs"), packs_a);
+  save(c.state(), store, "c", so);
+  const auto packs_c = minus(minus(files_in(dir.path(), "packs"), packs_a), packs_b);
+  REQUIRE(packs_b.size() == 1);  // b wrote only its y
+  const auto size_b = fs::file_size(dir / "packs/" + *packs_b.begin());
+
+  remove_checkpoints(store, {"b"});
+  CHECK(names_of(store) == std::vector<std::string>{"a", "c"});
+  CHECK(files_in(dir.path(), "packs").size() == 3);  // rm alone deletes no file
+
+  const GcPlan plan = plan_gc(store);
+  CHECK(file_names(plan.delete_packs) == as_vector(packs_b));
+  CHECK(plan.rewrite_packs.empty());  // a's pack is all live: x (a, c) and y (a)
+  CHECK(plan.unknown_packs.empty());
+  CHECK(plan.orphan_chunks == 1);
+  CHECK(plan.bytes_freed() == size_b);
+
+  const GcResult r = run_gc(store, plan);
+  CHECK(r.deleted_packs == as_vector(packs_b));
+  CHECK(r.chunks_dropped == 1);
+  CHECK(r.bytes_freed == static_cast<int64_t>(size_b));
+  CHECK(r.skipped.empty());
+  std::set<std::string> expected = packs_a;
+  expected.insert(packs_c.begin(), packs_c.end());
+  CHECK(files_in(dir.path(), "packs") == expected);
+  CHECK(a.loads_exactly(store, "a"));
+  CHECK(c.loads_exactly(store, "c"));
+  CHECK(verify(store).ok());
+  CHECK(plan_gc(store).empty());  // nothing left to do
+
+  // Removing everything and collecting leaves an empty store that still works.
+  remove_checkpoints(store, {"a", "c"});
+  run_gc(store, plan_gc(store));
+  CHECK(files_in(dir.path(), "packs").empty());
+  CHECK(files_in(dir.path(), "tmp").empty());
+  save(a.state(), store, "again", so);
+  CHECK(a.loads_exactly(store, "again"));
+}
+
+TEST_CASE("gc rewrites a mostly dead pack: live chunks move as stored, the old pack goes") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  SaveOptions so = raw_chunks(64 << 10);
+  so.compression = Compression::kAuto;
+  Model a;
+  a.set("x", kChunkFloats, 1);          // 1 raw chunk, kept
+  a.set("y", 4 * kChunkFloats, 2);      // 4 raw chunks, dropped
+  a.tensors["s"].assign(kChunkFloats, 1.0f);  // compresses: kept, stored compressed
+  save(a.state(), store, "a", so);
+  const auto packs_a = files_in(dir.path(), "packs");
+  REQUIRE(packs_a.size() == 1);
+  const std::string old_pack = *packs_a.begin();
+  Model c = a;
+  c.tensors.erase("y");
+  c.set("z", kChunkFloats, 3);
+  save(c.state(), store, "c", so);
+  remove_checkpoints(store, {"a"});
+
+  auto& cat = store.impl().catalog;
+  const auto s_chunk = cat.tensor(cat.find_checkpoint("c")->id, "s")->pieces.at(0).chunk;
+  const auto s_before = cat.locate(s_chunk);
+  REQUIRE(s_before);
+  REQUIRE(s_before->entry.codec != Codec::kRaw);
+  const uint64_t live = (64 << 10) + s_before->entry.stored_len;
+
+  GcOptions strict;
+  strict.rewrite_below = 0.15;  // about 20% live: not below 15%
+  CHECK(plan_gc(store, strict).rewrite_packs.empty());
+
+  const GcPlan plan = plan_gc(store);  // default 0.5
+  REQUIRE(plan.rewrite_packs.size() == 1);
+  CHECK(plan.rewrite_packs[0].name == old_pack);
+  CHECK(plan.rewrite_packs[0].live_chunks == 2);
+  CHECK(plan.rewrite_packs[0].live_bytes == live);
+  CHECK(plan.delete_packs.empty());
+  CHECK(plan.orphan_chunks == 4);
+  CHECK(plan.bytes_freed() == fs::file_size(dir / "packs/" + old_pack) - live);
+
+  const GcResult r = run_gc(store, plan);
+  CHECK(r.rewritten_packs == std::vector<std::string>{old_pack});
+  REQUIRE(r.new_packs.size() == 1);
+  CHECK(r.chunks_moved == 2);
+  CHECK(r.chunks_dropped == 4);
+  CHECK(r.deleted_packs == std::vector<std::string>{old_pack});
+  CHECK(!fs::exists(dir / "packs/" + old_pack));
+  const auto new_size = fs::file_size(dir / "packs/" + r.new_packs[0]);
+  // Stored bytes as they were, plus the footer: x's entry has one block sum.
+  CHECK(new_size == live + (56 + 8) + 56 + 40);
+  const auto s_after = cat.locate(s_chunk);
+  REQUIRE(s_after);
+  CHECK(s_after->pack == r.new_packs[0]);
+  CHECK(s_after->entry.codec == s_before->entry.codec);
+  CHECK(s_after->entry.stored_len == s_before->entry.stored_len);
+  CHECK(s_after->entry.stored_sum == s_before->entry.stored_sum);
+  CHECK(c.loads_exactly(store, "c"));
+  CHECK(verify(store).ok());
+  CHECK(plan_gc(store).empty());
+}
+
+TEST_CASE("planning changes nothing: files and catalog stay as they were") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  Model m;
+  m.set("x", kChunkFloats, 1);
+  save(m.state(), store, "a", raw_chunks(64 << 10));
+  m.set("x", kChunkFloats, 2);
+  save(m.state(), store, "b", raw_chunks(64 << 10));
+  remove_checkpoints(store, {"a"});
+  std::ofstream(dir / "tmp/old.partial") << "leftover";
+  make_old(dir / "tmp/old.partial");
+  const std::string files_before = listing(dir.path()), catalog_before = catalog_dump(dir.path());
+
+  const GcPlan plan = plan_gc(store, no_grace());
+  CHECK(plan.delete_packs.size() == 1);  // there is work, which the plan only describes
+  CHECK(plan.temp_files.size() == 1);
+  CHECK(listing(dir.path()) == files_before);
+  CHECK(catalog_dump(dir.path()) == catalog_before);
+}
+
+TEST_CASE("in-flight protection: unknown packs and temp files younger than the grace period survive gc") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model m;
+  m.set("x", kChunkFloats, 1);
+  save(m.state(), store, "a", so);
+  const auto committed = files_in(dir.path(), "packs");
+  // A save that has made its pack durable but not committed yet.
+  Model next = m;
+  next.set("x", kChunkFloats, 2);
+  RankManifest in_flight = write_shards(next.state(), store.impl(), so);
+  REQUIRE(in_flight.packs.size() == 1);
+  const std::string unknown = in_flight.packs[0].name;
+  std::ofstream(dir / "tmp/123-4-5.partial") << std::string(1000, 'x');
+
+  const GcPlan young = plan_gc(store);  // default grace: 1 hour
+  CHECK(young.unknown_packs.empty());
+  CHECK(young.temp_files.empty());
+  CHECK(young.young_unknown_files == 2);
+  run_gc(store, young);
+  CHECK(fs::exists(dir / "packs/" + unknown));
+  CHECK(fs::exists(dir / "tmp/123-4-5.partial"));
+
+  // The save commits within the grace period: its pack is still there.
+  commit_checkpoint(store.impl(), "b", {in_flight}, so);
+  CHECK(next.loads_exactly(store, "b"));
+
+  // Another unknown pack, this time older than the grace period.
+  Model late = m;
+  late.set("x", kChunkFloats, 3);
+  RankManifest stale = write_shards(late.state(), store.impl(), so);
+  const std::string stale_pack = stale.packs.at(0).name;
+  make_old(dir / "packs/" + stale_pack);
+  make_old(dir / "tmp/123-4-5.partial");
+  const GcPlan old = plan_gc(store);
+  CHECK(file_names(old.unknown_packs) == std::vector<std::string>{stale_pack});
+  CHECK(file_names(old.temp_files) == std::vector<std::string>{"123-4-5.partial"});
+  const GcResult r = run_gc(store, old);
+  CHECK(r.removed_files == std::vector<std::string>{"packs/" + stale_pack, "tmp/123-4-5.partial"});
+  CHECK(!fs::exists(dir / "packs/" + stale_pack));
+  CHECK(files_in(dir.path(), "tmp").empty());
+  CHECK(files_in(dir.path(), "packs").size() == committed.size() + 1);  // a's and b's
+
+  // That save commits too late: its pack is gone, and the commit fails cleanly.
+  const std::string catalog_before = catalog_dump(dir.path());
+  const std::string err = error_of([&] { commit_checkpoint(store.impl(), "late", {stale}, so); });
+  CHECK(has(err, "pack '" + stale_pack + "'"));
+  CHECK(has(err, "is gone"));
+  CHECK(catalog_dump(dir.path()) == catalog_before);
+  CHECK(names_of(store) == std::vector<std::string>{"a", "b"});
+  CHECK(m.loads_exactly(store, "a"));
+}
+
+TEST_CASE("race: a save that deduplicated against a chunk gc dropped fails its commit cleanly") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model a;
+  a.set("x", kChunkFloats, 1);
+  save(a.state(), store, "a", so);
+  // The save's first half: x is found committed (dedup), n is written.
+  Model b = a;
+  b.set("n", kChunkFloats, 2);
+  RankManifest m = write_shards(b.state(), store.impl(), so);
+  REQUIRE(m.stats.chunks_written == 1);
+  ChunkId x;
+  for (const auto& t : m.tensors)
+    if (t.name == "x") x = t.pieces.at(0).chunk;
+  // Meanwhile a is removed and gc drops x (and a's pack).
+  remove_checkpoints(store, {"a"});
+  const GcResult r = run_gc(store, plan_gc(store));
+  CHECK(r.chunks_dropped == 1);
+  CHECK(r.deleted_packs.size() == 1);
+  CHECK(fs::exists(dir / "packs/" + m.packs.at(0).name));  // young: kept
+
+  const std::string catalog_before = catalog_dump(dir.path());
+  std::string err;
+  try {
+    commit_checkpoint(store.impl(), "b", {m}, so);
+  } catch (const StoreError& e) {
+    err = e.what();
+  }
+  CHECK(has(err, "commit of 'b' failed"));
+  CHECK(has(err, "tensor 'x': chunk " + x.hex() + " is neither in this save's packs nor committed"));
+  CHECK(catalog_dump(dir.path()) == catalog_before);
+  CHECK(store.checkpoints().empty());
+  // Saving again works.
+  save(b.state(), store, "b", so);
+  CHECK(b.loads_exactly(store, "b"));
+}
+
+TEST_CASE("gc re-checks its plan under the write lock: what a later commit references stays") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model a;
+  a.set("x", kChunkFloats, 1);
+  a.set("y", 4 * kChunkFloats, 2);
+
+  SUBCASE("a pack planned for deletion") {
+    save(a.state(), store, "a", so);
+    const auto packs = files_in(dir.path(), "packs");
+    remove_checkpoints(store, {"a"});
+    const GcPlan plan = plan_gc(store);
+    REQUIRE(plan.delete_packs.size() == 1);
+    save(a.state(), store, "b", so);  // deduplicates against the orphan rows
+    const GcResult r = run_gc(store, plan);
+    CHECK(r.deleted_packs.empty());
+    CHECK(r.chunks_dropped == 0);
+    REQUIRE(r.skipped.size() == 1);
+    CHECK(has(r.skipped[0], "not deleted"));
+    CHECK(files_in(dir.path(), "packs") == packs);
+    CHECK(a.loads_exactly(store, "b"));
+    CHECK(verify(store).ok());
+  }
+
+  SUBCASE("a pack planned for rewriting") {
+    save(a.state(), store, "a", so);
+    Model c = a;
+    c.tensors.erase("y");
+    save(c.state(), store, "c", so);  // x only: a's pack is 25% live once a goes
+    const auto packs = files_in(dir.path(), "packs");
+    remove_checkpoints(store, {"a"});
+    const GcPlan plan = plan_gc(store);
+    REQUIRE(plan.rewrite_packs.size() == 1);
+    save(a.state(), store, "b", so);  // y is live again before gc starts copying
+    const GcResult r = run_gc(store, plan);
+    CHECK(r.rewritten_packs.empty());
+    CHECK(r.new_packs.empty());
+    REQUIRE(r.skipped.size() == 1);
+    CHECK(has(r.skipped[0], "not rewritten: checkpoints committed since planning made it 99% live"));
+    CHECK(files_in(dir.path(), "packs") == packs);
+    CHECK(files_in(dir.path(), "tmp").empty());
+    CHECK(a.loads_exactly(store, "b"));
+    CHECK(c.loads_exactly(store, "c"));
+    CHECK(verify(store).ok());
+  }
+
+  SUBCASE("a pack whose rewrite is overtaken by a commit while gc copies") {
+    save(a.state(), store, "a", so);
+    Model c = a;
+    c.tensors.erase("y");
+    save(c.state(), store, "c", so);
+    const auto packs = files_in(dir.path(), "packs");
+    remove_checkpoints(store, {"a"});
+    const GcPlan plan = plan_gc(store);
+    REQUIRE(plan.rewrite_packs.size() == 1);
+    bool saved = false;
+    set_history_step_hook([&](std::string_view step) {
+      if (step != "gc: copied chunk" || saved) return;
+      saved = true;
+      save(a.state(), store, "b", so);  // y is live again, but gc copied only x
+    });
+    const GcResult r = run_gc(store, plan);
+    set_history_step_hook(nullptr);
+    REQUIRE(saved);
+    CHECK(r.rewritten_packs.empty());
+    CHECK(r.chunks_moved == 0);
+    CHECK(r.new_packs.empty());  // the copy of x was dropped again
+    REQUIRE(r.skipped.size() == 1);
+    CHECK(has(r.skipped[0], "not rewritten: a checkpoint committed since planning references more of it"));
+    CHECK(files_in(dir.path(), "packs") == packs);
+    CHECK(files_in(dir.path(), "tmp").empty());
+    CHECK(a.loads_exactly(store, "b"));
+    CHECK(c.loads_exactly(store, "c"));
+    CHECK(verify(store).ok());
+  }
+}
+
+TEST_CASE("a damaged live chunk is not copied: its pack is left as it is") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model a;
+  a.set("x", kChunkFloats, 1);
+  a.set("y", 4 * kChunkFloats, 2);
+  save(a.state(), store, "a", so);
+  Model c = a;
+  c.tensors.erase("y");
+  save(c.state(), store, "c", so);
+  remove_checkpoints(store, {"a"});
+  const std::string pack = *files_in(dir.path(), "packs").begin();
+  auto& cat = store.impl().catalog;
+  const auto x = cat.locate(cat.tensor(cat.find_checkpoint("c")->id, "x")->pieces.at(0).chunk);
+  {
+    std::fstream f(dir / "packs/" + pack, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(x->entry.offset + 10));
+    f.put('\x7f');
+  }
+  const GcResult r = run_gc(store, plan_gc(store));
+  REQUIRE(r.skipped.size() == 1);
+  CHECK(has(r.skipped[0], "pack " + pack + " not rewritten"));
+  CHECK(has(r.skipped[0], "checksum mismatch"));
+  CHECK(r.rewritten_packs.empty());
+  CHECK(fs::exists(dir / "packs/" + pack));
+  CHECK(cat.locate(x->entry.id)->pack == pack);
+  CHECK(verify(store).damaged.size() == 1);  // still reported where it is
+}
+
+TEST_CASE("keep_last keeps the newest checkpoints and never the one just saved") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  SaveOptions so;
+  so.threads = 1;  // one pack per save
+  so.keep_last = 3;
+  Model m;
+  for (int i = 0; i < 5; ++i) {
+    m.set("w", 4096, static_cast<uint32_t>(i));
+    const SaveResult r = save(m.state(), store, "s" + std::to_string(i), so);
+    CHECK(r.removed == (i < 3 ? std::vector<std::string>{} : std::vector<std::string>{"s" + std::to_string(i - 3)}));
+  }
+  CHECK(names_of(store) == std::vector<std::string>{"s2", "s3", "s4"});
+  CHECK(m.loads_exactly(store, "s4"));
+  so.keep_last = 1;
+  m.set("w", 4096, 99);
+  CHECK(save(m.state(), store, "last", so).removed == std::vector<std::string>{"s2", "s3", "s4"});
+  CHECK(names_of(store) == std::vector<std::string>{"last"});
+  CHECK(m.loads_exactly(store, "last"));
+  // Retention only edits the catalog; gc frees the space.
+  const GcPlan plan = plan_gc(store);
+  CHECK(plan.delete_packs.size() == 5);  // s0..s4 each wrote one
+  run_gc(store, plan);
+  CHECK(files_in(dir.path(), "packs").size() == 1);
+  CHECK(m.loads_exactly(store, "last"));
+}
+
+TEST_CASE("keep_last in a distributed save: the coordinator prunes after its commit") {
+  TempDir dir("hist");
+  std::vector<float> w(64);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i);
+  auto save_all = [&](const std::string& name) {
+    auto planes = in_process_control_planes(2);
+    std::vector<std::string> errors(2);
+    std::vector<SaveResult> results(2);
+    std::vector<std::thread> ranks;
+    for (int64_t r = 0; r < 2; ++r)
+      ranks.emplace_back([&, r] {
+        try {
+          StateDict sd;
+          sd.add_tensor("w", TensorView::contiguous("float32", 4, w.data() + r * 32, {32}).as_shard({64}, {r * 32}));
+          SaveOptions so;
+          so.keep_last = 2;
+          results[r] = save(sd, dir.path(), name, *planes[r], so);
+        } catch (const std::exception& e) {
+          errors[r] = e.what();
+        }
+      });
+    for (auto& t : ranks) t.join();
+    CHECK(errors == std::vector<std::string>{"", ""});
+    return results[0].removed;
+  };
+  CHECK(save_all("d0").empty());
+  CHECK(save_all("d1").empty());
+  CHECK(save_all("d2") == std::vector<std::string>{"d0"});
+  CHECK(names_of(Store::open_read_only(dir.path())) == std::vector<std::string>{"d1", "d2"});
+}
+
+TEST_CASE("ls: the bytes each checkpoint added to the store") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model m;
+  m.set("x", kChunkFloats, 1);
+  m.set("y", kChunkFloats, 2);
+  save(m.state(), store, "a", so);
+  save(m.state(), store, "b", so);  // the same state: adds nothing
+  m.set("y", kChunkFloats, 3);
+  save(m.state(), store, "c", so);  // one chunk new
+  auto cs = store.checkpoints();
+  REQUIRE(cs.size() == 3);
+  CHECK(cs[0].added_bytes == 2 * (64 << 10));
+  CHECK(cs[0].stored_bytes == 2 * (64 << 10));
+  CHECK(cs[1].added_bytes == 0);
+  CHECK(cs[1].stored_bytes == 2 * (64 << 10));
+  CHECK(cs[2].added_bytes == 64 << 10);
+  CHECK(store.checkpoint("c").added_bytes == 64 << 10);
+  // "Earlier" means among the checkpoints still in the store.
+  remove_checkpoints(store, {"a"});
+  CHECK(store.checkpoint("b").added_bytes == 2 * (64 << 10));
+}
+
+TEST_CASE("show: tensors shared with the previous checkpoint") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  Model m;
+  m.set("x", kChunkFloats, 1);
+  m.set("y", 4 * kChunkFloats, 2);
+  StateDict sd = m.state();
+  sd.add_value("step", int64_t{1});
+  save(sd, store, "a", raw_chunks(64 << 10));
+  m.tensors["y"][3 * kChunkFloats] += 1.0f;  // one chunk of four changes
+  sd = m.state();
+  sd.add_value("step", int64_t{1});
+  save(sd, store, "b", raw_chunks(64 << 10));
+  save(sd, store, "c", raw_chunks(32 << 10));  // same values, other chunk grid
+  save(sd, store, "d", raw_chunks(32 << 10));  // same values, same grid as c
+
+  auto shared = [&](const std::string& ckpt) {
+    std::map<std::string, bool> out;
+    for (const EntryInfo& e : describe(store, ckpt)) out[e.name] = e.shared_with_previous;
+    return out;
+  };
+  CHECK(shared("a") == std::map<std::string, bool>{{"step", false}, {"x", false}, {"y", false}});
+  CHECK(shared("b") == std::map<std::string, bool>{{"step", false}, {"x", true}, {"y", false}});
+  CHECK(shared("c") == std::map<std::string, bool>{{"step", false}, {"x", false}, {"y", false}});
+  CHECK(shared("d") == std::map<std::string, bool>{{"step", false}, {"x", true}, {"y", true}});
+  remove_checkpoints(store, {"c"});  // now b, on the other grid, is d's previous
+  CHECK(shared("d") == std::map<std::string, bool>{{"step", false}, {"x", false}, {"y", false}});
+}
