@@ -21,6 +21,8 @@
 extern char** environ;
 
 using tessera::test::TempDir;
+using tessera::test::error_of;
+using tessera::test::has;
 
 namespace {
 
@@ -82,7 +84,6 @@ Outcome run_job(int world, const std::vector<std::string>& args, const TempDir& 
   return out;
 }
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 

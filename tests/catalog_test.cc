@@ -8,15 +8,9 @@
 using namespace tessera;
 using catalog::Catalog;
 using tessera::test::TempDir;
+using tessera::test::error_of;
+using tessera::test::has;
 
-static std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST_CASE("a new catalog carries the application id and the latest schema version") {
   TempDir dir("cat");

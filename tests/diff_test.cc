@@ -20,11 +20,12 @@ using namespace tessera;
 using tessera::test::Model;
 using tessera::test::raw_chunks;
 using tessera::test::TempDir;
+using tessera::test::error_of;
+using tessera::test::has;
 namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 DiffOptions with_values() {
   DiffOptions o;

@@ -17,11 +17,12 @@
 
 using namespace tessera;
 using tessera::test::TempDir;
+using tessera::test::error_of;
+using tessera::test::has;
 namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Runs fn(rank, plane) on `world` threads; returns each rank's error ("" if none).
 std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {

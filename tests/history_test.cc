@@ -27,20 +27,13 @@ using tessera::test::minus;
 using tessera::test::Model;
 using tessera::test::raw_chunks;
 using tessera::test::TempDir;
+using tessera::test::error_of;
+using tessera::test::has;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::vector<std::string> names_of(const Store& store) {
   std::vector<std::string> out;

@@ -22,20 +22,13 @@
 
 using namespace tessera;
 using tessera::test::TempDir;
+using tessera::test::error_of;
+using tessera::test::has;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 const char* dtype_for(size_t elem) {
   switch (elem) {

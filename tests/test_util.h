@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -54,5 +56,17 @@ inline std::vector<std::byte> smooth_bytes(size_t n, uint64_t seed) {
   }
   return out;
 }
+
+// The message of the exception `fn` throws, or "" when it returns.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+inline bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace tessera::test
