@@ -280,6 +280,26 @@ const std::vector<Command>& commands() {
         {"--grace", "SECONDS", "keep unknown packs and temp files younger than this (default 3600)"},
         kJsonFlag},
        1, 1, run_gc},
+      {"export", "STORE CHECKPOINT OUT", "write a checkpoint's tensors as safetensors files",
+       "Writes the checkpoint's tensors (those starting with --prefix) into the\n"
+       "directory OUT as consolidated safetensors files, whatever shards saved\n"
+       "them: OUT/model.safetensors, or, when their bytes exceed --max-shard-bytes,\n"
+       "OUT/model-00001-of-0000N.safetensors ... and model.safetensors.index.json\n"
+       "(the layout transformers' from_pretrained reads). Streams chunk by chunk,\n"
+       "checking each against its checksums; memory stays at one chunk per thread.\n"
+       "Values (ints, strings) are not exported. Files appear only once all are\n"
+       "complete. Exits 2 on an unknown checkpoint, a prefix no tensor has, a dtype\n"
+       "safetensors lacks (complex128, ...; see --skip-unsupported) or an earlier\n"
+       "export in OUT (see --force); 1 on a damaged chunk.",
+       {{"--format", "FORMAT", "output format (default and only: safetensors)"},
+        {"--prefix", "P", "export only tensors whose names start with P (e.g. model.)"},
+        {"--strip-prefix", "", "drop P from the names in the output"},
+        {"--max-shard-bytes", "N", "shard beyond N bytes (default 5GiB; units K/M/G/T, KiB..., KB...)"},
+        {"--skip-unsupported", "", "skip tensors whose dtype safetensors lacks, instead of failing"},
+        {"--force", "", "replace an earlier export in OUT"},
+        {"--threads", "N", "chunk reader threads (default 0: one per core)"},
+        kJsonFlag},
+       3, 3, run_export},
       {"help", "[COMMAND]", "show help for tessera or one command", "", {}, 0, 1, run_help},
   };
   return kCommands;

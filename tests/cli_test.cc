@@ -647,3 +647,119 @@ TEST_CASE("rm, gc and diff have --help") {
   CHECK(contains(run_cli({"diff", "--help"}).out, "--values"));
   CHECK(contains(run_cli({"rm", "--help"}).out, "--keep-last N"));
 }
+
+// ---- export -----------------------------------------------------------------
+
+namespace {
+
+// The data of a safetensors file: what follows the 8-byte length and the
+// header; `header` gets the header. (export_test.cc checks the format in
+// depth with a reader written from the spec.)
+std::string safetensors_data(const std::string& file, std::string* header) {
+  REQUIRE(file.size() >= 8);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(file[static_cast<size_t>(i)]);
+  REQUIRE(n <= file.size() - 8);
+  *header = file.substr(8, n);
+  return file.substr(8 + n);
+}
+
+std::string bytes_text(const std::vector<std::byte>& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> out;
+  if (!fs::exists(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("export writes model.safetensors, or shards and an index; errors exit 2, damage 1") {
+  StoreFixture store;
+  TempDir dir("cli-export");
+  const std::string weight = bytes_text(tessera::test::random_bytes(64 * 1024 * 4, 1));
+  const std::string bias = bytes_text(tessera::test::random_bytes(16 * 4, 2));
+
+  auto r = run_cli({"export", store.path(), "step-2", "--format", "safetensors", dir / "out"});
+  INFO(transcript(r));
+  CHECK(r.status == 0);
+  CHECK(contains(r.out, "exported 2 tensors"));
+  CHECK(contains(r.out, "model.safetensors"));
+  CHECK(contains(r.out, "not exported: 1 value"));
+  CHECK(files_in(dir / "out") == std::vector<std::string>{"model.safetensors"});
+  std::string header;
+  // Same element size: laid out by name, model.bias first.
+  CHECK(safetensors_data(read_file(dir / "out/model.safetensors"), &header) == bias + weight);
+  CHECK(contains(header, "\"model.weight\":{\"dtype\":\"F32\",\"shape\":[64,1024],\"data_offsets\":[64,262208]}"));
+  CHECK(contains(header, "\"format\":\"pt\""));
+  CHECK(contains(header, "\"tessera_checkpoint\":\"step-2\""));
+
+  // Sharded, prefix stripped, JSON.
+  auto s = run_cli({"export", store.path(), "step-2", dir / "sharded", "--max-shard-bytes", "1KiB", "--prefix",
+                    "model.", "--strip-prefix", "--json"});
+  INFO(transcript(s));
+  CHECK(s.status == 0);
+  CHECK(contains(s.out, "\"index\": \"model.safetensors.index.json\""));
+  CHECK(contains(s.out, "\"total_size\": 262208"));
+  CHECK(contains(s.out, "\"name\": \"model-00002-of-00002.safetensors\""));
+  CHECK(files_in(dir / "sharded") == std::vector<std::string>{"model-00001-of-00002.safetensors",
+                                                              "model-00002-of-00002.safetensors",
+                                                              "model.safetensors.index.json"});
+  const std::string index = read_file(dir / "sharded/model.safetensors.index.json");
+  CHECK(contains(index, "\"total_size\": 262208"));
+  CHECK(contains(index, "\"bias\": \"model-00001-of-00002.safetensors\""));
+  CHECK(contains(index, "\"weight\": \"model-00002-of-00002.safetensors\""));
+  CHECK(safetensors_data(read_file(dir / "sharded/model-00002-of-00002.safetensors"), &header) == weight);
+  CHECK(contains(header, "\"weight\":{\"dtype\":\"F32\""));
+
+  // An earlier export: refused without --force, replaced with it.
+  auto again = run_cli({"export", store.path(), "step-2", dir / "sharded"});
+  check_one_line_error(again, "--force");
+  auto forced = run_cli({"export", store.path(), "step-2", dir / "sharded", "--force"});
+  INFO(transcript(forced));
+  CHECK(forced.status == 0);
+  CHECK(contains(forced.out, "removed 3 files of the earlier export"));
+  CHECK(files_in(dir / "sharded") == std::vector<std::string>{"model.safetensors"});
+
+  // Usage and store errors: exit 2, one line.
+  check_one_line_error(run_cli({"export", store.path(), "step-404", dir / "x"}), "'step-404'");
+  check_one_line_error(run_cli({"export", store.path(), "step-2", dir / "x", "--prefix", "optim."}), "'optim.'");
+  for (const auto& bad : std::vector<std::vector<std::string>>{
+           {"export", store.path(), "step-2", dir / "x", "--format", "onnx"},
+           {"export", store.path(), "step-2", dir / "x", "--max-shard-bytes", "5XB"},
+           {"export", store.path(), "step-2", dir / "x", "--max-shard-bytes", "0"},
+           {"export", store.path(), "step-2", dir / "x", "--strip-prefix"},
+           {"export", store.path(), "step-2"}}) {
+    auto b = run_cli(bad);
+    INFO(transcript(b));
+    CHECK(b.status == 2);
+    CHECK(b.out.empty());
+    CHECK(contains(b.err, "usage: tessera export"));
+  }
+  CHECK(files_in(dir / "x").empty());
+
+  // Damage: exit 1 naming the tensor; nothing written.
+  flip_byte(store.weight_pack(), 20);
+  auto damaged = run_cli({"export", store.path(), "step-2", dir / "damaged"});
+  INFO(transcript(damaged));
+  CHECK(damaged.status == 1);
+  CHECK(damaged.out.empty());
+  CHECK(contains(damaged.err, "tessera: checkpoint 'step-2', tensor 'model.weight'"));
+  CHECK(files_in(dir / "damaged").empty());
+}
+
+TEST_CASE("export has --help") {
+  CHECK(contains(run_cli({"--help"}).out, "  export "));
+  for (const auto& r : {run_cli({"export", "--help"}), run_cli({"help", "export"})}) {
+    INFO(transcript(r));
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "usage: tessera export STORE CHECKPOINT OUT"));
+    CHECK(contains(r.out, "--max-shard-bytes N"));
+    CHECK(contains(r.out, "--prefix P"));
+    CHECK(contains(r.out, "--skip-unsupported"));
+  }
+}
