@@ -8,7 +8,7 @@
 // (round-to-nearest) and bf16 (truncated) versions, the synthetic bf16 of
 // store_bench, and synthetic Adam state (exp_avg, exp_avg_sq). Each is cut
 // into 4 MiB chunks, as save() does, and run through tessera::encode_chunk
-// under kLz4, kShuffleLz4 and kAuto, then decode_chunk. Reports the ratio
+// under kLz4, kShuffleLz4, kShuffleHuffman and kAuto, then decode_chunk. Reports the ratio
 // raw/stored (chunks the codec leaves raw count as stored raw), compression
 // and decompression MiB/s of raw bytes on one thread (best of several passes,
 // since the dev box is shared), and prints a markdown table.
@@ -194,6 +194,7 @@ int main(int argc, char** argv) {
   const struct { const char* name; CompressionPolicy policy; } codecs[] = {
       {"lz4", CompressionPolicy::kLz4},
       {"shuffle+lz4", CompressionPolicy::kShuffleLz4},
+      {"shuffle+huffman", CompressionPolicy::kShuffleHuffman},
       {"auto", CompressionPolicy::kAuto},
   };
   std::printf("| dataset | size | codec | ratio | compress MiB/s | decompress MiB/s | chunks left raw |\n");

@@ -14,7 +14,7 @@ CREATE TABLE chunks (
   offset      INTEGER NOT NULL,            -- of the stored bytes in the pack
   stored_len  INTEGER NOT NULL,
   raw_len     INTEGER NOT NULL,
-  codec       INTEGER NOT NULL,            -- 0 raw, 1 lz4, 2 shuffle+lz4
+  codec       INTEGER NOT NULL,            -- 0 raw, 1 lz4, 2 shuffle+lz4, 3 shuffle+huffman
   elem_size   INTEGER NOT NULL,            -- shuffle width
   stored_sum  INTEGER NOT NULL,            -- XXH3-64 of the stored bytes (raw chunks: of block_sums), signed
   block_sums  BLOB    NOT NULL             -- raw chunks: u64 LE XXH3-64 per 64 KiB block; else empty

@@ -192,7 +192,7 @@ TEST_CASE("gc rewrites a mostly dead pack: live chunks move as stored, the old p
   SaveOptions so = raw_chunks(64 << 10);
   so.compression = Compression::kAuto;
   Model a;
-  a.set("x", kChunkFloats, 1);          // 1 raw chunk, kept
+  a.set("x", kChunkFloats, 1);          // 1 chunk, kept
   a.set("y", 4 * kChunkFloats, 2);      // 4 raw chunks, dropped
   a.tensors["s"].assign(kChunkFloats, 1.0f);  // compresses: kept, stored compressed
   save(a.state(), store, "a", so);
@@ -210,7 +210,10 @@ TEST_CASE("gc rewrites a mostly dead pack: live chunks move as stored, the old p
   const auto s_before = cat.locate(s_chunk);
   REQUIRE(s_before);
   REQUIRE(s_before->entry.codec != Codec::kRaw);
-  const uint64_t live = (64 << 10) + s_before->entry.stored_len;
+  const auto x_chunk = cat.tensor(cat.find_checkpoint("c")->id, "x")->pieces.at(0).chunk;
+  const auto x_before = cat.locate(x_chunk);
+  REQUIRE(x_before);
+  const uint64_t live = x_before->entry.stored_len + s_before->entry.stored_len;
 
   GcOptions strict;
   strict.rewrite_below = 0.15;  // about 20% live: not below 15%
@@ -233,8 +236,8 @@ TEST_CASE("gc rewrites a mostly dead pack: live chunks move as stored, the old p
   CHECK(r.deleted_packs == std::vector<std::string>{old_pack});
   CHECK(!fs::exists(dir / "packs/" + old_pack));
   const auto new_size = fs::file_size(dir / "packs/" + r.new_packs[0]);
-  // Stored bytes as they were, plus the footer: x's entry has one block sum.
-  CHECK(new_size == live + (56 + 8) + 56 + 40);
+  // Stored bytes as they were, plus the footer (raw entries carry block sums).
+  CHECK(new_size == live + (56 + 8 * x_before->entry.block_sums.size()) + (56 + 8 * s_before->entry.block_sums.size()) + 40);
   const auto s_after = cat.locate(s_chunk);
   REQUIRE(s_after);
   CHECK(s_after->pack == r.new_packs[0]);

@@ -20,10 +20,11 @@
 namespace tessera {
 
 enum class Compression {
-  kAuto,        // shuffle+lz4 where a sample shows it pays, else raw (default)
+  kAuto,        // shuffle+huffman (2-, 4-byte elements) or shuffle+lz4 where a sample shows it pays, else raw (default)
   kNone,        // raw chunks: fastest, and partial loads read only the bytes they need
   kLz4,         // lz4 on every chunk where it shrinks it
   kShuffleLz4,  // byte shuffle + lz4 on every chunk where it shrinks it
+  kShuffleHuffman,  // byte shuffle + order-0 Huffman of the byte planes that shrink (fast, best on bf16/fp16/fp32)
 };
 
 struct SaveOptions {

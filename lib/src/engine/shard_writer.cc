@@ -21,6 +21,7 @@ CompressionPolicy policy_of(Compression c) {
     case Compression::kNone: return CompressionPolicy::kNone;
     case Compression::kLz4: return CompressionPolicy::kLz4;
     case Compression::kShuffleLz4: return CompressionPolicy::kShuffleLz4;
+    case Compression::kShuffleHuffman: return CompressionPolicy::kShuffleHuffman;
     case Compression::kAuto: break;
   }
   return CompressionPolicy::kAuto;

@@ -15,6 +15,8 @@ enum class Codec : uint8_t {
   kRaw = 0,          // stored bytes are the raw bytes
   kLz4 = 1,          // LZ4 block format over the raw bytes
   kShuffleLz4 = 2,   // byte shuffle with width elem_size, then LZ4 block format
+  kShuffleHuffman = 3,  // byte shuffle, then each byte plane raw, constant or order-0
+                        // Huffman coded (pack/huffman.h); layout in PACK_FORMAT.md
 };
 
 const char* codec_name(Codec c);
@@ -22,10 +24,12 @@ bool codec_known(uint8_t value);
 
 // What the writer may choose.
 enum class CompressionPolicy {
-  kAuto,        // try shuffle+lz4 on a sample, keep it only where it pays (default)
+  kAuto,        // 2- and 4-byte elements: shuffle+huffman, other widths shuffle+lz4
+                // (lz4 for 1-byte ones); tried on a sample first, kept only where it pays (default)
   kNone,        // always raw
-  kLz4,         // force LZ4 (falls back to raw if it would grow the chunk)
+  kLz4,         // force LZ4 (falls back to raw if it would not pay)
   kShuffleLz4,  // force shuffle+LZ4 (same fallback)
+  kShuffleHuffman,  // force shuffle+huffman (same fallback)
 };
 
 // A byte buffer that is not zero-filled when allocated (chunks are megabytes;
