@@ -14,7 +14,11 @@
 #              dist_bench's ranks (threads of one process): N save row
 #              shards, M load column shards (default 4 and 2)
 #
-# Disk use peaks at about BENCH_GIB (+ catalog); everything is removed at the end.
+# Last, incremental_bench (dedup across checkpoints: fine-tuning, full
+# training, the same state twice; no dd involved) with its own summary.
+#
+# Disk use peaks at about 2 x BENCH_GIB (incremental_bench's full-training
+# scenario: a store with two checkpoints); everything is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,14 +30,14 @@ LOAD_RANKS=${BENCH_LOAD_RANKS:-2}
 [[ $GIB =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_GIB must be a whole number of GiB" >&2; exit 2; }
 [[ $SAVE_RANKS =~ ^[1-9][0-9]*$ && $LOAD_RANKS =~ ^[1-9][0-9]*$ ]] ||
   { echo "BENCH_SAVE_RANKS and BENCH_LOAD_RANKS must be positive whole numbers" >&2; exit 2; }
-for b in store_bench dist_bench codec_bench; do
+for b in store_bench dist_bench codec_bench incremental_bench; do
   [[ -x $BIN/$b ]] || { echo "$BIN/$b missing: build first (make build)" >&2; exit 2; }
 done
 
 mkdir -p "$BASE"
 DIR=$(mktemp -d "$BASE/tessera-bench.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
-need_kb=$(( (GIB + 1) * 1024 * 1024 ))
+need_kb=$(( (2 * GIB + 1) * 1024 * 1024 ))
 avail_kb=$(df -Pk "$DIR" | awk 'NR == 2 { print $4 }')
 if (( avail_kb < need_kb )); then
   echo "only $((avail_kb / 1024)) MiB free in $DIR; need $((need_kb / 1024)) MiB (set BENCH_DIR or BENCH_GIB)" >&2
@@ -187,5 +191,62 @@ for comp in ("auto", "none"):
                                "load_vs_buffered_read": load / br if br else None, "ok": r["ok"]}
 print("  targets: " + "; ".join(verdicts))
 print(json.dumps({"bench": "run", **summary}))
+EOF
+echo
+
+# Dedup across checkpoints (issue 4): each scenario next to a plain save of
+# the same state in the same run, and the hashing yardstick; see README.
+for comp in auto none; do
+  echo "== incremental_bench --gib $GIB --compression $comp $(loadavg)"
+  "$BIN/incremental_bench" "$DIR" --gib "$GIB" --compression "$comp" | tee "$RESULTS/incr_$comp.txt" || status=1
+  echo
+done
+
+echo "== incremental saves against plain saves (same run)"
+python3 - "$RESULTS" <<'EOF'
+import json, sys
+results = sys.argv[1]
+GiB, MiB = 2**30, 2**20
+verdicts, summary = [], {}
+
+def met(ok):
+    return "MET" if ok else "NOT MET"
+
+for comp in ("auto", "none"):
+    try:
+        line = next(l for l in open(f"{results}/incr_{comp}.txt") if l.startswith("{"))
+    except (OSError, StopIteration):
+        print(f"  incremental_bench --compression {comp}: no result")
+        verdicts.append(f"incremental [{comp}]: NO RESULT")
+        continue
+    r = json.loads(line)
+    h = r["hash_s"]
+    s1, s2, s3 = r["s1"], r["s2"], r["s3"]
+    a = s1["a"]
+    print(f"  [{comp}] {r['logical_bytes'] / GiB:.2f} GiB state; hashing it (XXH3-128, {r['threads']} threads) "
+          f"{h:.3f} s = {r['logical_bytes'] / GiB / h:.1f} GiB/s; along the chunk grid with gathers {r['grid_hash_s']:.3f} s")
+    b_mib = ", ".join(f"{b['written_bytes'] / MiB:.1f}" for b in s1["b"])
+    b_s = ", ".join(f"{b['s']:.3f}" for b in s1["b"])
+    print(f"  [{comp}] 1 fine-tune, {s1['steps']} steps: B_k wrote {b_mib} MiB "
+          f"(at most {100 * s1['written_fraction']:.2f}% of logical) in {b_s} s; median {s1['median_b_s']:.3f} s = "
+          f"{100 * s1['median_b_s'] / a['s']:.1f}% of full save A {a['s']:.3f} s, "
+          f"{s1['median_b_s'] / s1['yardstick_s']:.2f}x hashing + median changed-only save "
+          f"({h:.3f} + {s1['median_changed_s']:.3f} = {s1['yardstick_s']:.3f} s)")
+    print(f"  [{comp}] 2 full training: B median {s2['median_incr_s']:.3f} s, plain median {s2['median_plain_s']:.3f} s; "
+          f"B_i - mean(P_i, P_i+1) = {', '.join(f'{d:+.3f}' for d in s2['diff_s'])} s, "
+          f"median {s2['median_diff_s']:+.3f} s vs hashing {h:.3f} s")
+    print(f"  [{comp}] 3 same state: B {s3['b']['s']:.3f} s ({100 * s3['b']['s'] / s3['a']['s']:.1f}% of A "
+          f"{s3['a']['s']:.3f} s), wrote {s3['b']['written_bytes']} bytes in {s3['b']['chunks_written']} chunks")
+    verdicts += [f"1 [{comp}] B writes <= 2% of logical: {met(s1['bytes_met'])} ({100 * s1['written_fraction']:.2f}%)",
+                 f"1 [{comp}] median B <= 1.5x (hashing + changed-only save): {met(s1['time_met'])} "
+                 f"({s1['median_b_s'] / s1['yardstick_s']:.2f}x)",
+                 f"2 [{comp}] B - plain <= hashing (median of {s2['rounds']}): {met(s2['met'])} "
+                 f"({s2['median_diff_s']:+.3f} s vs {h:.3f} s)",
+                 f"3 [{comp}] unchanged B writes nothing: {met(s3['met'])}"]
+    summary[comp] = r
+print("  targets:")
+for v in verdicts:
+    print("    " + v)
+print(json.dumps({"bench": "incremental_run", **summary}))
 EOF
 exit $status
