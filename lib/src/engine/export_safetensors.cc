@@ -24,6 +24,7 @@
 #include <unordered_map>
 
 #include "engine/chunk_reader.h"
+#include "engine/pack_cache.h"
 #include "engine/store_impl.h"
 #include "io/file.h"
 #include "io/thread_pool.h"
@@ -256,23 +257,6 @@ class TempFiles {
   std::vector<std::string> paths_;
 };
 
-// Pack readers, opened once each, shared by the reader threads.
-class PackReaders {
- public:
-  explicit PackReaders(const Store::Impl& store) : store_(store) {}
-  const pack::PackReader& get(const std::string& name) {
-    std::lock_guard lock(mu_);
-    auto& r = readers_[name];
-    if (!r) r = std::make_unique<pack::PackReader>(store_.pack_path(name));
-    return *r;
-  }
-
- private:
-  const Store::Impl& store_;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::unique_ptr<pack::PackReader>> readers_;
-};
-
 // The pieces of `t` must tile its shape: inside it, adding up to its volume
 // (commit checked that they tile it; this guards what pwrite would leave
 // as zeros).
@@ -415,7 +399,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
   // ---- write: each file at its final size, filled piece by piece -------------
   auto temp_path = [&](const std::string& name) { return out_dir + "/" + temp_name(name); };
   TempFiles temps;
-  PackReaders packs(impl);
+  PackCache packs(impl);
   io::ThreadPool pool(options.threads);
   std::atomic<uint64_t> bytes_read{0}, chunks_read{0};
   struct Job {

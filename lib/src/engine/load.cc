@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "engine/pack_cache.h"
 #include "engine/store_impl.h"
 #include "engine/view_check.h"
 #include "io/thread_pool.h"
@@ -24,22 +25,6 @@ struct ReadJob {
   Box chunk_box;
   Box region;  // chunk_box ∩ target box
   ChunkId chunk;
-};
-
-class PackCache {
- public:
-  explicit PackCache(const Store::Impl& store) : store_(store) {}
-  const pack::PackReader& get(const std::string& name) {
-    std::lock_guard lock(mu_);
-    auto& r = readers_[name];
-    if (!r) r = std::make_unique<pack::PackReader>(store_.pack_path(name));
-    return *r;
-  }
-
- private:
-  const Store::Impl& store_;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::unique_ptr<pack::PackReader>> readers_;
 };
 
 std::string join_first(const std::vector<std::string>& names, size_t limit = 5) {
