@@ -6,6 +6,7 @@
 #include <set>
 
 #include "history_commands.h"
+#include "geometry/box.h"  // to_string(Shape): "[2, 3]"
 #include "json.h"
 #include "table.h"
 #include "tessera/inspect.h"
@@ -19,18 +20,6 @@ const Flag kJsonFlag{"--json", "", "print JSON (exact byte counts) instead of a 
 // "1 tensor", "2 tensors".
 std::string count_of(int64_t n, std::string_view noun) {
   return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
-}
-
-std::string shape_text(const Shape& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
-Json shape_json(const Shape& shape) {
-  Json out = Json::array();
-  for (int64_t d : shape) out.push(Json::number(d));
-  return out;
 }
 
 void write_json(std::ostream& out, const Json& json) {
@@ -141,7 +130,7 @@ int run_show(const Invocation& inv, std::ostream& out) {
   for (const EntryInfo& e : entries) {
     const auto logical = human_bytes(static_cast<uint64_t>(e.logical_bytes));
     if (e.kind == "tensor")
-      table.add_row({e.name, e.dtype, shape_text(e.shape), std::to_string(e.chunks), logical,
+      table.add_row({e.name, e.dtype, to_string(e.shape), std::to_string(e.chunks), logical,
                      human_bytes(static_cast<uint64_t>(e.stored_bytes)), e.shared_with_previous ? "yes" : "no", ""});
     else  // values live inline in the catalog: no shape, chunks or pack bytes
       table.add_row({e.name, e.kind, "-", "-", logical, "-", "-", one_line(e.value, kValueCellChars)});

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "geometry/box.h"  // to_string(Shape): "[2, 3]"
 #include "json.h"
 #include "table.h"
 #include "tessera/error.h"
@@ -25,18 +26,6 @@ std::string quoted_list(const std::vector<std::string>& names) {
   std::string s;
   for (const auto& n : names) s += (s.empty() ? "'" : ", '") + n + "'";
   return s;
-}
-
-std::string shape_text(const Shape& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
-Json shape_json(const Shape& shape) {
-  Json out = Json::array();
-  for (int64_t d : shape) out.push(Json::number(d));
-  return out;
 }
 
 Json string_list(const std::vector<std::string>& items) {
@@ -244,7 +233,7 @@ Json change_json(const EntryDiff& d) {
 // What changed, in words: "content", "dtype float32 -> bfloat16", ...
 std::string change_text(const EntryDiff& d) {
   if (d.change == "dtype") return "dtype " + d.dtype_a + " -> " + d.dtype_b;
-  if (d.change == "shape") return "shape " + shape_text(d.shape_a) + " -> " + shape_text(d.shape_b);
+  if (d.change == "shape") return "shape " + to_string(d.shape_a) + " -> " + to_string(d.shape_b);
   if (d.change == "kind") return "kind " + d.kind_a + " -> " + d.kind_b;
   return d.change;
 }

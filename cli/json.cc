@@ -88,4 +88,10 @@ void Json::write(std::ostream& out, int depth) const {
   out << std::string(2 * depth, ' ') << close;
 }
 
+Json shape_json(const std::vector<int64_t>& shape) {
+  Json out = Json::array();
+  for (int64_t d : shape) out.push(Json::number(d));
+  return out;
+}
+
 }  // namespace tessera::cli

@@ -48,4 +48,7 @@ class Json {
   std::vector<std::pair<std::string, Json>> members_;  // keys empty for arrays
 };
 
+// A shape as a JSON array of integers.
+Json shape_json(const std::vector<int64_t>& shape);
+
 }  // namespace tessera::cli
