@@ -39,28 +39,41 @@ std::vector<std::byte> read_stored_chunk(const pack::PackReader& pack, const std
   return stored;
 }
 
+std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pack::ChunkEntry& e,
+                                          std::string& problem) {
+  std::vector<std::byte> stored(e.stored_len);
+  try {
+    pack.read(e.offset, e.stored_len, stored.data());
+  } catch (const std::exception& ex) {
+    problem = ex.what();
+    return {};
+  }
+  if (problem = stored_bytes_problem(e, stored.data()); !problem.empty()) return {};
+  std::vector<std::byte> raw;
+  if (e.codec == Codec::kRaw) {
+    raw = std::move(stored);
+  } else {
+    raw.resize(e.raw_len);
+    try {
+      decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw.data(), raw.size());
+    } catch (const std::exception& ex) {
+      problem = std::string("cannot decode: ") + ex.what();
+      return {};
+    }
+  }
+  if (chunk_id_of(raw.data(), raw.size()) != e.id) {
+    problem = "bytes do not match the chunk id";
+    return {};
+  }
+  return raw;
+}
+
 std::vector<std::byte> read_raw_chunk(const pack::PackReader& pack, const catalog::ChunkLocation& where,
                                       const std::string& context) {
-  const pack::ChunkEntry& e = where.entry;
-  try {
-    std::vector<std::byte> stored = read_stored_chunk(pack, where.pack, e);
-    std::vector<std::byte> raw;
-    if (e.codec == Codec::kRaw) {
-      raw = std::move(stored);
-    } else {
-      raw.resize(e.raw_len);
-      try {
-        decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw.data(), raw.size());
-      } catch (const std::exception& ex) {
-        throw CorruptionError(culprit(e, where.pack) + ": cannot decode: " + ex.what());
-      }
-    }
-    if (chunk_id_of(raw.data(), raw.size()) != e.id)
-      throw CorruptionError(culprit(e, where.pack) + ": bytes do not match the chunk id");
-    return raw;
-  } catch (const CorruptionError& ex) {
-    throw CorruptionError(context + ": " + ex.what());
-  }
+  std::string problem;
+  std::vector<std::byte> raw = try_read_raw_chunk(pack, where.entry, problem);
+  if (!problem.empty()) throw CorruptionError(context + ": " + culprit(where.entry, where.pack) + ": " + problem);
+  return raw;
 }
 
 }  // namespace tessera

@@ -21,6 +21,11 @@ std::string stored_bytes_problem(const pack::ChunkEntry& e, const std::byte* sto
 std::vector<std::byte> read_stored_chunk(const pack::PackReader& pack, const std::string& pack_name,
                                          const pack::ChunkEntry& e);
 
+// The chunk's raw bytes, checked as read_raw_chunk does; on damage returns
+// nothing and sets `problem` to what is wrong (a short pack included).
+std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pack::ChunkEntry& e,
+                                          std::string& problem);
+
 // The chunk's raw bytes: stored bytes checked, decoded, and the result
 // checked against the chunk id. Throws CorruptionError starting with
 // `context` (e.g. "checkpoint 'a', tensor 'w'") and naming chunk and pack.

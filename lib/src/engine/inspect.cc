@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "engine/pieces.h"
+#include "engine/chunk_reader.h"
 #include "engine/store_impl.h"
 #include "io/file.h"
 #include "io/thread_pool.h"
@@ -37,32 +38,6 @@ int64_t value_size(const Value& v) {
     case 3: return static_cast<int64_t>(std::get<std::string>(v).size());
     default: return 8;
   }
-}
-
-// Why the stored bytes of `e` are damaged, or "" when they verify.
-std::string check_chunk(const pack::PackReader& reader, const pack::ChunkEntry& e) {
-  std::vector<std::byte> stored(e.stored_len);
-  reader.read(e.offset, e.stored_len, stored.data());
-  if (e.codec == Codec::kRaw) {
-    if (e.stored_len != e.raw_len) return "raw chunk with stored length " + std::to_string(e.stored_len) + " != raw length " + std::to_string(e.raw_len);
-    if (e.block_sums.size() != pack::block_count(e.raw_len)) return "block checksums missing";
-    for (uint64_t b = 0; b < e.block_sums.size(); ++b) {
-      uint64_t start = b * pack::kBlockBytes, len = std::min(pack::kBlockBytes, e.raw_len - start);
-      if (checksum64(stored.data() + start, len) != e.block_sums[b])
-        return "checksum mismatch in bytes " + std::to_string(start) + ".." + std::to_string(start + len);
-    }
-    if (chunk_id_of(stored.data(), stored.size()) != e.id) return "bytes do not match the chunk id";
-    return "";
-  }
-  if (checksum64(stored.data(), stored.size()) != e.stored_sum) return "checksum mismatch in the stored bytes";
-  std::vector<std::byte> raw(e.raw_len);
-  try {
-    decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw.data(), raw.size());
-  } catch (const std::exception& ex) {
-    return std::string("cannot decode: ") + ex.what();
-  }
-  if (chunk_id_of(raw.data(), raw.size()) != e.id) return "decoded bytes do not match the chunk id";
-  return "";
 }
 
 }  // namespace
@@ -158,12 +133,8 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
       problems[i] = it->second;
       return;
     }
-    try {
-      problems[i] = check_chunk(*readers.at(c.pack), c.entry);
-      bytes += c.entry.stored_len;
-    } catch (const std::exception& e) {
-      problems[i] = e.what();
-    }
+    try_read_raw_chunk(*readers.at(c.pack), c.entry, problems[i]);
+    bytes += c.entry.stored_len;
   });
   report.chunks_checked = chunks.size();
   report.bytes_checked = bytes;
