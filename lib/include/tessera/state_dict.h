@@ -6,6 +6,7 @@
 // at::Tensor, including CUDA tensors and casts.
 #pragma once
 
+#include <any>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -45,21 +46,30 @@ struct TensorView {
   TensorView as_replica(int64_t index, int64_t count) const;
 };
 
-// One tensor entry. The hooks let the LibTorch layer stage CUDA tensors and
-// casts through host memory; plain host tensors leave them empty.
+// One tensor entry. The hooks let the LibTorch layer stage device tensors
+// and casts through host memory; plain host tensors leave them empty.
 struct TensorEntry {
+  // Where the tensor sits in the global tensor, and its local bytes. For a
+  // tensor the host cannot address (CUDA), `data` is null and the hooks
+  // below provide host views when bytes must move.
   TensorView view;
+  // Save only: returns the host view whose bytes are saved (e.g. a CUDA
+  // tensor copied into pinned host staging). Called once per save.
+  std::function<TensorView()> stage_for_save;
+  // Load only: returns the host view the saved bytes land in when
+  // `view.data` is not host memory (e.g. pinned staging for a CUDA tensor).
+  std::function<TensorView()> load_target;
   // Load only: called when the saved dtype differs from view.dtype and the
   // caller allowed casts; returns a view in the saved dtype to load into.
   std::function<TensorView(const std::string& saved_dtype)> cast_target;
-  // Save only: called before the view's bytes are read (e.g. to copy a
-  // CUDA tensor into its pinned host staging buffer).
-  std::function<void()> before_save;
   // Load only: called after the entry's bytes have landed (and verified);
   // `cast` is true when they landed in the view cast_target returned.
   std::function<void(bool cast)> finish_load;
   // Keeps staging buffers alive as long as the entry.
   std::shared_ptr<void> keep_alive;
+  // The object the view was taken from, for layers that can copy it faster
+  // themselves (the LibTorch layer stores the at::Tensor; async save reads it).
+  std::any source;
 };
 
 class StateDict {

@@ -84,7 +84,10 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
       throw InvalidArgument(where(name) + ": saved shape " + to_string(rec.shape) + ", target " +
                             to_string(te.view.global_shape));
     const TensorView* target_view = &te.view;
-    if (te.view.dtype != rec.dtype) {
+    if (te.view.dtype == rec.dtype && te.load_target) {
+      targets.push_back(te.load_target());
+      target_view = &targets.back();
+    } else if (te.view.dtype != rec.dtype) {
       if (!options.allow_cast)
         throw InvalidArgument(where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
                               " (set LoadOptions::allow_cast to convert)");
@@ -101,7 +104,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     const Box target = local_box(*target_view);
     for (const auto& p : rec.pieces)
       if (auto region = intersect(p.box, target)) jobs.push_back(ReadJob{&name, target_view, p.box, *region, p.chunk});
-    loaded.emplace_back(&te, target_view != &te.view);
+    loaded.emplace_back(&te, te.view.dtype != rec.dtype);
   }
   if (!result.missing_keys.empty() && options.strict)
     throw NotFoundError("checkpoint '" + checkpoint + "' has no entries " + join_first(result.missing_keys) +

@@ -1,6 +1,7 @@
 #include "engine/shard_writer.h"
 
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <memory>
 #include <optional>
@@ -108,14 +109,14 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   if (options.chunk_bytes <= 0) throw InvalidArgument("save: chunk_bytes must be positive");
   RankManifest m;
   std::vector<PieceTask> tasks;
+  std::deque<TensorView> staged;  // host views returned by stage_for_save (stable addresses)
   for (const auto& [name, entry] : state.entries()) {
     if (const Value* v = std::get_if<Value>(&entry)) {
       m.values.push_back(catalog::ValueRecord{name, *v});
       continue;
     }
     const TensorEntry& te = std::get<TensorEntry>(entry);
-    if (te.before_save) te.before_save();
-    const TensorView& view = te.view;
+    const TensorView& view = te.stage_for_save ? staged.emplace_back(te.stage_for_save()) : te.view;
     check_view(name, view);
     catalog::TensorRecord rec;
     rec.name = name;

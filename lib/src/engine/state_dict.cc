@@ -32,7 +32,9 @@ TensorView TensorView::as_replica(int64_t index, int64_t count) const {
 }
 
 void StateDict::add_tensor(const std::string& name, TensorView view) {
-  add_tensor(name, TensorEntry{std::move(view), {}, {}, {}, {}});
+  TensorEntry entry;
+  entry.view = std::move(view);
+  add_tensor(name, std::move(entry));
 }
 
 void StateDict::add_tensor(const std::string& name, TensorEntry entry) {

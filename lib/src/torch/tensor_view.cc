@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <c10/util/strides.h>
 
 #include <array>
 
@@ -68,12 +69,24 @@ TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offse
   auto b = std::make_shared<Binding>();
   b->target = local;
   TensorEntry e;
+  e.source = local;
   if (local.device().is_cpu()) {
     e.view = view_of(local, std::move(global_shape), std::move(offsets));
   } else {
-    b->host = host_staging(local, local.scalar_type());
-    e.view = view_of(b->host, std::move(global_shape), std::move(offsets));
-    e.before_save = [b] { b->host.copy_(b->target); };
+    // Not host-addressable: described here, staged through pinned host
+    // memory only when a save or load needs the bytes.
+    e.view = view_of(local, std::move(global_shape), std::move(offsets));
+    e.view.data = nullptr;
+    e.view.strides = to_shape(c10::contiguous_strides(local.sizes()));
+    e.stage_for_save = [b, base = e.view] {
+      if (!b->host.defined()) b->host = host_staging(b->target, b->target.scalar_type());
+      b->host.copy_(b->target);
+      return view_of(b->host, base.global_shape, base.offsets);
+    };
+    e.load_target = [b, base = e.view] {
+      if (!b->host.defined()) b->host = host_staging(b->target, b->target.scalar_type());
+      return view_of(b->host, base.global_shape, base.offsets);
+    };
   }
   e.finish_load = [b](bool cast) {
     if (cast) {
@@ -81,6 +94,7 @@ TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offse
       b->cast_host.reset();
     } else if (b->host.defined()) {
       b->target.copy_(b->host);
+      b->host.reset();
     }
   };
   e.cast_target = [b, base = e.view](const std::string& saved_dtype) {
