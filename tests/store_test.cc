@@ -245,6 +245,57 @@ TEST_CASE("round trip of tensors, 0-D tensors and every value kind") {
   CHECK(s.logical_bytes == 64 * 1024 * 4 + 4000 + 8);
 }
 
+TEST_CASE("staged entries load in bounded waves: each wave finishes before the next is staged") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  const int n = 6;
+  std::vector<std::vector<float>> src(n);
+  StateDict sd;
+  for (int i = 0; i < n; ++i) {
+    src[i].resize(1000 + i * 100);
+    for (size_t k = 0; k < src[i].size(); ++k) src[i][k] = static_cast<float>(i * 100000 + k);
+    sd.add_tensor("t" + std::to_string(i),
+                  TensorView::contiguous("float32", 4, src[i].data(), {static_cast<int64_t>(src[i].size())}));
+  }
+  save(sd, store, "c");
+
+  // Targets that, like device tensors, are reached only through staging.
+  std::vector<std::string> events;
+  std::vector<std::vector<float>> staging(n), device(n);
+  uint64_t live = 0, peak = 0;
+  StateDict target;
+  for (int i = 0; i < n; ++i) {
+    TensorEntry e;
+    e.view = TensorView::contiguous("float32", 4, nullptr, {static_cast<int64_t>(src[i].size())});
+    e.load_target = [&, i] {
+      events.push_back("stage " + std::to_string(i));
+      staging[i].assign(src[i].size(), -1.0f);
+      live += staging[i].size() * 4;
+      peak = std::max(peak, live);
+      return TensorView::contiguous("float32", 4, staging[i].data(), {static_cast<int64_t>(src[i].size())});
+    };
+    e.finish_load = [&, i](bool cast) {
+      CHECK_FALSE(cast);
+      events.push_back("finish " + std::to_string(i));
+      device[i] = staging[i];
+      live -= staging[i].size() * 4;
+      staging[i].clear();
+    };
+    target.add_tensor("t" + std::to_string(i), std::move(e));
+  }
+  LoadOptions o;
+  o.max_staging_bytes = 10000;  // two or three entries per wave (4000..6000 bytes each)
+  load(target, Store::open_read_only(dir.path()), "c", o);
+  for (int i = 0; i < n; ++i) CHECK(device[i] == src[i]);
+  CHECK(peak <= 10000);
+  CHECK(peak >= 8000);  // waves hold more than one entry
+  // Every entry finishes; a later wave is staged only after the first finished.
+  REQUIRE(events.size() == 2 * n);
+  CHECK(events.front() == "stage 0");
+  CHECK(events.back() == "finish 5");
+  CHECK(std::find(events.begin(), events.end(), "finish 0") < std::find(events.begin(), events.end(), "stage 3"));
+}
+
 TEST_CASE("empty tensors and non-contiguous (transposed) sources") {
   TempDir dir("store");
   Store store = Store::open(dir.path());

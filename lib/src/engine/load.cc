@@ -34,6 +34,128 @@ std::string join_first(const std::vector<std::string>& names, size_t limit = 5) 
   return s;
 }
 
+
+
+// A state-dict tensor matched with its saved record.
+struct Planned {
+  const std::string* name;
+  TensorEntry* entry;
+  const catalog::TensorRecord* saved;
+  bool cast;              // lands in cast_target's view, then converted
+  uint64_t staged_bytes;  // host staging its hooks allocate (0 for host views)
+};
+
+struct Reader {
+  Store::Impl& impl;
+  const std::string& checkpoint;
+  const LoadOptions& options;
+  PackCache packs;
+  std::atomic<uint64_t> bytes_read{0};
+
+  std::string where(const std::string& name) const {
+    return "checkpoint '" + checkpoint + "', tensor '" + name + "'";
+  }
+
+  // Reads job `j`'s region into its target. When the job needs the whole
+  // chunk and the target holds it as one contiguous run, bytes are read (or
+  // decoded) straight into the target; otherwise through a chunk buffer.
+  void read(const ReadJob& j, const catalog::ChunkLocation& loc) {
+    const pack::ChunkEntry& e = loc.entry;
+    const size_t elem = j.target->elem_size;
+    auto damaged = [&](const std::string& why) {
+      return CorruptionError(where(*j.tensor) + ": chunk " + j.chunk.hex() + " in pack '" + loc.pack + "': " + why);
+    };
+    if (e.raw_len != static_cast<uint64_t>(j.chunk_box.volume()) * elem)
+      throw damaged("catalog says " + std::to_string(e.raw_len) + " bytes, the box needs " +
+                    std::to_string(j.chunk_box.volume() * static_cast<int64_t>(elem)));
+    std::byte* direct = nullptr;
+    if (j.region == j.chunk_box && j.target->strides == contiguous_strides(j.target->sizes)) {
+      auto ranges = plan::region_byte_ranges(local_box(*j.target), j.region, elem);
+      if (ranges.size() == 1) direct = j.target->data + ranges[0].begin;
+    }
+    std::unique_ptr<std::byte[]> buffer;
+    std::byte* raw = direct;
+    if (!raw) {
+      buffer.reset(new std::byte[e.raw_len]);  // uninitialized: every byte used is read
+      raw = buffer.get();
+    }
+    try {
+      const pack::PackReader& reader = packs.get(loc.pack);
+      if (e.codec == Codec::kRaw) {
+        if (e.stored_len != e.raw_len) throw damaged("raw chunk with mismatched stored and raw lengths");
+        auto ranges = plan::region_byte_ranges(j.chunk_box, j.region, elem);
+        if (options.verify) ranges = plan::widen_to_blocks(ranges, pack::kBlockBytes, e.raw_len);
+        for (const auto& r : ranges) {
+          reader.read(e.offset + r.begin, r.size(), raw + r.begin);
+          bytes_read += r.size();
+        }
+        if (options.verify) {
+          if (e.block_sums.size() != pack::block_count(e.raw_len)) throw damaged("block checksums missing");
+          for (const auto& r : ranges)
+            for (uint64_t b = r.begin / pack::kBlockBytes; b * pack::kBlockBytes < r.end; ++b) {
+              uint64_t start = b * pack::kBlockBytes, len = std::min(pack::kBlockBytes, e.raw_len - start);
+              if (checksum64(raw + start, len) != e.block_sums[b])
+                throw damaged("checksum mismatch in bytes " + std::to_string(start) + ".." +
+                              std::to_string(start + len));
+            }
+        }
+      } else {
+        ByteBuffer stored(e.stored_len);
+        reader.read(e.offset, e.stored_len, stored.data());
+        bytes_read += e.stored_len;
+        if (options.verify && checksum64(stored.data(), stored.size()) != e.stored_sum)
+          throw damaged("checksum mismatch in the stored bytes");
+        try {
+          decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw, e.raw_len);
+        } catch (const std::runtime_error& ex) {
+          throw damaged(std::string("cannot decode: ") + ex.what());
+        }
+        if (options.verify && chunk_id_of(raw, e.raw_len) != e.id)
+          throw damaged("decoded bytes do not match the chunk id");
+      }
+    } catch (const pack::PackError& ex) {
+      throw damaged(ex.what());
+    }
+    if (!direct) copy_region(j.region, StridedView::dense(j.chunk_box, raw), strided(*j.target), elem);
+  }
+
+  // Loads `wave`: asks the hooks for host targets, reads every chunk that
+  // intersects them in parallel, then lets the entries finish (e.g. queue
+  // their host-to-device copies, which overlap the next wave's reads).
+  void load_wave(const std::vector<Planned>& wave, io::ThreadPool& pool, uint64_t& chunks_read) {
+    std::deque<TensorView> targets;  // hook-provided views (stable addresses)
+    std::vector<ReadJob> jobs;
+    for (const Planned& p : wave) {
+      TensorEntry& te = *p.entry;
+      const TensorView* target = &te.view;
+      if (p.cast) target = &targets.emplace_back(te.cast_target(p.saved->dtype));
+      else if (te.load_target) target = &targets.emplace_back(te.load_target());
+      if (static_cast<int64_t>(target->elem_size) != p.saved->elem_size)
+        throw InvalidArgument(where(*p.name) + ": saved element size " + std::to_string(p.saved->elem_size) +
+                              ", target " + std::to_string(target->elem_size));
+      check_view(*p.name, *target);
+      const Box box = local_box(*target);
+      for (const auto& piece : p.saved->pieces)
+        if (auto region = intersect(piece.box, box))
+          jobs.push_back(ReadJob{p.name, target, piece.box, *region, piece.chunk});
+    }
+    std::unordered_map<ChunkId, catalog::ChunkLocation, ChunkIdHash> locations;
+    {
+      std::lock_guard lock(impl.mu);
+      for (const ReadJob& j : jobs) {
+        if (locations.count(j.chunk)) continue;
+        auto loc = impl.catalog.locate(j.chunk);
+        if (!loc) throw CorruptionError(where(*j.tensor) + ": chunk " + j.chunk.hex() + " is missing from the catalog");
+        locations.emplace(j.chunk, std::move(*loc));
+      }
+    }
+    pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], locations.at(jobs[i].chunk)); });
+    for (const Planned& p : wave)
+      if (p.entry->finish_load) p.entry->finish_load(p.cast);
+    chunks_read += jobs.size();
+  }
+};
+
 }  // namespace
 
 LoadResult load(StateDict& state, const Store& store, const std::string& checkpoint, const LoadOptions& options) {
@@ -57,12 +179,9 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     if (!state.contains(name)) result.unexpected_keys.push_back(name);
   std::sort(result.unexpected_keys.begin(), result.unexpected_keys.end());
 
-  const auto where = [&](const std::string& name) {
-    return "checkpoint '" + checkpoint + "', tensor '" + name + "'";
-  };
-  std::vector<ReadJob> jobs;
-  std::vector<std::pair<TensorEntry*, bool>> loaded;  // entry, was cast
-  std::deque<TensorView> targets;  // where bytes land: the entry's view, or a cast staging view
+  Reader reader{impl, checkpoint, options, PackCache(impl)};
+  // Check every entry before reading anything.
+  std::vector<Planned> planned;
   for (auto& [name, entry] : state.entries()) {
     const bool is_tensor = tensors.count(name) != 0, is_value = values.count(name) != 0;
     if (!is_tensor && !is_value) {
@@ -81,104 +200,40 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     const catalog::TensorRecord& rec = *tensors[name];
     TensorEntry& te = std::get<TensorEntry>(entry);
     if (te.view.global_shape != rec.shape)
-      throw InvalidArgument(where(name) + ": saved shape " + to_string(rec.shape) + ", target " +
+      throw InvalidArgument(reader.where(name) + ": saved shape " + to_string(rec.shape) + ", target " +
                             to_string(te.view.global_shape));
-    const TensorView* target_view = &te.view;
-    if (te.view.dtype == rec.dtype && te.load_target) {
-      targets.push_back(te.load_target());
-      target_view = &targets.back();
-    } else if (te.view.dtype != rec.dtype) {
-      if (!options.allow_cast)
-        throw InvalidArgument(where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
-                              " (set LoadOptions::allow_cast to convert)");
-      if (!te.cast_target)
-        throw InvalidArgument(where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
-                              ": converting needs the LibTorch layer (tessera/torch.h)");
-      targets.push_back(te.cast_target(rec.dtype));
-      target_view = &targets.back();
-    }
-    if (static_cast<int64_t>(target_view->elem_size) != rec.elem_size)
-      throw InvalidArgument(where(name) + ": saved element size " + std::to_string(rec.elem_size) + ", target " +
-                            std::to_string(target_view->elem_size));
-    check_view(name, *target_view);
-    const Box target = local_box(*target_view);
-    for (const auto& p : rec.pieces)
-      if (auto region = intersect(p.box, target)) jobs.push_back(ReadJob{&name, target_view, p.box, *region, p.chunk});
-    loaded.emplace_back(&te, te.view.dtype != rec.dtype);
+    const bool cast = te.view.dtype != rec.dtype;
+    if (cast && !options.allow_cast)
+      throw InvalidArgument(reader.where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
+                            " (set LoadOptions::allow_cast to convert)");
+    if (cast && !te.cast_target)
+      throw InvalidArgument(reader.where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
+                            ": converting needs the LibTorch layer (tessera/torch.h)");
+    const bool staged = cast || te.load_target;
+    const uint64_t bytes = staged ? static_cast<uint64_t>(std::max<int64_t>(volume(te.view.sizes), 0)) *
+                                        static_cast<uint64_t>(std::max<int64_t>(rec.elem_size, 0))
+                                  : 0;
+    planned.push_back(Planned{&name, &te, &rec, cast, bytes});
   }
   if (!result.missing_keys.empty() && options.strict)
     throw NotFoundError("checkpoint '" + checkpoint + "' has no entries " + join_first(result.missing_keys) +
                         " (load with strict=false to skip them)");
 
-  std::unordered_map<ChunkId, catalog::ChunkLocation, ChunkIdHash> locations;
-  {
-    std::lock_guard lock(impl.mu);
-    for (const ReadJob& j : jobs) {
-      if (locations.count(j.chunk)) continue;
-      auto loc = impl.catalog.locate(j.chunk);
-      if (!loc) throw CorruptionError(where(*j.tensor) + ": chunk " + j.chunk.hex() + " is missing from the catalog");
-      locations.emplace(j.chunk, std::move(*loc));
-    }
-  }
-
-  PackCache packs(impl);
-  std::atomic<uint64_t> bytes_read{0};
+  // Waves of at most max_staging_bytes of staged entries (an entry larger
+  // than that is a wave of its own); host views cost nothing.
   io::ThreadPool pool(options.threads);
-  pool.parallel_for(jobs.size(), [&](size_t i) {
-    const ReadJob& j = jobs[i];
-    const catalog::ChunkLocation& loc = locations.at(j.chunk);
-    const pack::ChunkEntry& e = loc.entry;
-    const size_t elem = j.target->elem_size;
-    auto damaged = [&](const std::string& why) {
-      return CorruptionError(where(*j.tensor) + ": chunk " + j.chunk.hex() + " in pack '" + loc.pack + "': " + why);
-    };
-    if (e.raw_len != static_cast<uint64_t>(j.chunk_box.volume()) * elem)
-      throw damaged("catalog says " + std::to_string(e.raw_len) + " bytes, the box needs " +
-                    std::to_string(j.chunk_box.volume() * static_cast<int64_t>(elem)));
-    std::unique_ptr<std::byte[]> raw(new std::byte[e.raw_len]);  // uninitialized: every byte used is read
-    try {
-      const pack::PackReader& reader = packs.get(loc.pack);
-      if (e.codec == Codec::kRaw) {
-        if (e.stored_len != e.raw_len) throw damaged("raw chunk with mismatched stored and raw lengths");
-        auto ranges = plan::region_byte_ranges(j.chunk_box, j.region, elem);
-        if (options.verify) ranges = plan::widen_to_blocks(ranges, pack::kBlockBytes, e.raw_len);
-        for (const auto& r : ranges) {
-          reader.read(e.offset + r.begin, r.size(), raw.get() + r.begin);
-          bytes_read += r.size();
-        }
-        if (options.verify) {
-          if (e.block_sums.size() != pack::block_count(e.raw_len)) throw damaged("block checksums missing");
-          for (const auto& r : ranges)
-            for (uint64_t b = r.begin / pack::kBlockBytes; b * pack::kBlockBytes < r.end; ++b) {
-              uint64_t start = b * pack::kBlockBytes, len = std::min(pack::kBlockBytes, e.raw_len - start);
-              if (checksum64(raw.get() + start, len) != e.block_sums[b])
-                throw damaged("checksum mismatch in bytes " + std::to_string(start) + ".." +
-                              std::to_string(start + len));
-            }
-        }
-      } else {
-        ByteBuffer stored(e.stored_len);
-        reader.read(e.offset, e.stored_len, stored.data());
-        bytes_read += e.stored_len;
-        if (options.verify && checksum64(stored.data(), stored.size()) != e.stored_sum)
-          throw damaged("checksum mismatch in the stored bytes");
-        try {
-          decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw.get(), e.raw_len);
-        } catch (const std::runtime_error& ex) {
-          throw damaged(std::string("cannot decode: ") + ex.what());
-        }
-        if (options.verify && chunk_id_of(raw.get(), e.raw_len) != e.id)
-          throw damaged("decoded bytes do not match the chunk id");
-      }
-    } catch (const pack::PackError& ex) {
-      throw damaged(ex.what());
-    }
-    copy_region(j.region, StridedView::dense(j.chunk_box, raw.get()), strided(*j.target), elem);
-  });
-  for (auto [te, cast] : loaded)
-    if (te->finish_load) te->finish_load(cast);
-  result.bytes_read = bytes_read;
-  result.chunks_read = jobs.size();
+  for (size_t begin = 0; begin < planned.size();) {
+    size_t end = begin;
+    uint64_t staged = 0;
+    while (end < planned.size() &&
+           (end == begin || staged + planned[end].staged_bytes <= options.max_staging_bytes))
+      staged += planned[end++].staged_bytes;
+    reader.load_wave({planned.begin() + static_cast<std::ptrdiff_t>(begin),
+                      planned.begin() + static_cast<std::ptrdiff_t>(end)},
+                     pool, result.chunks_read);
+    begin = end;
+  }
+  result.bytes_read = reader.bytes_read;
   return result;
 }
 

@@ -93,7 +93,10 @@ TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offse
       b->target.copy_(b->cast_host);  // converts dtype (and moves to the device)
       b->cast_host.reset();
     } else if (b->host.defined()) {
-      b->target.copy_(b->host);
+      // Queued on the current stream from pinned memory: overlaps the next
+      // wave's reads. PyTorch's caching host allocator keeps the staging
+      // block from reuse until the copy has run.
+      b->target.copy_(b->host, /*non_blocking=*/b->target.is_cuda());
       b->host.reset();
     }
   };
