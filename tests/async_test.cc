@@ -111,6 +111,22 @@ TEST_CASE("the staging pool is reused across saves and stays within one state by
   for (int step = 0; step < 4; ++step) expect_checkpoint_equals(dir.path(), "s" + std::to_string(step), expected[step], step);
 }
 
+TEST_CASE("reserve fills the pool ahead of the first save, which then allocates nothing") {
+  TempDir dir("async");
+  Model m = make_model(7);
+  AsyncSaver saver;
+  CHECK(saver.staging_bytes() == 0);
+  saver.reserve(m.state(0));
+  const uint64_t held = saver.staging_bytes();
+  CHECK(held >= state_bytes(m));
+  auto before = snapshot(m);
+  saver.save(m.state(1), dir.path(), "r").wait();
+  CHECK(saver.staging_bytes() == held);
+  expect_checkpoint_equals(dir.path(), "r", before, 1);
+  AsyncSaver bounded(AsyncSaverOptions{.max_staging_bytes = 4096});
+  CHECK_THROWS_AS(bounded.reserve(m.state(0)), InvalidArgument);
+}
+
 TEST_CASE("a bound large enough for two states lets saves overlap; a bound too small is refused") {
   TempDir dir("async");
   Model m = make_model(3);

@@ -75,11 +75,11 @@ struct LoadOptions {
   bool allow_cast = false;
   size_t threads = 0;  // 0 = one per core
   // Entries whose bytes land in host staging first (device tensors, casts)
-  // are loaded in waves of at most this many staged bytes (default 1 GiB;
+  // are loaded in waves of at most this many staged bytes (default 256 MiB;
   // an entry larger than that is a wave of its own). Each wave's entries
   // finish (e.g. queue their host-to-device copies) before the next wave is
   // read, which bounds host memory and overlaps those copies with reading.
-  uint64_t max_staging_bytes = 1ull << 30;
+  uint64_t max_staging_bytes = 256ull << 20;
 };
 
 struct LoadResult {

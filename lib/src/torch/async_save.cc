@@ -84,13 +84,17 @@ struct AsyncSaver::Impl {
     }
   }
 
-  // Copies `state` into a staging lease; returns the host state and the lease.
-  std::pair<StateDict, std::shared_ptr<StagingLease>> stage(const StateDict& state) {
+  static std::vector<uint64_t> staging_sizes(const StateDict& state) {
     std::vector<uint64_t> sizes;
     for (const auto& [name, entry] : state.entries())
       if (const auto* te = std::get_if<TensorEntry>(&entry))
         sizes.push_back(static_cast<uint64_t>(std::max<int64_t>(volume_of(te->view.sizes), 0)) * te->view.elem_size);
-    std::shared_ptr<StagingLease> lease = pool.acquire(sizes);
+    return sizes;
+  }
+
+  // Copies `state` into a staging lease; returns the host state and the lease.
+  std::pair<StateDict, std::shared_ptr<StagingLease>> stage(const StateDict& state) {
+    std::shared_ptr<StagingLease> lease = pool.acquire(staging_sizes(state));
 
     StateDict host;
     std::vector<c10::Device> devices;
@@ -164,6 +168,8 @@ SaveHandle AsyncSaver::save(const StateDict& state, const std::string& store_pat
     return tessera::save(host, store_path, checkpoint, plane, options, dist);
   });
 }
+
+void AsyncSaver::reserve(const StateDict& state) { impl_->pool.acquire(Impl::staging_sizes(state)); }
 
 uint64_t AsyncSaver::staging_bytes() const { return impl_->pool.held_bytes(); }
 

@@ -2,6 +2,9 @@
 
 #include <c10/util/llvmMathExtras.h>
 
+#include <atomic>
+#include <thread>
+
 #include "tessera/error.h"
 
 namespace tessera {
@@ -86,16 +89,34 @@ std::unique_ptr<StagingLease> StagingPool::acquire(const std::vector<uint64_t>& 
     held_ -= free_.begin()->first;
     free_.erase(free_.begin());
   }
-  try {
-    for (size_t i = 0; i < block_sizes.size(); ++i)
-      if (!blocks[i].defined()) {
-        blocks[i] = allocate(block_sizes[i]);
-        held_ += block_sizes[i];
+  // Pinning is slow (the driver zeroes and locks every page, ~2-3 GB/s on
+  // one thread), so missing blocks are allocated by several threads at once.
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < block_sizes.size(); ++i)
+    if (!blocks[i].defined()) todo.push_back(i);
+  std::exception_ptr failure;
+  std::mutex failure_mu;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k; (k = next++) < todo.size();) {
+      try {
+        blocks[todo[k]] = allocate(block_sizes[todo[k]]);
+      } catch (...) {
+        std::lock_guard fl(failure_mu);
+        failure = std::current_exception();
       }
-  } catch (...) {  // out of (pinned) memory: keep what exists as free blocks
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < std::min<size_t>(todo.size(), kAllocThreads); ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  for (size_t i : todo)
+    if (blocks[i].defined()) held_ += block_sizes[i];
+  if (failure) {  // out of (pinned) memory: keep what exists as free blocks
     for (auto& b : blocks)
       if (b.defined()) free_.emplace(static_cast<uint64_t>(b.numel()), std::move(b));
-    throw;
+    std::rethrow_exception(failure);
   }
   lease->blocks_ = std::move(blocks);
   lease->pool_ = this;

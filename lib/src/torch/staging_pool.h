@@ -44,6 +44,7 @@ class StagingPool {
  public:
   static constexpr uint64_t kBlockBytes = 256ull << 20;
   static constexpr uint64_t kAlign = 4096;
+  static constexpr size_t kAllocThreads = 8;
 
   // max_bytes == 0: bounded by the largest lease requested so far.
   explicit StagingPool(uint64_t max_bytes, bool pinned);
