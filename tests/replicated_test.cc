@@ -1,0 +1,167 @@
+// Replicated entries loaded once per group and broadcast (tessera/replicated_load.h):
+// ranks are threads of this process, each with its own ProcessGroupGloo over
+// one HashStore. Tensors are on the GPU where one is present (Gloo moves CUDA
+// tensors too; the NCCL backend takes the same code path on several GPUs).
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+
+#include <thread>
+
+#include "tessera/checkpoint.h"
+#include "tessera/error.h"
+#include "tessera/replicated_load.h"
+#include "tessera/torch.h"
+#include "test_util.h"
+
+#include <doctest/doctest.h>  // after the torch headers (see toolchain.md)
+
+using namespace tessera;
+using tessera::test::TempDir;
+using tessera::test::has;
+
+namespace {
+
+at::Device device() { return at::hasCUDA() ? at::Device(at::kCUDA) : at::Device(at::kCPU); }
+
+// Runs fn(rank, group) on `world` threads; returns each rank's error text ("" if none).
+std::vector<std::string> run_group(int world, const std::function<void(int, c10d::Backend&)>& fn) {
+  static int round = 0;
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  const std::string prefix = "round" + std::to_string(round++);
+  std::vector<std::string> errors(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        auto options = c10d::ProcessGroupGloo::Options::create();
+        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+        options->timeout = std::chrono::seconds(60);
+        c10d::ProcessGroupGloo group(c10::make_intrusive<c10d::PrefixStore>(prefix, store), r, world, options);
+        fn(r, group);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+struct Saved {
+  std::map<std::string, at::Tensor> tensors;  // CPU originals
+  uint64_t replicated_bytes = 0;
+};
+
+Saved save_fixture(const std::string& dir) {
+  at::manual_seed(11);
+  Saved s;
+  s.tensors["embed"] = at::randn({101, 64});
+  s.tensors["bias"] = at::randn({33}).to(at::kBFloat16);
+  s.tensors["tiny"] = at::randn({2});  // fewer rows than ranks
+  s.tensors["scalar"] = at::randn({});
+  s.tensors["wt"] = at::randn({40, 24});  // loaded into a transposed (non-contiguous) target
+  s.tensors["shard"] = at::randn({30, 8});  // not replicated: each rank loads its own rows
+  StateDict sd;
+  for (const auto& [name, t] : s.tensors) add_tensor(sd, name, t);
+  sd.add_value("step", int64_t{17});
+  SaveOptions o;
+  o.compression = Compression::kNone;  // raw chunks: reads with verify off are exactly the bytes needed
+  Store store = Store::open(dir);
+  save(sd, store, "c", o);
+  for (const auto& name : {"embed", "bias", "tiny", "scalar", "wt"})
+    s.replicated_bytes += s.tensors[name].numel() * s.tensors[name].element_size();
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("replicated entries: each byte read once across the group, every rank gets every byte") {
+  TempDir dir("replicated");
+  Saved saved = save_fixture(dir.path());
+  const int world = 3;
+  std::vector<uint64_t> bytes_read(world);
+  std::vector<int> equal(world, 0);
+  auto errors = run_group(world, [&](int rank, c10d::Backend& group) {
+    auto on = at::TensorOptions().device(device());
+    std::map<std::string, at::Tensor> t;
+    StateDict sd;
+    for (const auto& name : {"embed", "bias", "tiny", "scalar"}) {
+      t[name] = at::zeros_like(saved.tensors[name], on);
+      add_shard(sd, name, t[name], saved.tensors[name].sizes().vec(),
+                Shape(saved.tensors[name].dim(), 0), rank, world);
+    }
+    t["wt"] = at::zeros({24, 40}, on).t();  // non-contiguous
+    add_shard(sd, "wt", t["wt"], {40, 24}, {0, 0}, rank, world);
+    t["shard"] = at::zeros({10, 8}, on);
+    add_shard(sd, "shard", t["shard"], {30, 8}, {rank * 10, 0});
+    sd.add_value("step", int64_t{0});
+    LoadOptions o;
+    o.verify = false;
+    LoadResult r = load(sd, Store::open_read_only(dir.path()), "c", group, o);
+    bytes_read[rank] = r.bytes_read;
+    CHECK(r.missing_keys.empty());
+    CHECK(r.unexpected_keys.empty());
+    int ok = std::get<int64_t>(sd.value("step")) == 17;
+    for (const auto& name : {"embed", "bias", "tiny", "scalar", "wt"})
+      ok += at::equal(t[name].cpu(), saved.tensors[name]);
+    ok += at::equal(t["shard"].cpu(), saved.tensors["shard"].narrow(0, rank * 10, 10));
+    equal[rank] = ok;
+  });
+  for (int r = 0; r < world; ++r) {
+    CHECK_MESSAGE(errors[r].empty(), errors[r]);
+    CHECK(equal[r] == 7);
+  }
+  const uint64_t shard_bytes = 30 * 8 * 4;
+  uint64_t total = 0;
+  for (uint64_t b : bytes_read) total += b;
+  CHECK(total == saved.replicated_bytes + shard_bytes);  // not world x the replicated bytes
+  for (uint64_t b : bytes_read) CHECK(b < saved.replicated_bytes);  // nobody read everything
+}
+
+TEST_CASE("ranks asking for different replicated entries all fail, naming the mismatch, without hanging") {
+  TempDir dir("replicated");
+  Saved saved = save_fixture(dir.path());
+  auto errors = run_group(2, [&](int rank, c10d::Backend& group) {
+    StateDict sd;
+    at::Tensor e = at::zeros({101, 64});
+    add_shard(sd, "embed", e, {101, 64}, {0, 0}, rank, 2);
+    at::Tensor b = at::zeros({33}, at::TensorOptions().dtype(at::kBFloat16));
+    if (rank == 0) add_shard(sd, "bias", b, {33}, {0}, rank, 2);
+    load(sd, Store::open_read_only(dir.path()), "c", group, LoadOptions{.strict = false});
+  });
+  for (const auto& e : errors) {
+    CHECK(has(e, "replicated entries"));
+    CHECK(has(e, "every rank of the replica group"));
+  }
+}
+
+TEST_CASE("a rank whose read fails: it throws its own error, the others name it") {
+  TempDir dir("replicated");
+  Saved saved = save_fixture(dir.path());
+  auto errors = run_group(3, [&](int rank, c10d::Backend& group) {
+    StateDict sd;
+    at::Tensor e = at::zeros({101, 64});
+    add_shard(sd, "embed", e, {101, 64}, {0, 0}, rank, 3);
+    at::Tensor s = rank == 1 ? at::zeros({10, 9}) : at::zeros({10, 8});  // rank 1: wrong shape
+    add_shard(sd, "shard", s, rank == 1 ? Shape{30, 9} : Shape{30, 8}, {rank * 10, 0});
+    load(sd, Store::open_read_only(dir.path()), "c", group);
+  });
+  CHECK(has(errors[1], "tensor 'shard'"));
+  CHECK(has(errors[1], "saved shape"));
+  CHECK(has(errors[0], "failed on rank(s) 1"));
+  CHECK(has(errors[2], "failed on rank(s) 1"));
+}
+
+TEST_CASE("a replica index or count that does not match the group is refused on every rank") {
+  TempDir dir("replicated");
+  Saved saved = save_fixture(dir.path());
+  auto errors = run_group(2, [&](int rank, c10d::Backend& group) {
+    StateDict sd;
+    at::Tensor e = at::zeros({101, 64});
+    add_shard(sd, "embed", e, {101, 64}, {0, 0}, rank, 3);  // 3 replicas, group of 2
+    load(sd, Store::open_read_only(dir.path()), "c", group);
+  });
+  CHECK(has(errors[0], "replica 0 of 3, but this is rank 0 of 2"));
+  CHECK(has(errors[1], "replica 1 of 3, but this is rank 1 of 2"));
+}
