@@ -102,6 +102,19 @@ const std::byte* piece_bytes(const TensorView& v, const Box& piece, ByteBuffer& 
   return scratch.data();
 }
 
+// The chunk id of `piece`, hashed where the bytes lie when the tensor is
+// row-major: one run for a contiguous piece, one run per row for a column
+// block (XXH3 streamed over the runs equals XXH3 of the gathered bytes), so
+// an unchanged chunk is never copied. Nullopt for other layouts.
+std::optional<ChunkId> id_in_place(const TensorView& v, const Box& piece) {
+  if (v.strides != contiguous_strides(v.sizes)) return std::nullopt;
+  auto ranges = plan::region_byte_ranges(local_box(v), piece, v.elem_size);
+  if (ranges.size() == 1) return chunk_id_of(v.data + ranges[0].begin, ranges[0].size());
+  StreamHash128 h;
+  for (const auto& r : ranges) h.update(v.data + r.begin, r.size());
+  return h.digest();
+}
+
 }  // namespace
 
 RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options,
@@ -146,9 +159,11 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
       const PieceTask& t = tasks[i];
       const TensorView& v = *t.view;
       thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
-      const std::byte* raw = piece_bytes(v, t.box, scratch);
       const uint64_t n = static_cast<uint64_t>(t.box.volume()) * v.elem_size;
-      const ChunkId id = chunk_id_of(raw, n);
+      const std::byte* raw = nullptr;
+      std::optional<ChunkId> in_place = id_in_place(v, t.box);
+      if (!in_place) raw = piece_bytes(v, t.box, scratch);
+      const ChunkId id = in_place ? *in_place : chunk_id_of(raw, n);
       pieces[i] = catalog::Piece{t.box, id};
       logical += n;
       {
@@ -159,6 +174,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
         std::lock_guard lock(store.mu);
         if (store.catalog.has_chunk(id)) return;
       }
+      if (!raw) raw = piece_bytes(v, t.box, scratch);  // to be written: gather it now
       pack::ChunkEntry e;
       e.id = id;
       e.raw_len = n;
