@@ -296,6 +296,38 @@ TEST_CASE("staged entries load in bounded waves: each wave finishes before the n
   CHECK(std::find(events.begin(), events.end(), "finish 0") < std::find(events.begin(), events.end(), "stage 3"));
 }
 
+TEST_CASE("auto compression stores raw on a memory filesystem; explicit codecs and disks still compress") {
+  auto smooth = tessera::test::smooth_bytes(1 << 20, 5);  // compressible bf16-like bytes
+  auto state = [&] {
+    StateDict sd;
+    sd.add_tensor("w", TensorView::contiguous("bfloat16", 2, smooth.data(), {512, 1024}));
+    return sd;
+  };
+  auto save_into = [&](const std::string& dir, Compression c) {
+    Store store = Store::open(dir);
+    SaveOptions o;
+    o.compression = c;
+    return save(state(), store, "c", o);
+  };
+  TempDir disk("store");
+  if (!io::on_memory_filesystem(disk.path())) {
+    SaveResult r = save_into(disk / "auto", Compression::kAuto);
+    CHECK(r.written_bytes < r.logical_bytes);
+  }
+  if (!io::on_memory_filesystem("/dev/shm")) {
+    MESSAGE("no tmpfs at /dev/shm: the memory-filesystem half is skipped");
+    return;
+  }
+  char tmpl[] = "/dev/shm/tessera-store-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::string shm = tmpl;
+  SaveResult raw = save_into(shm + "/auto", Compression::kAuto);
+  SaveResult packed = save_into(shm + "/huffman", Compression::kShuffleHuffman);
+  std::filesystem::remove_all(shm);
+  CHECK(raw.written_bytes == raw.logical_bytes);
+  CHECK(packed.written_bytes < packed.logical_bytes);
+}
+
 TEST_CASE("empty tensors and non-contiguous (transposed) sources") {
   TempDir dir("store");
   Store store = Store::open(dir.path());

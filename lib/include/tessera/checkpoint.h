@@ -20,7 +20,8 @@
 namespace tessera {
 
 enum class Compression {
-  kAuto,        // shuffle+huffman (2-, 4-byte elements) or shuffle+lz4 where a sample shows it pays, else raw (default)
+  kAuto,        // shuffle+huffman (2-, 4-byte elements) or shuffle+lz4 where a sample shows it pays, else raw;
+                // raw on a memory filesystem (tmpfs), where writing outruns every codec (default)
   kNone,        // raw chunks: fastest, and partial loads read only the bytes they need
   kLz4,         // lz4 on every chunk where it shrinks it
   kShuffleLz4,  // byte shuffle + lz4 on every chunk where it shrinks it

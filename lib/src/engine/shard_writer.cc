@@ -9,6 +9,7 @@
 
 #include "engine/view_check.h"
 #include "geometry/chunk_grid.h"
+#include "io/file.h"
 #include "io/thread_pool.h"
 #include "pack/pack_writer.h"
 #include "plan/read_plan.h"
@@ -151,7 +152,11 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   std::mutex claim_mu;
   std::unordered_set<ChunkId, ChunkIdHash> claimed;  // written (or being written) by this save
   std::atomic<uint64_t> written{0}, written_bytes{0}, logical{0};
-  const CompressionPolicy policy = policy_of(options.compression);
+  // On a memory filesystem writing is faster than any codec (GPU bench:
+  // /dev/shm saves 1.5x and loads 1.5x faster raw), so auto stores raw there.
+  CompressionPolicy policy = policy_of(options.compression);
+  if (policy == CompressionPolicy::kAuto && io::on_memory_filesystem(store.packs_dir()))
+    policy = CompressionPolicy::kNone;
 
   io::ThreadPool pool(options.threads);
   try {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -134,6 +135,13 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
     f.close();
   }
   rename_durable(tmp, path);
+}
+
+bool on_memory_filesystem(const std::string& dir) {
+  struct statfs fs;
+  if (::statfs(dir.c_str(), &fs) != 0) return false;
+  constexpr decltype(fs.f_type) kTmpfs = 0x01021994, kRamfs = static_cast<decltype(fs.f_type)>(0x858458f6);
+  return fs.f_type == kTmpfs || fs.f_type == kRamfs;
 }
 
 }  // namespace tessera::io

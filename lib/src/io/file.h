@@ -66,6 +66,10 @@ void make_dirs(const std::string& dir);
 bool exists(const std::string& path);
 void remove_file(const std::string& path);  // no error if it is already gone
 
+// True when `dir` is on a memory filesystem (tmpfs, ramfs), where writing
+// runs at memory speed; false if unknown.
+bool on_memory_filesystem(const std::string& dir);
+
 // Writes a whole small file durably (temp name, fsync, rename).
 void write_file_atomic(const std::string& path, const std::string& contents);
 
