@@ -34,6 +34,11 @@ TensorEntry tensor_entry(const at::Tensor& tensor);
 // `global_shape`.
 TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offsets);
 
+// The tensor an entry describes: the at::Tensor it was built from (entries
+// from this header), else a CPU tensor over its host view's memory. Throws
+// InvalidArgument naming `name` for a view without data.
+at::Tensor entry_tensor(const std::string& name, const TensorEntry& entry);
+
 void add_tensor(StateDict& state, const std::string& name, const at::Tensor& tensor);
 // `replica_index` of `replica_count`: for boxes that several ranks hold (see
 // TensorView::replica_count); each chunk is then written by one of them.

@@ -26,16 +26,6 @@ int64_t volume_of(const Shape& s) {
   return v;
 }
 
-// The tensor a staged entry copies from: its at::Tensor when the LibTorch
-// layer built it, else the host bytes its view describes.
-at::Tensor source_of(const std::string& name, const TensorEntry& e) {
-  if (const auto* t = std::any_cast<at::Tensor>(&e.source)) return *t;
-  const TensorView& v = e.view;
-  if (volume_of(v.sizes) > 0 && v.data == nullptr)
-    throw InvalidArgument("tensor '" + name + "': no data and no source tensor to stage from");
-  return at::from_blob(v.data, v.sizes, v.strides, at::TensorOptions().dtype(scalar_type_from_name(v.dtype)));
-}
-
 // Waits for the copies queued on the current stream of each device.
 void wait_for_copies(const std::vector<c10::Device>& devices) {
   for (const c10::Device& d : devices) {
@@ -105,7 +95,7 @@ struct AsyncSaver::Impl {
         continue;
       }
       const TensorEntry& te = std::get<TensorEntry>(entry);
-      at::Tensor src = source_of(name, te);
+      at::Tensor src = entry_tensor(name, te);
       if (dtype_name(src.scalar_type()) != te.view.dtype || src.sizes().vec() != te.view.sizes)
         throw InvalidArgument("tensor '" + name + "': its source tensor does not match its view");
       at::Tensor dst = lease->region(i++).view(src.scalar_type()).view(src.sizes());

@@ -22,15 +22,6 @@
 namespace tessera {
 namespace {
 
-at::Tensor tensor_of(const std::string& name, const TensorEntry& e) {
-  if (const auto* t = std::any_cast<at::Tensor>(&e.source)) return *t;
-  const TensorView& v = e.view;
-  int64_t n = 1;
-  for (int64_t d : v.sizes) n *= d;
-  if (n > 0 && v.data == nullptr) throw InvalidArgument("tensor '" + name + "': no data and no source tensor");
-  return at::from_blob(v.data, v.sizes, v.strides, at::TensorOptions().dtype(scalar_type_from_name(v.dtype)));
-}
-
 // Rows [begin, end) of dimension 0 that `rank` of `size` reads.
 std::pair<int64_t, int64_t> rows_of(const at::Tensor& t, int64_t rank, int64_t size) {
   if (t.dim() == 0) return rank == 0 ? std::pair<int64_t, int64_t>{0, 1} : std::pair<int64_t, int64_t>{0, 0};
@@ -82,7 +73,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
         throw InvalidArgument("tensor '" + name + "': replica " + std::to_string(v.replica_index) + " of " +
                               std::to_string(v.replica_count) + ", but this is rank " + std::to_string(rank) + " of " +
                               std::to_string(size) + " in the replica process group");
-      at::Tensor target = tensor_of(name, *te);
+      at::Tensor target = entry_tensor(name, *te);
       at::Tensor work = target.is_contiguous() ? target : at::empty_like(target, at::MemoryFormat::Contiguous);
       auto r = rows_of(work, rank, size);
       if (r.second > r.first) {

@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 #include <c10/util/strides.h>
 
 #include <array>
@@ -106,6 +107,14 @@ TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offse
   };
   e.keep_alive = b;
   return e;
+}
+
+at::Tensor entry_tensor(const std::string& name, const TensorEntry& entry) {
+  if (const auto* t = std::any_cast<at::Tensor>(&entry.source)) return *t;
+  const TensorView& v = entry.view;
+  if (c10::multiply_integers(v.sizes) > 0 && v.data == nullptr)
+    throw InvalidArgument("tensor '" + name + "': no data and no source tensor");
+  return at::from_blob(v.data, v.sizes, v.strides, at::TensorOptions().dtype(scalar_type_from_name(v.dtype)));
 }
 
 TensorEntry tensor_entry(const at::Tensor& tensor) {
