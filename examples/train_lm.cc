@@ -2,7 +2,7 @@
 // parameters sharded, checkpointed with tessera, and resumed on another world
 // size and layout. Launch with torchrun or scripts/launch.sh:
 //
-//   torchrun --nproc_per_node=4 --no-python train_lm STORE --layout rows --steps 6 --save-every 3
+//   torchrun --nproc_per_node=4 --no-python train_lm STORE --layout rows --steps 6 --save-every 3 --async 1
 //   scripts/launch.sh 2 train_lm STORE --layout cols --resume fsdp4-step-3 --steps 6
 //
 // Layouts: `rows` shards every parameter (and its AdamW state) along dim 0,
@@ -24,7 +24,9 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 
+#include "tessera/async.h"
 #include "tessera/c10d.h"
 #include "tessera/module.h"
 
@@ -35,12 +37,13 @@ constexpr int64_t kVocab = 256, kDim = 128, kLayers = 2, kHeads = 4, kSeq = 32, 
 struct Args {
   std::string store, layout = "rows", resume, losses;
   int64_t steps = 6, save_every = 3;
+  bool async = false;  // save with tessera::AsyncSaver: training goes on while the checkpoint is written
 };
 
 Args parse(int argc, char** argv) {
   Args a;
   if (argc < 2) throw std::invalid_argument("usage: train_lm STORE [--layout rows|cols] [--steps N] "
-                                            "[--save-every K] [--resume CHECKPOINT] [--losses FILE]");
+                                            "[--save-every K] [--resume CHECKPOINT] [--losses FILE] [--async 0|1]");
   a.store = argv[1];
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -49,6 +52,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--save-every") a.save_every = std::stoll(v);
     else if (k == "--resume") a.resume = v;
     else if (k == "--losses") a.losses = v;
+    else if (k == "--async") a.async = v == "1";
     else throw std::invalid_argument("unknown option " + k);
   }
   if (a.layout != "rows" && a.layout != "cols") throw std::invalid_argument("--layout must be rows or cols");
@@ -181,6 +185,9 @@ int main(int argc, char** argv) try {
   if (kBatch % world != 0) throw std::invalid_argument("world size must divide the batch of 8");
   auto store = tessera::connect_store(env);
   auto plane = tessera::control_plane(store, rank, world);
+  std::optional<tessera::AsyncSaver> saver;
+  if (args.async) saver.emplace();
+  std::vector<std::pair<std::string, tessera::SaveHandle>> pending;
   auto gloo_options = c10d::ProcessGroupGloo::Options::create();
   gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo", store), rank,
@@ -256,9 +263,20 @@ int main(int argc, char** argv) try {
       tessera::add_optimizer(sd, "optim", opt, model.root(), model.placement());
       sd.add_value("step", step);
       const std::string name = tag + "-step-" + std::to_string(step);
-      auto r = tessera::save(sd, args.store, name, *plane);
-      if (rank == 0) std::cout << "saved " << name << " (rank 0 wrote " << r.written_bytes << " bytes)\n";
+      if (saver) {
+        // Returns once this rank's shards are copied; the next steps modify
+        // them while the background thread writes and commits.
+        pending.emplace_back(name, saver->save(sd, args.store, name, *plane));
+        if (rank == 0) std::cout << "saving " << name << " in the background\n";
+      } else {
+        auto r = tessera::save(sd, args.store, name, *plane);
+        if (rank == 0) std::cout << "saved " << name << " (rank 0 wrote " << r.written_bytes << " bytes)\n";
+      }
     }
+  }
+  for (auto& [name, handle] : pending) {
+    auto r = handle.wait();
+    if (rank == 0) std::cout << "saved " << name << " (rank 0 wrote " << r.written_bytes << " bytes)\n";
   }
   return 0;
 } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains examples/train_lm on 4 ranks (FSDP-style row shards) for 6 steps,
-# saving every 3; resumes step 3 on 2 ranks (column shards) and trains to 6
+# saving every 3 with async saves (steps 4-6 run while step 3's checkpoint is
+# written); resumes step 3 on 2 ranks (column shards) and trains to 6
 # again into the same store; then checks that the resumed run's losses are
 # bit-identical to the uninterrupted run's.
 #   examples/train_resume.sh BUILD_DIR STORE
@@ -11,7 +12,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 launch="$here/scripts/launch.sh"
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
-MASTER_PORT= "$launch" 4 "$build/examples/train_lm" "$store" --layout rows --steps 6 --save-every 3 --losses "$logs/full.txt"
+MASTER_PORT= "$launch" 4 "$build/examples/train_lm" "$store" --layout rows --steps 6 --save-every 3 --async 1 --losses "$logs/full.txt"
 MASTER_PORT= "$launch" 2 "$build/examples/train_lm" "$store" --layout cols --resume fsdp4-step-3 --steps 6 --losses "$logs/resumed.txt"
 grep -E '^step [456] ' "$logs/full.txt" > "$logs/full-tail.txt"
 if cmp -s "$logs/full-tail.txt" "$logs/resumed.txt"; then
