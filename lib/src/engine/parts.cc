@@ -1,0 +1,53 @@
+#include "tessera/parts.h"
+
+#include "engine/commit.h"
+#include "engine/manifest_codec.h"
+#include "engine/retention.h"
+#include "engine/shard_writer.h"
+#include "tessera/error.h"
+
+namespace tessera {
+
+SavedPart write_part(const StateDict& state, Store& store, const SaveOptions& options, int64_t rank) {
+  RankManifest m = write_shards(state, store.impl(), options);
+  m.rank = rank;
+  SavedPart part;
+  part.stats = m.stats;
+  part.manifest = encode_manifest(m);
+  return part;
+}
+
+SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::vector<std::string>& manifests,
+                        const SaveOptions& options) {
+  Store::Impl& impl = store.impl();
+  if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot commit '" + checkpoint + "'");
+  if (checkpoint.empty()) throw InvalidArgument("commit: the checkpoint name must not be empty");
+  std::vector<RankManifest> all;
+  all.reserve(manifests.size());
+  SaveResult total;
+  for (const std::string& bytes : manifests) {
+    try {
+      all.push_back(decode_manifest(bytes));
+    } catch (const std::runtime_error& e) {
+      throw InvalidArgument("commit of '" + checkpoint + "': malformed part manifest: " + e.what());
+    }
+    const SaveResult& s = all.back().stats;
+    total.logical_bytes += s.logical_bytes;
+    total.written_bytes += s.written_bytes;
+    total.chunks += s.chunks;
+    total.chunks_written += s.chunks_written;
+    total.packs += s.packs;
+  }
+  commit_checkpoint(impl, checkpoint, all, options);
+  total.removed = apply_keep_last_after_commit(impl, options.keep_last, checkpoint);
+  return total;
+}
+
+void discard_part(Store& store, const std::string& manifest) {
+  try {
+    discard_packs(store.impl(), decode_manifest(manifest).packs);
+  } catch (...) {
+  }
+}
+
+}  // namespace tessera

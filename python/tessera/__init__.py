@@ -1,0 +1,28 @@
+"""tessera: a checkpoint store for PyTorch training state.
+
+- tessera.save / tessera.load: nested state dicts (tensors, DTensors, values)
+  to and from a store, over the default process group (api.py).
+- tessera.dcp.StorageWriter / StorageReader: tessera as the storage of
+  torch.distributed.checkpoint (dcp.save, dcp.load, dcp.async_save).
+- tessera.import_dcp: copy a DCP checkpoint directory into a store
+  (also `python -m tessera import-dcp DIR STORE CHECKPOINT`).
+- tessera.Store: open a store; .checkpoints(), .checkpoint(name).
+
+The work happens in the C++ library (tessera._core); see README.md.
+"""
+from ._core import (AlreadyExistsError, CorruptionError, Error, InvalidArgument, NotFoundError, Store, StoreError,
+                    describe)
+from .api import load, save
+
+__all__ = ["save", "load", "Store", "describe", "import_dcp", "dcp", "Error", "StoreError", "NotFoundError",
+           "AlreadyExistsError", "InvalidArgument", "CorruptionError"]
+
+
+def __getattr__(name):  # tessera.dcp and tessera.import_dcp load on first use
+    if name == "dcp":
+        from . import dcp
+        return dcp
+    if name == "import_dcp":
+        from .import_dcp import import_dcp
+        return import_dcp
+    raise AttributeError(f"module 'tessera' has no attribute '{name}'")

@@ -1,0 +1,341 @@
+// tessera._core: the Python binding over the LibTorch-free core library.
+//
+// Tensors cross the boundary as plain descriptions, never as torch objects,
+// so this file needs no LibTorch headers (it compiles in seconds):
+//
+//   ("t", name, data_ptr, dtype, elem_size, sizes, strides,
+//         global_shape, offsets, replica_index, replica_count)
+//   ("v", name, value)        value: int | float | str | bytes
+//
+// data_ptr is the address of the local element at index 0 of a CPU tensor
+// that the caller keeps alive (and, for loads, writable) for the call. For
+// loads a value entry's value is a template of the expected kind; the loaded
+// values come back in the result's "values" dict.
+//
+// Every call that reads or writes chunks releases the GIL; the control
+// plane's callbacks take it back for their Python calls.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tessera/checkpoint.h"
+#include "tessera/distributed.h"
+#include "tessera/error.h"
+#include "tessera/inspect.h"
+#include "tessera/parts.h"
+#include "tessera/state_dict.h"
+#include "tessera/store.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using tessera::Shape;
+
+Shape to_shape(const py::handle& seq) {
+  Shape s;
+  for (auto x : seq) s.push_back(x.cast<int64_t>());
+  return s;
+}
+
+tessera::Value to_value(const std::string& name, const py::handle& v) {
+  if (py::isinstance<py::bool_>(v))
+    throw tessera::InvalidArgument("value '" + name + "': bool is not a tessera value kind (encode it first)");
+  if (py::isinstance<py::int_>(v)) return v.cast<int64_t>();
+  if (py::isinstance<py::float_>(v)) return v.cast<double>();
+  if (py::isinstance<py::str>(v)) return v.cast<std::string>();
+  if (py::isinstance<py::bytes>(v)) return tessera::Bytes{v.cast<std::string>()};
+  throw tessera::InvalidArgument("value '" + name + "': expected int, float, str or bytes, got " +
+                                 py::str(py::type::of(v)).cast<std::string>());
+}
+
+py::object from_value(const tessera::Value& v) {
+  if (auto* b = std::get_if<tessera::Bytes>(&v)) return py::bytes(b->data);
+  if (auto* i = std::get_if<int64_t>(&v)) return py::int_(*i);
+  if (auto* d = std::get_if<double>(&v)) return py::float_(*d);
+  return py::str(std::get<std::string>(v));
+}
+
+// Adds one entry description (see the top of the file) to `state`.
+void add_entry(tessera::StateDict& state, const py::handle& entry) {
+  auto t = entry.cast<py::tuple>();
+  const std::string kind = t[0].cast<std::string>(), name = t[1].cast<std::string>();
+  if (kind == "v") {
+    state.add_value(name, to_value(name, t[2]));
+    return;
+  }
+  if (kind != "t" || t.size() != 11) throw tessera::InvalidArgument("entry '" + name + "': malformed description");
+  tessera::TensorView v;
+  v.data = reinterpret_cast<std::byte*>(t[2].cast<uintptr_t>());
+  v.dtype = t[3].cast<std::string>();
+  v.elem_size = t[4].cast<size_t>();
+  v.sizes = to_shape(t[5]);
+  v.strides = to_shape(t[6]);
+  v.global_shape = to_shape(t[7]);
+  v.offsets = to_shape(t[8]);
+  v.replica_index = t[9].cast<int64_t>();
+  v.replica_count = t[10].cast<int64_t>();
+  state.add_tensor(name, std::move(v));
+}
+
+tessera::StateDict to_state(const py::iterable& entries) {
+  tessera::StateDict state;
+  for (auto e : entries) add_entry(state, e);
+  return state;
+}
+
+tessera::Compression compression_of(const std::string& s) {
+  if (s == "auto") return tessera::Compression::kAuto;
+  if (s == "none") return tessera::Compression::kNone;
+  if (s == "lz4") return tessera::Compression::kLz4;
+  if (s == "shuffle-lz4") return tessera::Compression::kShuffleLz4;
+  if (s == "shuffle-huffman") return tessera::Compression::kShuffleHuffman;
+  throw tessera::InvalidArgument("unknown compression '" + s +
+                                 "' (auto, none, lz4, shuffle-lz4, shuffle-huffman)");
+}
+
+// SaveOptions from keyword arguments; unknown keys are an error.
+tessera::SaveOptions save_options(const py::dict& kw) {
+  tessera::SaveOptions o;
+  for (auto [k, v] : kw) {
+    const std::string key = k.cast<std::string>();
+    if (key == "chunk_bytes") o.chunk_bytes = v.cast<int64_t>();
+    else if (key == "pack_bytes") o.pack_bytes = v.cast<uint64_t>();
+    else if (key == "compression") o.compression = compression_of(v.cast<std::string>());
+    else if (key == "dedup") o.dedup = v.cast<bool>();
+    else if (key == "threads") o.threads = v.cast<size_t>();
+    else if (key == "metadata") o.metadata = v.cast<std::string>();
+    else if (key == "world_size") o.world_size = v.cast<int64_t>();
+    else if (key == "keep_last") o.keep_last = v.cast<int64_t>();
+    else throw tessera::InvalidArgument("unknown save option '" + key + "'");
+  }
+  return o;
+}
+
+py::dict stats_dict(const tessera::SaveResult& r) {
+  py::dict d;
+  d["logical_bytes"] = r.logical_bytes;
+  d["written_bytes"] = r.written_bytes;
+  d["chunks"] = r.chunks;
+  d["chunks_written"] = r.chunks_written;
+  d["packs"] = r.packs;
+  d["removed"] = r.removed;
+  return d;
+}
+
+py::dict summary_dict(const tessera::CheckpointSummary& s) {
+  py::dict d;
+  d["name"] = s.name;
+  d["created_at"] = s.created_at;
+  d["world_size"] = s.world_size;
+  d["tensors"] = s.tensors;
+  d["values"] = s.values;
+  d["logical_bytes"] = s.logical_bytes;
+  d["stored_bytes"] = s.stored_bytes;
+  d["added_bytes"] = s.added_bytes;
+  d["metadata"] = s.metadata;
+  return d;
+}
+
+// A ControlPlane whose key/value operations are Python callables — in the
+// package, torch.distributed's own Store (see tessera/_dist.py):
+//   set(key: str, value: bytes) -> None
+//   wait_get(key: str, timeout_seconds: float) -> bytes | None
+class PyControlPlane : public tessera::ControlPlane {
+ public:
+  PyControlPlane(int64_t rank, int64_t world, py::object set, py::object wait_get)
+      : rank_(rank), world_(world), set_(std::move(set)), wait_get_(std::move(wait_get)) {}
+  ~PyControlPlane() override {
+    py::gil_scoped_acquire gil;
+    set_ = py::object();
+    wait_get_ = py::object();
+  }
+  int64_t rank() const override { return rank_; }
+  int64_t world_size() const override { return world_; }
+  void set(const std::string& key, const std::string& value) override {
+    py::gil_scoped_acquire gil;
+    try {
+      set_(key, py::bytes(value));
+    } catch (py::error_already_set& e) {
+      throw tessera::Error("control plane: set '" + key + "' failed: " + e.what());
+    }
+  }
+  std::optional<std::string> wait_get(const std::string& key, std::chrono::milliseconds timeout) override {
+    py::gil_scoped_acquire gil;
+    try {
+      py::object v = wait_get_(key, static_cast<double>(timeout.count()) / 1000.0);
+      if (v.is_none()) return std::nullopt;
+      return v.cast<std::string>();
+    } catch (py::error_already_set& e) {
+      throw tessera::Error("control plane: get '" + key + "' failed: " + e.what());
+    }
+  }
+
+ private:
+  int64_t rank_, world_;
+  py::object set_, wait_get_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "tessera's C++ core (see tessera/__init__.py for the Python API)";
+
+  auto error = py::register_exception<tessera::Error>(m, "Error", PyExc_RuntimeError);
+  py::register_exception<tessera::StoreError>(m, "StoreError", error.ptr());
+  py::register_exception<tessera::NotFoundError>(m, "NotFoundError", error.ptr());
+  py::register_exception<tessera::AlreadyExistsError>(m, "AlreadyExistsError", error.ptr());
+  py::register_exception<tessera::InvalidArgument>(m, "InvalidArgument", error.ptr());
+  py::register_exception<tessera::CorruptionError>(m, "CorruptionError", error.ptr());
+
+  py::class_<tessera::Store>(m, "Store")
+      .def(py::init([](const std::string& path, bool read_only, bool create) {
+             py::gil_scoped_release nogil;
+             if (read_only) return tessera::Store::open_read_only(path);
+             tessera::StoreOptions o;
+             o.create_if_missing = create;
+             return tessera::Store::open(path, o);
+           }),
+           py::arg("path"), py::arg("read_only") = false, py::arg("create") = true)
+      .def_property_readonly("path", &tessera::Store::path)
+      .def_property_readonly("read_only", &tessera::Store::read_only)
+      .def("checkpoints",
+           [](const tessera::Store& s) {
+             py::list out;
+             for (const auto& c : s.checkpoints()) out.append(summary_dict(c));
+             return out;
+           })
+      .def("checkpoint", [](const tessera::Store& s, const std::string& name) { return summary_dict(s.checkpoint(name)); });
+
+  py::class_<PyControlPlane>(m, "ControlPlane")
+      .def(py::init<int64_t, int64_t, py::object, py::object>(), py::arg("rank"), py::arg("world_size"),
+           py::arg("set"), py::arg("wait_get"))
+      .def_property_readonly("rank", &PyControlPlane::rank)
+      .def_property_readonly("world_size", &PyControlPlane::world_size);
+
+  m.def(
+      "describe",
+      [](const tessera::Store& store, const std::string& checkpoint) {
+        std::vector<tessera::EntryInfo> entries;
+        {
+          py::gil_scoped_release nogil;
+          entries = tessera::describe(store, checkpoint);
+        }
+        py::list out;
+        for (const auto& e : entries) {
+          py::dict d;
+          d["name"] = e.name;
+          d["kind"] = e.kind;
+          d["dtype"] = e.dtype;
+          d["shape"] = e.shape;
+          d["chunks"] = e.chunks;
+          d["logical_bytes"] = e.logical_bytes;
+          d["stored_bytes"] = e.stored_bytes;
+          out.append(d);
+        }
+        return out;
+      },
+      py::arg("store"), py::arg("checkpoint"), "Entries of a checkpoint: name, kind, dtype, global shape, ...");
+
+  m.def(
+      "save",
+      [](tessera::Store& store, const std::string& checkpoint, const py::iterable& entries, const py::kwargs& kw) {
+        tessera::StateDict state = to_state(entries);
+        tessera::SaveOptions o = save_options(kw);
+        tessera::SaveResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = tessera::save(state, store, checkpoint, o);
+        }
+        return stats_dict(r);
+      },
+      py::arg("store"), py::arg("checkpoint"), py::arg("entries"), "Single-process save (checkpoint.h).");
+
+  m.def(
+      "save_distributed",
+      [](PyControlPlane& plane, const std::string& store_path, const std::string& checkpoint,
+         const py::iterable& entries, double timeout_seconds, const py::kwargs& kw) {
+        tessera::StateDict state = to_state(entries);
+        tessera::SaveOptions o = save_options(kw);
+        tessera::DistributedOptions d;
+        d.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+        tessera::SaveResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = tessera::save(state, store_path, checkpoint, plane, o, d);
+        }
+        return stats_dict(r);
+      },
+      py::arg("plane"), py::arg("store_path"), py::arg("checkpoint"), py::arg("entries"),
+      py::arg("timeout_seconds") = 300.0, "Collective save over a control plane (distributed.h).");
+
+  m.def(
+      "write_part",
+      [](tessera::Store& store, const py::iterable& entries, int64_t rank, const py::kwargs& kw) {
+        tessera::StateDict state = to_state(entries);
+        tessera::SaveOptions o = save_options(kw);
+        tessera::SavedPart part;
+        {
+          py::gil_scoped_release nogil;
+          part = tessera::write_part(state, store, o, rank);
+        }
+        return py::make_tuple(py::bytes(part.manifest), stats_dict(part.stats));
+      },
+      py::arg("store"), py::arg("entries"), py::arg("rank") = 0, "First phase of a save (parts.h).");
+
+  m.def(
+      "commit_parts",
+      [](tessera::Store& store, const std::string& checkpoint, const std::vector<py::bytes>& manifests,
+         const py::kwargs& kw) {
+        std::vector<std::string> blobs;
+        for (const auto& b : manifests) blobs.push_back(b.cast<std::string>());
+        tessera::SaveOptions o = save_options(kw);
+        tessera::SaveResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = tessera::commit_parts(store, checkpoint, blobs, o);
+        }
+        return stats_dict(r);
+      },
+      py::arg("store"), py::arg("checkpoint"), py::arg("manifests"), "Second phase of a save (parts.h).");
+
+  m.def(
+      "discard_part",
+      [](tessera::Store& store, const py::bytes& manifest) {
+        std::string blob = manifest;
+        py::gil_scoped_release nogil;
+        tessera::discard_part(store, blob);
+      },
+      py::arg("store"), py::arg("manifest"));
+
+  m.def(
+      "load",
+      [](const tessera::Store& store, const std::string& checkpoint, const py::iterable& entries, bool strict,
+         bool verify, size_t threads) {
+        tessera::StateDict state = to_state(entries);
+        tessera::LoadOptions o;
+        o.strict = strict;
+        o.verify = verify;
+        o.threads = threads;
+        tessera::LoadResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = tessera::load(state, store, checkpoint, o);
+        }
+        py::dict d, values;
+        d["missing_keys"] = r.missing_keys;
+        d["unexpected_keys"] = r.unexpected_keys;
+        d["bytes_read"] = r.bytes_read;
+        d["chunks_read"] = r.chunks_read;
+        for (const auto& [name, entry] : state.entries())
+          if (auto* v = std::get_if<tessera::Value>(&entry)) values[py::str(name)] = from_value(*v);
+        d["values"] = values;
+        return d;
+      },
+      py::arg("store"), py::arg("checkpoint"), py::arg("entries"), py::arg("strict") = true, py::arg("verify") = true,
+      py::arg("threads") = 0, "Fills the described tensors in place (checkpoint.h).");
+}

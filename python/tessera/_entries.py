@@ -1,0 +1,93 @@
+"""Tensors and values <-> the entry descriptions tessera._core takes.
+
+A tensor entry is ("t", name, data_ptr, dtype, elem_size, sizes, strides,
+global_shape, offsets, replica_index, replica_count) over a CPU tensor the
+caller keeps alive; a value entry is ("v", name, value) with value an int,
+float, str or bytes (see _core.cc). Other Python objects are stored as bytes
+in torch.save format (DCP's own encoding for non-tensor items); the
+checkpoint's metadata JSON lists their names under
+python.torch_saved, so a loader knows to decode them.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+
+METADATA_KEY = "python"  # key of the Python package's object in the checkpoint metadata JSON
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.float32 -> "float32": the names the catalog uses."""
+    return str(dtype).removeprefix("torch.")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype '{name}'")
+    return dtype
+
+
+def host_tensor(name: str, t: torch.Tensor) -> torch.Tensor:
+    """The CPU, strided tensor whose bytes a save reads (a copy for other devices)."""
+    if t.layout != torch.strided:
+        raise ValueError(f"tensor '{name}': layout {t.layout} is not supported (dense tensors only)")
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.to("cpu")
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    return t
+
+
+def tensor_entry(name: str, t: torch.Tensor, global_shape=None, offsets=None,
+                 replica_index: int = 0, replica_count: int = 1) -> tuple:
+    """REQUIRES: t on the CPU, strided, alive for the call that uses the entry."""
+    sizes = list(t.shape)
+    return ("t", name, t.data_ptr(), dtype_name(t.dtype), t.element_size(), sizes, list(t.stride()),
+            list(sizes if global_shape is None else global_shape),
+            [0] * len(sizes) if offsets is None else list(offsets),
+            int(replica_index), int(replica_count))
+
+
+def native_value(v: Any) -> bool:
+    """Whether `v` is stored as a tessera value as it is (else torch.save'd)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return -(2**63) <= v < 2**63
+    return isinstance(v, (float, str, bytes))
+
+
+def encode_object(v: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(v, buf)
+    return buf.getvalue()
+
+
+def decode_object(b: bytes) -> Any:
+    return torch.load(io.BytesIO(b), weights_only=False)
+
+
+# Template values that tell _core.load which value kind to expect.
+VALUE_TEMPLATES = {"int": 0, "float": 0.0, "string": "", "bytes": b""}
+
+
+def unique_rounds(items, key):
+    """Splits `items` into lists in which key(item) is unique (a state dict
+    holds one entry per name; a rank may hold several boxes of one tensor)."""
+    rounds: list[list] = []
+    seen: list[set] = []
+    for it in items:
+        k = key(it)
+        for r, s in zip(rounds, seen):
+            if k not in s:
+                r.append(it)
+                s.add(k)
+                break
+        else:
+            rounds.append([it])
+            seen.append({k})
+    return rounds

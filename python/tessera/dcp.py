@@ -1,0 +1,296 @@
+"""tessera as the storage of torch.distributed.checkpoint (DCP).
+
+    import torch.distributed.checkpoint as dcp
+    from tessera.dcp import StorageWriter, StorageReader
+
+    dcp.save(state_dict, storage_writer=StorageWriter("/ckpt/run-7", "step-1000"))
+    dcp.load(state_dict, storage_reader=StorageReader("/ckpt/run-7", "step-1000"))
+
+DCP's planners decide what each rank writes and reads; tessera stores it.
+
+Save. Every rank's write_data writes its WriteItems as chunks into packs of
+its own (tessera's content-addressed chunks: chunks the store already holds
+are referenced, not rewritten) and hands back the part's manifest (opaque
+bytes) in the storage_data of its first WriteResult. DCP gathers the results
+to the coordinator, whose finish() commits all manifests as one checkpoint
+in one catalog transaction, with DCP's Metadata (pickled, base64, without
+the manifests) in the checkpoint's metadata JSON under python.dcp_metadata.
+BYTE_IO items become tessera bytes values (their torch.save bytes, listed in
+python.torch_saved). A save that fails anywhere commits nothing; packs that
+ranks already wrote stay as garbage until `tessera gc` (after its grace period).
+
+Load. read_metadata() returns the stored Metadata, or for a checkpoint
+saved natively (C++ or tessera.save) one built from the catalog. Either way
+each tensor is described as ONE chunk covering the whole tensor: tessera
+stores tensors on its own chunk grid, not in the saver's shards, so DCP's
+planner then emits one ReadItem per destination box, and read_data loads each
+box with one tessera load call for the whole plan — reading only the chunks
+that intersect the boxes and, of raw chunks, only the byte ranges needed.
+Non-tensor values are handed to the planner as torch.save bytes.
+
+dcp.async_save works unchanged (DCP's DefaultStager stages to CPU, this
+writer runs in DCP's background thread; the C++ work releases the GIL).
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import os
+import pickle
+from typing import Any
+
+import torch
+from torch.distributed.checkpoint import StorageReader as _DcpReader
+from torch.distributed.checkpoint import StorageWriter as _DcpWriter
+from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata, Metadata,
+                                                   TensorProperties, TensorStorageMetadata)
+from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, LoadPlanner, SavePlan, SavePlanner, WriteItemType
+from torch.distributed.checkpoint.storage import WriteResult
+from torch.futures import Future
+
+from . import _core
+from ._entries import (METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, host_tensor, tensor_entry,
+                       torch_dtype, unique_rounds)
+from .api import _store_path, checkpoint_metadata
+
+__all__ = ["StorageWriter", "StorageReader"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PartManifests:
+    """storage_data of a rank's first WriteResult: the manifests of the parts
+    it wrote (opaque bytes for tessera._core.commit_parts)."""
+    manifests: list
+
+
+def _done(value: Any) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+class StorageWriter(_DcpWriter):
+    """Writes a DCP save as checkpoint `checkpoint` of the tessera store at
+    `store` (a path or tessera.Store; created if missing). dcp.save's
+    checkpoint_id, when given, replaces the checkpoint name.
+
+    Options as for tessera.save: compression ("auto", "none", "lz4",
+    "shuffle-lz4", "shuffle-huffman"), chunk_bytes, dedup, threads, keep_last,
+    and metadata (a dict recorded with the checkpoint).
+    """
+
+    def __init__(self, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
+                 dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None):
+        super().__init__()
+        self.store_path = _store_path(store)
+        self.checkpoint = checkpoint
+        self.options = dict(compression=compression, dedup=dedup, threads=threads)
+        if chunk_bytes is not None:
+            self.options["chunk_bytes"] = chunk_bytes
+        self.keep_last = keep_last
+        self.user_metadata = dict(metadata or {})
+        self.is_coordinator = False
+        self.rank = 0
+        self.last_stats: dict | None = None  # this rank's write statistics after write_data
+        self.commit_stats: dict | None = None  # the coordinator's totals after finish
+
+    def reset(self, checkpoint_id: str | os.PathLike | None = None) -> None:
+        if checkpoint_id is not None:
+            self.checkpoint = os.fspath(checkpoint_id)
+        self.last_stats = self.commit_stats = None
+
+    def set_up_storage_writer(self, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
+        self.is_coordinator = is_coordinator
+        self.rank = kwargs.get("rank", torch.distributed.get_rank() if torch.distributed.is_initialized() else 0)
+        if is_coordinator:  # creates the store, and fails early (on every rank, via DCP) for a taken name
+            store = _core.Store(self.store_path)
+            names = {c["name"] for c in store.checkpoints()}
+            if self.checkpoint in names:
+                raise _core.AlreadyExistsError(
+                    f"checkpoint '{self.checkpoint}' already exists in store '{self.store_path}'")
+
+    def prepare_local_plan(self, plan: SavePlan) -> SavePlan:
+        return plan
+
+    def prepare_global_plan(self, plans: list[SavePlan]) -> list[SavePlan]:
+        return plans
+
+    def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        results, entries, keep = [], [], []
+        for item in plan.items:
+            data = planner.resolve_data(item)
+            fqn = item.index.fqn
+            if item.type == WriteItemType.BYTE_IO:
+                blob = data.getvalue() if isinstance(data, io.BytesIO) else bytes(data)
+                entries.append(("v", fqn, blob))
+                size = len(blob)
+            else:
+                t = host_tensor(fqn, data)
+                keep.append(t)
+                td = item.tensor_data
+                entries.append(tensor_entry(fqn, t, list(td.size), list(td.chunk.offsets)))
+                size = t.numel() * t.element_size()
+            results.append(WriteResult(index=item.index, size_in_bytes=size, storage_data=None))
+        if not entries:
+            self.last_stats = {}
+            return _done(results)
+        # The store exists (the coordinator created it before DCP's plan exchange); only the commit writes the catalog.
+        store = _core.Store(self.store_path, read_only=True)
+        manifests, stats = [], {}
+        try:
+            for part in unique_rounds(entries, key=lambda e: e[1]):
+                m, s = _core.write_part(store, part, self.rank, **self.options)
+                manifests.append(m)
+                for k, v in s.items():
+                    if isinstance(v, int):
+                        stats[k] = stats.get(k, 0) + v
+        except BaseException:
+            for m in manifests:
+                _core.discard_part(store, m)
+            raise
+        self.last_stats = stats
+        results[0] = dataclasses.replace(results[0], storage_data=PartManifests(manifests))
+        return _done(results)
+
+    def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
+        manifests = [m for rank_results in results for wr in rank_results if isinstance(wr.storage_data, PartManifests)
+                     for m in wr.storage_data.manifests]
+        torch_saved = sorted(fqn for fqn, md in metadata.state_dict_metadata.items()
+                             if isinstance(md, BytesStorageMetadata))
+        stored = dataclasses.replace(metadata, storage_data=None)  # the manifests are in the catalog now
+        meta = dict(self.user_metadata)
+        meta[METADATA_KEY] = {"format": "dcp", "torch_saved": torch_saved,
+                              "dcp_metadata": base64.b64encode(pickle.dumps(stored)).decode("ascii")}
+        store = _core.Store(self.store_path)
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        try:
+            self.commit_stats = _core.commit_parts(store, self.checkpoint, manifests, metadata=json.dumps(meta),
+                                                   world_size=world, keep_last=self.keep_last)
+        except BaseException:
+            for m in manifests:  # every rank's packs: they are garbage now
+                _core.discard_part(store, m)
+            raise
+
+    def storage_meta(self):
+        return None
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike) -> bool:
+        return False  # a store path plus a checkpoint name: never picked by DCP's automatic storage selection
+
+
+class StorageReader(_DcpReader):
+    """Reads checkpoint `checkpoint` of the tessera store at `store` for
+    dcp.load, whether DCP (through StorageWriter) or tessera (C++,
+    tessera.save) saved it. dcp.load's checkpoint_id, when given, replaces
+    the checkpoint name. `verify` checks every chunk read (default True).
+
+    After read_data, `bytes_read` holds the bytes this rank read from packs.
+    """
+
+    def __init__(self, store, checkpoint: str, *, verify: bool = True, threads: int = 0):
+        super().__init__()
+        self.store_path = _store_path(store)
+        self.checkpoint = checkpoint
+        self.verify = verify
+        self.threads = threads
+        self.bytes_read = 0
+        self._store: _core.Store | None = None
+        self._kinds: dict[str, str] = {}
+        self._dtypes: dict[str, str] = {}
+        self._torch_saved: set[str] = set()
+
+    def reset(self, checkpoint_id: str | os.PathLike | None = None) -> None:
+        if checkpoint_id is not None:
+            self.checkpoint = os.fspath(checkpoint_id)
+        self._store = None
+        self.bytes_read = 0
+        self._kinds, self._dtypes = {}, {}
+
+    def _open(self) -> _core.Store:
+        if self._store is None:
+            self._store = _core.Store(self.store_path, read_only=True)
+        return self._store
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        store = self._open()
+        py = checkpoint_metadata(store, self.checkpoint)
+        self._torch_saved = set(py.get("torch_saved", []))
+        md = Metadata(state_dict_metadata={})
+        if "dcp_metadata" in py:
+            md = pickle.loads(base64.b64decode(py["dcp_metadata"]))
+        saved = md.state_dict_metadata
+        catalog: dict = {}
+        self._kinds = {}
+        for e in _core.describe(store, self.checkpoint):  # the catalog is the source of truth
+            name, kind = e["name"], e["kind"]
+            self._kinds[name] = kind
+            self._dtypes[name] = e["dtype"]
+            if kind != "tensor":
+                catalog[name] = BytesStorageMetadata()
+                continue
+            shape = torch.Size(e["shape"])
+            old = saved.get(name)
+            props = old.properties if isinstance(old, TensorStorageMetadata) else TensorProperties(
+                dtype=torch_dtype(e["dtype"]))
+            catalog[name] = TensorStorageMetadata(
+                properties=props, size=shape,
+                chunks=[ChunkStorageMetadata(offsets=torch.Size([0] * len(shape)), sizes=shape)])
+        md.state_dict_metadata = catalog
+        md.storage_data = None
+        return md
+
+    def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
+        self._shapes = {k: v.size for k, v in metadata.state_dict_metadata.items()
+                        if isinstance(v, TensorStorageMetadata)}
+        if not self._kinds:  # read_metadata ran on another reader instance
+            self.read_metadata()
+
+    def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
+        return plan
+
+    def prepare_global_plan(self, plans: list[LoadPlan]) -> list[LoadPlan]:
+        return plans
+
+    def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
+        store = self._open()
+        byte_items = [it for it in plan.items if it.type == LoadItemType.BYTE_IO]
+        tensor_items = [it for it in plan.items if it.type != LoadItemType.BYTE_IO]
+        if byte_items:
+            names = sorted({it.storage_index.fqn for it in byte_items})
+            entries = [("v", n, VALUE_TEMPLATES.get(self._kinds.get(n, "bytes"), b"")) for n in names]
+            values = _core.load(store, self.checkpoint, entries, verify=self.verify)["values"]
+            for it in byte_items:
+                v = values[it.storage_index.fqn]
+                blob = v if it.storage_index.fqn in self._torch_saved else encode_object(v)
+                planner.load_bytes(it, io.BytesIO(blob))
+        # One load call per round of distinct names (usually one round: one box per tensor per rank).
+        for items in unique_rounds(tensor_items, key=lambda it: it.storage_index.fqn):
+            entries, targets = [], []
+            for it in items:
+                fqn = it.storage_index.fqn
+                dest = planner.resolve_tensor(it).detach()
+                shape = self._shapes[fqn]
+                start = [o + s for o, s in zip(it.storage_index.offset or [0] * len(shape), it.storage_offsets)]
+                target = dest
+                if dest.device.type != "cpu" or dest.dtype != torch_dtype(self._dtype(fqn)):
+                    target = torch.empty(tuple(it.lengths), dtype=torch_dtype(self._dtype(fqn)), device="cpu")
+                entries.append(tensor_entry(fqn, target, list(shape), start))
+                targets.append((it, dest, target))
+            r = _core.load(store, self.checkpoint, entries, verify=self.verify, threads=self.threads)
+            self.bytes_read += r["bytes_read"]
+            for it, dest, target in targets:
+                if target is not dest:
+                    with torch.no_grad():
+                        dest.copy_(target)
+                planner.commit_tensor(it, dest)
+        return _done(None)
+
+    def _dtype(self, fqn: str) -> str:
+        return self._dtypes[fqn]
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike) -> bool:
+        return False
