@@ -258,8 +258,18 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "save_distributed",
       [](PyControlPlane& plane, const std::string& store_path, const std::string& checkpoint,
-         const py::iterable& entries, double timeout_seconds, const py::kwargs& kw) {
-        tessera::StateDict state = to_state(entries);
+         const py::iterable& entries, double timeout_seconds, const std::string& failure, const py::kwargs& kw) {
+        tessera::StateDict state;
+        if (failure.empty()) {
+          state = to_state(entries);
+        } else {
+          // This rank failed before the save (in Python): take part in the
+          // protocol with an entry that fails inside it, so that every rank
+          // raises with this rank's cause instead of waiting for it.
+          tessera::TensorEntry e;
+          e.before_save = [failure] { throw tessera::InvalidArgument(failure); };
+          state.add_tensor("(failed before the save)", std::move(e));
+        }
         tessera::SaveOptions o = save_options(kw);
         tessera::DistributedOptions d;
         d.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
@@ -271,7 +281,9 @@ PYBIND11_MODULE(_core, m) {
         return stats_dict(r);
       },
       py::arg("plane"), py::arg("store_path"), py::arg("checkpoint"), py::arg("entries"),
-      py::arg("timeout_seconds") = 300.0, "Collective save over a control plane (distributed.h).");
+      py::arg("timeout_seconds") = 300.0, py::arg("failure") = "",
+      "Collective save over a control plane (distributed.h). A non-empty `failure` makes the save fail on "
+      "every rank with that cause (for a rank that failed before it could describe its entries).");
 
   m.def(
       "write_part",

@@ -95,6 +95,29 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
     statistics: logical_bytes, written_bytes, chunks, chunks_written, packs.
     """
     rank, world = _rank_world()
+    path = _store_path(store)
+    try:
+        entries, keep, torch_saved = _describe_for_save(state_dict, rank, world)
+    except Exception as e:
+        if world == 1:
+            raise
+        # Fail the collective on every rank with this cause rather than leave the others waiting.
+        _core.save_distributed(_dist.control_plane(), path, checkpoint, [], timeout, failure=str(e))
+        raise
+    meta = dict(metadata or {})
+    meta[METADATA_KEY] = {"format": "tessera.save", "torch_saved": sorted(torch_saved)}
+    opts = dict(compression=compression, dedup=dedup, threads=threads, keep_last=keep_last,
+                metadata=json.dumps(meta))
+    if chunk_bytes is not None:
+        opts["chunk_bytes"] = chunk_bytes
+    if world > 1:
+        return _core.save_distributed(_dist.control_plane(), path, checkpoint, entries, timeout, **opts)
+    s = store if isinstance(store, _core.Store) and not store.read_only else _core.Store(path)
+    return _core.save(s, checkpoint, entries, **opts)
+
+
+def _describe_for_save(state_dict: dict, rank: int, world: int):
+    """(entries, tensors to keep alive, names of torch.save'd values)."""
     plain, _ = _unwrap_stateful(state_dict)
     flat, _ = flatten_state_dict(plain)
     entries, keep, torch_saved = [], [], []
@@ -116,17 +139,7 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
         else:
             entries.append(("v", name, encode_object(v)))
             torch_saved.append(name)
-    meta = dict(metadata or {})
-    meta[METADATA_KEY] = {"format": "tessera.save", "torch_saved": sorted(torch_saved)}
-    opts = dict(compression=compression, dedup=dedup, threads=threads, keep_last=keep_last,
-                metadata=json.dumps(meta))
-    if chunk_bytes is not None:
-        opts["chunk_bytes"] = chunk_bytes
-    path = _store_path(store)
-    if world > 1:
-        return _core.save_distributed(_dist.control_plane(), path, checkpoint, entries, timeout, **opts)
-    s = store if isinstance(store, _core.Store) and not store.read_only else _core.Store(path)
-    return _core.save(s, checkpoint, entries, **opts)
+    return entries, keep, torch_saved
 
 
 def checkpoint_metadata(store: _core.Store, checkpoint: str) -> dict:

@@ -1,0 +1,141 @@
+"""tessera.save / tessera.load: single process and several Gloo ranks."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import harness  # noqa: E402
+import states  # noqa: E402
+import torch  # noqa: E402
+
+import tessera  # noqa: E402
+
+
+def test_roundtrip_values_and_stateful():
+    store = os.path.join(harness.tmpdir(), "store")
+    lin = torch.nn.Linear(8, 4)
+    sd = {"model": lin, "extra": {"w": torch.randn(5, 6).t(), "step": 12, "lr": 1e-3, "tag": "run-7", "raw": b"\x00\x01",
+                                   "big": 2**70, "flag": True, "sched": {"milestones": [1, 2]}}}
+    r = tessera.save(sd, store, "a")
+    assert r["chunks_written"] == 3 and r["packs"] == 1, r
+    lin2 = torch.nn.Linear(8, 4)
+    target = {"model": lin2, "extra": {"w": torch.zeros(6, 5), "step": 0, "lr": 0.0, "tag": "", "raw": b"", "big": 0,
+                                       "flag": None, "sched": {"milestones": None}}}
+    res = tessera.load(target, store, "a")
+    assert res["missing_keys"] == [] and res["unexpected_keys"] == [], res
+    assert torch.equal(lin2.weight, lin.weight) and torch.equal(lin2.bias, lin.bias)
+    e = target["extra"]
+    assert torch.equal(e["w"], sd["extra"]["w"])
+    assert (e["step"], e["lr"], e["tag"], e["raw"], e["big"], e["flag"]) == (12, 1e-3, "run-7", b"\x00\x01", 2**70, True)
+    assert e["sched"]["milestones"] == [1, 2]
+    info = tessera.Store(store, read_only=True).checkpoint("a")
+    assert info["tensors"] == 3 and info["values"] == 7, info
+
+
+def test_dedup_second_save_writes_nothing():
+    store = os.path.join(harness.tmpdir(), "store")
+    sd = {"w": torch.randn(512, 512), "b": torch.randn(300)}
+    first = tessera.save(sd, store, "one", chunk_bytes=64 << 10)
+    second = tessera.save(sd, store, "two", chunk_bytes=64 << 10)
+    assert first["written_bytes"] > 0 and first["chunks_written"] == first["chunks"]
+    assert second["written_bytes"] == 0 and second["chunks_written"] == 0 and second["packs"] == 0, second
+    assert tessera.Store(store).checkpoint("two")["added_bytes"] == 0
+
+
+def test_errors_name_the_culprit():
+    store = os.path.join(harness.tmpdir(), "store")
+    tessera.save({"w": torch.ones(4, 3), "n": 1}, store, "c")
+    harness.expect_raises(tessera.NotFoundError, tessera.load, {"w": torch.zeros(4, 3)}, store, "nope", match="'nope'")
+    harness.expect_raises(tessera.NotFoundError, tessera.load, {"w": torch.zeros(4, 3), "v": torch.zeros(2)}, store,
+                          "c", match="'v'")
+    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(3, 4)}, store, "c",
+                          match="tensor 'w': saved shape [4, 3], target [3, 4]")
+    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(4, 3, dtype=torch.float64)}, store,
+                          "c", match="saved dtype float32, target float64")
+    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"n": torch.zeros(1)}, store, "c", match="'n'")
+    harness.expect_raises(tessera.AlreadyExistsError, tessera.save, {"w": torch.ones(1)}, store, "c",
+                          match="already exists")
+    res = tessera.load({"w": torch.zeros(4, 3), "v": torch.zeros(2)}, store, "c", strict=False)
+    assert res["missing_keys"] == ["v"] and res["unexpected_keys"] == ["n"], res
+    harness.expect_raises(tessera.StoreError, tessera.Store, os.path.join(store, "catalog.db"), read_only=True)
+
+
+def _save_sharded(rank, world, store, dim):
+    sd = states.state(states.mesh1d(), dim)
+    r = tessera.save(sd, store, f"dim{dim}-w{world}", chunk_bytes=4096)
+    assert r["logical_bytes"] > 0
+
+
+def _load_sharded(rank, world, store, saved, dim):
+    sd = states.state(states.mesh1d(), dim, zeros=True)
+    tessera.load(sd, store, saved)
+    states.check_state(sd)
+
+
+def _load_plain(store, saved):
+    sd = {"model": {k.removeprefix("model."): torch.zeros(s, dtype=d) for k, (s, d) in states.TENSORS.items()},
+          "optim": {"step": 0, "lr": 0.0, "name": "", "betas": None}}
+    tessera.load(sd, store, saved)
+    states.check_state(sd)
+
+
+def test_dtensor_save_2_ranks_load_3_ranks_other_layout():
+    store = os.path.join(harness.tmpdir(), "store")
+    harness.run_ranks(_save_sharded, 2, store, 0)
+    harness.run_ranks(_load_sharded, 3, store, "dim0-w2", 1)  # rows -> columns (uneven: 50 columns on 3 ranks)
+    _load_plain(store, "dim0-w2")  # one process, whole tensors
+    info = tessera.Store(store).checkpoint("dim0-w2")
+    assert info["world_size"] == 2, info
+
+
+def _save_2d(rank, world, store):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+    mesh = init_device_mesh("cpu", (2, 2))
+    sd = {"model": {}, "optim": {"step": 3, "lr": 0.01, "name": "adamw", "betas": (0.9, 0.95)}}
+    for k, (shape, dtype) in states.TENSORS.items():
+        placements = [Replicate(), Shard(0)]
+        sd["model"][k.removeprefix("model.")] = distribute_tensor(states.full(k, shape, dtype), mesh, placements)
+    r = tessera.save(sd, store, "2d", chunk_bytes=1024)
+    # Replicas split the chunks: all ranks together write each chunk once.
+    counts = [None] * world
+    torch.distributed.all_gather_object(counts, (r["chunks"], r["logical_bytes"]))
+    if rank == 0:
+        entries = tessera.describe(tessera.Store(store, read_only=True), "2d")
+        tensors = [e for e in entries if e["kind"] == "tensor"]
+        assert sum(c for c, _ in counts) == sum(e["chunks"] for e in tensors), (counts, tensors)
+        assert sum(b for _, b in counts) == sum(e["logical_bytes"] for e in tensors), counts
+        assert all(c > 0 for c, _ in counts), counts  # every replica wrote its share
+
+
+def test_replicated_dims_write_each_chunk_once():
+    store = os.path.join(harness.tmpdir(), "store")
+    harness.run_ranks(_save_2d, 4, store)
+    _load_plain(store, "2d")
+
+
+def _failing_rank(rank, world, store, how):
+    from torch.distributed.tensor import DTensor, Partial
+    mesh = states.mesh1d()
+    sd = states.state(mesh, 0)
+    if rank == 1 and how == "python":
+        sd["model"]["bad"] = DTensor.from_local(torch.ones(2), mesh, [Partial()])
+    if rank == 1 and how == "shape":
+        sd["model"]["counts"] = torch.zeros(8, 3, dtype=torch.int64)
+    e = harness.expect_raises(tessera.Error, tessera.save, sd, store, "bad", timeout=60)
+    if how == "python":
+        assert "rank 1" in str(e) and "Partial" in str(e), str(e)
+    else:
+        assert "model.counts" in str(e), str(e)
+    torch.distributed.barrier()
+    assert "bad" not in {c["name"] for c in tessera.Store(store, read_only=True).checkpoints()}
+
+
+def test_a_failing_rank_fails_the_save_everywhere():
+    store = os.path.join(harness.tmpdir(), "store")
+    harness.run_ranks(_failing_rank, 2, store, "python")  # a rank fails in Python, before the C++ save
+    harness.run_ranks(_failing_rank, 2, store, "shape")   # ranks disagree on a global shape: the commit refuses
+
+
+if __name__ == "__main__":
+    harness.main(globals())
