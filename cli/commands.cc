@@ -289,6 +289,16 @@ const std::vector<Command>& commands() {
         {"--threads", "N", "chunk reader threads (default 0: one per core)"},
         kJsonFlag},
        3, 3, run_export},
+      {"import-dcp", "DIR STORE CHECKPOINT", "copy a torch.distributed.checkpoint directory into a store",
+       "Reads the DCP checkpoint in DIR (FileSystemWriter's format) tensor by tensor\n"
+       "through DCP's own reader and commits it as CHECKPOINT of STORE (created if\n"
+       "missing) in one transaction; chunks the store holds are not written again.\n"
+       "DCP's metadata is kept, so tessera.dcp.StorageReader loads it as DCP did.\n"
+       "Runs the Python package: $TESSERA_PYTHON (default python3) -m tessera\n"
+       "import-dcp, which needs tessera installed there (pip install .).",
+       {{"--compression", "C", "auto (default), none, lz4, shuffle-lz4, shuffle-huffman"},
+        {"--batch-bytes", "N", "tensor bytes held in memory at once (default 256 MiB)"}},
+       3, 3, run_import_dcp},
       {"help", "[COMMAND]", "show help for tessera or one command", "", {}, 0, 1, run_help},
   };
   return kCommands;

@@ -18,5 +18,8 @@ int run_diff(const Invocation& invocation, std::ostream& out);
 // tessera export STORE CHECKPOINT OUT [--format safetensors] [--prefix P] [--strip-prefix]
 //   [--max-shard-bytes N] [--skip-unsupported] [--force] [--threads N] [--json]
 int run_export(const Invocation& invocation, std::ostream& out);
+// tessera import-dcp DIR STORE CHECKPOINT [--compression C] [--batch-bytes N]
+// (import_dcp_command.cc: runs the Python package).
+int run_import_dcp(const Invocation& invocation, std::ostream& out);
 
 }  // namespace tessera::cli

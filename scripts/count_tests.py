@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Sums doctest's per-suite counts from Meson's testlog.json and prints
-'N passed, N failed'. A suite that crashed or printed no doctest summary
-counts as one failed (or passed) case, by its exit status."""
+'N passed, N failed'. The Python suites (python/tests/harness.py) print the
+same summary as "[python] test cases: ...". A suite that crashed or printed
+no summary counts as one failed (or passed) case, by its exit status."""
 import json, re, sys
 
 path = sys.argv[1]
@@ -11,7 +12,7 @@ try:
 except OSError:
     print("0 passed, 1 failed")  # the build failed before any test ran
     sys.exit(1)
-summary = re.compile(r"\[doctest\] test cases:\s*(\d+) \|\s*(\d+) passed \|\s*(\d+) failed")
+summary = re.compile(r"\[(?:doctest|python)\] test cases:\s*(\d+) \|\s*(\d+) passed \|\s*(\d+) failed")
 for line in lines:
     if not line.strip():
         continue

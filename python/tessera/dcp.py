@@ -215,6 +215,16 @@ class StorageReader(_DcpReader):
         return self._store
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        # DCP swallows read_metadata's exceptions (and then fails with "metadata
+        # is None"); keep the cause and raise it from set_up_storage_reader.
+        self._error = None
+        try:
+            return self._read_metadata()
+        except _core.Error as e:
+            self._error = e
+            return Metadata(state_dict_metadata={})
+
+    def _read_metadata(self) -> Metadata:
         store = self._open()
         py = checkpoint_metadata(store, self.checkpoint)
         self._torch_saved = set(py.get("torch_saved", []))
@@ -243,10 +253,12 @@ class StorageReader(_DcpReader):
         return md
 
     def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_error", None) is not None:
+            raise self._error
         self._shapes = {k: v.size for k, v in metadata.state_dict_metadata.items()
                         if isinstance(v, TensorStorageMetadata)}
         if not self._kinds:  # read_metadata ran on another reader instance
-            self.read_metadata()
+            self._read_metadata()
 
     def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
         return plan
