@@ -19,10 +19,9 @@ __all__ = ["save", "load", "Store", "describe", "import_dcp", "dcp", "Error", "S
 
 
 def __getattr__(name):  # tessera.dcp and tessera.import_dcp load on first use
+    import importlib
     if name == "dcp":
-        from . import dcp
-        return dcp
+        return importlib.import_module(".dcp", __name__)
     if name == "import_dcp":
-        from .import_dcp import import_dcp
-        return import_dcp
+        return importlib.import_module(".import_dcp", __name__).import_dcp
     raise AttributeError(f"module 'tessera' has no attribute '{name}'")
