@@ -137,5 +137,29 @@ def test_a_failing_rank_fails_the_save_everywhere():
     harness.run_ranks(_failing_rank, 2, store, "shape")   # ranks disagree on a global shape: the commit refuses
 
 
+def _empty_shards(rank, world, store):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from tessera.dcp import StorageReader, StorageWriter
+    mesh = states.mesh1d()
+    full = torch.arange(8.0).reshape(2, 4)
+    sd = {"x": distribute_tensor(full, mesh, [Shard(0)]), "empty": torch.zeros(0, 3)}
+    assert sd["x"].to_local().shape[0] == (0 if rank == 2 else 1)  # rank 2 holds no rows
+    tessera.save(sd, store, "direct")
+    dcp.save(sd, storage_writer=StorageWriter(store, "dcp"))
+    for name in ("direct", "dcp"):
+        t = {"x": distribute_tensor(torch.zeros(2, 4), mesh, [Shard(1)]), "empty": torch.zeros(0, 3)}
+        if name == "direct":
+            tessera.load(t, store, name)
+        else:
+            dcp.load(t, storage_reader=StorageReader(store, name))
+        assert torch.equal(t["x"].full_tensor(), full), name
+
+
+def test_empty_shards_and_empty_tensors():
+    harness.run_ranks(_empty_shards, 3, os.path.join(harness.tmpdir(), "store"))
+
+
 if __name__ == "__main__":
     harness.main(globals())
