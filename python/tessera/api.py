@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import torch
 from torch.distributed.checkpoint._nested_dict import flatten_state_dict

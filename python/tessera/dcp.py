@@ -13,8 +13,8 @@ its own (tessera's content-addressed chunks: chunks the store already holds
 are referenced, not rewritten) and hands back the part's manifest (opaque
 bytes) in the storage_data of its first WriteResult. DCP gathers the results
 to the coordinator, whose finish() commits all manifests as one checkpoint
-in one catalog transaction, with DCP's Metadata (pickled, base64, without
-the manifests) in the checkpoint's metadata JSON under python.dcp_metadata.
+in one catalog transaction, with DCP's Metadata (see encode_metadata) in the
+checkpoint's metadata JSON under python.dcp_metadata.
 BYTE_IO items become tessera bytes values (their torch.save bytes, listed in
 python.torch_saved). A save that fails anywhere commits nothing; packs that
 ranks already wrote stay as garbage until `tessera gc` (after its grace period).
@@ -51,7 +51,7 @@ from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
 from . import _core
-from ._entries import (METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, host_tensor, tensor_entry,
+from ._entries import (METADATA_KEY, VALUE_TEMPLATES, encode_object, host_tensor, tensor_entry,
                        torch_dtype, unique_rounds)
 from .api import _store_path, checkpoint_metadata
 
@@ -63,6 +63,18 @@ class PartManifests:
     """storage_data of a rank's first WriteResult: the manifests of the parts
     it wrote (opaque bytes for tessera._core.commit_parts)."""
     manifests: list
+
+
+def encode_metadata(metadata: Metadata) -> str:
+    """DCP's Metadata as stored with a checkpoint (python.dcp_metadata): pickled,
+    base64, without storage_data (the manifests, now in the catalog) and
+    without the saver's chunk lists (the catalog knows where every box is;
+    read_metadata describes each tensor as one whole chunk), so its size does
+    not grow with the number of ranks."""
+    sdm = {k: dataclasses.replace(v, chunks=[]) if isinstance(v, TensorStorageMetadata) else v
+           for k, v in metadata.state_dict_metadata.items()}
+    stored = dataclasses.replace(metadata, state_dict_metadata=sdm, storage_data=None)
+    return base64.b64encode(pickle.dumps(stored)).decode("ascii")
 
 
 def _done(value: Any) -> Future:
@@ -159,15 +171,12 @@ class StorageWriter(_DcpWriter):
                      for m in wr.storage_data.manifests]
         torch_saved = sorted(fqn for fqn, md in metadata.state_dict_metadata.items()
                              if isinstance(md, BytesStorageMetadata))
-        stored = dataclasses.replace(metadata, storage_data=None)  # the manifests are in the catalog now
         meta = dict(self.user_metadata)
-        meta[METADATA_KEY] = {"format": "dcp", "torch_saved": torch_saved,
-                              "dcp_metadata": base64.b64encode(pickle.dumps(stored)).decode("ascii")}
+        meta[METADATA_KEY] = {"format": "dcp", "torch_saved": torch_saved, "dcp_metadata": encode_metadata(metadata)}
         store = _core.Store(self.store_path)
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         try:
             self.commit_stats = _core.commit_parts(store, self.checkpoint, manifests, metadata=json.dumps(meta),
-                                                   world_size=world, keep_last=self.keep_last)
+                                                   world_size=len(results), keep_last=self.keep_last)
         except BaseException:
             for m in manifests:  # every rank's packs: they are garbage now
                 _core.discard_part(store, m)

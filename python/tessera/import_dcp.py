@@ -12,11 +12,8 @@ torch.save bytes.
 """
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 import os
-import pickle
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -24,6 +21,7 @@ from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorSt
 
 from . import _core
 from ._entries import METADATA_KEY, encode_object, tensor_entry
+from .dcp import encode_metadata
 
 
 def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20, compression: str = "auto",
@@ -66,9 +64,8 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
             dcp.load(sd, storage_reader=dcp.FileSystemReader(dcp_dir), no_dist=True)
             m, _ = _core.write_part(s, [("v", n, encode_object(sd[n])) for n in objects], **opts)
             manifests.append(m)
-        stored = dataclasses.replace(md, storage_data=None)
         meta = {METADATA_KEY: {"format": "dcp", "torch_saved": objects, "imported_from": os.path.abspath(dcp_dir),
-                               "dcp_metadata": base64.b64encode(pickle.dumps(stored)).decode("ascii")}}
+                               "dcp_metadata": encode_metadata(md)}}
         return _core.commit_parts(s, checkpoint, manifests, metadata=json.dumps(meta))
     except BaseException:
         for m in manifests:

@@ -12,7 +12,6 @@ that scripts/count_tests.py adds to the doctest counts.
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 import socket
 import sys
