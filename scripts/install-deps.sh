@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what tessera needs on Debian 12, skipping what is already there:
-# Debian packages (compiler, SQLite, xxHash, lz4, doctest, Gloo headers) and a
+# Debian packages (compiler, SQLite, xxHash, lz4, doctest, Gloo headers, Python headers) and a
 # project virtualenv .venv with PyTorch 2.11 (LibTorch) and Meson.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(g++ make pkg-config ninja-build python3 python3-venv sqlite3
+apt_packages=(g++ make pkg-config ninja-build python3 python3-venv python3-dev sqlite3
               libsqlite3-dev libxxhash-dev liblz4-dev doctest-dev libgloo-dev)
 missing=()
 for p in "${apt_packages[@]}"; do

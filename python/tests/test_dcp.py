@@ -69,6 +69,8 @@ def _dedup(rank, world, store):
     if rank == 0:
         assert second.commit_stats["written_bytes"] == 0 and second.commit_stats["chunks"] > 0
         assert tessera.Store(store).checkpoint("b")["added_bytes"] == 0
+    dcp.save(sd, checkpoint_id="by-id", storage_writer=StorageWriter(store, "unused"))  # checkpoint_id names it
+    assert "by-id" in {c["name"] for c in tessera.Store(store, read_only=True).checkpoints()}
 
 
 def test_dcp_dedup_second_save_writes_no_chunk():
