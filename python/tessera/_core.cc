@@ -267,7 +267,7 @@ PYBIND11_MODULE(_core, m) {
           // protocol with an entry that fails inside it, so that every rank
           // raises with this rank's cause instead of waiting for it.
           tessera::TensorEntry e;
-          e.before_save = [failure] { throw tessera::InvalidArgument(failure); };
+          e.stage_for_save = [failure]() -> tessera::TensorView { throw tessera::InvalidArgument(failure); };
           state.add_tensor("(failed before the save)", std::move(e));
         }
         tessera::SaveOptions o = save_options(kw);

@@ -17,7 +17,7 @@ def test_roundtrip_values_and_stateful():
     sd = {"model": lin, "extra": {"w": torch.randn(5, 6).t(), "step": 12, "lr": 1e-3, "tag": "run-7", "raw": b"\x00\x01",
                                    "big": 2**70, "flag": True, "sched": {"milestones": [1, 2]}}}
     r = tessera.save(sd, store, "a")
-    assert r["chunks_written"] == 3 and r["packs"] == 1, r
+    assert r["chunks_written"] == 3 and r["packs"] >= 1, r  # packs: one per writer thread that got work
     lin2 = torch.nn.Linear(8, 4)
     target = {"model": lin2, "extra": {"w": torch.zeros(6, 5), "step": 0, "lr": 0.0, "tag": "", "raw": b"", "big": 0,
                                        "flag": None, "sched": {"milestones": None}}}
