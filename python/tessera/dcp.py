@@ -28,8 +28,10 @@ box with one tessera load call for the whole plan — reading only the chunks
 that intersect the boxes and, of raw chunks, only the byte ranges needed.
 Non-tensor values are handed to the planner as torch.save bytes.
 
-dcp.async_save works unchanged (DCP's DefaultStager stages to CPU, this
-writer runs in DCP's background thread; the C++ work releases the GIL).
+dcp.async_save works unchanged with both of DCP's executors (DCP's
+DefaultStager stages to CPU; this writer then runs in DCP's background thread,
+where the C++ work releases the GIL, or is pickled into DCP's background
+process: it holds only its options).
 """
 from __future__ import annotations
 

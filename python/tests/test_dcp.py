@@ -47,12 +47,15 @@ def test_dcp_save_2_ranks_load_3_ranks_other_layout():
 
 
 def _async_save(rank, world, store):
-    sd = states.state(states.mesh1d(), 0, salt=5)
-    fut = dcp.async_save(sd, storage_writer=StorageWriter(store, "async"))
-    fut.result()
-    sd = states.state(states.mesh1d(), 1, zeros=True)
-    dcp.load(sd, storage_reader=StorageReader(store, "async"))
-    states.check_state(sd, salt=5)
+    from torch.distributed.checkpoint.state_dict_saver import AsyncCheckpointerType
+    for kind in (AsyncCheckpointerType.THREAD, AsyncCheckpointerType.PROCESS):  # DCP's two executors
+        name = f"async-{kind.value}"
+        sd = states.state(states.mesh1d(), 0, salt=5)
+        fut = dcp.async_save(sd, storage_writer=StorageWriter(store, name), async_checkpointer_type=kind)
+        fut.result()
+        sd = states.state(states.mesh1d(), 1, zeros=True)
+        dcp.load(sd, storage_reader=StorageReader(store, name))
+        states.check_state(sd, salt=5)
 
 
 def test_dcp_async_save():
