@@ -9,6 +9,7 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 
+#include <cstdlib>
 #include <thread>
 
 #include "tessera/checkpoint.h"
@@ -45,6 +46,7 @@ TEST_CASE("replicated CUDA tensors load over NCCL: one read per byte across the 
     Store store = Store::open(dir.path());
     save(sd, store, "c", o);
   }
+  ::setenv("TORCH_FR_BUFFER_SIZE", "0", 1);  // see replicated_test.cc: one recorder, several groups in threads
   auto store = c10::make_intrusive<c10d::HashStore>();
   std::vector<std::string> errors(world);
   std::vector<uint64_t> bytes_read(world);
