@@ -108,9 +108,11 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
   for (int64_t r = 0; r < size; ++r) gathered[0].push_back(at::empty_like(mine_info));
   std::vector<at::Tensor> input{mine_info};
   replicas.allgather(gathered, input)->wait();
+  std::vector<at::Tensor> infos;  // each rank's {entries, hash, ok}, on the host
+  for (const at::Tensor& t : gathered[0]) infos.push_back(t.to(at::kCPU));
   std::vector<int64_t> failed;
   for (int64_t r = 0; r < size; ++r)
-    if (gathered[0][r].to(at::kCPU).data_ptr<int64_t>()[2] == 0) failed.push_back(r);
+    if (infos[r].data_ptr<int64_t>()[2] == 0) failed.push_back(r);
   if (!failed.empty()) {
     std::string ranks;
     for (int64_t r : failed) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
@@ -118,8 +120,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     throw Error("load of checkpoint '" + checkpoint + "' failed on rank(s) " + ranks + " of the replica group");
   }
   for (int64_t r = 0; r < size; ++r) {
-    at::Tensor info = gathered[0][r].to(at::kCPU);
-    const int64_t* p = info.data_ptr<int64_t>();
+    const int64_t* p = infos[r].data_ptr<int64_t>();
     if (p[0] != static_cast<int64_t>(reps.size()) || p[1] != static_cast<int64_t>(hash.h))
       throw InvalidArgument("load of checkpoint '" + checkpoint + "': rank " + std::to_string(r) + " asks for " +
                             std::to_string(p[0]) + " replicated entries and rank " + std::to_string(rank) + " for " +
