@@ -1,7 +1,8 @@
 """tessera: a checkpoint store for PyTorch training state.
 
-- tessera.save / tessera.load: nested state dicts (tensors, DTensors, values)
-  to and from a store, over the default process group (api.py).
+- tessera.save / tessera.async_save / tessera.load: nested state dicts
+  (tensors, DTensors, values) to and from a store, over the default process
+  group (api.py); GPU tensors pass through pinned staging (_staging.py).
 - tessera.dcp.StorageWriter / StorageReader: tessera as the storage of
   torch.distributed.checkpoint (dcp.save, dcp.load, dcp.async_save).
 - tessera.import_dcp: copy a DCP checkpoint directory into a store
@@ -12,9 +13,9 @@ The work happens in the C++ library (tessera._core); see README.md.
 """
 from ._core import (AlreadyExistsError, CorruptionError, Error, InvalidArgument, NotFoundError, Store, StoreError,
                     describe)
-from .api import load, save
+from .api import async_save, load, save
 
-__all__ = ["save", "load", "Store", "describe", "import_dcp", "dcp", "Error", "StoreError", "NotFoundError",
+__all__ = ["save", "async_save", "load", "Store", "describe", "import_dcp", "dcp", "Error", "StoreError", "NotFoundError",
            "AlreadyExistsError", "InvalidArgument", "CorruptionError"]
 
 

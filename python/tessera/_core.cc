@@ -5,6 +5,8 @@
 //
 //   ("t", name, data_ptr, dtype, elem_size, sizes, strides,
 //         global_shape, offsets, replica_index, replica_count)
+//   ("s", name, dtype, elem_size, sizes, global_shape, offsets,
+//         replica_index, replica_count, acquire, release)
 //   ("v", name, value)        value: int | float | str | bytes
 //
 // data_ptr is the address of the local element at index 0 of a CPU tensor
@@ -12,12 +14,22 @@
 // loads a value entry's value is a template of the expected kind; the loaded
 // values come back in the result's "values" dict.
 //
+// A staged ("s") entry has no host bytes of its own (a CUDA tensor): its
+// bytes pass through a contiguous host buffer that Python provides when
+// they move. acquire() -> (data_ptr, strides) returns that buffer, filled
+// for a save (TensorEntry::stage_for_save; called lazily from a worker
+// thread) or to be filled for a load (load_target); release(cast: bool) is
+// called once the buffer is no longer needed (after_save; for a load,
+// finish_load: the bytes have landed and may be copied to the device).
+//
 // Every call that reads or writes chunks releases the GIL; the control
 // plane's callbacks take it back for their Python calls.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,12 +72,91 @@ py::object from_value(const tessera::Value& v) {
   return py::str(std::get<std::string>(v));
 }
 
+// A Python callable held by C++ hooks, which may run and be destroyed on
+// threads that do not hold the GIL. Python exceptions become tessera::Error.
+class PyCallback {
+ public:
+  PyCallback(std::string what, py::object f)
+      : what_(std::move(what)), f_(new py::object(std::move(f)), [](py::object* p) {
+          py::gil_scoped_acquire gil;
+          delete p;
+        }) {}
+  template <typename... Args>
+  py::object call(Args&&... args) const {
+    py::gil_scoped_acquire gil;
+    try {
+      return (*f_)(std::forward<Args>(args)...);
+    } catch (py::error_already_set& e) {
+      throw tessera::Error(what_ + ": " + e.what());
+    }
+  }
+  // Runs `use` on the result while the GIL is still held.
+  template <typename Use, typename... Args>
+  auto call_and(Use use, Args&&... args) const {
+    py::gil_scoped_acquire gil;
+    try {
+      return use((*f_)(std::forward<Args>(args)...));
+    } catch (py::error_already_set& e) {
+      throw tessera::Error(what_ + ": " + e.what());
+    }
+  }
+
+ private:
+  std::string what_;
+  std::shared_ptr<py::object> f_;
+};
+
+Shape contiguous_strides_of(const Shape& sizes) {
+  Shape strides(sizes.size());
+  int64_t s = 1;
+  for (size_t d = sizes.size(); d-- > 0;) {
+    strides[d] = s;
+    s *= std::max<int64_t>(sizes[d], 1);
+  }
+  return strides;
+}
+
+// A staged entry ("s", see the top of the file).
+tessera::TensorEntry staged_entry(const std::string& name, const py::tuple& t) {
+  if (t.size() != 11) throw tessera::InvalidArgument("entry '" + name + "': malformed staged description");
+  tessera::TensorEntry e;
+  tessera::TensorView& v = e.view;
+  v.dtype = t[2].cast<std::string>();
+  v.elem_size = t[3].cast<size_t>();
+  v.sizes = to_shape(t[4]);
+  v.strides = contiguous_strides_of(v.sizes);
+  v.global_shape = to_shape(t[5]);
+  v.offsets = to_shape(t[6]);
+  v.replica_index = t[7].cast<int64_t>();
+  v.replica_count = t[8].cast<int64_t>();
+  auto acquire = std::make_shared<PyCallback>("tensor '" + name + "': staging", py::reinterpret_borrow<py::object>(t[9]));
+  auto release = std::make_shared<PyCallback>("tensor '" + name + "': staging", py::reinterpret_borrow<py::object>(t[10]));
+  auto host_view = [acquire, base = v] {
+    return acquire->call_and([&](const py::object& r) {
+      auto pair = r.cast<py::tuple>();
+      tessera::TensorView h = base;
+      h.data = reinterpret_cast<std::byte*>(pair[0].cast<uintptr_t>());
+      h.strides = to_shape(pair[1]);
+      return h;
+    });
+  };
+  e.stage_for_save = host_view;
+  e.load_target = host_view;
+  e.after_save = [release] { release->call(false); };
+  e.finish_load = [release](bool cast) { release->call(cast); };
+  return e;
+}
+
 // Adds one entry description (see the top of the file) to `state`.
 void add_entry(tessera::StateDict& state, const py::handle& entry) {
   auto t = entry.cast<py::tuple>();
   const std::string kind = t[0].cast<std::string>(), name = t[1].cast<std::string>();
   if (kind == "v") {
     state.add_value(name, to_value(name, t[2]));
+    return;
+  }
+  if (kind == "s") {
+    state.add_tensor(name, staged_entry(name, t));
     return;
   }
   if (kind != "t" || t.size() != 11) throw tessera::InvalidArgument("entry '" + name + "': malformed description");
@@ -235,6 +326,7 @@ PYBIND11_MODULE(_core, m) {
           d["chunks"] = e.chunks;
           d["logical_bytes"] = e.logical_bytes;
           d["stored_bytes"] = e.stored_bytes;
+          d["row_starts"] = e.row_starts;
           out.append(d);
         }
         return out;
@@ -267,6 +359,8 @@ PYBIND11_MODULE(_core, m) {
           // protocol with an entry that fails inside it, so that every rank
           // raises with this rank's cause instead of waiting for it.
           tessera::TensorEntry e;
+          e.view.dtype = "uint8";  // a scalar whose staging fails inside the protocol
+          e.view.elem_size = 1;
           e.stage_for_save = [failure]() -> tessera::TensorView { throw tessera::InvalidArgument(failure); };
           state.add_tensor("(failed before the save)", std::move(e));
         }
@@ -327,12 +421,13 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "load",
       [](const tessera::Store& store, const std::string& checkpoint, const py::iterable& entries, bool strict,
-         bool verify, size_t threads) {
+         bool verify, size_t threads, uint64_t max_staging_bytes) {
         tessera::StateDict state = to_state(entries);
         tessera::LoadOptions o;
         o.strict = strict;
         o.verify = verify;
         o.threads = threads;
+        if (max_staging_bytes > 0) o.max_staging_bytes = max_staging_bytes;
         tessera::LoadResult r;
         {
           py::gil_scoped_release nogil;
@@ -349,5 +444,7 @@ PYBIND11_MODULE(_core, m) {
         return d;
       },
       py::arg("store"), py::arg("checkpoint"), py::arg("entries"), py::arg("strict") = true, py::arg("verify") = true,
-      py::arg("threads") = 0, "Fills the described tensors in place (checkpoint.h).");
+      py::arg("threads") = 0, py::arg("max_staging_bytes") = 0,
+      "Fills the described tensors in place (checkpoint.h); staged entries in waves of at most "
+      "max_staging_bytes (0: the library's default).");
 }

@@ -30,18 +30,6 @@ def torch_dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def host_tensor(name: str, t: torch.Tensor) -> torch.Tensor:
-    """The CPU, strided tensor whose bytes a save reads (a copy for other devices)."""
-    if t.layout != torch.strided:
-        raise ValueError(f"tensor '{name}': layout {t.layout} is not supported (dense tensors only)")
-    t = t.detach()
-    if t.device.type != "cpu":
-        t = t.to("cpu")
-    if t.is_conj() or t.is_neg():
-        t = t.resolve_conj().resolve_neg()
-    return t
-
-
 def tensor_entry(name: str, t: torch.Tensor, global_shape=None, offsets=None,
                  replica_index: int = 0, replica_count: int = 1) -> tuple:
     """REQUIRES: t on the CPU, strided, alive for the call that uses the entry."""

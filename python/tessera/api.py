@@ -22,6 +22,7 @@ needs no communication at all.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 
@@ -31,9 +32,9 @@ from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.stateful import Stateful
 from torch.distributed.tensor import DTensor
 
-from . import _core, _dist
-from ._entries import (METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, host_tensor, native_value,
-                       tensor_entry)
+from . import _core, _dist, _replicated, _staging
+from ._entries import METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, native_value, torch_dtype
+from ._reading import Box, read_boxes
 
 
 def _store_path(store) -> str:
@@ -82,6 +83,44 @@ def dtensor_box(name: str, dt: DTensor):
     return local, list(dt.shape), list(offsets), replica_index, replica_count
 
 
+_async_saves: list[concurrent.futures.Future] = []  # in flight, oldest first
+_async_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def async_save(state_dict: dict, store, checkpoint: str, **options) -> concurrent.futures.Future:
+    """save() in the background. Blocks only while the state's tensors are
+    copied into tessera's pinned async staging (one non-blocking copy per
+    tensor, one wait per device; the staging is pinned once per process and
+    reused by later saves), then returns a concurrent.futures.Future of
+    save()'s result; training may modify its tensors at once. Saves run one
+    at a time in call order, on one background thread; a call waits first
+    until the previous save has written its state (one state is staged at a
+    time), and a later save() waits for the saves in flight. Options as for
+    save(); in a job of several ranks every rank calls it, as it calls save().
+    """
+    global _async_executor
+    plain, _ = _unwrap_stateful(state_dict)
+    staged = _staging.stage_state_dict(plain)
+    if _async_executor is None:
+        _async_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tessera-save")
+
+    def run():
+        try:
+            return _save(staged, store, checkpoint, **options)
+        finally:
+            staged.release()
+
+    future = _async_executor.submit(run)
+    _async_saves.append(future)
+    return future
+
+
+def _wait_for_async_saves() -> None:
+    while _async_saves:
+        f = _async_saves.pop(0)
+        concurrent.futures.wait([f])  # its error stays with its future
+
+
 def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
          dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
          timeout: float = 300.0) -> dict:
@@ -92,30 +131,47 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
     commit, or raises on every rank (tessera.Error and subclasses; a rank that
     dies makes the others fail after `timeout` seconds). Returns this rank's
     statistics: logical_bytes, written_bytes, chunks, chunks_written, packs.
+
+    CUDA tensors are staged through tessera's pinned save staging (1 GiB,
+    reused): each is copied when a writer thread first needs it, and its
+    staging is reused once its chunks are written. Waits first for
+    async_save()s in flight (saves keep their call order).
     """
+    _wait_for_async_saves()
+    return _save(state_dict, store, checkpoint, compression=compression, chunk_bytes=chunk_bytes, dedup=dedup,
+                 threads=threads, keep_last=keep_last, metadata=metadata, timeout=timeout)
+
+
+def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
+          dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
+          timeout: float = 300.0) -> dict:
     rank, world = _rank_world()
     path = _store_path(store)
+    staging = _staging.SaveStaging()
     try:
-        entries, keep, torch_saved = _describe_for_save(state_dict, rank, world)
-    except Exception as e:
-        if world == 1:
+        try:
+            entries, keep, torch_saved = _describe_for_save(state_dict, rank, world, staging)
+        except Exception as e:
+            if world == 1:
+                raise
+            # Fail the collective on every rank with this cause rather than leave the others waiting.
+            _core.save_distributed(_dist.control_plane(), path, checkpoint, [], timeout, failure=str(e))
             raise
-        # Fail the collective on every rank with this cause rather than leave the others waiting.
-        _core.save_distributed(_dist.control_plane(), path, checkpoint, [], timeout, failure=str(e))
-        raise
-    meta = dict(metadata or {})
-    meta[METADATA_KEY] = {"format": "tessera.save", "torch_saved": sorted(torch_saved)}
-    opts = dict(compression=compression, dedup=dedup, threads=threads, keep_last=keep_last,
-                metadata=json.dumps(meta))
-    if chunk_bytes is not None:
-        opts["chunk_bytes"] = chunk_bytes
-    if world > 1:
-        return _core.save_distributed(_dist.control_plane(), path, checkpoint, entries, timeout, **opts)
-    s = store if isinstance(store, _core.Store) and not store.read_only else _core.Store(path)
-    return _core.save(s, checkpoint, entries, **opts)
+        meta = dict(metadata or {})
+        meta[METADATA_KEY] = {"format": "tessera.save", "torch_saved": sorted(torch_saved)}
+        opts = dict(compression=compression, dedup=dedup, threads=threads, keep_last=keep_last,
+                    metadata=json.dumps(meta))
+        if chunk_bytes is not None:
+            opts["chunk_bytes"] = chunk_bytes
+        if world > 1:
+            return _core.save_distributed(_dist.control_plane(), path, checkpoint, entries, timeout, **opts)
+        s = store if isinstance(store, _core.Store) and not store.read_only else _core.Store(path)
+        return _core.save(s, checkpoint, entries, **opts)
+    finally:
+        staging.close()
 
 
-def _describe_for_save(state_dict: dict, rank: int, world: int):
+def _describe_for_save(state_dict: dict, rank: int, world: int, staging: _staging.SaveStaging):
     """(entries, tensors to keep alive, names of torch.save'd values)."""
     plain, _ = _unwrap_stateful(state_dict)
     flat, _ = flatten_state_dict(plain)
@@ -126,13 +182,9 @@ def _describe_for_save(state_dict: dict, rank: int, world: int):
             if box is None:
                 continue
             local, shape, offsets, ri, rc = box
-            t = host_tensor(name, local)
-            keep.append(t)
-            entries.append(tensor_entry(name, t, shape, offsets, ri, rc))
+            entries.append(_staging.save_entry(name, local, staging, keep, shape, offsets, ri, rc))
         elif isinstance(v, torch.Tensor):
-            t = host_tensor(name, v)
-            keep.append(t)
-            entries.append(tensor_entry(name, t, None, None, rank, world))
+            entries.append(_staging.save_entry(name, v, staging, keep, None, None, rank, world))
         elif native_value(v):
             entries.append(("v", name, v))
         else:
@@ -151,55 +203,82 @@ def checkpoint_metadata(store: _core.Store, checkpoint: str) -> dict:
 
 
 def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verify: bool = True,
-         threads: int = 0) -> dict:
+         threads: int = 0, read_once: bool = True) -> dict:
     """Fills `state_dict` in place from `checkpoint` of `store` (a path or
     tessera.Store): tensors and DTensor shards get the bytes of their boxes,
     values are replaced, Stateful objects get load_state_dict(). Any layout and
-    world size may load any checkpoint; no communication happens.
+    world size may load any checkpoint. CUDA tensors are filled through pinned
+    staging, wave by wave, host-to-device copies overlapping the next reads.
+
+    With a default process group of several ranks and read_once (default),
+    load is a collective over that group (every rank calls it): boxes that
+    several ranks need (replicated tensors, DTensors with Replicate
+    placements) are read from storage once, split among those ranks, and the
+    rows move between ranks over the group (one all_gather_object to agree
+    on the boxes, one to agree on success, then point-to-point transfers); a
+    failure on any rank raises on every rank. read_once=False: no
+    communication at all, each rank reads everything it needs.
 
     Raises tessera.NotFoundError for an unknown checkpoint or (strict) keys the
     checkpoint lacks, tessera.InvalidArgument naming the tensor for a shape or
     dtype mismatch, tessera.CorruptionError on damaged data. Returns
-    missing_keys, unexpected_keys, bytes_read, chunks_read.
+    missing_keys, unexpected_keys, bytes_read, chunks_read (this rank's reads).
     """
-    s = store if isinstance(store, _core.Store) else _core.Store(_store_path(store), read_only=True)
-    torch_saved = set(checkpoint_metadata(s, checkpoint).get("torch_saved", []))
-    saved = {e["name"]: e for e in _core.describe(s, checkpoint)}
-    plain, stateful = _unwrap_stateful(state_dict)
-    flat, mapping = flatten_state_dict(plain)
-    entries, staged, value_names = [], [], []
-    for name, v in flat.items():
-        if isinstance(v, torch.Tensor):
-            if isinstance(v, DTensor):
-                box = dtensor_box(name, v)
-                if box is None:
-                    continue
-                local, shape, offsets, _, _ = box
+    collective = read_once and _dist.is_distributed()
+    failure = None
+    try:
+        s = store if isinstance(store, _core.Store) else _core.Store(_store_path(store), read_only=True)
+        torch_saved = set(checkpoint_metadata(s, checkpoint).get("torch_saved", []))
+        saved = {e["name"]: e for e in _core.describe(s, checkpoint)}
+        plain, stateful = _unwrap_stateful(state_dict)
+        flat, mapping = flatten_state_dict(plain)
+        boxes, value_entries, requested = [], [], set()
+        for name, v in flat.items():
+            if isinstance(v, torch.Tensor):
+                if isinstance(v, DTensor):
+                    box = dtensor_box(name, v)
+                    if box is None:
+                        continue
+                    local, shape, offsets, _, _ = box
+                else:
+                    local, shape, offsets = v.detach(), list(v.shape), [0] * v.dim()
+                requested.add(name)
+                if name in saved:
+                    boxes.append((_replicated.box_key(name, offsets, local.shape), Box(name, local, shape, offsets)))
             else:
-                local, shape, offsets = v.detach(), None, None
-            target = local
-            if local.device.type != "cpu" or local.layout != torch.strided:
-                target = torch.empty(local.shape, dtype=local.dtype, device="cpu")
-                staged.append((local, target))
-            entries.append(tensor_entry(name, target, shape, offsets))
-        else:
-            kind = saved[name]["kind"] if name in saved else "bytes"
-            entries.append(("v", name, VALUE_TEMPLATES.get(kind, b"")))
-            value_names.append(name)
-    result = _core.load(s, checkpoint, entries, strict=strict, verify=verify, threads=threads)
-    with torch.no_grad():
-        for local, target in staged:
-            local.copy_(target)
-    missing = set(result["missing_keys"])
-    for name in value_names:
-        if name in missing:
-            continue
-        v = result["values"][name]
+                requested.add(name)
+                if name in saved:
+                    value_entries.append(("v", name, VALUE_TEMPLATES.get(saved[name]["kind"], b"")))
+        missing = sorted(requested - set(saved))
+        if missing and strict:
+            shown = ", ".join(f"'{m}'" for m in missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+            raise _core.NotFoundError(f"checkpoint '{checkpoint}' has no entries {shown} "
+                                      "(load with strict=false to skip them)")
+    except BaseException as e:
+        if not collective:
+            raise
+        failure, boxes = e, []
+    if collective:
+        keys = [k for k, _ in boxes]
+        everyone: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(everyone, None if failure else keys)
+        if failure is None and any(k is None for k in everyone):
+            bad = [r for r, k in enumerate(everyone) if k is None]
+            failure = _core.Error(f"load of checkpoint '{checkpoint}' failed on rank(s) {', '.join(map(str, bad))}")
+        if failure is not None:
+            raise failure
+        plan = _replicated.plan_read_once(everyone, saved)
+        stats = _replicated.read_once(s, checkpoint, boxes, plan, torch.distributed.get_rank(), {},
+                                      verify=verify, threads=threads)
+    else:
+        stats = read_boxes(s, checkpoint, [b for _, b in boxes], {}, verify=verify, threads=threads)
+    values = _core.load(s, checkpoint, value_entries, verify=verify)["values"] if value_entries else {}
+    for name, v in values.items():
         set_element(plain, mapping[name], decode_object(v) if name in torch_saved else v)
     for k, obj in stateful.items():
         obj.load_state_dict(plain[k])
     for k in state_dict:
         if k not in stateful:
             state_dict[k] = plain[k]
-    del result["values"]
-    return result
+    return {"missing_keys": missing, "unexpected_keys": sorted(set(saved) - requested),
+            "bytes_read": stats["bytes_read"], "chunks_read": stats["chunks_read"]}

@@ -28,10 +28,28 @@ box with one tessera load call for the whole plan — reading only the chunks
 that intersect the boxes and, of raw chunks, only the byte ranges needed.
 Non-tensor values are handed to the planner as torch.save bytes.
 
-dcp.async_save works unchanged with both of DCP's executors (DCP's
-DefaultStager stages to CPU; this writer then runs in DCP's background thread,
-where the C++ work releases the GIL, or is pickled into DCP's background
-process: it holds only its options).
+GPU state. write_data stages CUDA tensors through tessera's pinned,
+reused staging arena (tessera._staging.SAVE, 1 GiB by default): each tensor
+is copied when a writer thread first needs it and its memory is reused once
+its chunks are written, so copies overlap hashing and writing and host
+memory stays within the arena. read_data lands CUDA destinations in pinned
+staging wave by wave, the host-to-device copies overlapping the next reads.
+
+dcp.async_save: StorageWriter is DCP's AsyncStager. stage() copies the
+state into tessera's async arena (pinned once, reused by every later save
+of this process, whichever writer object makes it) with one non-blocking
+copy per tensor and one wait, which is all the call blocks for; the save
+then runs in DCP's background thread (the C++ work releases the GIL) or
+process, and the arena is free again once this rank's chunks are written.
+A second async_save waits for the first to have written its state.
+
+Replicated reads. When several ranks need the same box (dp replicas, every
+rank loading the whole model), prepare_global_plan splits its rows among
+them at chunk edges; each rank reads its rows and read_data moves them to
+the others over the default process group (NCCL for CUDA, Gloo on CPU-only
+jobs), so storage serves each byte once. A failure on any rank raises on
+every rank. read_once=False turns this off (each rank reads all it needs);
+it is off by itself when dcp.load runs over a group other than the default one.
 """
 from __future__ import annotations
 
@@ -49,12 +67,14 @@ from torch.distributed.checkpoint import StorageWriter as _DcpWriter
 from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata, Metadata,
                                                    TensorProperties, TensorStorageMetadata)
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, LoadPlanner, SavePlan, SavePlanner, WriteItemType
+from torch.distributed.checkpoint.staging import AsyncStager
 from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
-from . import _core
-from ._entries import (METADATA_KEY, VALUE_TEMPLATES, encode_object, host_tensor, tensor_entry,
-                       torch_dtype, unique_rounds)
+from . import _core, _replicated, _staging
+from ._entries import METADATA_KEY, VALUE_TEMPLATES, encode_object, torch_dtype, unique_rounds
+from ._reading import Box, read_boxes
+from ._staging import save_entry
 from .api import _store_path, checkpoint_metadata
 
 __all__ = ["StorageWriter", "StorageReader"]
@@ -85,7 +105,7 @@ def _done(value: Any) -> Future:
     return f
 
 
-class StorageWriter(_DcpWriter):
+class StorageWriter(_DcpWriter, AsyncStager):
     """Writes a DCP save as checkpoint `checkpoint` of the tessera store at
     `store` (a path or tessera.Store; created if missing). dcp.save's
     checkpoint_id, when given, replaces the checkpoint name.
@@ -109,6 +129,31 @@ class StorageWriter(_DcpWriter):
         self.rank = 0
         self.last_stats: dict | None = None  # this rank's write statistics after write_data
         self.commit_stats: dict | None = None  # the coordinator's totals after finish
+        self._staged: _staging.StagedStateDict | None = None  # from stage(), released after write_data
+
+    # -- AsyncStager (dcp.async_save) ----------------------------------------
+    _synchronize_after_execute = False  # stage() returns only once the copy is complete
+
+    def stage(self, state_dict: dict) -> dict:
+        """A copy of `state_dict` in tessera's pinned async arena (see the module doc)."""
+        self._staged = _staging.stage_state_dict(state_dict)
+        return self._staged
+
+    def synchronize_staging(self) -> None:
+        pass  # stage() is complete when it returns
+
+    def close(self) -> None:
+        self._release_staged()
+
+    def _release_staged(self) -> None:
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            staged.release()
+
+    def __getstate__(self):  # DCP's process executor pickles the writer: the staged copy stays here
+        state = dict(self.__dict__)
+        state["_staged"] = None
+        return state
 
     def reset(self, checkpoint_id: str | os.PathLike | None = None) -> None:
         if checkpoint_id is not None:
@@ -132,7 +177,14 @@ class StorageWriter(_DcpWriter):
         return plans
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        try:
+            return self._write_data(plan, planner)
+        finally:
+            self._release_staged()  # this rank's chunks are written (or the save failed)
+
+    def _write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
         results, entries, keep = [], [], []
+        staging = _staging.SaveStaging()
         for item in plan.items:
             data = planner.resolve_data(item)
             fqn = item.index.fqn
@@ -141,11 +193,9 @@ class StorageWriter(_DcpWriter):
                 entries.append(("v", fqn, blob))
                 size = len(blob)
             else:
-                t = host_tensor(fqn, data)
-                keep.append(t)
                 td = item.tensor_data
-                entries.append(tensor_entry(fqn, t, list(td.size), list(td.chunk.offsets)))
-                size = t.numel() * t.element_size()
+                entries.append(save_entry(fqn, data, staging, keep, list(td.size), list(td.chunk.offsets)))
+                size = data.numel() * data.element_size()
             results.append(WriteResult(index=item.index, size_in_bytes=size, storage_data=None))
         if not entries:
             self.last_stats = {}
@@ -164,6 +214,8 @@ class StorageWriter(_DcpWriter):
             for m in manifests:
                 _core.discard_part(store, m)
             raise
+        finally:
+            staging.close()
         self.last_stats = stats
         results[0] = dataclasses.replace(results[0], storage_data=PartManifests(manifests))
         return _done(results)
@@ -201,16 +253,19 @@ class StorageReader(_DcpReader):
     After read_data, `bytes_read` holds the bytes this rank read from packs.
     """
 
-    def __init__(self, store, checkpoint: str, *, verify: bool = True, threads: int = 0):
+    def __init__(self, store, checkpoint: str, *, verify: bool = True, threads: int = 0, read_once: bool = True):
         super().__init__()
         self.store_path = _store_path(store)
         self.checkpoint = checkpoint
         self.verify = verify
         self.threads = threads
+        self.read_once = read_once
         self.bytes_read = 0
+        self.rank = 0
         self._store: _core.Store | None = None
         self._kinds: dict[str, str] = {}
         self._dtypes: dict[str, str] = {}
+        self._described: dict[str, dict] = {}
         self._torch_saved: set[str] = set()
 
     def reset(self, checkpoint_id: str | os.PathLike | None = None) -> None:
@@ -249,6 +304,7 @@ class StorageReader(_DcpReader):
             name, kind = e["name"], e["kind"]
             self._kinds[name] = kind
             self._dtypes[name] = e["dtype"]
+            self._described[name] = e
             if kind != "tensor":
                 catalog[name] = BytesStorageMetadata()
                 continue
@@ -266,6 +322,7 @@ class StorageReader(_DcpReader):
     def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
         if getattr(self, "_error", None) is not None:
             raise self._error
+        self.rank = kwargs.get("rank", torch.distributed.get_rank() if torch.distributed.is_initialized() else 0)
         self._shapes = {k: v.size for k, v in metadata.state_dict_metadata.items()
                         if isinstance(v, TensorStorageMetadata)}
         if not self._kinds:  # read_metadata ran on another reader instance
@@ -275,12 +332,29 @@ class StorageReader(_DcpReader):
         return plan
 
     def prepare_global_plan(self, plans: list[LoadPlan]) -> list[LoadPlan]:
-        return plans
+        """On the coordinator: with read_once, which rank reads which rows of
+        the boxes several ranks need (see the module doc), in every plan."""
+        dist = torch.distributed
+        if not (self.read_once and len(plans) > 1 and dist.is_initialized() and dist.get_world_size() == len(plans)):
+            return plans
+        if not self._described:
+            self._read_metadata()
+        boxes = [[_replicated.box_key(it.storage_index.fqn, self._start(it), it.lengths)
+                  for it in p.items if it.type != LoadItemType.BYTE_IO] for p in plans]
+        once = _replicated.plan_read_once(boxes, self._described)
+        if not once.parts:
+            return plans
+        return [dataclasses.replace(p, storage_data=once) for p in plans]
+
+    def _start(self, it) -> list:
+        shape = self._shapes[it.storage_index.fqn] if self._shapes else self._described[it.storage_index.fqn]["shape"]
+        return [o + s for o, s in zip(it.storage_index.offset or [0] * len(shape), it.storage_offsets)]
 
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
         store = self._open()
         byte_items = [it for it in plan.items if it.type == LoadItemType.BYTE_IO]
         tensor_items = [it for it in plan.items if it.type != LoadItemType.BYTE_IO]
+        self._read_tensors(store, plan, planner, tensor_items)
         if byte_items:
             names = sorted({it.storage_index.fqn for it in byte_items})
             entries = [("v", n, VALUE_TEMPLATES.get(self._kinds.get(n, "bytes"), b"")) for n in names]
@@ -289,27 +363,32 @@ class StorageReader(_DcpReader):
                 v = values[it.storage_index.fqn]
                 blob = v if it.storage_index.fqn in self._torch_saved else encode_object(v)
                 planner.load_bytes(it, io.BytesIO(blob))
-        # One load call per round of distinct names (usually one round: one box per tensor per rank).
-        for items in unique_rounds(tensor_items, key=lambda it: it.storage_index.fqn):
-            entries, targets = [], []
+        return _done(None)
+
+    def _read_tensors(self, store: _core.Store, plan: LoadPlan, planner: LoadPlanner, items: list) -> None:
+        once = plan.storage_data if isinstance(plan.storage_data, _replicated.ReadOncePlan) else None
+        boxes, failure = [], None
+        try:
             for it in items:
                 fqn = it.storage_index.fqn
                 dest = planner.resolve_tensor(it).detach()
-                shape = self._shapes[fqn]
-                start = [o + s for o, s in zip(it.storage_index.offset or [0] * len(shape), it.storage_offsets)]
-                target = dest
-                if dest.device.type != "cpu" or dest.dtype != torch_dtype(self._dtype(fqn)):
-                    target = torch.empty(tuple(it.lengths), dtype=torch_dtype(self._dtype(fqn)), device="cpu")
-                entries.append(tensor_entry(fqn, target, list(shape), start))
-                targets.append((it, dest, target))
-            r = _core.load(store, self.checkpoint, entries, verify=self.verify, threads=self.threads)
-            self.bytes_read += r["bytes_read"]
-            for it, dest, target in targets:
-                if target is not dest:
-                    with torch.no_grad():
-                        dest.copy_(target)
-                planner.commit_tensor(it, dest)
-        return _done(None)
+                start = self._start(it)
+                boxes.append((_replicated.box_key(fqn, start, it.lengths),
+                              Box(fqn, dest, list(self._shapes[fqn]), start)))
+        except BaseException as e:
+            if once is None:
+                raise
+            failure = e  # the others are about to wait for this rank: fail together
+        saved = {b.name: torch_dtype(self._dtype(b.name)) for _, b in boxes}
+        if once is not None:
+            stats = _replicated.read_once(store, self.checkpoint, boxes, once, self.rank, saved, verify=self.verify,
+                                          threads=self.threads, failure=failure)
+        else:
+            stats = read_boxes(store, self.checkpoint, [b for _, b in boxes], saved, verify=self.verify,
+                               threads=self.threads)
+        self.bytes_read += stats["bytes_read"]
+        for it, (_, box) in zip(items, boxes):
+            planner.commit_tensor(it, box.dest)
 
     def _dtype(self, fqn: str) -> str:
         return self._dtypes[fqn]

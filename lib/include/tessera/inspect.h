@@ -24,6 +24,10 @@ struct EntryInfo {
   // the store) has a tensor of this name with the same boxes and the same
   // chunk ids, so this checkpoint stored nothing new for it.
   bool shared_with_previous = false;
+  // Tensors of one or more dimensions: the distinct dimension-0 offsets at
+  // which stored pieces start, ascending. Readers that split a box by rows
+  // split there, so that no chunk is read by two of them.
+  Shape row_starts;
 };
 
 // Entries of a checkpoint, ordered by name. Throws NotFoundError.

@@ -54,8 +54,18 @@ struct TensorEntry {
   // below provide host views when bytes must move.
   TensorView view;
   // Save only: returns the host view whose bytes are saved (e.g. a CUDA
-  // tensor copied into pinned host staging). Called once per save.
+  // tensor copied into pinned host staging). Called at most once per save,
+  // lazily, by the worker thread that first needs the entry's bytes; workers
+  // take entries in name order, so the copies of later entries overlap the
+  // hashing and writing of earlier ones. Not called when this rank writes
+  // none of the entry's pieces. Must be safe to call from any thread; may
+  // block (e.g. until staging memory is free).
   std::function<TensorView()> stage_for_save;
+  // Save only: called once every piece of the staged view has been hashed
+  // and written (or found in the store), so its staging memory may be
+  // reused; from a worker thread. A failing save may skip it (the caller
+  // then reclaims its staging itself).
+  std::function<void()> after_save;
   // Load only: returns the host view the saved bytes land in when
   // `view.data` is not host memory (e.g. pinned staging for a CUDA tensor).
   std::function<TensorView()> load_target;

@@ -72,7 +72,10 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
       auto [raw, stored] = sizes[p.chunk];
       e.logical_bytes += raw;
       if (seen.insert(p.chunk).second) e.stored_bytes += stored;
+      if (!p.box.offsets.empty()) e.row_starts.push_back(p.box.offsets[0]);
     }
+    std::sort(e.row_starts.begin(), e.row_starts.end());
+    e.row_starts.erase(std::unique(e.row_starts.begin(), e.row_starts.end()), e.row_starts.end());
     out.push_back(std::move(e));
   }
   for (const auto& v : impl.catalog.values(ckpt.id))

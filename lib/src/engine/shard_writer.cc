@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <memory>
 #include <optional>
@@ -29,9 +30,50 @@ CompressionPolicy policy_of(Compression c) {
   return CompressionPolicy::kAuto;
 }
 
+// One entry's bytes as the workers see them: the entry's own host view, or
+// the view its stage_for_save hook returns, staged on first use.
+class EntrySource {
+ public:
+  EntrySource(const std::string& name, const TensorEntry& entry) : name_(name), entry_(entry) {}
+
+  // The geometry (sizes, offsets, replicas) known before staging.
+  const TensorView& described() const { return entry_.view; }
+  // The host view to read; stages the entry on the first call (other
+  // callers wait for it). Throws what staging throws, on every call.
+  const TensorView& bytes() {
+    if (!entry_.stage_for_save) return entry_.view;
+    std::call_once(once_, [&] {
+      try {
+        staged_ = entry_.stage_for_save();
+        check_view(name_, staged_);
+        if (staged_.sizes != entry_.view.sizes || staged_.global_shape != entry_.view.global_shape ||
+            staged_.offsets != entry_.view.offsets || staged_.elem_size != entry_.view.elem_size)
+          throw InvalidArgument("tensor '" + name_ + "': the staged view does not match the entry's geometry");
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    });
+    if (error_) std::rethrow_exception(error_);
+    return staged_;
+  }
+  void add_piece() { ++pending_; }
+  // One of this entry's pieces is done; the last one releases the staging.
+  void piece_done() {
+    if (--pending_ == 0 && entry_.after_save) entry_.after_save();
+  }
+
+ private:
+  const std::string& name_;
+  const TensorEntry& entry_;
+  std::once_flag once_;
+  TensorView staged_;
+  std::exception_ptr error_;
+  std::atomic<size_t> pending_{0};
+};
+
 struct PieceTask {
   size_t tensor;  // index into the manifest's tensors
-  const TensorView* view;
+  EntrySource* source;
   Box box;
 };
 
@@ -123,15 +165,16 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   if (options.chunk_bytes <= 0) throw InvalidArgument("save: chunk_bytes must be positive");
   RankManifest m;
   std::vector<PieceTask> tasks;
-  std::deque<TensorView> staged;  // host views returned by stage_for_save (stable addresses)
+  std::deque<EntrySource> sources;  // stable addresses
   for (const auto& [name, entry] : state.entries()) {
     if (const Value* v = std::get_if<Value>(&entry)) {
       m.values.push_back(catalog::ValueRecord{name, *v});
       continue;
     }
     const TensorEntry& te = std::get<TensorEntry>(entry);
-    const TensorView& view = te.stage_for_save ? staged.emplace_back(te.stage_for_save()) : te.view;
-    check_view(name, view);
+    EntrySource& source = sources.emplace_back(name, te);
+    const TensorView& view = te.view;
+    check_view(name, view, /*require_data=*/!te.stage_for_save);
     catalog::TensorRecord rec;
     rec.name = name;
     rec.dtype = view.dtype;
@@ -143,7 +186,10 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
     int64_t k = 0;  // replicas enumerate the same pieces in the same order
     grid.for_each_piece(local_box(view), [&](const Box& piece) {
       const bool mine = k++ % view.replica_count == view.replica_index;
-      if (mine && (!filter || filter(name, piece))) tasks.push_back(PieceTask{index, &view, piece});
+      if (mine && (!filter || filter(name, piece))) {
+        tasks.push_back(PieceTask{index, &source, piece});
+        source.add_piece();
+      }
     });
   }
 
@@ -162,7 +208,11 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   try {
     pool.parallel_for(tasks.size(), [&](size_t i) {
       const PieceTask& t = tasks[i];
-      const TensorView& v = *t.view;
+      const TensorView& v = t.source->bytes();
+      struct Done {  // the piece no longer needs the entry's bytes, however it ends
+        EntrySource* s;
+        ~Done() { s->piece_done(); }
+      } done{t.source};
       thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
       const uint64_t n = static_cast<uint64_t>(t.box.volume()) * v.elem_size;
       const std::byte* raw = nullptr;

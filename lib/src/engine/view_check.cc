@@ -4,7 +4,7 @@
 
 namespace tessera {
 
-void check_view(const std::string& name, const TensorView& v) {
+void check_view(const std::string& name, const TensorView& v, bool require_data) {
   auto bad = [&](const std::string& why) { return InvalidArgument("tensor '" + name + "': " + why); };
   if (v.dtype.empty() || v.elem_size == 0) throw bad("dtype and element size are required");
   const size_t rank = v.global_shape.size();
@@ -18,7 +18,7 @@ void check_view(const std::string& name, const TensorView& v) {
       throw bad("shard " + to_string(local_box(v)) + " does not fit the global shape " + to_string(v.global_shape) +
                 " (dimension " + std::to_string(d) + ")");
   }
-  if (volume(v.sizes) > 0 && v.data == nullptr) throw bad("no data");
+  if (require_data && volume(v.sizes) > 0 && v.data == nullptr) throw bad("no data");
   if (v.replica_count < 1 || v.replica_index < 0 || v.replica_index >= v.replica_count)
     throw bad("replica index " + std::to_string(v.replica_index) + " of " + std::to_string(v.replica_count) +
               " is out of range");

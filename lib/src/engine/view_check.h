@@ -9,8 +9,9 @@
 namespace tessera {
 
 // Throws InvalidArgument naming `name` when the view is malformed: ranks that
-// disagree, negative extents, a shard outside its global shape, no data.
-void check_view(const std::string& name, const TensorView& view);
+// disagree, negative extents, a shard outside its global shape, no data
+// (unless `require_data` is false: an entry staged later).
+void check_view(const std::string& name, const TensorView& view, bool require_data = true);
 
 // The shard's box in global coordinates, and its memory layout.
 inline Box local_box(const TensorView& v) { return Box{v.offsets, v.sizes}; }

@@ -84,6 +84,7 @@ TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offse
       b->host.copy_(b->target);
       return view_of(b->host, base.global_shape, base.offsets);
     };
+    e.after_save = [b] { b->host.reset(); };  // back to PyTorch's caching host allocator
     e.load_target = [b, base = e.view] {
       if (!b->host.defined()) b->host = host_staging(b->target, b->target.scalar_type());
       return view_of(b->host, base.global_shape, base.offsets);

@@ -1,0 +1,211 @@
+"""Reading replicated boxes once: when several ranks need the same box of a
+saved tensor (data-parallel replicas, HSDP, every rank loading the whole
+model), the box's rows are split among those ranks at chunk edges, each
+rank reads its rows from storage, and the rows travel to the other ranks
+that need them over the process group (point-to-point: NCCL for CUDA, Gloo
+on CPU-only jobs). Storage then serves each byte once per job instead of
+once per replica.
+
+    plan = plan_read_once(boxes_of_every_rank, describe_of_checkpoint)   # same on every rank
+    read_once(store, ckpt, my_boxes, plan, rank, saved_dtypes, group)    # collective
+
+plan_read_once is deterministic: DCP's coordinator computes it from every
+rank's load plan (StorageReader.prepare_global_plan); tessera.load computes
+it on every rank after one all_gather_object of the ranks' boxes.
+
+read_once is a collective over `group`, in three steps:
+  1. every rank reads its own boxes and its rows of the shared ones (no
+     communication), catching any failure;
+  2. one all_gather of "ok" flags: if any rank failed, every rank raises
+     (the failing rank its own error, the others an error naming it) before
+     a single transfer is posted, so nothing hangs;
+  3. one batch of sends and receives moves every shared row range from its
+     reader to the other ranks that need it.
+Boxes smaller than MIN_SHARED_BYTES are read by every rank that needs them
+(a transfer costs more than the read).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.distributed as dist
+
+from . import _core
+from ._reading import Box, read_boxes
+
+MIN_SHARED_BYTES = 1 << 20
+
+# A box as every rank names it: (tensor name, start, lengths) in global coordinates.
+Key = tuple
+
+
+def box_key(name: str, offsets, lengths) -> Key:
+    return (name, tuple(int(x) for x in offsets), tuple(int(x) for x in lengths))
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    rows: tuple       # (begin, end): global dimension-0 rows (0-D tensors: (0, 1))
+    reader: int       # the rank that reads them from storage
+
+
+@dataclasses.dataclass
+class ReadOncePlan:
+    """Which rank reads which rows of each shared box. Keys are box_key()s;
+    `needers[key]` lists the ranks that need the box (sorted)."""
+    world: int
+    parts: dict = dataclasses.field(default_factory=dict)    # key -> [Part]
+    needers: dict = dataclasses.field(default_factory=dict)  # key -> [rank]
+
+
+def _split_rows(begin: int, end: int, n: int, row_starts) -> list[tuple[int, int]]:
+    """[begin, end) cut into at most n ranges of about equal size, cutting only
+    at row_starts (chunk edges) where there are any inside the range."""
+    cuts = sorted({r for r in row_starts if begin < r < end})
+    if not cuts:
+        return [(begin, end)]
+    bounds = [begin]
+    for i in range(1, n):
+        ideal = begin + (end - begin) * i // n
+        best = min(cuts, key=lambda c: (abs(c - ideal), c))
+        if best > bounds[-1]:
+            bounds.append(best)
+    bounds.append(end)
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, dict]) -> ReadOncePlan:
+    """The read-once plan for a job whose rank r needs boxes_by_rank[r].
+    `entries` maps tensor names to tessera._core.describe() entries (dtype,
+    row_starts). Deterministic: every rank computes the same plan."""
+    plan = ReadOncePlan(world=len(boxes_by_rank))
+    needers: dict[Key, list[int]] = {}
+    for rank, keys in enumerate(boxes_by_rank):
+        for k in keys:
+            needers.setdefault(k, [])
+            if not needers[k] or needers[k][-1] != rank:
+                needers[k].append(rank)
+    load = [0] * plan.world  # bytes each rank reads for shared boxes so far
+    for key in sorted(needers):
+        ranks = needers[key]
+        name, start, lengths = key
+        info = entries.get(name)
+        if len(ranks) < 2 or info is None:
+            continue
+        itemsize = torch.empty((), dtype=getattr(torch, info["dtype"])).element_size()
+        numel = 1
+        for n in lengths:
+            numel *= n
+        if numel * itemsize < MIN_SHARED_BYTES:
+            continue
+        if lengths:
+            ranges = _split_rows(start[0], start[0] + lengths[0], len(ranks), info.get("row_starts", []))
+        else:
+            ranges = [(0, 1)]
+        row_bytes = numel * itemsize // max(lengths[0], 1) if lengths else numel * itemsize
+        parts = []
+        for a, b in sorted(ranges, key=lambda r: (-(r[1] - r[0]), r[0])):  # largest first, to the least loaded
+            reader = min(ranks, key=lambda r: (load[r], r))
+            load[reader] += (b - a) * row_bytes
+            parts.append(Part((a, b), reader))
+        plan.parts[key] = sorted(parts, key=lambda p: p.rows)
+        plan.needers[key] = ranks
+    return plan
+
+
+def _rows(t: torch.Tensor, start0: int, rows: tuple) -> torch.Tensor:
+    """The rows [rows) (global) of box tensor `t` that starts at global row start0."""
+    if t.dim() == 0:
+        return t
+    return t.narrow(0, rows[0] - start0, rows[1] - rows[0])
+
+
+def _transfer_device() -> torch.device:
+    """CUDA when the default group can move CUDA tensors (NCCL), else CPU."""
+    backend = str(dist.get_backend())
+    if "nccl" in backend and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]], plan: ReadOncePlan, rank: int,
+              saved_dtypes: dict[str, torch.dtype], *, verify: bool = True, threads: int = 0,
+              group=None, failure: BaseException | None = None) -> dict:
+    """Collective over `group` (default: the default group; its ranks must be
+    the plan's ranks): fills every box in `boxes` (this rank's, keyed by
+    box_key). Returns this rank's read statistics. `failure`: this rank
+    failed before the call; it takes part only to make every rank raise."""
+    device = _transfer_device()
+    reads: list[Box] = []
+    transfers = []  # (key, part, buffer): rows this rank sends or receives, in plan order
+    copies_back = []  # (dest rows, buffer) to fill after receiving
+    stats = {"bytes_read": 0, "chunks_read": 0, "missing_keys": []}
+    try:
+        if failure is not None:
+            raise failure
+        mine = {}
+        for key, box in boxes:
+            if key in plan.parts and key not in mine:
+                mine[key] = box
+            else:  # not shared, or a second destination of the same box on this rank
+                reads.append(box)
+        for key in sorted(mine):
+            box = mine[key]
+            start0 = box.offsets[0] if box.offsets else 0
+            saved = saved_dtypes.get(box.name, box.dest.dtype)
+            for part in plan.parts[key]:
+                dest = _rows(box.dest, start0, part.rows)
+                direct = (dest.device == device and dest.dtype == saved and dest.is_contiguous())
+                buf = dest if direct else torch.empty(dest.shape, dtype=saved, device=device)
+                if part.reader == rank:
+                    offsets = list(box.offsets)
+                    if offsets:
+                        offsets[0] = part.rows[0]
+                    reads.append(Box(box.name, dest, box.global_shape, offsets))
+                    if not direct:
+                        copies_back.append(("send", dest, buf))
+                else:
+                    if not direct:
+                        copies_back.append(("recv", dest, buf))
+                transfers.append((key, part, buf))
+        stats = read_boxes(store, checkpoint, reads, saved_dtypes, verify=verify, threads=threads)
+        with torch.no_grad():
+            for kind, dest, buf in copies_back:
+                if kind == "send":
+                    buf.copy_(dest)
+    except BaseException as e:  # held until every rank knows (raising now would leave the others waiting)
+        failure = e
+
+    # 2. Agree on success.
+    world = dist.get_world_size(group)
+    flags = torch.tensor([0 if failure else 1], dtype=torch.int64, device=device)
+    gathered = [torch.empty_like(flags) for _ in range(world)]
+    dist.all_gather(gathered, flags, group=group)
+    failed = [r for r, f in enumerate(gathered) if int(f.item()) == 0]
+    if failure is not None:
+        raise failure
+    if failed:
+        raise _core.Error(f"load of checkpoint '{checkpoint}' failed on rank(s) {', '.join(map(str, failed))} "
+                          f"(this is rank {rank}); see their errors")
+
+    # 3. Move the shared rows from their readers to the other ranks that need them.
+    ops = []
+    for key, part, buf in transfers:
+        t = buf.reshape(1) if buf.dim() == 0 else buf
+        if part.reader == rank:
+            for peer in plan.needers[key]:
+                if peer != rank:
+                    ops.append(dist.P2POp(dist.isend, t, peer, group))
+        else:
+            ops.append(dist.P2POp(dist.irecv, t, part.reader, group))
+    if ops:
+        for w in dist.batch_isend_irecv(ops):
+            w.wait()
+    with torch.no_grad():
+        for kind, dest, buf in copies_back:
+            if kind == "recv":
+                dest.copy_(buf)
+    if device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()
+    return stats
