@@ -81,11 +81,12 @@ class PyCallback {
           py::gil_scoped_acquire gil;
           delete p;
         }) {}
+  // Calls it and drops the result (under the GIL).
   template <typename... Args>
-  py::object call(Args&&... args) const {
+  void call(Args&&... args) const {
     py::gil_scoped_acquire gil;
     try {
-      return (*f_)(std::forward<Args>(args)...);
+      (*f_)(std::forward<Args>(args)...);
     } catch (py::error_already_set& e) {
       throw tessera::Error(what_ + ": " + e.what());
     }

@@ -24,6 +24,7 @@ largest state staged, see stage_state_dict).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -100,6 +101,13 @@ class Arena:
         self._cv = threading.Condition()
         self.pinned = pinned_available()
 
+    def _forget(self) -> None:
+        """In a forked child: start empty. Shared blocks are still mapped in
+        the parent, which would see this process's writes."""
+        self._blocks, self._free, self._pending = [], [], []
+        self._leased = 0
+        self._cv = threading.Condition()
+
     # -- inspection ---------------------------------------------------------
     @property
     def capacity(self) -> int:
@@ -151,7 +159,7 @@ class Arena:
         n = _pow2_at_least(size, self.block_bytes)
         self.blocks_added += 1
         if self.shared:
-            block = torch.empty(n, dtype=torch.uint8).share_memory_()
+            block = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(n))
             if self.pinned:
                 import torch.cuda._pin_memory_utils as pin_memory_utils
                 pin_memory_utils.pin_memory(block.data_ptr(), n)
@@ -247,6 +255,14 @@ stage_host_tensors = False
 SAVE = Arena("save", SAVE_BYTES)
 LOAD = Arena("load", LOAD_BYTES)
 ASYNC = Arena("async", None, shared=True)
+
+
+def _after_fork_in_child() -> None:
+    for arena in (SAVE, LOAD, ASYNC):
+        arena._forget()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def contiguous_strides(shape) -> list[int]:

@@ -115,6 +115,15 @@ def async_save(state_dict: dict, store, checkpoint: str, **options) -> concurren
     return future
 
 
+def _after_fork_in_child() -> None:  # the background thread does not exist in a forked child
+    global _async_executor
+    _async_executor = None
+    _async_saves.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _wait_for_async_saves() -> None:
     while _async_saves:
         f = _async_saves.pop(0)

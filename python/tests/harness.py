@@ -28,12 +28,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank, fn, world, port, args):
+def _rank_main(rank, fn, world, port, args, gpus=False):
     import torch
     import torch.distributed as dist
-    torch.set_num_threads(1)  # several ranks share a couple of cores
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=180))
+    if gpus:  # one GPU per rank; CUDA tensors over NCCL, CPU tensors over Gloo
+        torch.cuda.set_device(rank)
+    else:
+        torch.set_num_threads(1)  # several ranks share a couple of cores
+    dist.init_process_group("cpu:gloo,cuda:nccl" if gpus else "gloo", init_method=f"tcp://127.0.0.1:{port}",
+                            rank=rank, world_size=world, timeout=datetime.timedelta(seconds=180),
+                            device_id=torch.device("cuda", rank) if gpus else None)
     try:
         fn(rank, world, *args)
         dist.barrier()
@@ -46,6 +50,12 @@ def run_ranks(fn, world: int, *args) -> None:
     The parent has not started torch threads, so fork is safe and fast."""
     mp.start_processes(_rank_main, args=(fn, world, free_port(), args), nprocs=world, join=True,
                        start_method="fork")
+
+
+def run_gpu_ranks(fn, world: int, *args) -> None:
+    """run_ranks with one GPU per rank (NCCL for CUDA tensors), in spawned processes."""
+    mp.start_processes(_rank_main, args=(fn, world, free_port(), args, True), nprocs=world, join=True,
+                       start_method="spawn")
 
 
 def tmpdir() -> str:
