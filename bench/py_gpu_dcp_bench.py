@@ -283,8 +283,18 @@ def measure_saves(env, scenario, model, opt, extra):
     extra = dict(extra, state_bytes=state_bytes(model, opt))
     for backend, path in paths(env, scenario).items():
         env.sync_disk()
-        t = env.timed(lambda: dcp.save(state, storage_writer=writer(backend, path, "sync")))
-        env.log(scenario=scenario, op="save", backend=backend, seconds=t, written_bytes=env.du(path), **extra)
+        with RssPeak() as rss:
+            t = env.timed(lambda: dcp.save(state, storage_writer=writer(backend, path, "sync")))
+        env.log(scenario=scenario, op="save", backend=backend, seconds=t, written_bytes=env.du(path),
+                rss_growth=env.reduce([rss.growth], dist.ReduceOp.MAX)[0], **extra)
+    for backend in BACKENDS:  # a second synchronous save: the steady state (one-time costs paid)
+        path = os.path.join(env.a.dir, scenario, f"{backend}-sync-2")
+        env.sync_disk()
+        with RssPeak() as rss:
+            t = env.timed(lambda: dcp.save(state, storage_writer=writer(backend, path, "sync-2")))
+        env.log(scenario=scenario, op="save2", backend=backend, seconds=t, written_bytes=env.du(path),
+                rss_growth=env.reduce([rss.growth], dist.ReduceOp.MAX)[0], **extra)
+        env.rmtree(path)
     for i in (1, 2):
         for backend in BACKENDS:
             path = os.path.join(env.a.dir, scenario, f"{backend}-async-{i}")
@@ -298,6 +308,37 @@ def measure_saves(env, scenario, model, opt, extra):
             env.log(scenario=scenario, op=f"async{i}", backend=backend, seconds=total, blocked_s=blocked,
                     written_bytes=env.du(path), **extra)
             env.rmtree(path)
+
+
+class RssPeak:
+    """Peak growth of this process's resident memory (VmRSS) while the block
+    runs, sampled every 5 ms: host memory a save holds (pinned staging included)."""
+
+    def __enter__(self):
+        import threading
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.growth = self.peak - self.base
 
 
 def poison(model, opt):
@@ -330,6 +371,10 @@ def measure_load(env, scenario, op, build, extra=None):
                              rchar=[x[0] for x in io], read_bytes=[x[1] for x in io], **extra)
         if backend == "tessera":
             recs[backend]["tessera_bytes_read"] = sum(x[2] for x in io)
+            st = getattr(rd, "last_stats", {}) or {}
+            if "exchange_seconds" in st:  # read once: reading vs moving rows between ranks (max over ranks)
+                r, x = env.reduce([st["read_seconds"], st["exchange_seconds"]], dist.ReduceOp.MAX, torch.float64)
+                recs[backend].update(read_seconds=r, exchange_seconds=x, transfers=st["transfers"])
         loaded[backend] = (model, opt)
     a = dict(leaves(get_state_dict(*loaded["dcp"])))
     b = dict(leaves(get_state_dict(*loaded["tessera"])))
@@ -422,6 +467,10 @@ def summary(path):
                         if load else f"{c['written_bytes'] / unit:.2f}")
         cols.append(f"{x[1]['mismatches']}/{x[1]['compared']}" if x[1] and "mismatches" in x[1] else "")
         print(f"{scenario + ' ' + op:<34}" + "".join(f"{c:>11}" for c in cols))
+    for (scenario, op), cells in rows.items():
+        if all(c and "rss_growth" in c for c in (cells.get(b) for b in BACKENDS)):
+            print(f"{scenario} {op}: host memory growth during the save (VmRSS peak, max over ranks): "
+                  + ", ".join(f"{b} {cells[b]['rss_growth'] / 2**30:.2f} GiB" for b in BACKENDS))
     if any(r.get("unloaded") for r in recs):
         print("note: some DCP-loaded tensors were never written (still POISON): see 'unloaded' in the JSON lines")
     if any(r.get("dropped_caches") is False for r in recs):

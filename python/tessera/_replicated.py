@@ -4,7 +4,8 @@ model), the box's rows are split among those ranks at chunk edges, each
 rank reads its rows from storage, and the rows travel to the other ranks
 that need them over the process group (point-to-point: NCCL for CUDA, Gloo
 on CPU-only jobs). Storage then serves each byte once per job instead of
-once per replica.
+once per replica. Readers are balanced by the stored (compressed) bytes
+they fetch.
 
     plan = plan_read_once(boxes_of_every_rank, describe_of_checkpoint)   # same on every rank
     read_once(store, ckpt, my_boxes, plan, rank, saved_dtypes, group)    # collective
@@ -27,6 +28,7 @@ Boxes smaller than MIN_SHARED_BYTES are read by every rank that needs them
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import torch
 import torch.distributed as dist
@@ -103,7 +105,9 @@ def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, dict]) -> 
             ranges = _split_rows(start[0], start[0] + lengths[0], len(ranks), info.get("row_starts", []))
         else:
             ranges = [(0, 1)]
-        row_bytes = numel * itemsize // max(lengths[0], 1) if lengths else numel * itemsize
+        # Balance by the bytes a reader fetches: stored (compressed) bytes, not logical.
+        ratio = info.get("stored_bytes", 0) / info["logical_bytes"] if info.get("logical_bytes") else 1.0
+        row_bytes = (numel * itemsize // max(lengths[0], 1) if lengths else numel * itemsize) * ratio
         parts = []
         for a, b in sorted(ranges, key=lambda r: (-(r[1] - r[0]), r[0])):  # largest first, to the least loaded
             reader = min(ranks, key=lambda r: (load[r], r))
@@ -169,7 +173,9 @@ def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]],
                     if not direct:
                         copies_back.append(("recv", dest, buf))
                 transfers.append((key, part, buf))
+        t0 = time.perf_counter()
         stats = read_boxes(store, checkpoint, reads, saved_dtypes, verify=verify, threads=threads)
+        stats["read_seconds"] = time.perf_counter() - t0
         with torch.no_grad():
             for kind, dest, buf in copies_back:
                 if kind == "send":
@@ -190,22 +196,31 @@ def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]],
                           f"(this is rank {rank}); see their errors")
 
     # 3. Move the shared rows from their readers to the other ranks that need them.
-    ops = []
+    t0 = time.perf_counter()
+    # Boxes every rank needs go by broadcast (rings over all links: far faster
+    # than many point-to-point sends over NCCL), the others point to point.
+    # Every rank posts its broadcasts in the same (plan) order.
+    ops, works = [], []
     for key, part, buf in transfers:
         t = buf.reshape(1) if buf.dim() == 0 else buf
-        if part.reader == rank:
+        if len(plan.needers[key]) == world:
+            works.append(dist.broadcast(t, src=part.reader, group=group, async_op=True))
+        elif part.reader == rank:
             for peer in plan.needers[key]:
                 if peer != rank:
                     ops.append(dist.P2POp(dist.isend, t, peer, group))
         else:
             ops.append(dist.P2POp(dist.irecv, t, part.reader, group))
     if ops:
-        for w in dist.batch_isend_irecv(ops):
-            w.wait()
+        works += dist.batch_isend_irecv(ops)
+    for w in works:
+        w.wait()
     with torch.no_grad():
         for kind, dest, buf in copies_back:
             if kind == "recv":
                 dest.copy_(buf)
     if device.type == "cuda":
         torch.cuda.current_stream(device).synchronize()
+    stats["exchange_seconds"] = time.perf_counter() - t0
+    stats["transfers"] = len(ops) + len(works)
     return stats

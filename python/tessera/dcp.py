@@ -250,7 +250,9 @@ class StorageReader(_DcpReader):
     tessera.save) saved it. dcp.load's checkpoint_id, when given, replaces
     the checkpoint name. `verify` checks every chunk read (default True).
 
-    After read_data, `bytes_read` holds the bytes this rank read from packs.
+    After read_data, `bytes_read` holds the bytes this rank read from packs,
+    and `last_stats` this rank's read statistics (with read_once: the seconds
+    spent reading and exchanging, and the number of transfers).
     """
 
     def __init__(self, store, checkpoint: str, *, verify: bool = True, threads: int = 0, read_once: bool = True):
@@ -261,6 +263,7 @@ class StorageReader(_DcpReader):
         self.threads = threads
         self.read_once = read_once
         self.bytes_read = 0
+        self.last_stats: dict = {}
         self.rank = 0
         self._store: _core.Store | None = None
         self._kinds: dict[str, str] = {}
@@ -387,6 +390,7 @@ class StorageReader(_DcpReader):
             stats = read_boxes(store, self.checkpoint, [b for _, b in boxes], saved, verify=self.verify,
                                threads=self.threads)
         self.bytes_read += stats["bytes_read"]
+        self.last_stats = stats
         for it, (_, box) in zip(items, boxes):
             planner.commit_tensor(it, box.dest)
 
