@@ -107,16 +107,6 @@ class PyCallback {
   std::shared_ptr<py::object> f_;
 };
 
-Shape contiguous_strides_of(const Shape& sizes) {
-  Shape strides(sizes.size());
-  int64_t s = 1;
-  for (size_t d = sizes.size(); d-- > 0;) {
-    strides[d] = s;
-    s *= std::max<int64_t>(sizes[d], 1);
-  }
-  return strides;
-}
-
 // A staged entry ("s", see the top of the file).
 tessera::TensorEntry staged_entry(const std::string& name, const py::tuple& t) {
   if (t.size() != 11) throw tessera::InvalidArgument("entry '" + name + "': malformed staged description");
@@ -125,7 +115,7 @@ tessera::TensorEntry staged_entry(const std::string& name, const py::tuple& t) {
   v.dtype = t[2].cast<std::string>();
   v.elem_size = t[3].cast<size_t>();
   v.sizes = to_shape(t[4]);
-  v.strides = contiguous_strides_of(v.sizes);
+  v.strides = tessera::TensorView::contiguous(v.dtype, v.elem_size, nullptr, v.sizes).strides;
   v.global_shape = to_shape(t[5]);
   v.offsets = to_shape(t[6]);
   v.replica_index = t[7].cast<int64_t>();

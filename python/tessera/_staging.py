@@ -211,16 +211,19 @@ class Arena:
         self._leased -= lease.size
 
     def _reclaim(self, block_on_oldest: bool) -> None:
-        """Frees the ranges whose events have completed (waiting for the oldest one if asked)."""
+        """Frees the ranges whose events have completed (first waiting for the
+        oldest one, if asked). REQUIRES: self._cv held; it is released while waiting."""
+        if block_on_oldest and self._pending:
+            event, lease = self._pending.pop(0)  # taken out first: no other thread frees it too
+            self._cv.release()
+            try:
+                event.synchronize()
+            finally:
+                self._cv.acquire()
+            self._free_range(lease)
         keep = []
-        for i, (event, lease) in enumerate(self._pending):
-            if (block_on_oldest and i == 0) or event.query():
-                if block_on_oldest and i == 0:
-                    self._cv.release()
-                    try:
-                        event.synchronize()
-                    finally:
-                        self._cv.acquire()
+        for event, lease in self._pending:
+            if event.query():
                 self._free_range(lease)
             else:
                 keep.append((event, lease))
@@ -379,6 +382,7 @@ class LoadStaging:
         for e in self.events:
             e.synchronize()
         self.events.clear()
+        self.arena.drain()  # their ranges are free now
 
 
 class StagedStateDict(dict):
@@ -408,17 +412,33 @@ def _rebuild_dtensor(local: torch.Tensor, spec):
     return DTensor(local, spec, requires_grad=False)
 
 
-def _picklable(v):
+def _map_tensors(v, on_dtensor, on_tensor):
+    """`v` (nested dicts, lists, tuples) with each DTensor and tensor replaced
+    by what the functions make of it; other values as they are."""
     from torch.distributed.tensor import DTensor
     if isinstance(v, DTensor):
-        return _DTensorParts(v._local_tensor, v._spec)
+        return on_dtensor(v)
+    if isinstance(v, torch.Tensor):
+        return on_tensor(v)
     if isinstance(v, dict):
-        return {k: _picklable(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_picklable(x) for x in v]
-    if isinstance(v, tuple):
-        return tuple(_picklable(x) for x in v)
+        return {k: _map_tensors(x, on_dtensor, on_tensor) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_map_tensors(x, on_dtensor, on_tensor) for x in v)
     return v
+
+
+def _picklable(v):
+    return _map_tensors(v, lambda d: _DTensorParts(d._local_tensor, d._spec), lambda t: t)
+
+
+def readable(name: str, t: torch.Tensor) -> torch.Tensor:
+    """`t` detached, with its conjugate/negative bits resolved; a dense (strided) tensor or an error naming it."""
+    if t.layout != torch.strided:
+        raise ValueError(f"tensor '{name}': layout {t.layout} is not supported (dense tensors only)")
+    t = t.detach()
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    return t
 
 
 def stage_state_dict(state_dict: dict, arena: Arena | None = None, timeout: float | None = None) -> StagedStateDict:
@@ -439,11 +459,7 @@ def stage_state_dict(state_dict: dict, arena: Arena | None = None, timeout: floa
     events: dict = {}
 
     def stage(t: torch.Tensor) -> torch.Tensor:
-        if t.layout != torch.strided:
-            raise ValueError(f"layout {t.layout} is not supported (dense tensors only)")
-        t = t.detach()
-        if t.is_conj() or t.is_neg():
-            t = t.resolve_conj().resolve_neg()
+        t = readable("(staged)", t)
         lease = arena.take(nbytes_of(t))
         leases.append(lease)
         host = lease.view(t.dtype, t.shape)
@@ -456,21 +472,9 @@ def stage_state_dict(state_dict: dict, arena: Arena | None = None, timeout: floa
             host.copy_(t)
         return host
 
-    def walk(v):
-        if isinstance(v, DTensor):
-            return DTensor(stage(v._local_tensor), v._spec, requires_grad=False)
-        if isinstance(v, torch.Tensor):
-            return stage(v)
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [walk(x) for x in v]
-        if isinstance(v, tuple):
-            return tuple(walk(x) for x in v)
-        return v
-
     try:
-        staged = StagedStateDict(walk(state_dict))
+        staged = StagedStateDict(_map_tensors(
+            state_dict, lambda d: DTensor(stage(d._local_tensor), d._spec, requires_grad=False), stage))
         for device in events:
             with torch.cuda.device(device):
                 e = torch.cuda.Event()
@@ -496,11 +500,7 @@ def save_entry(name: str, t: torch.Tensor, staging: SaveStaging, keep: list, glo
     through `staging` when its bytes are needed; a CPU tensor is described in
     place. Tensors the entry points into are appended to `keep` (keep it alive
     for the call)."""
-    if t.layout != torch.strided:
-        raise ValueError(f"tensor '{name}': layout {t.layout} is not supported (dense tensors only)")
-    t = t.detach()
-    if t.is_conj() or t.is_neg():
-        t = t.resolve_conj().resolve_neg()
+    t = readable(name, t)
     if t.device.type not in ("cpu", "cuda"):
         t = t.to("cpu")
     keep.append(t)

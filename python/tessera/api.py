@@ -16,9 +16,15 @@ checkpoint saved through tessera.dcp loads here. Entries:
 - Stateful objects (state_dict()/load_state_dict(), e.g. modules and DCP's
   AppState) stand for their state dict, as in DCP.
 
-Several ranks: save() is a collective over the default process group (it
-runs tessera's save protocol over the group's Store, see _dist.py); load()
-needs no communication at all.
+Several ranks: save() and async_save() are collectives over the default
+process group (tessera's save protocol over the group's Store, see
+_dist.py). load() is one too by default (read_once): boxes several ranks
+need are read once and sent between them (_replicated.py); with
+read_once=False it needs no communication at all.
+
+CUDA tensors pass through tessera's pinned staging (_staging.py): bounded
+and pipelined for save(), one state's worth for async_save(), waves for
+load().
 """
 from __future__ import annotations
 
