@@ -470,6 +470,49 @@ TEST_CASE("an existing checkpoint name is refused and the earlier checkpoint is 
   CHECK(l.w == f.w);
 }
 
+TEST_CASE("overwrite replaces a checkpoint in the commit; a failing overwrite leaves the old one") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "c", f.options());
+  save(f.state(), store, "other", f.options());
+  const std::vector<float> old_w = f.w;
+  SaveOptions o = f.options();
+  o.overwrite = true;
+
+  // A failing overwrite (full disk while writing): "c" is still the old state.
+  f.w[0] = 42;
+  int writes = 0;
+  io::set_write_fault_hook([&](const std::string&, size_t) { return ++writes > 1 ? ENOSPC : 0; });
+  CHECK(has(error_of([&] { save(f.state(), store, "c", o); }), "No space left on device"));
+  io::set_write_fault_hook(nullptr);
+  Loaded l;
+  load(l.sd, store, "c");
+  CHECK(l.w == old_w);
+
+  // A failing commit (inconsistent parts) leaves it too.
+  {
+    StateDict bad = f.state();
+    auto& e = std::get<TensorEntry>(bad.entries().at("model.w"));
+    e.view.global_shape[0] += 1;  // this rank's rows no longer tile the tensor
+    CHECK(has(error_of([&] { save(bad, store, "c", o); }), "do not tile"));
+    load(l.sd, store, "c");
+    CHECK(l.w == old_w);
+  }
+
+  // The overwrite: same name, new contents, committed after the others; nothing else changes.
+  SaveResult r = save(f.state(), store, "c", o);
+  CHECK(r.chunks_written >= 1);
+  load(l.sd, store, "c");
+  CHECK(l.w == f.w);
+  auto names = store.checkpoints();
+  REQUIRE(names.size() == 2);
+  CHECK(names[0].name == "other");
+  CHECK(names[1].name == "c");
+  load(l.sd, store, "other");
+  CHECK(l.w == old_w);
+  CHECK(verify(store).ok());
+}
+
 TEST_CASE("dedup: saving the same state twice writes no chunk data the second time") {
   Fixture f;
   Store store = Store::open(f.dir.path());

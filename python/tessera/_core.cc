@@ -193,6 +193,7 @@ tessera::SaveOptions save_options(const py::dict& kw) {
     else if (key == "metadata") o.metadata = v.cast<std::string>();
     else if (key == "world_size") o.world_size = v.cast<int64_t>();
     else if (key == "keep_last") o.keep_last = v.cast<int64_t>();
+    else if (key == "overwrite") o.overwrite = v.cast<bool>();
     else throw tessera::InvalidArgument("unknown save option '" + key + "'");
   }
   return o;

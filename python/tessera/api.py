@@ -138,7 +138,7 @@ def _wait_for_async_saves() -> None:
 
 def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
          dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
-         timeout: float = 300.0) -> dict:
+         timeout: float = 300.0, overwrite: bool = False) -> dict:
     """Saves `state_dict` as `checkpoint` of `store` (a path or tessera.Store).
 
     With a default process group of several ranks this is a collective: every
@@ -151,15 +151,20 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
     reused): each is copied when a writer thread first needs it, and its
     staging is reused once its chunks are written. Waits first for
     async_save()s in flight (saves keep their call order).
+
+    overwrite: saving to a name that exists replaces it in the commit's
+    transaction (the old checkpoint stays loadable until then, and stays as
+    it was if the save fails). Default False: names are immutable and such a
+    save raises tessera.AlreadyExistsError.
     """
     _wait_for_async_saves()
     return _save(state_dict, store, checkpoint, compression=compression, chunk_bytes=chunk_bytes, dedup=dedup,
-                 threads=threads, keep_last=keep_last, metadata=metadata, timeout=timeout)
+                 threads=threads, keep_last=keep_last, metadata=metadata, timeout=timeout, overwrite=overwrite)
 
 
 def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
           dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
-          timeout: float = 300.0) -> dict:
+          timeout: float = 300.0, overwrite: bool = False) -> dict:
     rank, world = _rank_world()
     path = _store_path(store)
     staging = _staging.SaveStaging()
@@ -175,7 +180,7 @@ def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto"
         meta = dict(metadata or {})
         meta[METADATA_KEY] = {"format": "tessera.save", "torch_saved": sorted(torch_saved)}
         opts = dict(compression=compression, dedup=dedup, threads=threads, keep_last=keep_last,
-                    metadata=json.dumps(meta))
+                    metadata=json.dumps(meta), overwrite=overwrite)
         if chunk_bytes is not None:
             opts["chunk_bytes"] = chunk_bytes
         if world > 1:

@@ -50,6 +50,35 @@ the others over the default process group (NCCL for CUDA, Gloo on CPU-only
 jobs), so storage serves each byte once. A failure on any rank raises on
 every rank. read_once=False turns this off (each rank reads all it needs);
 it is off by itself when dcp.load runs over a group other than the default one.
+
+DCP's FileSystemWriter / FileSystemReader options and protocol, and what
+tessera does with each (torch 2.11):
+  overwrite            supported, default True as in DCP: saving to a name that
+                       exists replaces it atomically in the commit transaction
+                       (the old checkpoint stays loadable until then, and
+                       intact if the save fails; unchanged chunks are shared,
+                       the rest left to gc). overwrite=False raises
+                       AlreadyExistsError on every rank before anything is
+                       written. (tessera.save defaults to False: immutable names.)
+  storage_meta         supported: StorageMeta(checkpoint_id=the checkpoint name,
+                       save_id) is stored with the checkpoint; read_metadata()
+                       returns it with the reader's load_id.
+  save_id / load_id    a fresh uuid per writer / reader and per reset().
+  reset(checkpoint_id) supported: checkpoint_id becomes the checkpoint name.
+  validate_checkpoint_id  always False: a store path plus a name, so DCP never
+                       picks tessera by itself from a bare checkpoint_id.
+  thread_count         `threads` (0: one per core; DCP's default is 1).
+  single_file_per_rank meaningless: chunks go into packs, each writer thread of
+                       each rank filling its own; not accepted.
+  sync_files           always on: packs and the catalog are fsynced before a
+                       checkpoint is visible; not accepted.
+  per_thread_copy_ahead, cache_staged_state_dict
+                       meaningless: tessera stages through its own pinned
+                       arenas, always reused (see GPU state); not accepted.
+  _extensions / _extension_registry
+                       not supported: tessera's codecs are `compression`
+                       ("auto", "none", "lz4", "shuffle-lz4", "shuffle-huffman").
+Options not accepted raise TypeError (an unexpected keyword argument).
 """
 from __future__ import annotations
 
@@ -59,13 +88,14 @@ import io
 import json
 import os
 import pickle
+import uuid
 from typing import Any
 
 import torch
 from torch.distributed.checkpoint import StorageReader as _DcpReader
 from torch.distributed.checkpoint import StorageWriter as _DcpWriter
 from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata, Metadata,
-                                                   TensorProperties, TensorStorageMetadata)
+                                                   StorageMeta, TensorProperties, TensorStorageMetadata)
 from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, LoadPlanner, SavePlan, SavePlanner, WriteItemType
 from torch.distributed.checkpoint.staging import AsyncStager
 from torch.distributed.checkpoint.storage import WriteResult
@@ -112,14 +142,18 @@ class StorageWriter(_DcpWriter, AsyncStager):
 
     Options as for tessera.save: compression ("auto", "none", "lz4",
     "shuffle-lz4", "shuffle-huffman"), chunk_bytes, dedup, threads, keep_last,
-    and metadata (a dict recorded with the checkpoint).
+    and metadata (a dict recorded with the checkpoint); overwrite (default
+    True, DCP's default and meaning: see the module doc).
     """
 
     def __init__(self, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
-                 dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None):
+                 dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
+                 overwrite: bool = True):
         super().__init__()
         self.store_path = _store_path(store)
         self.checkpoint = checkpoint
+        self.overwrite = overwrite
+        self.save_id = str(uuid.uuid4())
         self.options = dict(compression=compression, dedup=dedup, threads=threads)
         if chunk_bytes is not None:
             self.options["chunk_bytes"] = chunk_bytes
@@ -159,6 +193,12 @@ class StorageWriter(_DcpWriter, AsyncStager):
         if checkpoint_id is not None:
             self.checkpoint = os.fspath(checkpoint_id)
         self.last_stats = self.commit_stats = None
+        self.save_id = str(uuid.uuid4())
+
+    @property
+    def checkpoint_id(self) -> str:
+        """The checkpoint name this writer saves (DCP's checkpoint_id)."""
+        return self.checkpoint
 
     def set_up_storage_writer(self, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
         self.is_coordinator = is_coordinator
@@ -166,7 +206,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
         if is_coordinator:  # creates the store, and fails early (on every rank, via DCP) for a taken name
             store = _core.Store(self.store_path)
             names = {c["name"] for c in store.checkpoints()}
-            if self.checkpoint in names:
+            if self.checkpoint in names and not self.overwrite:
                 raise _core.AlreadyExistsError(
                     f"checkpoint '{self.checkpoint}' already exists in store '{self.store_path}'")
 
@@ -225,19 +265,21 @@ class StorageWriter(_DcpWriter, AsyncStager):
                      for m in wr.storage_data.manifests]
         torch_saved = sorted(fqn for fqn, md in metadata.state_dict_metadata.items()
                              if isinstance(md, BytesStorageMetadata))
+        metadata = dataclasses.replace(metadata, storage_meta=self.storage_meta())
         meta = dict(self.user_metadata)
         meta[METADATA_KEY] = {"format": "dcp", "torch_saved": torch_saved, "dcp_metadata": encode_metadata(metadata)}
         store = _core.Store(self.store_path)
         try:
             self.commit_stats = _core.commit_parts(store, self.checkpoint, manifests, metadata=json.dumps(meta),
-                                                   world_size=len(results), keep_last=self.keep_last)
+                                                   world_size=len(results), keep_last=self.keep_last,
+                                                   overwrite=self.overwrite)
         except BaseException:
             for m in manifests:  # every rank's packs: they are garbage now
                 _core.discard_part(store, m)
             raise
 
-    def storage_meta(self):
-        return None
+    def storage_meta(self) -> StorageMeta:
+        return StorageMeta(checkpoint_id=self.checkpoint, save_id=self.save_id)
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike) -> bool:
@@ -262,6 +304,7 @@ class StorageReader(_DcpReader):
         self.verify = verify
         self.threads = threads
         self.read_once = read_once
+        self.load_id = str(uuid.uuid4())
         self.bytes_read = 0
         self.last_stats: dict = {}
         self.rank = 0
@@ -277,6 +320,12 @@ class StorageReader(_DcpReader):
         self._store = None
         self.bytes_read = 0
         self._kinds, self._dtypes = {}, {}
+        self.load_id = str(uuid.uuid4())
+
+    @property
+    def checkpoint_id(self) -> str:
+        """The checkpoint name this reader loads (DCP's checkpoint_id)."""
+        return self.checkpoint
 
     def _open(self) -> _core.Store:
         if self._store is None:
@@ -320,6 +369,9 @@ class StorageReader(_DcpReader):
                 chunks=[ChunkStorageMetadata(offsets=torch.Size([0] * len(shape)), sizes=shape)])
         md.state_dict_metadata = catalog
         md.storage_data = None
+        if getattr(md, "storage_meta", None) is None:  # saved natively, or by an older tessera
+            md.storage_meta = StorageMeta(checkpoint_id=self.checkpoint)
+        md.storage_meta.load_id = self.load_id
         return md
 
     def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:

@@ -113,9 +113,9 @@ class _FailingWriter(StorageWriter):
 def _failures(rank, world, store):
     sd = states.state(states.mesh1d(), 0)
     dcp.save(sd, storage_writer=StorageWriter(store, "ok"))
-    # An existing name: refused on every rank, nothing changed.
-    harness.expect_raises(CheckpointException, dcp.save, sd, storage_writer=StorageWriter(store, "ok"),
-                          match="already exists")
+    # An existing name with overwrite=False: refused on every rank, nothing changed.
+    harness.expect_raises(CheckpointException, dcp.save, sd,
+                          storage_writer=StorageWriter(store, "ok", overwrite=False), match="already exists")
     # A rank raising while writing: every rank raises, no checkpoint appears.
     harness.expect_raises(CheckpointException, dcp.save, sd, storage_writer=_FailingWriter(store, "half"),
                           match="disk on fire")
@@ -133,6 +133,87 @@ def _failures(rank, world, store):
 
 def test_dcp_failures():
     harness.run_ranks(_failures, 2, os.path.join(harness.tmpdir(), "store"))
+
+
+class _App:
+    """A Stateful over a state dict, as DCP users wrap model and optimizer."""
+
+    def __init__(self, sd):
+        self.sd = sd
+
+    def state_dict(self):
+        return self.sd
+
+    def load_state_dict(self, sd):
+        self.sd = sd
+
+
+def _overwrite(rank, world, store):
+    from torch.distributed.checkpoint.stateful import Stateful
+    Stateful.register(_App)
+    for salt in (1, 2, 3):  # DCP's habit: saving in a loop into one checkpoint id
+        dcp.save(states.state(states.mesh1d(), 0, salt=salt), storage_writer=StorageWriter(store, "ckpt"))
+    assert [c["name"] for c in tessera.Store(store, read_only=True).checkpoints()] == ["ckpt"]
+    got = states.state(states.mesh1d(), 1, zeros=True)
+    dcp.load(got, storage_reader=StorageReader(store, "ckpt"))
+    states.check_state(got, salt=3)
+
+    # An overwrite that fails on one rank leaves the old checkpoint as it was.
+    harness.expect_raises(CheckpointException, dcp.save, states.state(states.mesh1d(), 0, salt=4),
+                          storage_writer=_FailingWriter(store, "ckpt"), match="disk on fire")
+    got = states.state(states.mesh1d(), 1, zeros=True)
+    dcp.load(got, storage_reader=StorageReader(store, "ckpt"))
+    states.check_state(got, salt=3)
+
+    # tessera.save keeps names immutable unless asked.
+    harness.expect_raises(tessera.AlreadyExistsError, tessera.save, states.state(states.mesh1d(), 0, salt=5), store,
+                          "ckpt", match="already exists")
+    tessera.save(states.state(states.mesh1d(), 0, salt=5), store, "ckpt", overwrite=True)
+    got = states.state(states.mesh1d(), 1, zeros=True)
+    tessera.load(got, store, "ckpt")
+    states.check_state(got, salt=5)
+
+    # Stateful and non-stateful loads of the same checkpoint, both ways.
+    dcp.save({"app": _App(states.state(states.mesh1d(), 0, salt=6))}, storage_writer=StorageWriter(store, "app"))
+    plain = {"app": states.state(states.mesh1d(), 1, zeros=True)}
+    dcp.load(plain, storage_reader=StorageReader(store, "app"))
+    states.check_state(plain["app"], salt=6)
+    app = _App(states.state(states.mesh1d(), None, zeros=True))  # replicated DTensors this time
+    dcp.load({"app": app}, storage_reader=StorageReader(store, "app"))
+    states.check_state(app.sd, salt=6)
+
+    # storage_meta: the checkpoint id and the coordinator's save_id are stored; the reader adds its load_id.
+    w = StorageWriter(store, "meta")
+    dcp.save(states.state(states.mesh1d(), 0), storage_writer=w)
+    r = StorageReader(store, "meta")
+    meta = r.read_metadata().storage_meta
+    assert meta.checkpoint_id == "meta" and meta.load_id == r.load_id, meta
+    ids = [None] * world
+    torch.distributed.all_gather_object(ids, w.save_id)
+    assert meta.save_id == ids[0], (meta, ids)
+    r.reset("ckpt")
+    assert r.read_metadata().storage_meta.load_id == r.load_id != meta.load_id
+
+
+def test_dcp_overwrite_stateful_loads_and_storage_meta():
+    harness.run_ranks(_overwrite, 2, os.path.join(harness.tmpdir(), "store"))
+
+
+def _sharded_to_plain(rank, world, store):
+    from torch.distributed.tensor import Shard, distribute_tensor
+    full = states.full("p", (64, 48), torch.float32)
+    dcp.save({"p": distribute_tensor(full, states.mesh1d(), [Shard(0)])}, storage_writer=StorageWriter(store, "s"))
+    plain = {"p": torch.zeros(64, 48)}  # every rank the whole tensor
+    dcp.load(plain, storage_reader=StorageReader(store, "s"))
+    assert torch.equal(plain["p"], full)
+    dcp.save({"p": full.clone()}, storage_writer=StorageWriter(store, "plain"))  # a plain tensor on every rank
+    cols = {"p": distribute_tensor(torch.zeros(64, 48), states.mesh1d(), [Shard(1)])}
+    dcp.load(cols, storage_reader=StorageReader(store, "plain"))
+    assert torch.equal(cols["p"].full_tensor(), full)
+
+
+def test_dcp_resharding_between_sharded_and_plain_tensors():
+    harness.run_ranks(_sharded_to_plain, 3, os.path.join(harness.tmpdir(), "store"))
 
 
 def _native_save(rank, world, store):

@@ -39,6 +39,12 @@ struct SaveOptions {
   bool dedup = true;
   // Threads that copy, hash and compress (0 = one per core).
   size_t threads = 0;
+  // Saving to a name that exists replaces it: the old checkpoint stays
+  // loadable until the new one commits, then goes in the same transaction
+  // (its chunks are shared with the new one or left to gc). A failed save
+  // leaves it as it was. Default false: names are immutable, and such a save
+  // throws AlreadyExistsError.
+  bool overwrite = false;
   // Recorded with the checkpoint (a JSON object).
   std::string metadata = "{}";
   // Recorded with the checkpoint; the distributed layer sets it.
@@ -61,7 +67,8 @@ struct SaveResult {
 };
 
 // REQUIRES: store opened read-write. Throws AlreadyExistsError if
-// `checkpoint` exists, InvalidArgument naming the entry for malformed input.
+// `checkpoint` exists (unless options.overwrite), InvalidArgument naming the
+// entry for malformed input.
 SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint,
                 const SaveOptions& options = {});
 

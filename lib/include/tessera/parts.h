@@ -38,8 +38,9 @@ struct SavedPart {
 SavedPart write_part(const StateDict& state, Store& store, const SaveOptions& options = {}, int64_t rank = 0);
 
 // REQUIRES: store opened read-write. Commits the parts as `checkpoint`
-// (options.metadata and options.world_size are recorded; keep_last applies).
-// Throws AlreadyExistsError if the name exists, InvalidArgument naming the
+// (options.metadata and options.world_size are recorded; keep_last and
+// overwrite apply). Throws AlreadyExistsError if the name exists (unless
+// options.overwrite), InvalidArgument naming the
 // tensor when the parts do not form a consistent state; the catalog is then
 // unchanged and the caller should discard the parts.
 SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::vector<std::string>& manifests,

@@ -344,7 +344,12 @@ int64_t Catalog::commit(const NewCheckpoint& c) {
     {
       Statement st = db_.prepare("SELECT 1 FROM checkpoints WHERE name = ?1");
       st.bind(1, c.name);
-      if (st.step()) throw CatalogError("checkpoint '" + c.name + "' already exists");
+      if (st.step()) {
+        if (!c.replace_existing) throw CatalogError("checkpoint '" + c.name + "' already exists");
+        // Its tensors, pieces and values go with it (ON DELETE CASCADE); chunk
+        // rows stay, so the new checkpoint may reference them.
+        db_.prepare("DELETE FROM checkpoints WHERE name = ?1").bind(1, c.name).run();
+      }
     }
     if (!c.packs_dir.empty())
       for (const auto& p : c.packs)

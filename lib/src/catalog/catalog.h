@@ -83,6 +83,9 @@ struct NewCheckpoint {
   std::string packs_dir;
   std::vector<TensorRecord> tensors;
   std::vector<ValueRecord> values;
+  // A checkpoint of the same name is deleted in the commit's transaction
+  // (overwrite): readers see the old one until the new one is committed.
+  bool replace_existing = false;
 };
 
 class Catalog {
@@ -117,7 +120,8 @@ class Catalog {
   std::vector<std::string> tensors_using(int64_t checkpoint_id, const ChunkId& id);
 
   // Commits in one transaction. Throws (leaving the catalog unchanged) if the
-  // name exists or a referenced chunk is neither committed nor in `c.packs`.
+  // name exists (unless c.replace_existing) or a referenced chunk is neither
+  // committed nor in `c.packs`.
   int64_t commit(const NewCheckpoint& c);
 
   Db& db() { return db_; }

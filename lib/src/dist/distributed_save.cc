@@ -67,7 +67,7 @@ SaveResult save(const StateDict& state, const std::string& store_path, const std
     try {
       store = Store::open(store_path);
       std::lock_guard lock(store->impl().mu);
-      if (store->impl().catalog.find_checkpoint(checkpoint))
+      if (!opts.overwrite && store->impl().catalog.find_checkpoint(checkpoint))
         throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + store_path + "'");
     } catch (const std::exception& e) {
       plane.set(prefix + "ready", kErrorPrefix + std::string(e.what()));

@@ -24,6 +24,7 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
   c.world_size = options.world_size;
   c.metadata = options.metadata;
   c.packs_dir = store.packs_dir();  // a pack gc removed meanwhile fails the commit
+  c.replace_existing = options.overwrite;
 
   struct Merged {
     catalog::TensorRecord record;
@@ -78,7 +79,7 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
   try {
     store.catalog.commit(c);
   } catch (const catalog::CatalogError& e) {
-    if (store.catalog.find_checkpoint(checkpoint))
+    if (!options.overwrite && store.catalog.find_checkpoint(checkpoint))
       throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + store.path + "'");
     throw StoreError(std::string("store '") + store.path + "': commit of '" + checkpoint + "' failed: " + e.what());
   }

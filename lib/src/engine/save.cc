@@ -12,7 +12,7 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
   if (checkpoint.empty()) throw InvalidArgument("save: the checkpoint name must not be empty");
   {
     std::lock_guard lock(impl.mu);
-    if (impl.catalog.find_checkpoint(checkpoint))
+    if (!options.overwrite && impl.catalog.find_checkpoint(checkpoint))
       throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + impl.path + "'");
   }
   RankManifest m = write_shards(state, impl, options);
