@@ -11,9 +11,12 @@ python.torch_saved, so a loader knows to decode them.
 from __future__ import annotations
 
 import io
+import pickle
 from typing import Any
 
 import torch
+
+from . import _core
 
 METADATA_KEY = "python"  # key of the Python package's object in the checkpoint metadata JSON
 
@@ -55,8 +58,20 @@ def encode_object(v: Any) -> bytes:
     return buf.getvalue()
 
 
-def decode_object(b: bytes) -> Any:
-    return torch.load(io.BytesIO(b), weights_only=False)
+def decode_object(name: str, b: bytes, trust: bool = False) -> Any:
+    """The object a torch.save payload holds. Untrusted (default), only what
+    torch.load(weights_only=True) allows: tensors, numbers, strings, bytes,
+    containers of them, ... never code. `trust` lifts that (arbitrary pickle:
+    only for stores you trust)."""
+    try:
+        return torch.load(io.BytesIO(b), weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        if trust:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise _core.InvalidArgument(
+            f"value '{name}': its torch.save payload holds more than plain data ({first}); it was not "
+            "unpickled. Load with trust_objects=True only if you trust this store") from None
 
 
 # Template values that tell _core.load which value kind to expect.

@@ -223,7 +223,7 @@ def checkpoint_metadata(store: _core.Store, checkpoint: str) -> dict:
 
 
 def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verify: bool = True,
-         threads: int = 0, read_once: bool = True) -> dict:
+         threads: int = 0, read_once: bool = True, trust_objects: bool = False) -> dict:
     """Fills `state_dict` in place from `checkpoint` of `store` (a path or
     tessera.Store): tensors and DTensor shards get the bytes of their boxes,
     values are replaced, Stateful objects get load_state_dict(). Any layout and
@@ -238,6 +238,11 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
     on the boxes, one to agree on success, then point-to-point transfers); a
     failure on any rank raises on every rank. read_once=False: no
     communication at all, each rank reads everything it needs.
+
+    Python objects saved as torch.save bytes come back only if they are plain
+    data (torch.load(weights_only=True): tensors, numbers, strings,
+    containers); anything else raises tessera.InvalidArgument naming the value
+    and nothing from the store is run, unless trust_objects=True.
 
     Raises tessera.NotFoundError for an unknown checkpoint or (strict) keys the
     checkpoint lacks, tessera.InvalidArgument naming the tensor for a shape or
@@ -294,7 +299,7 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
         stats = read_boxes(s, checkpoint, [b for _, b in boxes], {}, verify=verify, threads=threads)
     values = _core.load(s, checkpoint, value_entries, verify=verify)["values"] if value_entries else {}
     for name, v in values.items():
-        set_element(plain, mapping[name], decode_object(v) if name in torch_saved else v)
+        set_element(plain, mapping[name], decode_object(name, v, trust_objects) if name in torch_saved else v)
     for k, obj in stateful.items():
         obj.load_state_dict(plain[k])
     for k in state_dict:

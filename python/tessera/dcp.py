@@ -82,12 +82,10 @@ Options not accepted raise TypeError (an unexpected keyword argument).
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import io
 import json
 import os
-import pickle
 import uuid
 from typing import Any
 
@@ -101,8 +99,8 @@ from torch.distributed.checkpoint.staging import AsyncStager
 from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
-from . import _core, _replicated, _staging
-from ._entries import METADATA_KEY, VALUE_TEMPLATES, encode_object, torch_dtype, unique_rounds
+from . import _core, _dcp_metadata, _replicated, _staging
+from ._entries import METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, torch_dtype, unique_rounds
 from ._reading import Box, read_boxes
 from ._staging import save_entry
 from .api import _store_path, checkpoint_metadata
@@ -117,16 +115,10 @@ class PartManifests:
     manifests: list
 
 
-def encode_metadata(metadata: Metadata) -> str:
-    """DCP's Metadata as stored with a checkpoint (python.dcp_metadata): pickled,
-    base64, without storage_data (the manifests, now in the catalog) and
-    without the saver's chunk lists (the catalog knows where every box is;
-    read_metadata describes each tensor as one whole chunk), so its size does
-    not grow with the number of ranks."""
-    sdm = {k: dataclasses.replace(v, chunks=[]) if isinstance(v, TensorStorageMetadata) else v
-           for k, v in metadata.state_dict_metadata.items()}
-    stored = dataclasses.replace(metadata, state_dict_metadata=sdm, storage_data=None)
-    return base64.b64encode(pickle.dumps(stored)).decode("ascii")
+def encode_metadata(metadata: Metadata) -> dict:
+    """DCP's Metadata as stored with a checkpoint (python.dcp_metadata): plain
+    data, never pickle (see _dcp_metadata.py)."""
+    return _dcp_metadata.encode(metadata)
 
 
 def _done(value: Any) -> Future:
@@ -292,18 +284,25 @@ class StorageReader(_DcpReader):
     tessera.save) saved it. dcp.load's checkpoint_id, when given, replaces
     the checkpoint name. `verify` checks every chunk read (default True).
 
+    Nothing in the store runs code: DCP's Metadata is stored as data, and a
+    non-tensor item reaches DCP's planner (which unpickles it) only if
+    torch.load(weights_only=True) accepts it (plain data); otherwise the load
+    fails naming it, unless trust_objects=True.
+
     After read_data, `bytes_read` holds the bytes this rank read from packs,
     and `last_stats` this rank's read statistics (with read_once: the seconds
     spent reading and exchanging, and the number of transfers).
     """
 
-    def __init__(self, store, checkpoint: str, *, verify: bool = True, threads: int = 0, read_once: bool = True):
+    def __init__(self, store, checkpoint: str, *, verify: bool = True, threads: int = 0, read_once: bool = True,
+                 trust_objects: bool = False):
         super().__init__()
         self.store_path = _store_path(store)
         self.checkpoint = checkpoint
         self.verify = verify
         self.threads = threads
         self.read_once = read_once
+        self.trust_objects = trust_objects
         self.load_id = str(uuid.uuid4())
         self.bytes_read = 0
         self.last_stats: dict = {}
@@ -346,9 +345,7 @@ class StorageReader(_DcpReader):
         store = self._open()
         py = checkpoint_metadata(store, self.checkpoint)
         self._torch_saved = set(py.get("torch_saved", []))
-        md = Metadata(state_dict_metadata={})
-        if "dcp_metadata" in py:
-            md = pickle.loads(base64.b64decode(py["dcp_metadata"]))
+        md = _dcp_metadata.decode(py.get("dcp_metadata")) or Metadata(state_dict_metadata={})
         saved = md.state_dict_metadata
         catalog: dict = {}
         self._kinds = {}
@@ -415,8 +412,11 @@ class StorageReader(_DcpReader):
             entries = [("v", n, VALUE_TEMPLATES.get(self._kinds.get(n, "bytes"), b"")) for n in names]
             values = _core.load(store, self.checkpoint, entries, verify=self.verify)["values"]
             for it in byte_items:
-                v = values[it.storage_index.fqn]
-                blob = v if it.storage_index.fqn in self._torch_saved else encode_object(v)
+                fqn = it.storage_index.fqn
+                v = values[fqn]
+                blob = v if fqn in self._torch_saved else encode_object(v)
+                if fqn in self._torch_saved and not self.trust_objects:
+                    decode_object(fqn, blob)  # DCP's planner unpickles it: only plain data gets that far
                 planner.load_bytes(it, io.BytesIO(blob))
         return _done(None)
 

@@ -216,6 +216,51 @@ def test_dcp_resharding_between_sharded_and_plain_tensors():
     harness.run_ranks(_sharded_to_plain, 3, os.path.join(harness.tmpdir(), "store"))
 
 
+class _Evil:
+    """Unpickling this creates a file: proof that code from the store ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_reading_a_store_runs_no_code_from_it():
+    import base64
+    import json
+    import pickle
+
+    from tessera import _core
+    from tessera._entries import encode_object, tensor_entry
+    d = harness.tmpdir()
+    store, marker = os.path.join(d, "store"), os.path.join(d, "code-ran")
+    # A hostile checkpoint: DCP metadata as a pickle (as tessera wrote it before) and a torch.save'd value
+    # whose unpickling runs code, both listed where the package looks for them.
+    meta = {"python": {"format": "dcp", "torch_saved": ["obj"],
+                       "dcp_metadata": base64.b64encode(pickle.dumps(_Evil(marker))).decode()}}
+    w = torch.arange(6.0).reshape(2, 3)
+    _core.save(tessera.Store(store), "c", [tensor_entry("w", w), ("v", "obj", encode_object(_Evil(marker)))],
+               metadata=json.dumps(meta))
+    md = StorageReader(store, "c").read_metadata()  # the pickle is ignored: the catalog describes the entries
+    assert set(md.state_dict_metadata) == {"w", "obj"}
+    sd = {"w": torch.zeros(2, 3)}
+    dcp.load(sd, storage_reader=StorageReader(store, "c"), no_dist=True)  # tensors only
+    assert torch.equal(sd["w"], w)
+    with_obj = {"w": torch.zeros(2, 3), "obj": None}
+    e = harness.expect_raises(BaseException, dcp.load, with_obj, storage_reader=StorageReader(store, "c"), no_dist=True)
+    assert "'obj'" in str(e) and "trust_objects" in str(e), str(e)
+    harness.expect_raises(tessera.InvalidArgument, tessera.load, dict(with_obj), store, "c", match="'obj'")
+    assert not os.path.exists(marker), "loading ran code from the store"
+    # Plain objects still come back without trust; with trust_objects=True the payload runs (it is real).
+    tessera.save({"betas": (0.9, 0.95), "flag": True, "none": None}, store, "plain")
+    got = {"betas": None, "flag": None, "none": 1}
+    tessera.load(got, store, "plain")
+    assert got == {"betas": (0.9, 0.95), "flag": True, "none": None}, got
+    tessera.load(dict(with_obj), store, "c", trust_objects=True)
+    assert os.path.exists(marker)
+
+
 def _native_save(rank, world, store):
     tessera.save(states.state(states.mesh1d(), 0, salt=2), store, "native")
 
