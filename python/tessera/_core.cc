@@ -283,15 +283,24 @@ PYBIND11_MODULE(_core, m) {
              o.create_if_missing = create;
              return tessera::Store::open(path, o);
            }),
-           py::arg("path"), py::arg("read_only") = false, py::arg("create") = true)
+           py::arg("path"), py::arg("read_only") = false, py::arg("create") = false,
+           "Opens the store at `path`. Never creates one unless `create` (saves do): a path that holds no "
+           "store raises StoreError naming it, and nothing is written there.")
       .def_property_readonly("path", &tessera::Store::path)
       .def_property_readonly("read_only", &tessera::Store::read_only)
-      .def("checkpoints",
-           [](const tessera::Store& s) {
-             py::list out;
-             for (const auto& c : s.checkpoints()) out.append(summary_dict(c));
-             return out;
-           })
+      .def(
+          "checkpoints",
+          [](const tessera::Store& s, bool metadata) {
+            py::list out;
+            for (const auto& c : s.checkpoints()) {
+              py::dict d = summary_dict(c);
+              if (!metadata) PyDict_DelItemString(d.ptr(), "metadata");
+              out.append(d);
+            }
+            return out;
+          },
+          py::arg("metadata") = false,
+          "One record per checkpoint, oldest first; its metadata JSON only with metadata=True (it can be large).")
       .def("checkpoint", [](const tessera::Store& s, const std::string& name) { return summary_dict(s.checkpoint(name)); });
 
   py::class_<PyControlPlane>(m, "ControlPlane")

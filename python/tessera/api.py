@@ -185,7 +185,7 @@ def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto"
             opts["chunk_bytes"] = chunk_bytes
         if world > 1:
             return _core.save_distributed(_dist.control_plane(), path, checkpoint, entries, timeout, **opts)
-        s = store if isinstance(store, _core.Store) and not store.read_only else _core.Store(path)
+        s = store if isinstance(store, _core.Store) and not store.read_only else _core.Store(path, create=True)
         return _core.save(s, checkpoint, entries, **opts)
     finally:
         staging.close()

@@ -196,7 +196,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
         self.is_coordinator = is_coordinator
         self.rank = kwargs.get("rank", torch.distributed.get_rank() if torch.distributed.is_initialized() else 0)
         if is_coordinator:  # creates the store, and fails early (on every rank, via DCP) for a taken name
-            store = _core.Store(self.store_path)
+            store = _core.Store(self.store_path, create=True)
             names = {c["name"] for c in store.checkpoints()}
             if self.checkpoint in names and not self.overwrite:
                 raise _core.AlreadyExistsError(

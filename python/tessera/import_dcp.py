@@ -32,7 +32,7 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
     dcp_dir = os.fspath(dcp_dir)
     reader = dcp.FileSystemReader(dcp_dir)
     md = reader.read_metadata()
-    s = store if isinstance(store, _core.Store) else _core.Store(os.fspath(store))
+    s = store if isinstance(store, _core.Store) else _core.Store(os.fspath(store), create=True)
     if checkpoint in {c["name"] for c in s.checkpoints()}:
         raise _core.AlreadyExistsError(f"checkpoint '{checkpoint}' already exists in store '{s.path}'")
     tensors = {k: v for k, v in md.state_dict_metadata.items() if isinstance(v, TensorStorageMetadata)}

@@ -42,6 +42,23 @@ def test_dedup_second_save_writes_nothing():
     assert tessera.Store(store).checkpoint("two")["added_bytes"] == 0
 
 
+def test_reading_never_creates_a_store_and_records_are_lean():
+    from tessera.dcp import StorageReader
+    d = harness.tmpdir()
+    for path in (d, os.path.join(d, "missing")):  # an existing non-store directory, and no directory at all
+        before = sorted(os.listdir(d))
+        harness.expect_raises(tessera.StoreError, tessera.Store, path, match=path)
+        harness.expect_raises(tessera.StoreError, tessera.load, {"w": torch.zeros(2)}, path, "c", match=path)
+        md = StorageReader(path, "c").read_metadata()  # DCP swallows this error; the reader keeps it
+        assert md.state_dict_metadata == {}
+        assert sorted(os.listdir(d)) == before, "a read created files"
+    store = os.path.join(d, "store")
+    tessera.save({"w": torch.ones(3)}, store, "c", metadata={"note": "x" * 10000})
+    rec = tessera.Store(store).checkpoints()
+    assert "metadata" not in rec[0] and rec[0]["name"] == "c"
+    assert "x" * 10000 in tessera.Store(store).checkpoints(metadata=True)[0]["metadata"]
+
+
 def test_errors_name_the_culprit():
     store = os.path.join(harness.tmpdir(), "store")
     tessera.save({"w": torch.ones(4, 3), "n": 1}, store, "c")
