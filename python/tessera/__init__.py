@@ -13,9 +13,9 @@ The work happens in the C++ library (tessera._core); see README.md.
 """
 from ._core import (AlreadyExistsError, CorruptionError, Error, InvalidArgument, NotFoundError, Store, StoreError,
                     describe)
-from .api import async_save, load, save
+from .api import async_save, load, reserve_staging, save
 
-__all__ = ["save", "async_save", "load", "Store", "describe", "import_dcp", "dcp", "Error", "StoreError", "NotFoundError",
+__all__ = ["save", "async_save", "reserve_staging", "load", "Store", "describe", "import_dcp", "dcp", "Error", "StoreError", "NotFoundError",
            "AlreadyExistsError", "InvalidArgument", "CorruptionError"]
 
 

@@ -206,11 +206,15 @@ def test_a_rank_failing_in_a_replicated_load_fails_every_rank():
 
 def _dcp_async_twice(rank, world, store):
     sd = states.state(states.mesh1d(), 0, salt=5)
+    tessera.reserve_staging(sd)  # pins now: the first async save below pins nothing
+    reserved = _staging.ASYNC.blocks_added
+    assert reserved > 0 and _staging.ASYNC.leased == 0
     fut = dcp.async_save(sd, storage_writer=StorageWriter(store, "one"))
     for v in sd["model"].values():
         (v.to_local() if hasattr(v, "to_local") else v).zero_()  # scribble after the call returns
     fut.result()
     blocks = _staging.ASYNC.blocks_added
+    assert blocks == reserved
     sd = states.state(states.mesh1d(), 0, salt=6)
     dcp.async_save(sd, storage_writer=StorageWriter(store, "two")).result()
     assert _staging.ASYNC.blocks_added == blocks, "the second async save pinned new staging"
