@@ -54,7 +54,9 @@ def _pow2_at_least(n: int, smallest: int = BLOCK_BYTES) -> int:
 
 
 def pinned_available() -> bool:
-    return torch.cuda.is_available()
+    """Whether host memory can be pinned here: CUDA present, and this is not a
+    process forked after CUDA started in its parent (CUDA cannot start there)."""
+    return torch.cuda.is_available() and not torch.cuda._is_in_bad_fork()
 
 
 class Lease:
@@ -99,14 +101,26 @@ class Arena:
         self._pending: list[tuple[object, Lease]] = []  # (event, lease) returned after an event
         self._leased = 0
         self._cv = threading.Condition()
-        self.pinned = pinned_available()
+        self._pinned: bool | None = None  # decided at the first block, not at import (fork-safe)
+        self._unpins: list = []  # finalizers that unregister shared blocks
 
     def _forget(self) -> None:
         """In a forked child: start empty. Shared blocks are still mapped in
         the parent, which would see this process's writes."""
+        for f in self._unpins:  # the registration is the parent's; CUDA cannot run here
+            f.detach()
+        self._unpins = []
         self._blocks, self._free, self._pending = [], [], []
         self._leased = 0
+        self._pinned = None
         self._cv = threading.Condition()
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the blocks are pinned (decided when the first is allocated)."""
+        if self._pinned is None:
+            self._pinned = pinned_available()
+        return self._pinned
 
     # -- inspection ---------------------------------------------------------
     @property
@@ -163,7 +177,7 @@ class Arena:
             if self.pinned:
                 import torch.cuda._pin_memory_utils as pin_memory_utils
                 pin_memory_utils.pin_memory(block.data_ptr(), n)
-                weakref.finalize(block, pin_memory_utils.unpin_memory, block.data_ptr())
+                self._unpins.append(weakref.finalize(block, pin_memory_utils.unpin_memory, block.data_ptr()))
         else:
             block = torch.empty(n, dtype=torch.uint8, pin_memory=self.pinned)
         self._blocks.append(block)
@@ -289,7 +303,9 @@ class SaveStaging:
         self.arena = arena or SAVE
         self.leases: list[Lease] = []
         self._lock = threading.Lock()
-        self.stream = torch.cuda.current_stream() if torch.cuda.is_available() else None
+        # The caller's stream, if CUDA is running (a state with CUDA tensors has
+        # started it; never start it here: a forked child could not).
+        self.stream = torch.cuda.current_stream() if torch.cuda.is_initialized() else None
 
     def entry(self, name: str, t: torch.Tensor, global_shape, offsets, replica_index: int = 0,
               replica_count: int = 1) -> tuple:

@@ -47,9 +47,12 @@ def _rank_main(rank, fn, world, port, args, gpus=False):
 
 def run_ranks(fn, world: int, *args) -> None:
     """Runs fn(rank, world, *args) in `world` processes; raises if any fails.
-    The parent has not started torch threads, so fork is safe and fast."""
+    Forked (fast) unless this process has started CUDA (pinned staging does,
+    on a GPU machine), which a forked child could not use: then spawned."""
+    import torch
+    method = "spawn" if torch.cuda.is_initialized() else "fork"
     mp.start_processes(_rank_main, args=(fn, world, free_port(), args), nprocs=world, join=True,
-                       start_method="fork")
+                       start_method=method)
 
 
 def run_gpu_ranks(fn, world: int, *args) -> None:
