@@ -62,7 +62,11 @@ tessera does with each (torch 2.11):
                        written. (tessera.save defaults to False: immutable names.)
   storage_meta         supported: StorageMeta(checkpoint_id=the checkpoint name,
                        save_id) is stored with the checkpoint; read_metadata()
-                       returns it with the reader's load_id.
+                       returns it with the reader's load_id. checkpoint_id is
+                       the name (what dcp.save's checkpoint_id means for a
+                       store), not a directory as for FileSystemWriter; DCP's
+                       test_storage_meta, which expects the directory, fails
+                       on that line alone.
   save_id / load_id    a fresh uuid per writer / reader and per reset().
   reset(checkpoint_id) supported: checkpoint_id becomes the checkpoint name.
   validate_checkpoint_id  always False: a store path plus a name, so DCP never
