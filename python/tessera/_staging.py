@@ -152,11 +152,8 @@ class Arena:
                 if self._pending:  # a host-to-device copy still reads from some range: wait for the oldest
                     self._reclaim(block_on_oldest=True)
                     continue
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"staging arena '{self.name}': no {size} bytes free within {timeout} s "
-                                       f"({self._leased} of {self.bound} bytes leased)")
-                self._cv.wait(left)
+                self._wait(deadline, lambda: f"no {size} bytes free within {timeout} s "
+                                             f"({self._leased} of {self.bound} bytes leased)")
 
     def _may_grow(self, size: int) -> bool:
         have = sum(b.numel() for b in self._blocks)
@@ -251,11 +248,16 @@ class Arena:
                 self._reclaim(block_on_oldest=bool(self._pending))
                 if self._leased == 0 and not self._pending:
                     return
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"staging arena '{self.name}': still {self._leased} bytes leased after "
-                                       f"{timeout} s (the previous save has not written its state)")
-                self._cv.wait(left)
+                self._wait(deadline, lambda: f"still {self._leased} bytes leased after {timeout} s "
+                                             "(the previous save has not written its state)")
+
+    def _wait(self, deadline: float | None, why) -> None:
+        """Waits on the condition until notified or `deadline`; past it, TimeoutError(why()).
+        REQUIRES: self._cv held."""
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TimeoutError(f"staging arena '{self.name}': {why()}")
+        self._cv.wait(left)
 
     def drain(self) -> None:
         """Waits for every pending host-to-device copy and frees its range."""
