@@ -180,6 +180,15 @@ tessera::Compression compression_of(const std::string& s) {
                                  "' (auto, none, lz4, shuffle-lz4, shuffle-huffman)");
 }
 
+// Worker threads asked for: 0 (one per core) up to kMaxThreads, as the CLI allows.
+constexpr int64_t kMaxThreads = 1024;
+size_t checked_threads(int64_t n) {
+  if (n < 0 || n > kMaxThreads)
+    throw tessera::InvalidArgument("threads must be between 0 (one per core) and " + std::to_string(kMaxThreads) +
+                                   ", got " + std::to_string(n));
+  return static_cast<size_t>(n);
+}
+
 // SaveOptions from keyword arguments; unknown keys are an error.
 tessera::SaveOptions save_options(const py::dict& kw) {
   tessera::SaveOptions o;
@@ -189,10 +198,14 @@ tessera::SaveOptions save_options(const py::dict& kw) {
     else if (key == "pack_bytes") o.pack_bytes = v.cast<uint64_t>();
     else if (key == "compression") o.compression = compression_of(v.cast<std::string>());
     else if (key == "dedup") o.dedup = v.cast<bool>();
-    else if (key == "threads") o.threads = v.cast<size_t>();
+    else if (key == "threads") o.threads = checked_threads(v.cast<int64_t>());
     else if (key == "metadata") o.metadata = v.cast<std::string>();
     else if (key == "world_size") o.world_size = v.cast<int64_t>();
-    else if (key == "keep_last") o.keep_last = v.cast<int64_t>();
+    else if (key == "keep_last") {
+      o.keep_last = v.cast<int64_t>();
+      if (o.keep_last < 0) throw tessera::InvalidArgument("keep_last must be 0 (keep all) or positive, got " +
+                                                          std::to_string(o.keep_last));
+    }
     else if (key == "overwrite") o.overwrite = v.cast<bool>();
     else throw tessera::InvalidArgument("unknown save option '" + key + "'");
   }
@@ -422,12 +435,12 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "load",
       [](const tessera::Store& store, const std::string& checkpoint, const py::iterable& entries, bool strict,
-         bool verify, size_t threads, uint64_t max_staging_bytes) {
+         bool verify, int64_t threads, uint64_t max_staging_bytes) {
         tessera::StateDict state = to_state(entries);
         tessera::LoadOptions o;
         o.strict = strict;
         o.verify = verify;
-        o.threads = threads;
+        o.threads = checked_threads(threads);
         if (max_staging_bytes > 0) o.max_staging_bytes = max_staging_bytes;
         tessera::LoadResult r;
         {

@@ -25,6 +25,7 @@ import torch
 from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, Metadata, StorageMeta, TensorProperties,
                                                    TensorStorageMetadata)
 
+from . import _core
 from ._entries import dtype_name, torch_dtype
 
 _LAYOUTS = {"strided": torch.strided, "sparse_coo": torch.sparse_coo}
@@ -64,13 +65,13 @@ def encode(md: Metadata) -> dict:
 
 def _expect(cond: bool, what: str) -> None:
     if not cond:
-        raise ValueError(f"malformed DCP metadata in the store: {what}")
+        raise _core.CorruptionError(f"malformed DCP metadata in the store: {what}")
 
 
 def decode(data) -> Metadata | None:
     """The Metadata `data` describes; None for anything but encode()'s shape
     (e.g. the pickled form of earlier versions, which is never unpickled).
-    Raises ValueError for a dict that is malformed."""
+    Raises tessera.CorruptionError for a dict that is malformed."""
     if not isinstance(data, dict) or "tensors" not in data:
         return None
     sdm: dict = {}

@@ -42,6 +42,11 @@ def read_boxes(store: _core.Store, checkpoint: str, boxes: list[Box], saved_dtyp
             for b in part:
                 saved = saved_dtypes.get(b.name, b.dest.dtype)
                 dest = b.dest.detach()
+                if dest.is_quantized:
+                    raise _core.InvalidArgument(f"tensor '{b.name}': quantized tensors ({dest.dtype}) are not supported")
+                if dest.layout == torch.strided and any(s == 0 and n > 1 for s, n in zip(dest.stride(), dest.shape)):
+                    raise _core.InvalidArgument(f"tensor '{b.name}': an expanded (stride 0) destination cannot hold "
+                                                "distinct loaded values")
                 if dest.is_cuda or _staging.stage_host_tensors:
                     entries.append(staging.entry(b.name, dest, saved, b.global_shape, b.offsets))
                 elif dest.dtype != saved or dest.layout != torch.strided:

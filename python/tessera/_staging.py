@@ -32,6 +32,7 @@ from typing import Callable
 
 import torch
 
+from . import _core
 from ._entries import dtype_name, tensor_entry
 
 MiB = 1 << 20
@@ -451,8 +452,10 @@ def _picklable(v):
 
 def readable(name: str, t: torch.Tensor) -> torch.Tensor:
     """`t` detached, with its conjugate/negative bits resolved; a dense (strided) tensor or an error naming it."""
+    if t.is_quantized:  # its scale and zero point would be lost
+        raise _core.InvalidArgument(f"tensor '{name}': quantized tensors ({t.dtype}) are not supported")
     if t.layout != torch.strided:
-        raise ValueError(f"tensor '{name}': layout {t.layout} is not supported (dense tensors only)")
+        raise _core.InvalidArgument(f"tensor '{name}': layout {t.layout} is not supported (dense tensors only)")
     t = t.detach()
     if t.is_conj() or t.is_neg():
         t = t.resolve_conj().resolve_neg()

@@ -59,6 +59,22 @@ def test_reading_never_creates_a_store_and_records_are_lean():
     assert "x" * 10000 in tessera.Store(store).checkpoints(metadata=True)[0]["metadata"]
 
 
+def test_bad_inputs_from_python_are_refused_naming_them():
+    store = os.path.join(harness.tmpdir(), "store")
+    tessera.save({"w": torch.arange(6.0)}, store, "c")
+    q = torch.quantize_per_tensor(torch.tensor([1.5, -0.3, 0.7]), 0.1, 0, torch.qint8)
+    harness.expect_raises(tessera.InvalidArgument, tessera.save, {"q": q}, store, "q", match="'q'")  # would lose scale
+    harness.expect_raises(tessera.InvalidArgument, tessera.save, {"w": torch.ones(2)}, store, "t", threads=10**6,
+                          match="threads")
+    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(6)}, store, "c", threads=-1,
+                          match="threads")
+    harness.expect_raises(tessera.InvalidArgument, tessera.save, {"w": torch.ones(2)}, store, "k", keep_last=-1,
+                          match="keep_last")
+    expanded = torch.zeros(1).expand(6)  # six views of one element
+    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": expanded}, store, "c", match="'w'")
+    assert [c["name"] for c in tessera.Store(store).checkpoints()] == ["c"]
+
+
 def test_errors_name_the_culprit():
     store = os.path.join(harness.tmpdir(), "store")
     tessera.save({"w": torch.ones(4, 3), "n": 1}, store, "c")
