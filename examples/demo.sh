@@ -8,7 +8,7 @@ store=${TESSERA_DEMO_STORE:-$PWD/demo-store}
 rm -rf "$store"
 build/examples/reshard_demo "$store"
 echo
-examples/train_resume.sh build "$store"
+examples/train_resume.sh build "$store" --keep-store
 echo
 build/cli/tessera ls "$store"
 echo

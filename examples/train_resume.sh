@@ -4,10 +4,12 @@
 # written); resumes step 3 on 2 ranks (column shards) and trains to 6
 # again into the same store; then checks that the resumed run's losses are
 # bit-identical to the uninterrupted run's.
-#   examples/train_resume.sh BUILD_DIR STORE
+#   examples/train_resume.sh BUILD_DIR STORE [--keep-store]
+# STORE is emptied first, unless --keep-store (make demo adds its checkpoints
+# to the store reshard_demo filled: fsdp4-step-3/6 and tp2-step-6).
 set -euo pipefail
-build=$1 store=$2
-rm -rf "$store"
+build=$1 store=$2 keep=${3:-}
+[ "$keep" = "--keep-store" ] || rm -rf "$store"
 here=$(cd "$(dirname "$0")/.." && pwd)
 launch="$here/scripts/launch.sh"
 logs=$(mktemp -d)
