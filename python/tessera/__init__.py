@@ -2,12 +2,14 @@
 
 - tessera.save / tessera.async_save / tessera.load: nested state dicts
   (tensors, DTensors, values) to and from a store, over the default process
-  group (api.py); GPU tensors pass through pinned staging (_staging.py).
+  group (api.py); GPU tensors pass through pinned staging (_staging.py);
+  tessera.reserve_staging(state) pins the async staging at start-up.
 - tessera.dcp.StorageWriter / StorageReader: tessera as the storage of
   torch.distributed.checkpoint (dcp.save, dcp.load, dcp.async_save).
 - tessera.import_dcp: copy a DCP checkpoint directory into a store
   (also `python -m tessera import-dcp DIR STORE CHECKPOINT`).
-- tessera.Store: open a store; .checkpoints(), .checkpoint(name).
+- tessera.Store: open an existing store (create=True to make one);
+  .checkpoints(metadata=False), .checkpoint(name).
 
 The work happens in the C++ library (tessera._core); see README.md.
 """
