@@ -254,7 +254,7 @@ const std::vector<Command>& commands() {
        "name is unknown, none is removed. --keep-last N also removes the oldest\n"
        "checkpoints beyond the newest N (of those not named). The chunks they\n"
        "alone used stay on disk until 'tessera gc'.",
-       {{"--keep-last", "N", "also remove all but the newest N checkpoints (N >= 1)"}}, 1,
+       {{"--keep-last", "N", "also remove all but the newest N checkpoints (N >= 1)"}, kJsonFlag}, 1,
        std::numeric_limits<size_t>::max(), run_rm},
       {"gc", "STORE", "delete and compact packs no checkpoint needs",
        "Plans, then acts: deletes packs no checkpoint references, rewrites packs\n"

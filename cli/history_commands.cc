@@ -90,11 +90,19 @@ int run_rm(const Invocation& inv, std::ostream& out) {
   std::set<std::string> seen;
   for (const auto& n : names)
     if (seen.insert(n).second) unique.push_back(n);
+  const bool json = inv.has("--json");
+  if (!unique.empty()) remove_checkpoints(store, unique);  // all or nothing; NotFoundError names the unknown ones
+  if (json) {
+    Json removed = Json::array();
+    for (const auto& n : unique) removed.push(Json::string(n));
+    Json::object().set("store", Json::string(store.path())).set("removed", std::move(removed)).write(out);
+    out << '\n';
+    return kExitOk;
+  }
   if (unique.empty()) {
     out << "nothing to remove: store '" << store.path() << "' has no more than " << keep << " checkpoints\n";
     return kExitOk;
   }
-  remove_checkpoints(store, unique);  // all or nothing; NotFoundError names the unknown ones
   out << "removed " << plural(unique.size(), "checkpoint") << ": " << quoted_list(unique) << '\n'
       << "run 'tessera gc " << store.path() << "' to free the space no other checkpoint uses\n";
   return kExitOk;

@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
     print_usage(std::cout);
     return kExitOk;
   }
+  if (words[0] == "--version") {
+    std::cout << "tessera " << TESSERA_VERSION << '\n';
+    return kExitOk;
+  }
   const Command* command = find_command(words[0]);
   if (!command) {
     report("unknown command '" + words[0] + "'", kExitUsage);

@@ -495,6 +495,21 @@ TEST_CASE("rm removes checkpoints, all or nothing") {
   check_one_line_error(run_cli({"rm", store.path() + "/nope", "x"}), store.path() + "/nope");
 }
 
+TEST_CASE("rm --json lists what it removed; --version prints the version") {
+  StoreFixture store;
+  auto r = run_cli({"rm", store.path(), "step-1", "--json"});
+  INFO(transcript(r));
+  CHECK(r.status == 0);
+  CHECK(contains(r.out, "\"removed\": [\"step-1\"]"));
+  CHECK(!contains(run_cli({"ls", store.path()}).out, "step-1"));
+  auto none = run_cli({"rm", store.path(), "--keep-last", "5", "--json"});
+  CHECK(none.status == 0);
+  CHECK(contains(none.out, "\"removed\": []"));
+  auto v = run_cli({"--version"});
+  CHECK(v.status == 0);
+  CHECK(contains(v.out, "tessera " TESSERA_VERSION));
+}
+
 TEST_CASE("rm --keep-last removes all but the newest checkpoints") {
   WeightsFixture f;
   auto r = run_cli({"rm", f.path, "--keep-last", "2"});
