@@ -16,7 +16,7 @@
 //
 // A staged ("s") entry has no host bytes of its own (a CUDA tensor): its
 // bytes pass through a contiguous host buffer that Python provides when
-// they move. acquire() -> (data_ptr, strides) returns that buffer, filled
+// they move. acquire() -> data_ptr returns that buffer, filled
 // for a save (TensorEntry::stage_for_save; called lazily from a worker
 // thread) or to be filled for a load (load_target); release(cast: bool) is
 // called once the buffer is no longer needed (after_save; for a load,
@@ -84,12 +84,7 @@ class PyCallback {
   // Calls it and drops the result (under the GIL).
   template <typename... Args>
   void call(Args&&... args) const {
-    py::gil_scoped_acquire gil;
-    try {
-      (*f_)(std::forward<Args>(args)...);
-    } catch (py::error_already_set& e) {
-      throw tessera::Error(what_ + ": " + e.what());
-    }
+    call_and([](const py::object&) {}, std::forward<Args>(args)...);
   }
   // Runs `use` on the result while the GIL is still held.
   template <typename Use, typename... Args>
@@ -122,12 +117,10 @@ tessera::TensorEntry staged_entry(const std::string& name, const py::tuple& t) {
   v.replica_count = t[8].cast<int64_t>();
   auto acquire = std::make_shared<PyCallback>("tensor '" + name + "': staging", py::reinterpret_borrow<py::object>(t[9]));
   auto release = std::make_shared<PyCallback>("tensor '" + name + "': staging", py::reinterpret_borrow<py::object>(t[10]));
-  auto host_view = [acquire, base = v] {
+  auto host_view = [acquire, base = v] {  // the buffer is contiguous: only its address is new
     return acquire->call_and([&](const py::object& r) {
-      auto pair = r.cast<py::tuple>();
       tessera::TensorView h = base;
-      h.data = reinterpret_cast<std::byte*>(pair[0].cast<uintptr_t>());
-      h.strides = to_shape(pair[1]);
+      h.data = reinterpret_cast<std::byte*>(r.cast<uintptr_t>());
       return h;
     });
   };

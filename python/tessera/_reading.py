@@ -32,9 +32,9 @@ class Box:
 
 
 def read_boxes(store: _core.Store, checkpoint: str, boxes: list[Box], saved_dtypes: dict[str, torch.dtype], *,
-               verify: bool = True, threads: int = 0, strict: bool = True) -> dict:
-    """Loads every box; returns {"bytes_read", "chunks_read", "missing_keys"}."""
-    total = {"bytes_read": 0, "chunks_read": 0, "missing_keys": []}
+               verify: bool = True, threads: int = 0) -> dict:
+    """Loads every box (each must name a saved tensor); returns {"bytes_read", "chunks_read"}."""
+    total = {"bytes_read": 0, "chunks_read": 0}
     staging = _staging.LoadStaging()
     try:
         for part in unique_rounds(boxes, key=lambda b: b.name):
@@ -42,8 +42,7 @@ def read_boxes(store: _core.Store, checkpoint: str, boxes: list[Box], saved_dtyp
             for b in part:
                 saved = saved_dtypes.get(b.name, b.dest.dtype)
                 dest = b.dest.detach()
-                if dest.is_quantized:
-                    raise _core.InvalidArgument(f"tensor '{b.name}': quantized tensors ({dest.dtype}) are not supported")
+                _staging.refuse_quantized(b.name, dest)
                 if dest.layout == torch.strided and any(s == 0 and n > 1 for s, n in zip(dest.stride(), dest.shape)):
                     raise _core.InvalidArgument(f"tensor '{b.name}': an expanded (stride 0) destination cannot hold "
                                                 "distinct loaded values")
@@ -55,11 +54,10 @@ def read_boxes(store: _core.Store, checkpoint: str, boxes: list[Box], saved_dtyp
                     converts.append((dest, tmp))
                 else:
                     entries.append(tensor_entry(b.name, dest, b.global_shape, b.offsets))
-            r = _core.load(store, checkpoint, entries, strict=strict, verify=verify, threads=threads,
+            r = _core.load(store, checkpoint, entries, verify=verify, threads=threads,
                            max_staging_bytes=staging.wave_bytes)
             total["bytes_read"] += r["bytes_read"]
             total["chunks_read"] += r["chunks_read"]
-            total["missing_keys"] += r["missing_keys"]
             with torch.no_grad():
                 for dest, tmp in converts:
                     dest.copy_(tmp)

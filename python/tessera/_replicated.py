@@ -28,6 +28,7 @@ Boxes smaller than MIN_SHARED_BYTES are read by every rank that needs them
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import torch
@@ -56,7 +57,6 @@ class Part:
 class ReadOncePlan:
     """Which rank reads which rows of each shared box. Keys are box_key()s;
     `needers[key]` lists the ranks that need the box (sorted)."""
-    world: int
     parts: dict = dataclasses.field(default_factory=dict)    # key -> [Part]
     needers: dict = dataclasses.field(default_factory=dict)  # key -> [rank]
 
@@ -81,24 +81,22 @@ def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, dict]) -> 
     """The read-once plan for a job whose rank r needs boxes_by_rank[r].
     `entries` maps tensor names to tessera._core.describe() entries (dtype,
     row_starts). Deterministic: every rank computes the same plan."""
-    plan = ReadOncePlan(world=len(boxes_by_rank))
+    plan = ReadOncePlan()
     needers: dict[Key, list[int]] = {}
     for rank, keys in enumerate(boxes_by_rank):
         for k in keys:
             needers.setdefault(k, [])
             if not needers[k] or needers[k][-1] != rank:
                 needers[k].append(rank)
-    load = [0] * plan.world  # bytes each rank reads for shared boxes so far
+    load = [0] * len(boxes_by_rank)  # bytes each rank reads for shared boxes so far
     for key in sorted(needers):
         ranks = needers[key]
         name, start, lengths = key
         info = entries.get(name)
         if len(ranks) < 2 or info is None:
             continue
-        itemsize = torch.empty((), dtype=getattr(torch, info["dtype"])).element_size()
-        numel = 1
-        for n in lengths:
-            numel *= n
+        itemsize = getattr(torch, info["dtype"]).itemsize
+        numel = math.prod(lengths)
         if numel * itemsize < MIN_SHARED_BYTES:
             continue
         if lengths:
@@ -143,7 +141,7 @@ def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]],
     device = _transfer_device()
     reads: list[Box] = []
     transfers = []  # (key, part, buffer): rows this rank sends or receives, in plan order
-    copies_back = []  # (dest rows, buffer) to fill after receiving
+    to_send, received = [], []  # (dest rows, buffer) where the buffer is not the destination itself
     stats = {"bytes_read": 0, "chunks_read": 0, "missing_keys": []}
     try:
         if failure is not None:
@@ -167,19 +165,15 @@ def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]],
                     if offsets:
                         offsets[0] = part.rows[0]
                     reads.append(Box(box.name, dest, box.global_shape, offsets))
-                    if not direct:
-                        copies_back.append(("send", dest, buf))
-                else:
-                    if not direct:
-                        copies_back.append(("recv", dest, buf))
+                if not direct:
+                    (to_send if part.reader == rank else received).append((dest, buf))
                 transfers.append((key, part, buf))
         t0 = time.perf_counter()
         stats = read_boxes(store, checkpoint, reads, saved_dtypes, verify=verify, threads=threads)
         stats["read_seconds"] = time.perf_counter() - t0
         with torch.no_grad():
-            for kind, dest, buf in copies_back:
-                if kind == "send":
-                    buf.copy_(dest)
+            for dest, buf in to_send:
+                buf.copy_(dest)
     except BaseException as e:  # held until every rank knows (raising now would leave the others waiting)
         failure = e
 
@@ -211,16 +205,16 @@ def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]],
                     ops.append(dist.P2POp(dist.isend, t, peer, group))
         else:
             ops.append(dist.P2POp(dist.irecv, t, part.reader, group))
+    transfers_posted = len(works) + len(ops)
     if ops:
         works += dist.batch_isend_irecv(ops)
     for w in works:
         w.wait()
     with torch.no_grad():
-        for kind, dest, buf in copies_back:
-            if kind == "recv":
-                dest.copy_(buf)
+        for dest, buf in received:
+            dest.copy_(buf)
     if device.type == "cuda":
         torch.cuda.current_stream(device).synchronize()
     stats["exchange_seconds"] = time.perf_counter() - t0
-    stats["transfers"] = len(ops) + len(works)
+    stats["transfers"] = transfers_posted
     return stats

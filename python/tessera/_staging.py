@@ -24,11 +24,11 @@ largest state staged, see stage_state_dict).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 import weakref
-from typing import Callable
 
 import torch
 
@@ -71,11 +71,7 @@ class Lease:
 
     def view(self, dtype: torch.dtype, shape) -> torch.Tensor:
         """The lease's first bytes as a contiguous tensor of `dtype` and `shape`."""
-        n = 1
-        for s in shape:
-            n *= s
-        nbytes = n * torch.empty((), dtype=dtype).element_size()
-        return self.tensor[:nbytes].view(dtype).view(tuple(shape))
+        return self.tensor[:math.prod(shape) * dtype.itemsize].view(dtype).view(tuple(shape))
 
     def release(self, after: "torch.cuda.Event | None" = None) -> None:
         """Returns the range now, or once `after` (a recorded CUDA event) has completed."""
@@ -285,18 +281,6 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def contiguous_strides(shape) -> list[int]:
-    strides, s = [], 1
-    for n in reversed(list(shape)):
-        strides.append(s)
-        s *= max(n, 1)
-    return strides[::-1]
-
-
-def nbytes_of(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
-
-
 class SaveStaging:
     """Stages the device tensors of one synchronous save through SAVE. The
     copies are queued on the stream that was current when it was created
@@ -316,20 +300,20 @@ class SaveStaging:
         holder: dict = {}
 
         def acquire():
-            lease = self.arena.take(nbytes_of(t))
+            lease = self.arena.take(t.nbytes)
             with self._lock:
                 self.leases.append(lease)
             holder["lease"] = lease
             host = lease.view(t.dtype, t.shape)
             if not t.is_cuda:
                 host.copy_(t)
-                return host.data_ptr(), contiguous_strides(t.shape)
-            with torch.cuda.device(t.device), torch.cuda.stream(self._stream_for(t)):
-                host.copy_(t, non_blocking=True)
-                event = torch.cuda.Event()
-                event.record()
-            event.synchronize()
-            return host.data_ptr(), contiguous_strides(t.shape)
+            else:
+                with torch.cuda.device(t.device), torch.cuda.stream(self._stream_for(t)):
+                    host.copy_(t, non_blocking=True)
+                    event = torch.cuda.Event()
+                    event.record()
+                event.synchronize()
+            return host.data_ptr()
 
         def release(_cast: bool):
             lease = holder.pop("lease", None)
@@ -362,19 +346,17 @@ class LoadStaging:
 
     def __init__(self, arena: Arena | None = None):
         self.arena = arena or LOAD
-        self.events: list = []
         self.wave_bytes = max((self.arena.bound or LOAD_BYTES) // 2, ALIGN)
 
-    def entry(self, name: str, target: torch.Tensor, saved_dtype: torch.dtype, global_shape, offsets,
-              on_done: Callable[[], None] | None = None) -> tuple:
-        """The staged entry filling device tensor `target`; `on_done` runs after its copy is queued."""
+    def entry(self, name: str, target: torch.Tensor, saved_dtype: torch.dtype, global_shape, offsets) -> tuple:
+        """The staged entry filling device tensor `target`."""
         holder: dict = {}
 
         def acquire():
-            lease = self.arena.take(target.numel() * torch.empty((), dtype=saved_dtype).element_size())
+            lease = self.arena.take(target.numel() * saved_dtype.itemsize)
             holder["lease"] = lease
             holder["host"] = lease.view(saved_dtype, target.shape)
-            return holder["host"].data_ptr(), contiguous_strides(target.shape)
+            return holder["host"].data_ptr()
 
         def release(_cast: bool):
             lease, host = holder.pop("lease"), holder.pop("host")
@@ -388,20 +370,15 @@ class LoadStaging:
                     event = torch.cuda.Event()
                     event.record()
                 lease.release(after=event)
-                self.events.append(event)
-            if on_done is not None:
-                on_done()
 
-        return ("s", name, dtype_name(saved_dtype), torch.empty((), dtype=saved_dtype).element_size(),
+        return ("s", name, dtype_name(saved_dtype), saved_dtype.itemsize,
                 list(target.shape), list(target.shape if global_shape is None else global_shape),
                 [0] * target.dim() if offsets is None else list(offsets), 0, 1, acquire, release)
 
     def finish(self) -> None:
-        """Waits until every queued copy has run (the targets hold the loaded values)."""
-        for e in self.events:
-            e.synchronize()
-        self.events.clear()
-        self.arena.drain()  # their ranges are free now
+        """Waits until every queued copy has run (the targets hold the loaded
+        values): each one's lease is pending in the arena until then."""
+        self.arena.drain()
 
 
 class StagedStateDict(dict):
@@ -450,10 +427,14 @@ def _picklable(v):
     return _map_tensors(v, lambda d: _DTensorParts(d._local_tensor, d._spec), lambda t: t)
 
 
-def readable(name: str, t: torch.Tensor) -> torch.Tensor:
-    """`t` detached, with its conjugate/negative bits resolved; a dense (strided) tensor or an error naming it."""
+def refuse_quantized(name: str, t: torch.Tensor) -> None:
     if t.is_quantized:  # its scale and zero point would be lost
         raise _core.InvalidArgument(f"tensor '{name}': quantized tensors ({t.dtype}) are not supported")
+
+
+def readable(name: str, t: torch.Tensor) -> torch.Tensor:
+    """`t` detached, with its conjugate/negative bits resolved; a dense (strided) tensor or an error naming it."""
+    refuse_quantized(name, t)
     if t.layout != torch.strided:
         raise _core.InvalidArgument(f"tensor '{name}': layout {t.layout} is not supported (dense tensors only)")
     t = t.detach()
@@ -477,18 +458,17 @@ def stage_state_dict(state_dict: dict, arena: Arena | None = None, timeout: floa
     arena = arena or ASYNC
     arena.wait_idle(timeout)
     leases: list[Lease] = []
-    events: dict = {}
+    devices: set = set()  # CUDA devices copied from: one wait on each at the end
 
     def stage(t: torch.Tensor) -> torch.Tensor:
         t = readable("(staged)", t)
-        lease = arena.take(nbytes_of(t))
+        lease = arena.take(t.nbytes)
         leases.append(lease)
         host = lease.view(t.dtype, t.shape)
         if t.is_cuda:
             with torch.cuda.device(t.device):
                 host.copy_(t, non_blocking=True)
-                if t.device not in events:
-                    events[t.device] = None
+            devices.add(t.device)
         else:
             host.copy_(t)
         return host
@@ -496,11 +476,8 @@ def stage_state_dict(state_dict: dict, arena: Arena | None = None, timeout: floa
     try:
         staged = StagedStateDict(_map_tensors(
             state_dict, lambda d: DTensor(stage(d._local_tensor), d._spec, requires_grad=False), stage))
-        for device in events:
-            with torch.cuda.device(device):
-                e = torch.cuda.Event()
-                e.record()
-                e.synchronize()
+        for device in devices:
+            torch.cuda.current_stream(device).synchronize()
     except BaseException:
         for lease in leases:
             lease.release()

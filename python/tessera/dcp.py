@@ -13,7 +13,7 @@ its own (tessera's content-addressed chunks: chunks the store already holds
 are referenced, not rewritten) and hands back the part's manifest (opaque
 bytes) in the storage_data of its first WriteResult. DCP gathers the results
 to the coordinator, whose finish() commits all manifests as one checkpoint
-in one catalog transaction, with DCP's Metadata (see encode_metadata) in the
+in one catalog transaction, with DCP's Metadata (see _dcp_metadata.py) in the
 checkpoint's metadata JSON under python.dcp_metadata.
 BYTE_IO items become tessera bytes values (their torch.save bytes, listed in
 python.torch_saved). A save that fails anywhere commits nothing; packs that
@@ -117,12 +117,6 @@ class PartManifests:
     """storage_data of a rank's first WriteResult: the manifests of the parts
     it wrote (opaque bytes for tessera._core.commit_parts)."""
     manifests: list
-
-
-def encode_metadata(metadata: Metadata) -> dict:
-    """DCP's Metadata as stored with a checkpoint (python.dcp_metadata): plain
-    data, never pickle (see _dcp_metadata.py)."""
-    return _dcp_metadata.encode(metadata)
 
 
 def _done(value: Any) -> Future:
@@ -263,7 +257,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
                              if isinstance(md, BytesStorageMetadata))
         metadata = dataclasses.replace(metadata, storage_meta=self.storage_meta())
         meta = dict(self.user_metadata)
-        meta[METADATA_KEY] = {"format": "dcp", "torch_saved": torch_saved, "dcp_metadata": encode_metadata(metadata)}
+        meta[METADATA_KEY] = {"format": "dcp", "torch_saved": torch_saved, "dcp_metadata": _dcp_metadata.encode(metadata)}
         store = _core.Store(self.store_path)
         try:
             self.commit_stats = _core.commit_parts(store, self.checkpoint, manifests, metadata=json.dumps(meta),

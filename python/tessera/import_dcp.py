@@ -19,9 +19,8 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
-from . import _core
+from . import _core, _dcp_metadata
 from ._entries import METADATA_KEY, encode_object, tensor_entry
-from .dcp import encode_metadata
 
 
 def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20, compression: str = "auto",
@@ -65,7 +64,7 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
             m, _ = _core.write_part(s, [("v", n, encode_object(sd[n])) for n in objects], **opts)
             manifests.append(m)
         meta = {METADATA_KEY: {"format": "dcp", "torch_saved": objects, "imported_from": os.path.abspath(dcp_dir),
-                               "dcp_metadata": encode_metadata(md)}}
+                               "dcp_metadata": _dcp_metadata.encode(md)}}
         return _core.commit_parts(s, checkpoint, manifests, metadata=json.dumps(meta))
     except BaseException:
         for m in manifests:

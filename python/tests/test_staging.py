@@ -4,6 +4,7 @@ CPU: the staged paths that CUDA tensors take are forced for CPU tensors
 the same paths on real devices."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -61,11 +62,21 @@ def test_arena_bounds_reuses_and_defers_release():
     big.release()
 
 
-def test_pipelined_save_stays_within_the_bound_and_keeps_call_time_values():
+@contextlib.contextmanager
+def _staged_through(which: str, arena: _staging.Arena):
+    """CPU tensors staged as CUDA tensors are, through `arena` as _staging.SAVE or LOAD."""
+    old = getattr(_staging, which)
+    setattr(_staging, which, arena)
     _staging.stage_host_tensors = True
-    arena = _staging.Arena("save-test", bound=4 * MiB, block_bytes=1 * MiB)
-    old, _staging.SAVE = _staging.SAVE, arena
     try:
+        yield arena
+    finally:
+        setattr(_staging, which, old)
+        _staging.stage_host_tensors = False
+
+
+def test_pipelined_save_stays_within_the_bound_and_keeps_call_time_values():
+    with _staged_through("SAVE", _staging.Arena("save-test", bound=4 * MiB, block_bytes=1 * MiB)) as arena:
         store = os.path.join(harness.tmpdir(), "store")
         sd = _big_state()                     # 12 MiB through a 4 MiB arena
         want = {k: v.clone() for k, v in sd.items()}
@@ -79,9 +90,6 @@ def test_pipelined_save_stays_within_the_bound_and_keeps_call_time_values():
         got = {k: torch.zeros_like(v) for k, v in sd.items()}
         tessera.load(got, store, "a")
         assert all(torch.equal(got[k], want[k]) for k in want)
-    finally:
-        _staging.SAVE = old
-        _staging.stage_host_tensors = False
 
 
 def test_staged_load_in_waves_is_bit_exact():
@@ -89,19 +97,13 @@ def test_staged_load_in_waves_is_bit_exact():
     sd = _big_state(n=6)
     sd["half"] = states.full("half", (512, 300), torch.bfloat16)
     tessera.save(sd, store, "a", chunk_bytes=100 * 1024)
-    _staging.stage_host_tensors = True
-    arena = _staging.Arena("load-test", bound=2 * MiB, block_bytes=256 * 1024)
-    old, _staging.LOAD = _staging.LOAD, arena
-    try:
+    with _staged_through("LOAD", _staging.Arena("load-test", bound=2 * MiB, block_bytes=256 * 1024)) as arena:
         got = {k: torch.zeros_like(v) for k, v in sd.items()}
         got["w00"] = got["w00"].t().contiguous().t()  # a strided destination
         res = tessera.load(got, store, "a")
         assert all(torch.equal(got[k], sd[k]) for k in sd), "loaded values differ"
         assert arena.peak_leased <= 2 * MiB and arena.leased == 0
         assert res["bytes_read"] > 0
-    finally:
-        _staging.LOAD = old
-        _staging.stage_host_tensors = False
 
 
 def test_async_save_keeps_values_at_the_call():

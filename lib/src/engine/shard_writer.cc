@@ -36,8 +36,6 @@ class EntrySource {
  public:
   EntrySource(const std::string& name, const TensorEntry& entry) : name_(name), entry_(entry) {}
 
-  // The geometry (sizes, offsets, replicas) known before staging.
-  const TensorView& described() const { return entry_.view; }
   // The host view to read; stages the entry on the first call (other
   // callers wait for it). Throws what staging throws, on every call.
   const TensorView& bytes() {
