@@ -3,7 +3,8 @@ not run code from it (a store is a thing people download and share).
 
 Stored under the checkpoint metadata's python.dcp_metadata (schema/CATALOG.md):
 
-    {"version": "1.0.0" | null,
+    {"format_version": 2,                         this encoding's version (below)
+     "version": "1.0.0" | null,                   DCP's metadata version
      "tensors": {fqn: {"dtype": "bfloat16", "shape": [..], "layout": "strided",
                        "requires_grad": false, "memory_format": "contiguous_format",
                        "pin_memory": false}},
@@ -16,8 +17,10 @@ Stored under the checkpoint metadata's python.dcp_metadata (schema/CATALOG.md):
 Only the fields above are kept: the saver's chunk lists and storage_data
 are dropped (the catalog says where every box is), so the size does not grow
 with the number of ranks. decode() accepts nothing but this shape; a value
-of another type (a base64 pickle written by tessera before 2026-11-26) is
-never unpickled: the reader then describes the tensors from the catalog.
+of another type (a base64 pickle written by tessera before 2026-11-26: the
+encoding's version 1) is never unpickled: the reader then describes the
+tensors from the catalog. A format_version newer than FORMAT_VERSION is
+refused (StoreError: written by a newer tessera).
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, Metadat
 
 from . import _core
 from ._entries import dtype_name, torch_dtype
+
+FORMAT_VERSION = 2  # never reuse a number; bump when a field changes meaning
 
 _LAYOUTS = {"strided": torch.strided, "sparse_coo": torch.sparse_coo}
 _FORMATS = {"contiguous_format": torch.contiguous_format, "channels_last": torch.channels_last,
@@ -59,7 +64,7 @@ def encode(md: Metadata) -> dict:
     storage = None if sm is None else {
         "checkpoint_id": None if sm.checkpoint_id is None else str(sm.checkpoint_id),
         "save_id": sm.save_id, "modules": list(getattr(sm, "modules", []) or [])}
-    return {"version": getattr(md, "version", None), "tensors": tensors, "bytes": sorted(blobs),
+    return {"format_version": FORMAT_VERSION, "version": getattr(md, "version", None), "tensors": tensors, "bytes": sorted(blobs),
             "planner_data": planner, "storage_meta": storage}
 
 
@@ -74,6 +79,11 @@ def decode(data) -> Metadata | None:
     Raises tessera.CorruptionError for a dict that is malformed."""
     if not isinstance(data, dict) or "tensors" not in data:
         return None
+    fv = data.get("format_version", FORMAT_VERSION)
+    _expect(isinstance(fv, int), "format_version")
+    if fv > FORMAT_VERSION:
+        raise _core.StoreError(f"DCP metadata of format {fv} was written by a newer tessera (this one reads up to "
+                               f"{FORMAT_VERSION}): upgrade tessera to load it")
     sdm: dict = {}
     tensors = data.get("tensors")
     _expect(isinstance(tensors, dict), "tensors")

@@ -261,6 +261,28 @@ def test_reading_a_store_runs_no_code_from_it():
     assert os.path.exists(marker)
 
 
+def test_damaged_or_newer_dcp_metadata_is_refused_naming_it():
+    import json
+
+    from tessera import _core
+    from tessera._entries import tensor_entry
+    store = os.path.join(harness.tmpdir(), "store")
+    w = torch.arange(6.0).reshape(2, 3)
+    for name, dcp_md in (("bad", {"tensors": {"w": {"dtype": "float32", "shape": "2x3"}}}),
+                         ("newer", {"format_version": 99, "tensors": {}})):
+        meta = {"python": {"format": "dcp", "torch_saved": [], "dcp_metadata": dcp_md}}
+        _core.save(tessera.Store(store, create=True), name, [tensor_entry("w", w)], metadata=json.dumps(meta))
+    e = harness.expect_raises(BaseException, dcp.load, {"w": torch.zeros(2, 3)},
+                              storage_reader=StorageReader(store, "bad"), no_dist=True)
+    assert "malformed DCP metadata" in str(e) and "tensor 'w'" in str(e), str(e)
+    e = harness.expect_raises(BaseException, dcp.load, {"w": torch.zeros(2, 3)},
+                              storage_reader=StorageReader(store, "newer"), no_dist=True)
+    assert "newer tessera" in str(e), str(e)
+    sd = {"w": torch.zeros(2, 3)}
+    tessera.load(sd, store, "bad")  # the direct API reads tensors from the catalog alone
+    assert torch.equal(sd["w"], w)
+
+
 def _native_save(rank, world, store):
     tessera.save(states.state(states.mesh1d(), 0, salt=2), store, "native")
 

@@ -92,6 +92,17 @@ def test_pipelined_save_stays_within_the_bound_and_keeps_call_time_values():
         assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+def test_a_failing_staging_copy_fails_the_save_naming_the_tensor():
+    class Broken(_staging.Arena):
+        def take(self, nbytes, timeout=None):
+            raise RuntimeError("pinned memory exhausted")
+    store = os.path.join(harness.tmpdir(), "store")
+    with _staged_through("SAVE", Broken("broken", bound=MiB)):
+        harness.expect_raises(tessera.Error, tessera.save, {"w00": torch.ones(4)}, store, "a",
+                              match="tensor 'w00': staging")
+    assert tessera.Store(store).checkpoints() == []
+
+
 def test_staged_load_in_waves_is_bit_exact():
     store = os.path.join(harness.tmpdir(), "store")
     sd = _big_state(n=6)
