@@ -186,7 +186,7 @@ void Catalog::migrate(const std::string& path) {
 int Catalog::schema_version() { return static_cast<int>(db_.pragma_int("user_version")); }
 
 static constexpr const char* kCheckpointSelect = R"sql(
-  SELECT k.checkpoint_id, k.name, k.created_at, k.world_size, k.metadata,
+  SELECT k.checkpoint_id, k.name, k.created_at, k.world_size, k.metadata, k.save_token,
     (SELECT count(*) FROM tensors t WHERE t.checkpoint_id = k.checkpoint_id),
     (SELECT count(*) FROM entries e WHERE e.checkpoint_id = k.checkpoint_id),
     (SELECT coalesce(sum(c.raw_len), 0) FROM tensors t JOIN tensor_chunks tc USING (tensor_id)
@@ -208,11 +208,12 @@ static CheckpointInfo read_checkpoint(const Statement& st) {
   c.created_at = st.column_text(2);
   c.world_size = st.column_int(3);
   c.metadata = st.column_text(4);
-  c.tensor_count = st.column_int(5);
-  c.value_count = st.column_int(6);
-  c.logical_bytes = st.column_int(7);
-  c.stored_bytes = st.column_int(8);
-  c.added_bytes = st.column_int(9);
+  c.save_token = st.column_text(5);
+  c.tensor_count = st.column_int(6);
+  c.value_count = st.column_int(7);
+  c.logical_bytes = st.column_int(8);
+  c.stored_bytes = st.column_int(9);
+  c.added_bytes = st.column_int(10);
   return c;
 }
 
@@ -338,7 +339,7 @@ std::vector<std::string> Catalog::tensors_using(int64_t checkpoint_id, const Chu
   return out;
 }
 
-int64_t Catalog::commit(const NewCheckpoint& c) {
+int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& before_commit) {
   db_.exec("BEGIN IMMEDIATE");
   try {
     {
@@ -383,8 +384,8 @@ int64_t Catalog::commit(const NewCheckpoint& c) {
       }
     }
     Statement ins_ckpt = db_.prepare(
-        "INSERT INTO checkpoints (name, created_at, world_size, metadata) VALUES (?1, ?2, ?3, ?4)");
-    ins_ckpt.bind(1, c.name).bind(2, now).bind(3, c.world_size).bind(4, c.metadata);
+        "INSERT INTO checkpoints (name, created_at, world_size, metadata, save_token) VALUES (?1, ?2, ?3, ?4, ?5)");
+    ins_ckpt.bind(1, c.name).bind(2, now).bind(3, c.world_size).bind(4, c.metadata).bind(5, c.save_token);
     ins_ckpt.run();
     const int64_t ckpt_id = db_.last_insert_rowid();
 
@@ -425,6 +426,7 @@ int64_t Catalog::commit(const NewCheckpoint& c) {
           v.value);
       ins_value.run();
     }
+    if (before_commit) before_commit();
     db_.exec("COMMIT");
     return ckpt_id;
   } catch (...) {

@@ -7,6 +7,7 @@
 // read-only and plan their own loads from it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,7 @@ struct CheckpointInfo {
   // Stored bytes of the distinct chunks it references that no earlier
   // checkpoint (smaller id, still in the catalog) references: what it added.
   int64_t added_bytes = 0;
+  std::string save_token;  // NewCheckpoint::save_token of the save that committed it
 };
 
 // One box of a tensor and the chunk that holds it.
@@ -86,6 +88,9 @@ struct NewCheckpoint {
   // A checkpoint of the same name is deleted in the commit's transaction
   // (overwrite): readers see the old one until the new one is committed.
   bool replace_existing = false;
+  // Recorded with the checkpoint: a distributed save's ranks agree on it, so
+  // a rank that stopped waiting can tell whether its own save committed.
+  std::string save_token;
 };
 
 class Catalog {
@@ -121,8 +126,10 @@ class Catalog {
 
   // Commits in one transaction. Throws (leaving the catalog unchanged) if the
   // name exists (unless c.replace_existing) or a referenced chunk is neither
-  // committed nor in `c.packs`.
-  int64_t commit(const NewCheckpoint& c);
+  // committed nor in `c.packs`. `before_commit`, when set, runs inside the
+  // transaction once everything is written, just before COMMIT; if it throws,
+  // the transaction is rolled back and its exception propagates.
+  int64_t commit(const NewCheckpoint& c, const std::function<void()>& before_commit = {});
 
   Db& db() { return db_; }
 

@@ -18,8 +18,10 @@ std::string rank_list(const std::set<int64_t>& ranks) {
 }  // namespace
 
 void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const std::vector<RankManifest>& manifests,
-                       const SaveOptions& options) {
+                       const SaveOptions& options, const std::string& save_token,
+                       const std::function<void()>& before_commit) {
   catalog::NewCheckpoint c;
+  c.save_token = save_token;
   c.name = checkpoint;
   c.world_size = options.world_size;
   c.metadata = options.metadata;
@@ -77,7 +79,7 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
 
   std::lock_guard lock(store.mu);
   try {
-    store.catalog.commit(c);
+    store.catalog.commit(c, before_commit);
   } catch (const catalog::CatalogError& e) {
     if (!options.overwrite && store.catalog.find_checkpoint(checkpoint))
       throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + store.path + "'");

@@ -2,6 +2,7 @@
 // rank wrote and commit the checkpoint in one catalog transaction.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,11 @@ namespace tessera {
 // one dtype and global shape across ranks, its pieces tile the global shape
 // exactly, values are not also tensors — and commits. Throws InvalidArgument
 // naming the tensor and ranks, or AlreadyExistsError if the name exists; on
-// failure the catalog is unchanged.
+// failure the catalog is unchanged. `save_token` is recorded with the
+// checkpoint; `before_commit` runs inside the catalog transaction just before
+// COMMIT (see Catalog::commit) and may veto it by throwing.
 void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const std::vector<RankManifest>& manifests,
-                       const SaveOptions& options);
+                       const SaveOptions& options, const std::string& save_token = "",
+                       const std::function<void()>& before_commit = {});
 
 }  // namespace tessera
