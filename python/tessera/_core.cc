@@ -234,39 +234,71 @@ py::dict summary_dict(const tessera::CheckpointSummary& s) {
 // package, torch.distributed's own Store (see tessera/_dist.py):
 //   set(key: str, value: bytes) -> None
 //   wait_get(key: str, timeout_seconds: float) -> bytes | None
+//   add(key: str, delta: int) -> int
+//   compare_set(key: str, expected: bytes, desired: bytes) -> bytes
+//   delete_key(key: str) -> bool
+// with the semantics of the ControlPlane methods of the same names.
 class PyControlPlane : public tessera::ControlPlane {
  public:
-  PyControlPlane(int64_t rank, int64_t world, py::object set, py::object wait_get)
-      : rank_(rank), world_(world), set_(std::move(set)), wait_get_(std::move(wait_get)) {}
+  PyControlPlane(int64_t rank, int64_t world, py::object set, py::object wait_get, py::object add,
+                 py::object compare_set, py::object delete_key)
+      : rank_(rank),
+        world_(world),
+        set_(std::move(set)),
+        wait_get_(std::move(wait_get)),
+        add_(std::move(add)),
+        compare_set_(std::move(compare_set)),
+        delete_key_(std::move(delete_key)) {}
   ~PyControlPlane() override {
     py::gil_scoped_acquire gil;
-    set_ = py::object();
-    wait_get_ = py::object();
+    for (py::object* f : {&set_, &wait_get_, &add_, &compare_set_, &delete_key_}) *f = py::object();
   }
   int64_t rank() const override { return rank_; }
   int64_t world_size() const override { return world_; }
   void set(const std::string& key, const std::string& value) override {
-    py::gil_scoped_acquire gil;
-    try {
-      set_(key, py::bytes(value));
-    } catch (py::error_already_set& e) {
-      throw tessera::Error("control plane: set '" + key + "' failed: " + e.what());
-    }
+    call("set", key, [&] { set_(key, py::bytes(value)); });
   }
   std::optional<std::string> wait_get(const std::string& key, std::chrono::milliseconds timeout) override {
-    py::gil_scoped_acquire gil;
-    try {
+    std::optional<std::string> out;
+    call("get", key, [&] {
       py::object v = wait_get_(key, static_cast<double>(timeout.count()) / 1000.0);
-      if (v.is_none()) return std::nullopt;
-      return v.cast<std::string>();
-    } catch (py::error_already_set& e) {
-      throw tessera::Error("control plane: get '" + key + "' failed: " + e.what());
-    }
+      if (!v.is_none()) out = v.cast<std::string>();
+    });
+    return out;
+  }
+  int64_t add(const std::string& key, int64_t delta) override {
+    int64_t sum = 0;
+    call("add", key, [&] { sum = add_(key, delta).cast<int64_t>(); });
+    return sum;
+  }
+  std::string compare_set(const std::string& key, const std::string& expected, const std::string& desired) override {
+    std::string now;
+    call("compare_set", key, [&] { now = compare_set_(key, py::bytes(expected), py::bytes(desired)).cast<std::string>(); });
+    return now;
+  }
+  bool delete_key(const std::string& key) override {
+    bool deleted = false;
+    call("delete", key, [&] { deleted = delete_key_(key).cast<bool>(); });
+    return deleted;
   }
 
  private:
+  // Runs `op` holding the GIL; a Python exception becomes a tessera::Error
+  // naming the operation and the key.
+  template <class Op>
+  static void call(const char* what, const std::string& key, Op&& op) {
+    py::gil_scoped_acquire gil;
+    try {
+      op();
+    } catch (py::error_already_set& e) {
+      throw tessera::Error(std::string("control plane: ") + what + " '" + key + "' failed: " + e.what());
+    } catch (py::cast_error& e) {
+      throw tessera::Error(std::string("control plane: ") + what + " '" + key + "' returned the wrong type: " + e.what());
+    }
+  }
+
   int64_t rank_, world_;
-  py::object set_, wait_get_;
+  py::object set_, wait_get_, add_, compare_set_, delete_key_;
 };
 
 }  // namespace
@@ -310,8 +342,9 @@ PYBIND11_MODULE(_core, m) {
       .def("checkpoint", [](const tessera::Store& s, const std::string& name) { return summary_dict(s.checkpoint(name)); });
 
   py::class_<PyControlPlane>(m, "ControlPlane")
-      .def(py::init<int64_t, int64_t, py::object, py::object>(), py::arg("rank"), py::arg("world_size"),
-           py::arg("set"), py::arg("wait_get"))
+      .def(py::init<int64_t, int64_t, py::object, py::object, py::object, py::object, py::object>(),
+           py::arg("rank"), py::arg("world_size"), py::arg("set"), py::arg("wait_get"), py::arg("add"),
+           py::arg("compare_set"), py::arg("delete_key"))
       .def_property_readonly("rank", &PyControlPlane::rank)
       .def_property_readonly("world_size", &PyControlPlane::world_size);
 

@@ -1,8 +1,9 @@
 """tessera's distributed save protocol over torch.distributed's own Store.
 
 The C++ protocol (tessera/distributed.h) needs a ControlPlane: a key/value
-store with a blocking get. The default process group's Store (the TCPStore
-torchrun or init_process_group set up) is one; keys live under "tessera/".
+store with a blocking get, add, compare_set and delete_key. The default
+process group's Store (the TCPStore torchrun or init_process_group set up) is
+one; keys live under "tessera/", and a save deletes the keys it made.
 One plane per default store, kept for the job's life: it numbers the saves
 made through it, so every rank must make the same saves in the same order.
 """
@@ -39,6 +40,7 @@ def control_plane() -> _core.ControlPlane:
             return None
         return store.get(k)
 
-    plane = _core.ControlPlane(dist.get_rank(), dist.get_world_size(), set_key, wait_get)
+    plane = _core.ControlPlane(dist.get_rank(), dist.get_world_size(), set_key, wait_get, add=store.add,
+                               compare_set=store.compare_set, delete_key=store.delete_key)
     _planes[key] = (base, plane)
     return plane

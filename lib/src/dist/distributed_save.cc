@@ -1,26 +1,86 @@
-// The save protocol over a ControlPlane. Keys live under
-// "tessera/save/<n>/<checkpoint>/", n counting the saves made through this control plane
-// (every rank makes the same saves in the same order, as with collectives):
+// The save protocol over a ControlPlane (tessera/distributed.h). Keys live
+// under P = "tessera/save/<n>/<checkpoint>/", n counting the saves made
+// through this control plane (every rank makes the same saves in the same
+// order, as with collectives):
 //
-//   ready      rank 0: "ok" once the store is open, or "error:<why>"
-//   report/<r> rank r: "ok:" + encoded manifest (packs durable), or "error:<why>"
-//   outcome    rank 0: "ok" after the commit, or "error:<why>"
+//   ready      rank 0: "ok:<token>" once the store is open and the name free,
+//              or "error:<why>". The token (16 random hex digits) names this
+//              save; the catalog records it with the checkpoint.
+//   arrived    counter: each rank r >= 1 adds 1 once it has reported.
+//   all_in     set by the rank whose add brought `arrived` to world - 1.
+//   error/<r>  rank r >= 1: why its part failed ("save of ... failed: rank r: ...").
+//   decision   set once, by compare_set from empty: "commit" by rank 0 inside
+//              its catalog transaction just before COMMIT, or "abort:<r>" by
+//              a rank r whose wait for the outcome timed out. First one wins.
+//   outcome    rank 0: "ok" after the commit, or "error:<why>".
+//   left       counter: every rank, rank 0 included, adds 1 as it leaves.
 //
-// Every wait has the caller's timeout; a rank that never reports is named.
+// A rank's report (its manifest: chunk records, packs) is a file,
+// <store>/tmp/save-<token>.rank-<r>, written under a temporary name and
+// renamed, so it is there whole or not at all. Manifests reach hundreds of
+// MiB at a million chunk references: the job's TCPStore never holds them.
+//
+// Normal case, in Store operations (each one round trip to the TCPStore):
+//   rank r >= 1: wait_get(ready), add(arrived), wait_get(outcome), add(left):
+//                4, two of which wait. The last to arrive also sets all_in.
+//   rank 0:      set(ready), wait_get(all_in), delete_key x 3 (ready, arrived,
+//                all_in), compare_set(decision), set(outcome), add(left): 8.
+//   The last rank to leave also deletes outcome, decision and left (3).
+// Rank 0 gathers in one wait whatever the world size; no count grows with it.
+// Why not 3 for rank r: c10d's wait sees keys appear, never disappear, and
+// it has no multi-key delete. A key that all ranks read (outcome) can only be
+// deleted once they said they read it (add(left)); and a per-rank report key
+// would cost its owner a delete, which is why reports are files and arrival
+// is a counter (torch elastic's barrier does the same).
+//
+// Who deletes what, and when:
+//   - rank 0 deletes ready, arrived and all_in once it has gathered (every
+//     rank had read ready before arriving), and each report file once read;
+//   - rank r deletes its error/<r> after it has read the outcome (rank 0 has
+//     read it by then);
+//   - the rank whose add(left) reaches world deletes outcome, decision and
+//     left — and, when the save failed, ready, arrived and all_in too, which
+//     rank 0 may not have deleted (deleting a missing key is harmless);
+//   - a rank whose save failed removes its own packs and report file.
+// A rank that dies mid-save never leaves: its save's few small keys stay (no
+// rank can tell it from a slow one).
+//
+// No split outcome. A rank whose wait for the outcome times out does not
+// guess: it writes decision = "abort:<r>" unless rank 0 already wrote
+// "commit". If it wins, rank 0's transaction sees "abort" just before COMMIT
+// and rolls back, and every rank fails with the same message. If rank 0 had
+// decided to commit, the rank waits `timeout` more for the outcome; if it
+// still does not come (rank 0 died after deciding), the rank takes the
+// catalog's write lock — it gets it only once rank 0's transaction has
+// committed, rolled back, or died (SQLite then rolls back the hot journal) —
+// and reports what the catalog holds: checkpoint `name` with this save's
+// token means committed.
+//
+// Timeouts: rank 0 gives the others one `timeout` from the moment it is done
+// with its own part; the others give rank 0 twice that for ready and for the
+// outcome (it may wait a full timeout for a rank before it can answer).
 #include <cstdio>
+#include <filesystem>
+#include <random>
 
+#include "catalog/catalog.h"
 #include "engine/commit.h"
 #include "engine/manifest_codec.h"
 #include "engine/retention.h"
 #include "engine/shard_writer.h"
+#include "io/file.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"
 
 namespace tessera {
 namespace {
 
+using std::chrono::milliseconds;
+
 constexpr const char* kOk = "ok";
 constexpr const char* kErrorPrefix = "error:";
+constexpr const char* kCommit = "commit";
+constexpr const char* kAbortPrefix = "abort:";
 
 bool is_error(const std::string& s) { return s.rfind(kErrorPrefix, 0) == 0; }
 std::string error_text(const std::string& s) { return s.substr(std::string(kErrorPrefix).size()); }
@@ -34,91 +94,241 @@ std::string error_text(const std::string& s) { return s.substr(std::string(kErro
   throw Error(what);
 }
 
+std::string new_token() {
+  std::random_device rd;
+  const uint64_t x = (uint64_t{rd()} << 32) ^ rd();
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
+  return buf;
+}
+
+// One rank's view of one save.
+struct Save {
+  ControlPlane& plane;
+  const std::string& store_path;
+  const std::string& checkpoint;
+  milliseconds timeout;
+  int64_t rank, world;
+  std::string prefix;  // P
+  std::string failed;  // "save of checkpoint '<name>' failed: "
+
+  std::string key(const std::string& k) const { return prefix + k; }
+  std::optional<std::string> wait_get(const std::string& k, milliseconds limit) {
+    return plane.wait_get(key(k), std::max(limit, milliseconds(1)));  // 0 means "forever" in c10d
+  }
+  std::string seconds() const {
+    char s[32];
+    std::snprintf(s, sizeof s, "%.1f", static_cast<double>(timeout.count()) / 1000.0);
+    return s;
+  }
+  std::string report_path(const std::string& token, int64_t r) const {
+    return store_path + "/tmp/save-" + token + ".rank-" + std::to_string(r);
+  }
+  std::string coordinator_silent() const {
+    return failed + "the coordinator (rank 0) did not report within " + seconds() + " s (did it die?)";
+  }
+  // The failure every rank reports once decision = `abort` ("abort:<r>").
+  std::string aborted(const std::string& abort) const {
+    return failed + "rank " + abort.substr(std::string(kAbortPrefix).size()) +
+           " gave up waiting for the coordinator (rank 0) and aborted the save (timeout " + seconds() + " s)";
+  }
+
+  // Every rank calls this once as it leaves; the last one deletes the keys
+  // that are still there.
+  void leave(bool succeeded) {
+    if (plane.add(key("left"), 1) < world) return;
+    for (const char* k : {"outcome", "decision", "left"}) plane.delete_key(key(k));
+    if (!succeeded)
+      for (const char* k : {"ready", "arrived", "all_in"}) plane.delete_key(key(k));
+  }
+};
+
+void write_report(const std::string& path, const std::string& bytes) {
+  const std::string part = path + ".part";
+  try {
+    io::WriteFile f(part);
+    f.append(bytes.data(), bytes.size());
+    f.close();
+    std::filesystem::rename(part, path);
+  } catch (...) {
+    io::remove_file(part);
+    throw;
+  }
+}
+
+std::optional<std::string> read_report(const std::string& path) {
+  if (!io::exists(path)) return std::nullopt;
+  io::ReadFile f(path);
+  std::string bytes(f.size(), '\0');
+  f.read_at(0, bytes.size(), bytes.data());
+  return bytes;
+}
+
+std::string did_not_report(const Save& s, const std::vector<int64_t>& missing) {
+  std::string who = missing.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < missing.size() && i < 8; ++i) who += (i ? ", " : "") + std::to_string(missing[i]);
+  if (missing.size() > 8) who += " and " + std::to_string(missing.size() - 8) + " more";
+  return s.failed + who + " did not report within " + s.seconds() + " s (did " +
+         (missing.size() == 1 ? "it" : "they") + " die?)";
+}
+
+// Rank 0: waits (once) until every rank has arrived or the timeout passes,
+// then collects the reports. Throws the lowest rank's failure, else names
+// the ranks that did not report.
+std::vector<RankManifest> gather(Save& s, const std::string& token, const RankManifest& mine,
+                                 const std::string& own_failure) {
+  if (s.world > 1) (void)s.wait_get("all_in", s.timeout);
+  std::vector<RankManifest> all{mine};
+  std::vector<int64_t> missing;
+  std::string failure = own_failure;
+  for (int64_t r = 1; r < s.world; ++r) {
+    const std::string path = s.report_path(token, r);
+    if (auto bytes = read_report(path)) {
+      io::remove_file(path);
+      if (failure.empty()) all.push_back(decode_manifest(*bytes));
+    } else if (auto why = s.wait_get("error/" + std::to_string(r), milliseconds(1))) {
+      if (failure.empty()) failure = *why;
+    } else {
+      missing.push_back(r);
+    }
+  }
+  for (const char* k : {"ready", "arrived", "all_in"}) s.plane.delete_key(s.key(k));
+  if (!failure.empty()) throw Error(failure);
+  if (!missing.empty()) throw Error(did_not_report(s, missing));
+  return all;
+}
+
+// Rank 0 opens the store for writing and announces the save; throws (after
+// telling the others) if it cannot.
+Store open_for_save(Save& s, const std::string& token, const SaveOptions& opts) {
+  try {
+    Store store = Store::open(s.store_path);
+    std::lock_guard lock(store.impl().mu);
+    if (!opts.overwrite && store.impl().catalog.find_checkpoint(s.checkpoint))
+      throw AlreadyExistsError("checkpoint '" + s.checkpoint + "' already exists in store '" + s.store_path + "'");
+    s.plane.set(s.key("ready"), std::string("ok:") + token);
+    return store;
+  } catch (const std::exception& e) {
+    s.plane.set(s.key("ready"), kErrorPrefix + std::string(e.what()));
+    s.leave(false);
+    throw;
+  }
+}
+
+SaveResult coordinate(Save& s, const StateDict& state, SaveOptions opts) {
+  const std::string token = new_token();
+  Store store = open_for_save(s, token, opts);
+  RankManifest mine;
+  std::string own_failure;
+  try {
+    mine = write_shards(state, store.impl(), opts);
+    mine.rank = 0;
+  } catch (const std::exception& e) {
+    own_failure = s.failed + "rank 0: " + e.what();
+  }
+  std::string outcome = kOk;
+  try {
+    std::vector<RankManifest> all = gather(s, token, mine, own_failure);
+    // The decision, taken inside the transaction: a rank that stopped
+    // waiting may have aborted the save first.
+    auto decide = [&] {
+      const std::string d = s.plane.compare_set(s.key("decision"), "", kCommit);
+      if (d != kCommit) throw Error(s.aborted(d));
+    };
+    commit_checkpoint(store.impl(), s.checkpoint, all, opts, token, decide);
+    mine.stats.removed = apply_keep_last_after_commit(store.impl(), opts.keep_last, s.checkpoint);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    outcome = kErrorPrefix + (what.rfind(s.failed, 0) == 0 ? what : s.failed + what);
+  }
+  s.plane.set(s.key("outcome"), outcome);
+  s.leave(outcome == kOk);
+  if (is_error(outcome)) {
+    discard_packs(store.impl(), mine.packs);
+    throw_remote(error_text(outcome));
+  }
+  return mine.stats;
+}
+
+// Whether the catalog holds `checkpoint` as committed by the save `token`.
+// Rank 0 decided inside its catalog transaction; the write lock is free only
+// once that transaction has committed, rolled back, or died (SQLite rolls
+// back a dead writer's hot journal), so what is read under it is final.
+bool committed_in_catalog(const Save& s, const std::string& token) {
+  StoreOptions o;
+  o.create_if_missing = false;
+  Store store = Store::open(s.store_path, o);
+  std::lock_guard lock(store.impl().mu);
+  catalog::Transaction tx(store.impl().catalog.db(), catalog::Transaction::Kind::kWrite);
+  auto c = store.impl().catalog.find_checkpoint(s.checkpoint);
+  return c && c->save_token == token;
+}
+
+// Rank r >= 1: the outcome of the save, "ok" or "error:<why>", the same on
+// every rank even when rank 0 is slower than the timeout (see the top).
+std::string await_outcome(Save& s, const std::string& token) {
+  if (auto v = s.wait_get("outcome", 2 * s.timeout)) return *v;
+  const std::string d = s.plane.compare_set(s.key("decision"), "", kAbortPrefix + std::to_string(s.rank));
+  if (d != kCommit) return kErrorPrefix + s.aborted(d);
+  if (auto v = s.wait_get("outcome", s.timeout)) return *v;  // rank 0 is committing
+  try {
+    if (committed_in_catalog(s, token)) return kOk;
+  } catch (const std::exception& e) {
+    return kErrorPrefix + s.failed + "the coordinator (rank 0) decided to commit but did not report, and the catalog " +
+           "could not tell whether it did: " + e.what();
+  }
+  return kErrorPrefix + s.failed + "the coordinator (rank 0) decided to commit but did not report within " +
+         s.seconds() + " s, and the checkpoint is not in the catalog (did rank 0 die?)";
+}
+
+SaveResult participate(Save& s, const StateDict& state, const SaveOptions& opts) {
+  auto ready = s.wait_get("ready", 2 * s.timeout);
+  if (!ready || is_error(*ready)) {
+    s.leave(false);
+    if (!ready) throw Error(s.coordinator_silent());
+    throw_remote(error_text(*ready));
+  }
+  const std::string token = ready->substr(3), report = s.report_path(token, s.rank);
+  const std::string error_key = "error/" + std::to_string(s.rank);
+  std::optional<Store> store;
+  RankManifest mine;
+  bool failed_here = false;
+  try {
+    store = Store::open_read_only(s.store_path);
+    mine = write_shards(state, store->impl(), opts);
+    mine.rank = s.rank;
+    write_report(report, encode_manifest(mine));
+  } catch (const std::exception& e) {
+    s.plane.set(s.key(error_key), s.failed + "rank " + std::to_string(s.rank) + ": " + e.what());
+    failed_here = true;
+  }
+  if (s.plane.add(s.key("arrived"), 1) == s.world - 1) s.plane.set(s.key("all_in"), kOk);
+  const std::string outcome = await_outcome(s, token);
+  if (failed_here) s.plane.delete_key(s.key(error_key));
+  s.leave(outcome == kOk);
+  if (is_error(outcome)) {
+    if (store) discard_packs(store->impl(), mine.packs);  // each rank removes its own packs
+    io::remove_file(report);                             // if rank 0 gave up before reading it
+    throw_remote(error_text(outcome));
+  }
+  return mine.stats;
+}
+
 }  // namespace
 
 SaveResult save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
                 ControlPlane& plane, const SaveOptions& options, const DistributedOptions& dist) {
-  const int64_t rank = plane.rank(), world = plane.world_size();
-  const std::string prefix = "tessera/save/" + std::to_string(plane.next_save_id()) + "/" + checkpoint + "/";
-  const std::string failed = "save of checkpoint '" + checkpoint + "' failed: ";
+  Save s{plane,
+         store_path,
+         checkpoint,
+         dist.timeout,
+         plane.rank(),
+         plane.world_size(),
+         "tessera/save/" + std::to_string(plane.next_save_id()) + "/" + checkpoint + "/",
+         "save of checkpoint '" + checkpoint + "' failed: "};
   SaveOptions opts = options;
-  opts.world_size = world;
-
-  // Once done with its own part, the coordinator gives all ranks one
-  // deadline; the others give it twice that (it may wait a full timeout for a
-  // rank before it can answer).
-  auto deadline = std::chrono::steady_clock::now() + dist.timeout;
-  auto wait = [&](const std::string& key, const std::string& who, std::chrono::milliseconds limit) {
-    auto v = plane.wait_get(prefix + key, std::max(limit, std::chrono::milliseconds(1)));
-    if (!v) {
-      char secs[32];
-      std::snprintf(secs, sizeof secs, "%.1f", static_cast<double>(dist.timeout.count()) / 1000.0);
-      throw Error(failed + who + " did not report within " + secs + " s (did it die?)");
-    }
-    return *v;
-  };
-  auto until_deadline = [&] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-  };
-
-  // 1. Rank 0 opens the store for writing; the others follow read-only.
-  std::optional<Store> store;
-  if (rank == 0) {
-    try {
-      store = Store::open(store_path);
-      std::lock_guard lock(store->impl().mu);
-      if (!opts.overwrite && store->impl().catalog.find_checkpoint(checkpoint))
-        throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + store_path + "'");
-    } catch (const std::exception& e) {
-      plane.set(prefix + "ready", kErrorPrefix + std::string(e.what()));
-      throw;
-    }
-    plane.set(prefix + "ready", kOk);
-  } else {
-    std::string ready = wait("ready", "the coordinator (rank 0)", 2 * dist.timeout);
-    if (is_error(ready)) throw_remote(error_text(ready));
-    store = Store::open_read_only(store_path);
-  }
-
-  // 2. Every rank writes its chunks and reports its manifest (or its failure).
-  RankManifest mine;
-  try {
-    mine = write_shards(state, store->impl(), opts);
-    mine.rank = rank;
-  } catch (const std::exception& e) {
-    const std::string why = failed + "rank " + std::to_string(rank) + ": " + e.what();
-    plane.set(prefix + (rank == 0 ? std::string("outcome") : "report/" + std::to_string(rank)), kErrorPrefix + why);
-    if (rank != 0) (void)plane.wait_get(prefix + "outcome", 2 * dist.timeout);  // leave together
-    throw_remote(why);
-  }
-  if (rank != 0) plane.set(prefix + "report/" + std::to_string(rank), std::string("ok:") + encode_manifest(mine));
-
-  // 3. The coordinator gathers, validates and commits; the others wait for the outcome.
-  std::string outcome = kOk;
-  if (rank == 0) {
-    std::vector<RankManifest> all{mine};
-    deadline = std::chrono::steady_clock::now() + dist.timeout;
-    try {
-      for (int64_t r = 1; r < world; ++r) {
-        std::string report = wait("report/" + std::to_string(r), "rank " + std::to_string(r), until_deadline());
-        if (is_error(report)) throw Error(error_text(report));
-        all.push_back(decode_manifest(report.substr(3)));
-      }
-      commit_checkpoint(store->impl(), checkpoint, all, opts);
-      mine.stats.removed = apply_keep_last_after_commit(store->impl(), opts.keep_last, checkpoint);
-    } catch (const std::exception& e) {
-      std::string what = e.what();
-      outcome = kErrorPrefix + (what.rfind(failed, 0) == 0 ? what : failed + what);
-    }
-    plane.set(prefix + "outcome", outcome);
-  } else {
-    outcome = wait("outcome", "the coordinator (rank 0)", 2 * dist.timeout);
-  }
-  if (is_error(outcome)) {
-    discard_packs(store->impl(), mine.packs);  // each rank removes its own packs
-    throw_remote(error_text(outcome));
-  }
-  return mine.stats;
+  opts.world_size = s.world;
+  return s.rank == 0 ? coordinate(s, state, opts) : participate(s, state, opts);
 }
 
 }  // namespace tessera

@@ -9,6 +9,10 @@
 namespace tessera {
 namespace {
 
+std::vector<uint8_t> bytes(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
+
+// Each operation is one call of c10d's Store, except wait_get: wait(keys,
+// timeout), then get (c10d's get has no timeout of its own).
 class C10dPlane : public ControlPlane {
  public:
   C10dPlane(c10::intrusive_ptr<c10d::Store> store, int64_t rank, int64_t world)
@@ -24,6 +28,12 @@ class C10dPlane : public ControlPlane {
     }
     return store_->get_to_str(key);
   }
+  int64_t add(const std::string& key, int64_t delta) override { return store_->add(key, delta); }
+  std::string compare_set(const std::string& key, const std::string& expected, const std::string& desired) override {
+    auto now = store_->compareSet(key, bytes(expected), bytes(desired));
+    return std::string(now.begin(), now.end());
+  }
+  bool delete_key(const std::string& key) override { return store_->deleteKey(key); }
 
  private:
   c10::intrusive_ptr<c10d::Store> store_;
