@@ -4,11 +4,15 @@
 // c10d's TCPStore is in c10d_test.cc.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <random>
 #include <thread>
 
+#include "catalog/catalog.h"
+#include "engine/store_impl.h"
 #include "tessera/checkpoint.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"
@@ -24,9 +28,12 @@ namespace fs = std::filesystem;
 namespace {
 
 
-// Runs fn(rank, plane) on `world` threads; returns each rank's error ("" if none).
-std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {
-  auto planes = in_process_control_planes(world);
+// Runs fn(rank, *planes[rank]) on one thread per plane; returns each rank's
+// error ("" if none).
+template <class Plane>
+std::vector<std::string> run_on(const std::vector<Plane>& planes,
+                                const std::function<void(int64_t, ControlPlane&)>& fn) {
+  const int64_t world = static_cast<int64_t>(planes.size());
   std::vector<std::string> errors(world);
   std::vector<std::thread> threads;
   for (int64_t r = 0; r < world; ++r)
@@ -39,6 +46,75 @@ std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64
     });
   for (auto& t : threads) t.join();
   return errors;
+}
+
+std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {
+  return run_on(in_process_control_planes(world), fn);
+}
+
+bool is_decision(const std::string& key) { return key.size() >= 9 && key.substr(key.size() - 9) == "/decision"; }
+
+// A plane that forwards to another one, counting operations by kind. Tests
+// slow rank 0 down or "kill" it around its compare_set of the decision key.
+class Recorder : public ControlPlane {
+ public:
+  explicit Recorder(ControlPlane& inner) : inner_(inner) {}
+  int64_t rank() const override { return inner_.rank(); }
+  int64_t world_size() const override { return inner_.world_size(); }
+  void set(const std::string& key, const std::string& value) override {
+    if (count("set")) inner_.set(key, value);
+  }
+  std::optional<std::string> wait_get(const std::string& key, std::chrono::milliseconds timeout) override {
+    if (!count("wait_get")) return std::nullopt;
+    return inner_.wait_get(key, timeout);
+  }
+  int64_t add(const std::string& key, int64_t delta) override { return count("add") ? inner_.add(key, delta) : 0; }
+  std::string compare_set(const std::string& key, const std::string& expected, const std::string& desired) override {
+    if (!count("compare_set")) return desired;
+    if (is_decision(key) && before_decision) before_decision();
+    std::string now = inner_.compare_set(key, expected, desired);
+    if (is_decision(key) && after_decision) after_decision(now);
+    return now;
+  }
+  bool delete_key(const std::string& key) override { return count("delete") && inner_.delete_key(key); }
+
+  int ops(const std::string& kind) const { return by_kind.count(kind) ? by_kind.at(kind) : 0; }
+  int total() const {
+    int n = 0;
+    for (auto& [k, v] : by_kind) n += v;
+    return n;
+  }
+
+  std::map<std::string, int> by_kind;
+  std::function<void()> before_decision;
+  std::function<void(const std::string&)> after_decision;  // gets the decision
+  std::atomic<bool> dead{false};  // from then on, operations do nothing (the rank died)
+
+ private:
+  bool count(const std::string& kind) {
+    if (dead) return false;
+    ++by_kind[kind];
+    return true;
+  }
+  ControlPlane& inner_;
+};
+
+// `world` recorders over one in-process map.
+struct Recorded {
+  std::vector<std::unique_ptr<ControlPlane>> inner;
+  std::vector<std::unique_ptr<Recorder>> planes;
+  explicit Recorded(int64_t world) : inner(in_process_control_planes(world)) {
+    for (auto& p : inner) planes.push_back(std::make_unique<Recorder>(*p));
+  }
+  size_t keys() const { return in_process_key_count(*inner[0]); }
+};
+
+// Files left in the store's tmp/ (a save's report files must not stay).
+size_t temp_files(const TempDir& dir) {
+  size_t n = 0;
+  if (fs::exists(dir / "tmp"))
+    for ([[maybe_unused]] auto& f : fs::directory_iterator(dir / "tmp")) ++n;
+  return n;
 }
 
 // A global float32 matrix of deterministic random values.
@@ -223,4 +299,157 @@ TEST_CASE("disagreeing ranks: dtypes, overlaps, gaps, an existing name") {
   CHECK(has(e[0], "already exists"));
   CHECK(has(e[1], "already exists"));
   CHECK(Store::open_read_only(dir.path()).checkpoints().size() == 1);
+}
+
+namespace {
+
+// Rows [r * rows, (r + 1) * rows) of `w` from rank r, all columns.
+void save_rows(const Matrix& w, int64_t r, int64_t row0, const std::string& store, const std::string& name,
+               ControlPlane& plane, const DistributedOptions& d = {}) {
+  const int64_t rows = w.rows / plane.world_size();
+  auto wb = w.block(r * rows, rows, 0, w.cols);
+  StateDict sd;
+  sd.add_tensor("w", shard_view(wb, w, row0, rows, 0, w.cols));
+  save(sd, store, name, plane, SaveOptions{}, d);
+}
+
+std::string token_of(const std::string& store, const std::string& name) {
+  auto c = Store::open_read_only(store).impl().catalog.find_checkpoint(name);
+  return c ? c->save_token : "(absent)";
+}
+
+}  // namespace
+
+TEST_CASE("a save leaves no keys in the control plane and no report files, whether it commits or fails") {
+  TempDir dir("dist");
+  Matrix w(64, 64, 8);
+  auto planes = in_process_control_planes(4);  // one set of planes for all saves, as a job keeps it
+  // Rank r saves rows [16 r, 16 r + 16) at row `row0(r)`.
+  auto attempt = [&](const std::string& name, const std::function<int64_t(int64_t)>& row0) {
+    return run_on(planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, row0(r), dir.path(), name, p); });
+  };
+  auto rows = [](int64_t r) { return r * 16; };
+  for (auto& e : attempt("ok", rows)) CHECK(e == "");
+  CHECK(in_process_key_count(*planes[0]) == 0);
+  CHECK(temp_files(dir) == 0);
+
+  auto e = attempt("bad", [](int64_t r) { return r == 2 ? int64_t{60} : r * 16; });  // rank 2 fails writing
+  for (int64_t r = 0; r < 4; ++r) CHECK(has(e[r], "failed: rank 2: tensor 'w'"));
+  CHECK(in_process_key_count(*planes[0]) == 0);
+
+  e = attempt("overlap", [](int64_t r) { return r == 3 ? int64_t{32} : r * 16; });  // rank 0's validation fails
+  for (int64_t r = 0; r < 4; ++r) CHECK(has(e[r], "overlap"));
+  CHECK(in_process_key_count(*planes[0]) == 0);
+
+  e = attempt("ok", rows);  // rank 0 refuses before anyone writes
+  for (int64_t r = 0; r < 4; ++r) CHECK(has(e[r], "already exists"));
+  CHECK(in_process_key_count(*planes[0]) == 0);
+  CHECK(temp_files(dir) == 0);
+  CHECK(Store::open_read_only(dir.path()).checkpoints().size() == 1);
+}
+
+TEST_CASE("Store operations per rank do not grow with the world size; rank 0 gathers in one wait") {
+  for (int64_t world : {4, 16}) {
+    CAPTURE(world);
+    TempDir dir("dist");
+    Recorded rec(world);
+    Matrix w(world * 4, 8, 9);
+    auto errors = run_on(rec.planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, r * 4, dir.path(), "c", p); });
+    for (auto& e : errors) CHECK(e == "");
+    const Recorder& zero = *rec.planes[0];
+    CHECK(zero.ops("wait_get") == 1);  // all_in: one wait for every rank at once
+    CHECK(zero.ops("set") == 2);       // ready, outcome
+    CHECK(zero.ops("compare_set") == 1);
+    CHECK(zero.ops("add") == 1);
+    CHECK(zero.total() <= 11);
+    int sets = 0, deletes = zero.ops("delete"), plain = 0;
+    for (int64_t r = 1; r < world; ++r) {
+      CAPTURE(r);
+      const Recorder& p = *rec.planes[r];
+      CHECK(p.ops("wait_get") == 2);  // ready, outcome
+      CHECK(p.ops("add") == 2);       // arrived, left
+      CHECK(p.ops("compare_set") == 0);
+      CHECK(p.total() <= 8);
+      sets += p.ops("set");
+      deletes += p.ops("delete");
+      plain += p.total() == 4;
+    }
+    CHECK(sets == 1);     // only the last to arrive sets all_in
+    CHECK(deletes == 6);  // ready, arrived, all_in (rank 0); outcome, decision, left (the last to leave)
+    CHECK(plain >= world - 3);
+    CHECK(rec.keys() == 0);
+  }
+}
+
+TEST_CASE("no split outcome: rank 0 decides to commit, then outlasts the others' timeout; every rank succeeds") {
+  TempDir dir("dist");
+  Matrix w(48, 16, 10);
+  Recorded rec(3);
+  DistributedOptions d;
+  d.timeout = std::chrono::milliseconds(200);
+  rec.planes[0]->after_decision = [](const std::string&) { std::this_thread::sleep_for(std::chrono::seconds(1)); };
+  auto errors =
+      run_on(rec.planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, r * 16, dir.path(), "c", p, d); });
+  for (int64_t r = 0; r < 3; ++r) CHECK_MESSAGE(errors[r] == "", errors[r]);
+  for (int64_t r = 1; r < 3; ++r) CHECK(rec.planes[r]->ops("compare_set") == 1);  // they stopped waiting, found "commit"
+  CHECK(token_of(dir.path(), "c").size() == 16);
+  CHECK(loads_exactly(dir.path(), "c", "w", w, 0, 48, 0, 16));
+  CHECK(rec.keys() == 0);
+}
+
+TEST_CASE("no split outcome: a rank that stops waiting first aborts; rank 0 rolls back; every rank fails alike") {
+  TempDir dir("dist");
+  Matrix w(48, 16, 11);
+  Recorded rec(3);
+  DistributedOptions d;
+  d.timeout = std::chrono::milliseconds(200);
+  rec.planes[0]->before_decision = [] { std::this_thread::sleep_for(std::chrono::seconds(1)); };
+  auto errors =
+      run_on(rec.planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, r * 16, dir.path(), "c", p, d); });
+  for (int64_t r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    CHECK(has(errors[r], "save of checkpoint 'c' failed: rank "));
+    CHECK(has(errors[r], "gave up waiting for the coordinator (rank 0) and aborted the save"));
+    CHECK(errors[r] == errors[0]);
+  }
+  CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
+  CHECK(fs::is_empty(dir / "packs"));  // every rank removed its packs
+  CHECK(temp_files(dir) == 0);
+  CHECK(rec.keys() == 0);
+}
+
+TEST_CASE("no split outcome: rank 0 commits and dies before reporting; the others learn it from the catalog") {
+  TempDir dir("dist");
+  Matrix w(48, 16, 12);
+  Recorded rec(3);
+  DistributedOptions d;
+  d.timeout = std::chrono::milliseconds(200);
+  Recorder& zero = *rec.planes[0];
+  zero.after_decision = [&](const std::string&) { zero.dead = true; };  // its commit goes on; it reports nothing
+  auto errors =
+      run_on(rec.planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, r * 16, dir.path(), "c", p, d); });
+  for (int64_t r = 1; r < 3; ++r) CHECK_MESSAGE(errors[r] == "", errors[r]);
+  CHECK(token_of(dir.path(), "c").size() == 16);
+  CHECK(loads_exactly(dir.path(), "c", "w", w, 0, 48, 0, 16));
+}
+
+TEST_CASE("no split outcome: rank 0 dies inside its transaction after deciding; the others fail, nothing committed") {
+  TempDir dir("dist");
+  Matrix w(48, 16, 13);
+  Recorded rec(3);
+  DistributedOptions d;
+  d.timeout = std::chrono::milliseconds(200);
+  Recorder& zero = *rec.planes[0];
+  zero.after_decision = [&](const std::string&) {
+    zero.dead = true;
+    throw std::runtime_error("killed");  // the transaction rolls back, as SQLite does for a dead writer
+  };
+  auto errors =
+      run_on(rec.planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, r * 16, dir.path(), "c", p, d); });
+  for (int64_t r = 1; r < 3; ++r) {
+    CAPTURE(r);
+    CHECK(has(errors[r], "the coordinator (rank 0) decided to commit but did not report"));
+    CHECK(has(errors[r], "the checkpoint is not in the catalog"));
+  }
+  CHECK(token_of(dir.path(), "c") == "(absent)");
 }
