@@ -29,6 +29,7 @@ namespace {
 struct Outcome {
   std::vector<int> codes;
   std::vector<std::string> outputs;
+  int64_t keys_left = -1;  // keys in the job's TCPStore once every worker has exited
 };
 
 std::string slurp(const std::string& path) {
@@ -38,8 +39,10 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-// Runs `world` workers as one job against a fresh agent-style TCPStore.
-Outcome run_job(int world, const std::vector<std::string>& args, const TempDir& logs) {
+// Runs `world` workers as one job against a fresh agent-style TCPStore;
+// `env` adds variables (NAME=value) to theirs.
+Outcome run_job(int world, const std::vector<std::string>& args, const TempDir& logs,
+                const std::vector<std::string>& env = {}) {
   static int job = 0;
   c10d::TCPStoreOptions o;
   o.port = 0;  // any free port
@@ -54,6 +57,7 @@ Outcome run_job(int world, const std::vector<std::string>& args, const TempDir& 
         "RANK=" + std::to_string(r), "WORLD_SIZE=" + std::to_string(world), "LOCAL_RANK=" + std::to_string(r),
         "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(server->getPort()),
         "TORCHELASTIC_USE_AGENT_STORE=True", "TORCHELASTIC_RESTART_COUNT=0"};
+    env_strings.insert(env_strings.end(), env.begin(), env.end());
     for (char** e = environ; *e; ++e) env_strings.push_back(*e);
     std::vector<char*> envp;
     for (auto& s : env_strings) envp.push_back(s.data());
@@ -80,6 +84,7 @@ Outcome run_job(int world, const std::vector<std::string>& args, const TempDir& 
     out.codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     out.outputs.push_back(slurp(logfiles[r]));
   }
+  out.keys_left = server->getNumKeys();
   ++job;
   return out;
 }
@@ -98,6 +103,7 @@ TEST_CASE("save on N processes, load on M in another layout, for several (N, M)"
       CAPTURE(s.outputs[r]);
       CHECK(s.codes[r] == 0);
     }
+    CHECK(s.keys_left == 0);  // the save deleted every key it made
     Outcome l = run_job(m, {"load", dir / "store", ckpt}, dir);
     for (int r = 0; r < m; ++r) {
       CAPTURE(l.outputs[r]);
@@ -121,6 +127,7 @@ TEST_CASE("a rank that throws mid-save: every rank fails naming it; no checkpoin
     CHECK(o.codes[r] == 1);
     CHECK(has(o.outputs[r], "save of checkpoint 'bad' failed: rank 1: tensor 'w'"));
   }
+  CHECK(o.keys_left == 0);
   auto store = tessera::Store::open_read_only(dir / "store");
   CHECK(store.checkpoints().size() == 1);
   CHECK(run_job(2, {"load", dir / "store", "good"}, dir).codes == std::vector<int>{0, 0});
@@ -142,6 +149,33 @@ TEST_CASE("a rank killed mid-save: the others fail within the timeout; earlier c
   CHECK(store.checkpoints().size() == 1);
   CHECK(tessera::verify(store).ok());
   CHECK(run_job(3, {"load", dir / "store", "good"}, dir).codes == std::vector<int>{0, 0, 0});
+}
+
+TEST_CASE("rank 0 killed after deciding to commit: the others report what the catalog holds") {
+  TempDir dir("c10d");
+  const std::vector<std::string> fast = {"TESSERA_SAVE_TIMEOUT_MS=1000"};
+  // Killed after its commit, before reporting: the checkpoint exists, and every other rank says so.
+  Outcome o = run_job(3, {"save", dir / "store", "late", "die-after-commit", "0"}, dir, fast);
+  CHECK(o.codes[0] == 9);
+  for (int r = 1; r < 3; ++r) {
+    CAPTURE(o.outputs[r]);
+    CHECK(o.codes[r] == 0);
+  }
+  // Killed inside its transaction, right after deciding: a hot journal is left; the others roll it back
+  // (taking the catalog's write lock) and fail.
+  o = run_job(3, {"save", dir / "store", "lost", "die-after-decide", "0"}, dir, fast);
+  CHECK(o.codes[0] == 9);
+  for (int r = 1; r < 3; ++r) {
+    CAPTURE(o.outputs[r]);
+    CHECK(o.codes[r] == 1);
+    CHECK(has(o.outputs[r], "the coordinator (rank 0) decided to commit but did not report"));
+    CHECK(has(o.outputs[r], "the checkpoint is not in the catalog"));
+  }
+  auto store = tessera::Store::open_read_only(dir / "store");
+  REQUIRE(store.checkpoints().size() == 1);
+  CHECK(store.checkpoints()[0].name == "late");
+  CHECK(tessera::verify(store).ok());
+  CHECK(run_job(2, {"load", dir / "store", "late"}, dir).codes == std::vector<int>{0, 0});
 }
 
 TEST_CASE("launching with torchrun --no-python" * doctest::skip(std::getenv("TESSERA_TORCHRUN") == nullptr)) {

@@ -2,8 +2,14 @@
 // --no-python, or scripts/launch.sh) with RANK, WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT set. Scenarios:
 //
-//   save STORE CKPT [fail-rank|die-rank N]   row shards of W, replicated B
+//   save STORE CKPT [FAULT N]                row shards of W, replicated B
 //   load STORE CKPT                          column shards; exit 1 on mismatch
+//
+// FAULTs of a save, on rank N: fail-rank (a shard past the shape), die-rank
+// (killed halfway through writing a pack), die-after-decide (rank 0, killed
+// inside its catalog transaction right after deciding to commit),
+// die-after-commit (rank 0, killed after its commit, before reporting it).
+// TESSERA_SAVE_TIMEOUT_MS sets the save's timeout (default 10 s).
 //
 // W is a deterministic [96, 64] float32 matrix, B a [64] vector held whole
 // by every rank (replicas). With TESSERA_DEVICE=cuda the ranks' tensors live
@@ -14,6 +20,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <optional>
 
 #include "io/file.h"
 #include "tessera/c10d.h"
@@ -33,6 +40,40 @@ std::pair<int64_t, int64_t> split(int64_t n, int64_t world, int64_t rank) {
   return {b, std::min(n, b + per)};
 }
 
+// Forwards to another plane; the process dies (as in a crash) right after
+// the decision is written (`after` = "decision") or when it would report
+// the outcome (`after` = "outcome").
+class DyingPlane : public tessera::ControlPlane {
+ public:
+  DyingPlane(tessera::ControlPlane& inner, std::string after) : inner_(inner), after_("/" + std::move(after)) {}
+  int64_t rank() const override { return inner_.rank(); }
+  int64_t world_size() const override { return inner_.world_size(); }
+  void set(const std::string& key, const std::string& value) override {
+    die_at(key);
+    inner_.set(key, value);
+  }
+  std::optional<std::string> wait_get(const std::string& key, std::chrono::milliseconds timeout) override {
+    return inner_.wait_get(key, timeout);
+  }
+  int64_t add(const std::string& key, int64_t delta) override { return inner_.add(key, delta); }
+  std::string compare_set(const std::string& key, const std::string& expected, const std::string& desired) override {
+    std::string now = inner_.compare_set(key, expected, desired);
+    die_at(key);
+    return now;
+  }
+  bool delete_key(const std::string& key) override { return inner_.delete_key(key); }
+
+ private:
+  static bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  }
+  void die_at(const std::string& key) {
+    if (ends_with(key, after_)) _exit(9);
+  }
+  tessera::ControlPlane& inner_;
+  std::string after_;
+};
+
 at::Device device() {
   const char* d = std::getenv("TESSERA_DEVICE");
   return d && std::string(d) == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
@@ -42,7 +83,7 @@ at::Device device() {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::cerr << "usage: c10d_worker save|load STORE CKPT [fail-rank|die-rank N]\n";
+    std::cerr << "usage: c10d_worker save|load STORE CKPT [FAULT N]\n";
     return 2;
   }
   const std::string mode = argv[1], store = argv[2], ckpt = argv[3];
@@ -53,7 +94,11 @@ int main(int argc, char** argv) {
     const int64_t rank = env.rank, world = env.world_size;
     if (mode == "save") {
       auto c10d_store = tessera::connect_store(env, std::chrono::seconds(60));
-      auto plane = tessera::control_plane(c10d_store, rank, world);
+      auto c10d_plane = tessera::control_plane(c10d_store, rank, world);
+      std::optional<DyingPlane> dying;
+      if (fault == "die-after-decide" && rank == fault_rank) dying.emplace(*c10d_plane, "decision");
+      if (fault == "die-after-commit" && rank == fault_rank) dying.emplace(*c10d_plane, "outcome");
+      tessera::ControlPlane& plane = dying ? static_cast<tessera::ControlPlane&>(*dying) : *c10d_plane;
       auto [r0, r1] = split(kRows, world, rank);
       at::Tensor w = full_w().slice(0, r0, r1).clone().to(device()), b = full_b().to(device());
       if (fault == "fail-rank" && rank == fault_rank) r0 = kRows - 1;  // a shard that runs past the shape
@@ -64,10 +109,11 @@ int main(int argc, char** argv) {
       tessera::add_shard(sd, "b", b, {kCols}, {0}, rank, world);  // replicated: each writes a share
       sd.add_value("world", world);
       tessera::DistributedOptions d;
-      d.timeout = std::chrono::seconds(10);
+      const char* timeout_ms = std::getenv("TESSERA_SAVE_TIMEOUT_MS");
+      d.timeout = std::chrono::milliseconds(timeout_ms ? std::atoll(timeout_ms) : 10'000);
       tessera::SaveOptions o;
       o.chunk_bytes = 1024;
-      auto r = tessera::save(sd, store, ckpt, *plane, o, d);
+      auto r = tessera::save(sd, store, ckpt, plane, o, d);
       std::cout << "rank " << rank << " wrote " << r.written_bytes << " bytes\n";
       return 0;
     }
