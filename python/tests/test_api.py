@@ -93,10 +93,20 @@ def test_errors_name_the_culprit():
     harness.expect_raises(tessera.StoreError, tessera.Store, os.path.join(store, "catalog.db"), read_only=True)
 
 
+def _store_keys() -> int:
+    """Keys in the job's Store (torch.distributed's default), counted between barriers."""
+    torch.distributed.barrier()
+    n = torch.distributed.distributed_c10d._get_default_store().num_keys()
+    torch.distributed.barrier()
+    return n
+
+
 def _save_sharded(rank, world, store, dim):
     sd = states.state(states.mesh1d(), dim)
+    keys = _store_keys()
     r = tessera.save(sd, store, f"dim{dim}-w{world}", chunk_bytes=4096)
     assert r["logical_bytes"] > 0
+    assert _store_keys() == keys, "the save left keys in the job's Store"
 
 
 def _load_sharded(rank, world, store, saved, dim):
@@ -155,7 +165,9 @@ def _failing_rank(rank, world, store, how):
         sd["model"]["bad"] = DTensor.from_local(torch.ones(2), mesh, [Partial()])
     if rank == 1 and how == "shape":
         sd["model"]["counts"] = torch.zeros(8, 3, dtype=torch.int64)
+    keys = _store_keys()
     e = harness.expect_raises(tessera.Error, tessera.save, sd, store, "bad", timeout=60)
+    assert _store_keys() == keys, "the failed save left keys in the job's Store"
     if how == "python":
         assert "rank 1" in str(e) and "Partial" in str(e), str(e)
     else:
