@@ -35,9 +35,10 @@ namespace tessera {
 // Store that the save protocol uses (tessera/c10d.h backs it with the job's
 // TCPStore). Create one per job and keep it for the job's life, like a
 // process group: it numbers the saves made through it, and all ranks must
-// make the same saves in the same order. Every operation is one round trip
-// to the store; the protocol's cost is counted in these operations (see
-// distributed_save.cc). Errors of the store itself are thrown.
+// make the same saves in the same order. The save protocol's cost is counted
+// in these operations (lib/src/dist/distributed_save.cc); over c10d each is
+// one Store call, wait_get two (wait, then get). Errors of the store itself
+// are thrown.
 class ControlPlane {
  public:
   virtual ~ControlPlane() = default;
@@ -77,7 +78,10 @@ size_t in_process_key_count(const ControlPlane& plane);
 
 struct DistributedOptions {
   // How long a rank waits for the others (default 5 minutes). A rank that
-  // has not reported by then is taken as dead and the save fails.
+  // has not reported by then is taken as dead and the save fails. A rank
+  // that waited twice this for rank 0's outcome aborts the save, unless rank
+  // 0 has already decided to commit: then it waits once more and, if rank 0
+  // stays silent, reports what the catalog holds.
   std::chrono::milliseconds timeout = std::chrono::minutes(5);
 };
 

@@ -20,18 +20,22 @@
 // renamed, so it is there whole or not at all. Manifests reach hundreds of
 // MiB at a million chunk references: the job's TCPStore never holds them.
 //
-// Normal case, in Store operations (each one round trip to the TCPStore):
+// Normal case, in ControlPlane operations (over c10d, each is one Store
+// call, and wait_get two: wait, then get):
 //   rank r >= 1: wait_get(ready), add(arrived), wait_get(outcome), add(left):
 //                4, two of which wait. The last to arrive also sets all_in.
 //   rank 0:      set(ready), wait_get(all_in), delete_key x 3 (ready, arrived,
 //                all_in), compare_set(decision), set(outcome), add(left): 8.
 //   The last rank to leave also deletes outcome, decision and left (3).
 // Rank 0 gathers in one wait whatever the world size; no count grows with it.
-// Why not 3 for rank r: c10d's wait sees keys appear, never disappear, and
-// it has no multi-key delete. A key that all ranks read (outcome) can only be
-// deleted once they said they read it (add(left)); and a per-rank report key
-// would cost its owner a delete, which is why reports are files and arrival
-// is a counter (torch elastic's barrier does the same).
+// 4 is the floor for rank r with c10d's operations and no key left behind:
+// besides the two reads (ready, outcome) and one arrival signal, a key that
+// all ranks read (outcome) can be deleted only once each has said it read it
+// (add(left)) — c10d's wait sees keys appear, never disappear. A per-rank
+// report key would cost its owner one more (a delete: c10d has no multi-key
+// delete, and rank 0 deleting them would grow with the world size), which is
+// why reports are files and arrival is a counter, as in torch elastic's
+// store barrier.
 //
 // Who deletes what, and when:
 //   - rank 0 deletes ready, arrived and all_in once it has gathered (every
@@ -54,7 +58,10 @@
 // catalog's write lock — it gets it only once rank 0's transaction has
 // committed, rolled back, or died (SQLite then rolls back the hot journal) —
 // and reports what the catalog holds: checkpoint `name` with this save's
-// token means committed.
+// token means committed. (Taking that lock needs write access to the
+// catalog. If rank 0 is alive but holds its transaction past SQLite's busy
+// timeout, the rank fails saying it could not tell — the one case where it
+// does not know the answer, and says so.)
 //
 // Timeouts: rank 0 gives the others one `timeout` from the moment it is done
 // with its own part; the others give rank 0 twice that for ready and for the
@@ -156,8 +163,7 @@ void write_report(const std::string& path, const std::string& bytes) {
   }
 }
 
-std::optional<std::string> read_report(const std::string& path) {
-  if (!io::exists(path)) return std::nullopt;
+std::string read_report(const std::string& path) {
   io::ReadFile f(path);
   std::string bytes(f.size(), '\0');
   f.read_at(0, bytes.size(), bytes.data());
@@ -183,9 +189,9 @@ std::vector<RankManifest> gather(Save& s, const std::string& token, const RankMa
   std::string failure = own_failure;
   for (int64_t r = 1; r < s.world; ++r) {
     const std::string path = s.report_path(token, r);
-    if (auto bytes = read_report(path)) {
+    if (io::exists(path)) {
+      if (failure.empty()) all.push_back(decode_manifest(read_report(path)));
       io::remove_file(path);
-      if (failure.empty()) all.push_back(decode_manifest(*bytes));
     } else if (auto why = s.wait_get("error/" + std::to_string(r), milliseconds(1))) {
       if (failure.empty()) failure = *why;
     } else {
