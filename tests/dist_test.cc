@@ -52,6 +52,9 @@ std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64
   return run_on(in_process_control_planes(world), fn);
 }
 
+// Longer than the others wait for the outcome (2 x timeout) in the split tests.
+constexpr auto kPastTheirWait = std::chrono::milliseconds(2500);
+
 bool is_decision(const std::string& key) { return key.size() >= 9 && key.substr(key.size() - 9) == "/decision"; }
 
 // A plane that forwards to another one, counting operations by kind. Tests
@@ -386,12 +389,13 @@ TEST_CASE("no split outcome: rank 0 decides to commit, then outlasts the others'
   Matrix w(48, 16, 10);
   Recorded rec(3);
   DistributedOptions d;
-  d.timeout = std::chrono::milliseconds(200);
-  rec.planes[0]->after_decision = [](const std::string&) { std::this_thread::sleep_for(std::chrono::seconds(1)); };
+  d.timeout = std::chrono::milliseconds(500);  // generous: the CPU is shared
+  rec.planes[0]->after_decision = [](const std::string&) { std::this_thread::sleep_for(kPastTheirWait); };
   auto errors =
       run_on(rec.planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, r * 16, dir.path(), "c", p, d); });
   for (int64_t r = 0; r < 3; ++r) CHECK_MESSAGE(errors[r] == "", errors[r]);
-  for (int64_t r = 1; r < 3; ++r) CHECK(rec.planes[r]->ops("compare_set") == 1);  // they stopped waiting, found "commit"
+  // They stopped waiting, tried to abort, and found "commit".
+  for (int64_t r = 1; r < 3; ++r) CHECK(rec.planes[r]->ops("compare_set") == 1);
   CHECK(token_of(dir.path(), "c").size() == 16);
   CHECK(loads_exactly(dir.path(), "c", "w", w, 0, 48, 0, 16));
   CHECK(rec.keys() == 0);
@@ -402,8 +406,8 @@ TEST_CASE("no split outcome: a rank that stops waiting first aborts; rank 0 roll
   Matrix w(48, 16, 11);
   Recorded rec(3);
   DistributedOptions d;
-  d.timeout = std::chrono::milliseconds(200);
-  rec.planes[0]->before_decision = [] { std::this_thread::sleep_for(std::chrono::seconds(1)); };
+  d.timeout = std::chrono::milliseconds(500);  // generous: the CPU is shared
+  rec.planes[0]->before_decision = [] { std::this_thread::sleep_for(kPastTheirWait); };
   auto errors =
       run_on(rec.planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, r * 16, dir.path(), "c", p, d); });
   for (int64_t r = 0; r < 3; ++r) {
@@ -423,7 +427,7 @@ TEST_CASE("no split outcome: rank 0 commits and dies before reporting; the other
   Matrix w(48, 16, 12);
   Recorded rec(3);
   DistributedOptions d;
-  d.timeout = std::chrono::milliseconds(200);
+  d.timeout = std::chrono::milliseconds(500);  // generous: the CPU is shared
   Recorder& zero = *rec.planes[0];
   zero.after_decision = [&](const std::string&) { zero.dead = true; };  // its commit goes on; it reports nothing
   auto errors =
@@ -438,7 +442,7 @@ TEST_CASE("no split outcome: rank 0 dies inside its transaction after deciding; 
   Matrix w(48, 16, 13);
   Recorded rec(3);
   DistributedOptions d;
-  d.timeout = std::chrono::milliseconds(200);
+  d.timeout = std::chrono::milliseconds(500);  // generous: the CPU is shared
   Recorder& zero = *rec.planes[0];
   zero.after_decision = [&](const std::string&) {
     zero.dead = true;

@@ -273,7 +273,8 @@ class PyControlPlane : public tessera::ControlPlane {
   }
   std::string compare_set(const std::string& key, const std::string& expected, const std::string& desired) override {
     std::string now;
-    call("compare_set", key, [&] { now = compare_set_(key, py::bytes(expected), py::bytes(desired)).cast<std::string>(); });
+    call("compare_set", key,
+         [&] { now = compare_set_(key, py::bytes(expected), py::bytes(desired)).cast<std::string>(); });
     return now;
   }
   bool delete_key(const std::string& key) override {
@@ -293,7 +294,8 @@ class PyControlPlane : public tessera::ControlPlane {
     } catch (py::error_already_set& e) {
       throw tessera::Error(std::string("control plane: ") + what + " '" + key + "' failed: " + e.what());
     } catch (py::cast_error& e) {
-      throw tessera::Error(std::string("control plane: ") + what + " '" + key + "' returned the wrong type: " + e.what());
+      throw tessera::Error(std::string("control plane: ") + what + " '" + key + "' returned the wrong type: " +
+                           e.what());
     }
   }
 
