@@ -1,0 +1,135 @@
+#include "catalog/layout.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "catalog/sqlite.h"
+
+namespace tessera::catalog {
+namespace {
+
+constexpr char kPiecesFormat = 1;
+
+void put_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+class Reader {
+ public:
+  Reader(std::string_view blob, const std::string& what) : blob_(blob), what_(what) {}
+
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= blob_.size()) fail("ends inside a number");
+      const auto byte = static_cast<uint8_t>(blob_[pos_++]);
+      v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) return v;
+    }
+    fail("has a number longer than 64 bits");
+  }
+  int64_t coordinate() {
+    const uint64_t v = varint();
+    if (v > static_cast<uint64_t>(INT64_MAX)) fail("has a coordinate out of range");
+    return static_cast<int64_t>(v);
+  }
+  void bytes(void* dst, size_t n) {
+    if (blob_.size() - pos_ < n) fail("is truncated");
+    std::memcpy(dst, blob_.data() + pos_, n);
+    pos_ += n;
+  }
+  uint8_t byte() {
+    uint8_t b = 0;
+    bytes(&b, 1);
+    return b;
+  }
+  size_t left() const { return blob_.size() - pos_; }
+  [[noreturn]] void fail(const std::string& why) const { throw CatalogError("catalog: " + what_ + " " + why); }
+
+ private:
+  std::string_view blob_;
+  const std::string& what_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+void sort_pieces(std::vector<Piece>& pieces) {
+  std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
+    return a.box.offsets != b.box.offsets ? a.box.offsets < b.box.offsets : a.box.sizes < b.box.sizes;
+  });
+}
+
+std::string encode_pieces(const std::vector<Piece>& pieces, size_t rank) {
+  std::string out(1, kPiecesFormat);
+  out.reserve(1 + 4 + pieces.size() * (16 + 4 * rank));
+  put_varint(out, pieces.size());
+  for (const Piece& p : pieces) {
+    for (size_t d = 0; d < rank; ++d) put_varint(out, static_cast<uint64_t>(p.box.offsets[d]));
+    for (size_t d = 0; d < rank; ++d) put_varint(out, static_cast<uint64_t>(p.box.sizes[d]));
+    out.append(reinterpret_cast<const char*>(p.chunk.bytes.data()), 16);
+  }
+  return out;
+}
+
+std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::string& what) {
+  Reader in(blob, what);
+  if (in.byte() != kPiecesFormat) in.fail("has an unknown pieces format");
+  const uint64_t n = in.varint();
+  if (n > in.left() / 16) in.fail("claims more pieces than it holds");
+  std::vector<Piece> out(n);
+  for (Piece& p : out) {
+    p.box.offsets.resize(rank);
+    p.box.sizes.resize(rank);
+    for (size_t d = 0; d < rank; ++d) p.box.offsets[d] = in.coordinate();
+    for (size_t d = 0; d < rank; ++d) p.box.sizes[d] = in.coordinate();
+    in.bytes(p.chunk.bytes.data(), 16);
+  }
+  if (in.left() != 0) in.fail("has trailing bytes");
+  return out;
+}
+
+ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& shape, std::string_view pieces_blob) {
+  std::string head = dtype;
+  head.push_back('\0');
+  put_varint(head, static_cast<uint64_t>(elem_size));
+  put_varint(head, shape.size());
+  for (int64_t s : shape) put_varint(head, static_cast<uint64_t>(s));
+  StreamHash128 h;
+  h.update(head.data(), head.size());
+  h.update(pieces_blob.data(), pieces_blob.size());
+  return h.digest();
+}
+
+std::string encode_ids(std::vector<int64_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  std::string out;
+  put_varint(out, ids.size());
+  int64_t prev = 0;
+  for (int64_t id : ids) {
+    put_varint(out, static_cast<uint64_t>(id - prev));
+    prev = id;
+  }
+  return out;
+}
+
+std::vector<int64_t> decode_ids(std::string_view blob, const std::string& what) {
+  Reader in(blob, what);
+  const uint64_t n = in.varint();
+  if (n > in.left()) in.fail("claims more ids than it holds");
+  std::vector<int64_t> out;
+  out.reserve(n);
+  int64_t prev = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    prev += in.coordinate();
+    out.push_back(prev);
+  }
+  if (in.left() != 0) in.fail("has trailing bytes");
+  return out;
+}
+
+}  // namespace tessera::catalog
