@@ -125,7 +125,11 @@ class Catalog {
  private:
   explicit Catalog(Db db) : db_(std::move(db)) {}
   void migrate(const std::string& path);
+  Statement& cached(std::optional<Statement>& slot, const char* sql);
   Db db_;
+  // Prepared once: loads and saves look chunks up one at a time. Declared
+  // after db_, so they are finalized before it closes.
+  std::optional<Statement> locate_, has_chunk_;
 };
 
 // Chunk ids are stored as 16-byte blobs; block sums as little-endian u64 arrays.
