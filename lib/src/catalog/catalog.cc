@@ -395,8 +395,7 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
     int64_t logical_bytes = 0, stored_bytes = 0;
     for (const TensorRecord& given : c.tensors) {
       if (!names.insert(given.name).second) throw CatalogError("tensor '" + given.name + "' is listed twice");
-      TensorRecord t = given;
-      const LayoutWriter::Written w = layouts.put(t);
+      const LayoutWriter::Written w = layouts.put(given);
       tensor_ids.push_back(w.tensor_id);
       logical_bytes += w.raw_bytes;
       if (layouts_seen.insert(w.layout_id).second) stored_bytes += w.stored_bytes;

@@ -58,10 +58,18 @@ class Reader {
 
 }  // namespace
 
-void sort_pieces(std::vector<Piece>& pieces) {
-  std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
-    return a.box.offsets != b.box.offsets ? a.box.offsets < b.box.offsets : a.box.sizes < b.box.sizes;
-  });
+namespace {
+
+bool canonical_less(const Piece& a, const Piece& b) {
+  return a.box.offsets != b.box.offsets ? a.box.offsets < b.box.offsets : a.box.sizes < b.box.sizes;
+}
+
+}  // namespace
+
+void sort_pieces(std::vector<Piece>& pieces) { std::sort(pieces.begin(), pieces.end(), canonical_less); }
+
+bool pieces_sorted(const std::vector<Piece>& pieces) {
+  return std::is_sorted(pieces.begin(), pieces.end(), canonical_less);
 }
 
 std::string encode_pieces(const std::vector<Piece>& pieces, size_t rank) {

@@ -38,6 +38,7 @@ struct TensorRecord {
 
 // Pieces in the canonical order: by offsets, lexicographically.
 void sort_pieces(std::vector<Piece>& pieces);
+bool pieces_sorted(const std::vector<Piece>& pieces);
 
 // layouts.pieces: format byte 1, varint piece count, then per piece
 // `rank` varint offsets, `rank` varint sizes and the 16-byte chunk id.

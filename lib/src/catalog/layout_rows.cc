@@ -24,8 +24,13 @@ LayoutWriter::LayoutWriter(Db& db, StoredLen stored_len, const std::string& tens
                                 " (name, layout_id) VALUES (?1, ?2) "
                                 "ON CONFLICT (name, layout_id) DO UPDATE SET name = excluded.name RETURNING tensor_id")) {}
 
-LayoutWriter::Written LayoutWriter::put(TensorRecord& t) {
-  sort_pieces(t.pieces);
+LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
+  std::optional<TensorRecord> sorted;
+  if (!pieces_sorted(given.pieces)) {
+    sorted = given;
+    sort_pieces(sorted->pieces);
+  }
+  const TensorRecord& t = sorted ? *sorted : given;
   const std::string pieces = encode_pieces(t.pieces, t.shape.size());
   const std::string digest = id_blob(layout_digest(t.dtype, t.elem_size, t.shape, pieces));
   Written w;
@@ -69,8 +74,6 @@ LayoutWriter::Written LayoutWriter::put(TensorRecord& t) {
   if (!upsert_tensor_.step()) throw CatalogError("catalog: no tensor id returned for '" + t.name + "'");
   w.tensor_id = upsert_tensor_.column_int(0);
   upsert_tensor_.reset();
-  t.id = w.tensor_id;
-  t.layout_id = w.layout_id;
   return w;
 }
 

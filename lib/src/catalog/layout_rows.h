@@ -33,9 +33,9 @@ class LayoutWriter {
     int64_t stored_bytes = 0;
     bool new_layout = false;
   };
-  // `t.pieces` are sorted canonically here. Throws CatalogError naming the
-  // tensor when a chunk of a new layout is unknown.
-  Written put(TensorRecord& t);
+  // Pieces in any order (a sorted list is not copied). Throws CatalogError
+  // naming the tensor when a chunk of a new layout is unknown.
+  Written put(const TensorRecord& t);
   // Inserts the layout_chunks rows of the new layouts (sorted, in bulk).
   void finish();
 
