@@ -690,3 +690,23 @@ TEST_CASE("a schema-1 store (tessera 0.2.0) migrates: same checkpoints, same byt
   CHECK(plan_gc(rw).orphan_chunks == 0);
   CHECK(verify(rw).damaged.empty());
 }
+
+TEST_CASE("a damaged layout that no longer covers a tensor fails the load naming it, instead of leaving bytes unset") {
+  TempDir dir("hist");
+  Model m;
+  m.set("w", 2 * kChunkFloats, 1);
+  {
+    Store store = Store::open(dir.path());
+    save(m.state(), store, "c", raw_chunks(64 << 10));
+    auto t = store.impl().catalog.tensor(store.impl().catalog.find_checkpoint("c")->id, "w");
+    REQUIRE(t);
+    REQUIRE(t->pieces.size() == 2);
+    t->pieces.pop_back();  // as a flipped byte in the piece count would leave it
+    const std::string blob = catalog::encode_pieces(t->pieces, 1);
+    auto st = store.impl().catalog.db().prepare("UPDATE layouts SET pieces = ?1");
+    st.bind_blob(1, blob.data(), blob.size()).run();
+  }
+  const std::string msg = error_of([&] { m.loads_exactly(Store::open_read_only(dir.path()), "c"); });
+  CHECK(has(msg, "tensor 'w'"));
+  CHECK(has(msg, "cover"));
+}

@@ -42,17 +42,23 @@ std::string sums_blob(const std::vector<uint64_t>& sums) {
 constexpr const char* kChunkColumns =
     "c.chunk_id, p.name, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
 
+// Footer fields of a chunk row from column `col` on: offset, stored_len,
+// raw_len, codec, elem_size, stored_sum, block_sums.
+void read_entry(const Statement& st, int col, pack::ChunkEntry& e) {
+  e.offset = static_cast<uint64_t>(st.column_int(col));
+  e.stored_len = static_cast<uint64_t>(st.column_int(col + 1));
+  e.raw_len = static_cast<uint64_t>(st.column_int(col + 2));
+  e.codec = static_cast<Codec>(st.column_int(col + 3));
+  e.elem_size = static_cast<uint8_t>(st.column_int(col + 4));
+  e.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 5));
+  e.block_sums = sums_from_blob(st.column_blob(col + 6));
+}
+
 ChunkLocation read_location(const Statement& st, int col) {
   ChunkLocation loc;
   loc.entry.id = chunk_from_blob(st.column_blob(col));
   loc.pack = st.column_text(col + 1);
-  loc.entry.offset = static_cast<uint64_t>(st.column_int(col + 2));
-  loc.entry.stored_len = static_cast<uint64_t>(st.column_int(col + 3));
-  loc.entry.raw_len = static_cast<uint64_t>(st.column_int(col + 4));
-  loc.entry.codec = static_cast<Codec>(st.column_int(col + 5));
-  loc.entry.elem_size = static_cast<uint8_t>(st.column_int(col + 6));
-  loc.entry.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 7));
-  loc.entry.block_sums = sums_from_blob(st.column_blob(col + 8));
+  read_entry(st, col + 2, loc.entry);
   return loc;
 }
 
@@ -239,6 +245,13 @@ std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, bool with_piec
   return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), with_pieces);
 }
 
+std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id,
+                                           const std::function<std::optional<Box>(const std::string&)>& region) {
+  // Without a region, a tensor gets no pieces: an empty box overlaps none.
+  return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), true,
+                      [&](const std::string& name) { return std::optional<Box>(region(name).value_or(Box{{0}, {0}})); });
+}
+
 std::optional<TensorRecord> Catalog::tensor(int64_t checkpoint_id, const std::string& name) {
   const std::vector<int64_t> held = checkpoint_tensor_ids(db_, checkpoint_id);  // ascending
   Statement st = db_.prepare("SELECT tensor_id FROM tensors WHERE name = ?1");
@@ -279,6 +292,38 @@ std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
   st.bind_blob(1, id.bytes.data(), 16);
   std::optional<ChunkLocation> out;
   if (st.step()) out = read_location(st, 0);
+  st.reset();
+  return out;
+}
+
+std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<ChunkId>& ids) {
+  std::vector<size_t> order(ids.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
+  Statement& st = cached(locate_in_pack_,
+                         "SELECT c.chunk_id, c.pack_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, "
+                         "c.stored_sum, c.block_sums FROM chunks c WHERE c.chunk_id = ?1");
+  std::unordered_map<int64_t, std::string> pack_names;
+  Statement pack_name = db_.prepare("SELECT name FROM packs WHERE pack_id = ?1");
+  std::vector<std::optional<ChunkLocation>> out(ids.size());
+  for (size_t i : order) {
+    st.reset();
+    st.bind_blob(1, ids[i].bytes.data(), 16);
+    if (!st.step()) continue;
+    const int64_t pack_id = st.column_int(1);
+    auto [it, fresh] = pack_names.try_emplace(pack_id);
+    if (fresh) {
+      pack_name.bind(1, pack_id);
+      if (!pack_name.step()) throw CatalogError("catalog: chunk " + ids[i].hex() + " names a pack row that is missing");
+      it->second = pack_name.column_text(0);
+      pack_name.reset();
+    }
+    ChunkLocation loc;
+    loc.entry.id = ids[i];
+    loc.pack = it->second;
+    read_entry(st, 2, loc.entry);
+    out[i] = std::move(loc);
+  }
   st.reset();
   return out;
 }

@@ -103,10 +103,16 @@ class Catalog {
   // The tensors of a checkpoint with their pieces (ordered by name); pieces
   // are decoded only when asked for.
   std::vector<TensorRecord> tensors(int64_t checkpoint_id, bool with_pieces = true);
+  // Only the pieces a caller needs: for each tensor, those overlapping
+  // region(name); none where region(name) is nullopt.
+  std::vector<TensorRecord> tensors(int64_t checkpoint_id,
+                                    const std::function<std::optional<Box>(const std::string&)>& region);
   std::optional<TensorRecord> tensor(int64_t checkpoint_id, const std::string& name);
   std::vector<ValueRecord> values(int64_t checkpoint_id);
 
   std::optional<ChunkLocation> locate(const ChunkId& id);
+  // Several at once (looked up in id order, for locality); out[i] is ids[i]'s.
+  std::vector<std::optional<ChunkLocation>> locate_all(const std::vector<ChunkId>& ids);
   bool has_chunk(const ChunkId& id);
   // Chunk ids referenced by the named checkpoint.
   std::vector<ChunkId> chunk_ids(int64_t checkpoint_id);
@@ -129,7 +135,7 @@ class Catalog {
   Db db_;
   // Prepared once: loads and saves look chunks up one at a time. Declared
   // after db_, so they are finalized before it closes.
-  std::optional<Statement> locate_, has_chunk_;
+  std::optional<Statement> locate_, has_chunk_, locate_in_pack_;
 };
 
 // Chunk ids are stored as 16-byte blobs; block sums as little-endian u64 arrays.

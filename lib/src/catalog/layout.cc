@@ -84,18 +84,39 @@ std::string encode_pieces(const std::vector<Piece>& pieces, size_t rank) {
   return out;
 }
 
-std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::string& what) {
+namespace {
+
+// Whether the box at offsets/sizes (rank entries each) overlaps `b`, as
+// intersect() decides it: a non-empty common part.
+bool overlaps(const int64_t* offsets, const int64_t* sizes, const Box& b) {
+  if (b.empty()) return false;
+  for (size_t d = 0; d < b.rank(); ++d) {
+    if (sizes[d] == 0) return false;
+    if (std::min(offsets[d] + sizes[d], b.offsets[d] + b.sizes[d]) <= std::max(offsets[d], b.offsets[d])) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::string& what, const Box* within) {
   Reader in(blob, what);
   if (in.byte() != kPiecesFormat) in.fail("has an unknown pieces format");
   const uint64_t n = in.varint();
   if (n > in.left() / 16) in.fail("claims more pieces than it holds");
-  std::vector<Piece> out(n);
-  for (Piece& p : out) {
-    p.box.offsets.resize(rank);
-    p.box.sizes.resize(rank);
-    for (size_t d = 0; d < rank; ++d) p.box.offsets[d] = in.coordinate();
-    for (size_t d = 0; d < rank; ++d) p.box.sizes[d] = in.coordinate();
-    in.bytes(p.chunk.bytes.data(), 16);
+  if (within && (within->rank() != rank || within->offsets.size() != rank))
+    within = nullptr;  // not a box of this tensor: the caller refuses it
+  std::vector<Piece> out;
+  out.reserve(within ? 0 : n);
+  std::vector<int64_t> box(2 * rank);  // offsets, then sizes
+  for (uint64_t i = 0; i < n; ++i) {
+    for (int64_t& x : box) x = in.coordinate();
+    ChunkId chunk;
+    in.bytes(chunk.bytes.data(), 16);
+    if (within && !overlaps(box.data(), box.data() + rank, *within)) continue;
+    out.push_back(Piece{Box{Shape(box.begin(), box.begin() + static_cast<std::ptrdiff_t>(rank)),
+                            Shape(box.begin() + static_cast<std::ptrdiff_t>(rank), box.end())},
+                        chunk});
   }
   if (in.left() != 0) in.fail("has trailing bytes");
   return out;

@@ -44,8 +44,10 @@ bool pieces_sorted(const std::vector<Piece>& pieces);
 // `rank` varint offsets, `rank` varint sizes and the 16-byte chunk id.
 // REQUIRES: pieces canonically sorted, each box of rank `rank`.
 std::string encode_pieces(const std::vector<Piece>& pieces, size_t rank);
-// Throws CatalogError on a malformed blob (naming `what`).
-std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::string& what);
+// Throws CatalogError on a malformed blob (naming `what`). With `within`
+// (of rank `rank`), only the pieces that overlap it are returned.
+std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::string& what,
+                                 const Box* within = nullptr);
 
 // layouts.digest: XXH3-128 of dtype, element size, shape and the encoded pieces.
 ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& shape, std::string_view pieces_blob);

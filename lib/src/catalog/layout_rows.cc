@@ -87,7 +87,8 @@ void LayoutWriter::finish() {
   pending_.clear();
 }
 
-std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces) {
+std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
+                                       const PieceFilter& filter) {
   Statement st = db.prepare(std::string("SELECT t.name, t.layout_id, l.dtype, l.elem_size, l.shape, l.raw_bytes, l.stored_bytes") +
                             (with_pieces ? ", l.pieces" : "") +
                             " FROM tensors t JOIN layouts l USING (layout_id) WHERE t.tensor_id = ?1");
@@ -105,7 +106,13 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
     t.shape = shape_from_json(st.column_text(4));
     t.raw_bytes = st.column_int(5);
     t.stored_bytes = st.column_int(6);
-    if (with_pieces) t.pieces = decode_pieces(st.column_blob(7), t.shape.size(), "layout of tensor '" + t.name + "'");
+    if (with_pieces) {
+      std::optional<Box> within;
+      if (filter) within = filter(t.name);
+      if (!filter || within)
+        t.pieces = decode_pieces(st.column_blob(7), t.shape.size(), "layout of tensor '" + t.name + "'",
+                                 within ? &*within : nullptr);
+    }
     st.reset();
     out.push_back(std::move(t));
   }

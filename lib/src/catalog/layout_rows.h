@@ -12,6 +12,7 @@
 
 #include "catalog/layout.h"
 #include "catalog/sqlite.h"
+#include "geometry/box.h"
 
 namespace tessera::catalog {
 
@@ -46,9 +47,15 @@ class LayoutWriter {
   std::vector<std::pair<ChunkId, int64_t>> pending_;  // (chunk, layout) rows
 };
 
-// The tensors rows `ids` with their layouts (pieces decoded when asked),
-// sorted by name. Throws CatalogError when an id has no row.
-std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces);
+// Which pieces of a tensor to read, by name: all (nullopt), or only those
+// overlapping a box (an empty box: none).
+using PieceFilter = std::function<std::optional<Box>(const std::string& name)>;
+
+// The tensors rows `ids` with their layouts (pieces decoded when asked, and
+// only those `filter` wants when it is set), sorted by name. Throws
+// CatalogError when an id has no row.
+std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
+                                       const PieceFilter& filter = {});
 
 // The ids in checkpoints.tensor_ids of a checkpoint.
 std::vector<int64_t> checkpoint_tensor_ids(Db& db, int64_t checkpoint_id);
