@@ -242,12 +242,14 @@ std::optional<int64_t> Catalog::previous_checkpoint(int64_t checkpoint_id) {
 }
 
 std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, bool with_pieces) {
+  ReadScope scope(db_);
   return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), with_pieces);
 }
 
 std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id,
                                            const std::function<std::optional<Box>(const std::string&)>& region) {
   // Without a region, a tensor gets no pieces: an empty box overlaps none.
+  ReadScope scope(db_);
   return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), true,
                       [&](const std::string& name) { return std::optional<Box>(region(name).value_or(Box{{0}, {0}})); });
 }
@@ -303,6 +305,7 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<
   Statement& st = cached(locate_in_pack_,
                          "SELECT c.chunk_id, c.pack_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, "
                          "c.stored_sum, c.block_sums FROM chunks c WHERE c.chunk_id = ?1");
+  ReadScope scope(db_);
   std::unordered_map<int64_t, std::string> pack_names;
   Statement pack_name = db_.prepare("SELECT name FROM packs WHERE pack_id = ?1");
   std::vector<std::optional<ChunkLocation>> out(ids.size());

@@ -105,6 +105,20 @@ std::string Statement::column_blob(int i) const {
 }
 int Statement::column_type(int i) const { return sqlite3_column_type(st_, i); }
 
+ReadScope::ReadScope(Db& db) : db_(db) {
+  if (sqlite3_get_autocommit(db_.raw()) == 0) return;  // inside the caller's transaction
+  db_.exec("BEGIN");
+  began_ = true;
+}
+
+ReadScope::~ReadScope() {
+  if (!began_) return;
+  try {
+    db_.exec("COMMIT");  // read-only: nothing to write, only the lock to drop
+  } catch (...) {
+  }
+}
+
 Transaction::Transaction(Db& db, Kind kind) : db_(db) {
   db_.exec(kind == Kind::kWrite ? "BEGIN IMMEDIATE" : "BEGIN");
   open_ = true;

@@ -89,4 +89,18 @@ class Transaction {
   bool open_ = false;
 };
 
+// A read transaction for a run of queries unless one is already open: one
+// shared lock (and one check of the file) instead of one per statement.
+class ReadScope {
+ public:
+  explicit ReadScope(Db& db);
+  ~ReadScope();
+  ReadScope(const ReadScope&) = delete;
+  ReadScope& operator=(const ReadScope&) = delete;
+
+ private:
+  Db& db_;
+  bool began_ = false;
+};
+
 }  // namespace tessera::catalog

@@ -77,20 +77,26 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
     for (const auto& n : names)
       if (std::none_of(ckpts.begin(), ckpts.end(), [&](const auto& c) { return c.name == n; }))
         ckpts.push_back(require_checkpoint(impl, n));
+    std::vector<ChunkId> ids;
     for (const auto& c : ckpts)
       for (const ChunkId& id : impl.catalog.chunk_ids(c.id)) {
         auto& u = users[id];
-        if (u.empty()) {
-          auto loc = impl.catalog.locate(id);
-          if (!loc) {  // foreign keys forbid this; report it rather than crash
-            loc = catalog::ChunkLocation{"(no pack in the catalog)", {}};
-            loc->entry.id = id;
-          }
-          chunks.push_back(*loc);
-        }
+        if (u.empty()) ids.push_back(id);
         u.push_back(c.id);
       }
+    auto found = impl.catalog.locate_all(ids);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!found[i]) {  // foreign keys forbid this; report it rather than crash
+        found[i] = catalog::ChunkLocation{"(no pack in the catalog)", {}};
+        found[i]->entry.id = ids[i];
+      }
+      chunks.push_back(std::move(*found[i]));
+    }
   }
+  // Pack by pack, in file order: reading is sequential.
+  std::sort(chunks.begin(), chunks.end(), [](const catalog::ChunkLocation& a, const catalog::ChunkLocation& b) {
+    return a.pack != b.pack ? a.pack < b.pack : a.entry.offset < b.entry.offset;
+  });
   VerifyReport report;
   std::mutex mu;
   std::map<std::string, std::unique_ptr<pack::PackReader>> readers;
