@@ -412,7 +412,7 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
     for (const NewChunk& n : new_chunks) {
       const pack::ChunkEntry& e = *n.entry;
       const std::string sums = sums_blob(e.block_sums);
-      ins_chunk.bind_blob(1, e.id.bytes.data(), 16)
+      ins_chunk.bind_blob_static(1, e.id.bytes.data(), 16)
           .bind(2, n.pack_id)
           .bind(3, static_cast<int64_t>(e.offset))
           .bind(4, static_cast<int64_t>(e.stored_len))
@@ -420,7 +420,7 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
           .bind(6, static_cast<int64_t>(e.codec))
           .bind(7, static_cast<int64_t>(e.elem_size))
           .bind(8, std::bit_cast<int64_t>(e.stored_sum))
-          .bind_blob(9, sums.data(), sums.size());
+          .bind_blob_static(9, sums.data(), sums.size());
       ins_chunk.run();
       if (db_.changes() == 1) {
         added.emplace(e.id, static_cast<int64_t>(e.stored_len));

@@ -128,10 +128,8 @@ ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& 
   put_varint(head, static_cast<uint64_t>(elem_size));
   put_varint(head, shape.size());
   for (int64_t s : shape) put_varint(head, static_cast<uint64_t>(s));
-  StreamHash128 h;
-  h.update(head.data(), head.size());
-  h.update(pieces_blob.data(), pieces_blob.size());
-  return h.digest();
+  head.append(pieces_blob);
+  return chunk_id_of(head.data(), head.size());  // the XXH3-128 of the bytes
 }
 
 std::string encode_ids(std::vector<int64_t> ids) {

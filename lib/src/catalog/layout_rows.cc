@@ -34,7 +34,7 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
   const std::string pieces = encode_pieces(t.pieces, t.shape.size());
   const std::string digest = id_blob(layout_digest(t.dtype, t.elem_size, t.shape, pieces));
   Written w;
-  find_layout_.bind_blob(1, digest.data(), digest.size());
+  find_layout_.bind_blob_static(1, digest.data(), digest.size());
   if (find_layout_.step()) {
     w.layout_id = find_layout_.column_int(0);
     w.raw_bytes = find_layout_.column_int(1);
@@ -58,14 +58,14 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
                            " is neither in this save's packs nor committed in the store");
       w.stored_bytes += *len;
     }
-    insert_layout_.bind_blob(1, digest.data(), digest.size())
+    insert_layout_.bind_blob_static(1, digest.data(), digest.size())
         .bind(2, t.dtype)
         .bind(3, t.elem_size)
         .bind(4, shape_to_json(t.shape))
         .bind(5, static_cast<int64_t>(t.pieces.size()))
         .bind(6, w.raw_bytes)
         .bind(7, w.stored_bytes)
-        .bind_blob(8, pieces.data(), pieces.size());
+        .bind_blob_static(8, pieces.data(), pieces.size());
     insert_layout_.run();
     w.layout_id = db_.last_insert_rowid();
     for (const ChunkId& id : distinct) pending_.emplace_back(id, w.layout_id);
@@ -81,7 +81,7 @@ void LayoutWriter::finish() {
   std::sort(pending_.begin(), pending_.end());
   Statement ins = db_.prepare("INSERT OR IGNORE INTO layout_chunks (chunk_id, layout_id) VALUES (?1, ?2)");
   for (const auto& [chunk, layout] : pending_) {
-    ins.bind_blob(1, chunk.bytes.data(), 16).bind(2, layout);
+    ins.bind_blob_static(1, chunk.bytes.data(), 16).bind(2, layout);
     ins.run();
   }
   pending_.clear();

@@ -70,6 +70,10 @@ Statement& Statement::bind_blob(int i, const void* p, size_t n) {
   if (sqlite3_bind_blob64(st_, i, n ? p : "", n, SQLITE_TRANSIENT) != SQLITE_OK) fail("bind");
   return *this;
 }
+Statement& Statement::bind_blob_static(int i, const void* p, size_t n) {
+  if (sqlite3_bind_blob64(st_, i, n ? p : "", n, SQLITE_STATIC) != SQLITE_OK) fail("bind");
+  return *this;
+}
 Statement& Statement::bind_null(int i) {
   if (sqlite3_bind_null(st_, i) != SQLITE_OK) fail("bind");
   return *this;

@@ -52,6 +52,8 @@ class Statement {
   Statement& bind(int i, double v);
   Statement& bind(int i, std::string_view text);
   Statement& bind_blob(int i, const void* p, size_t n);
+  // Not copied: `p` must stay valid until the statement is reset or rebound.
+  Statement& bind_blob_static(int i, const void* p, size_t n);
   Statement& bind_null(int i);
 
   bool step();   // true while a row is available
