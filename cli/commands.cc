@@ -222,10 +222,10 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"ls", "STORE", "list the checkpoints of a store",
        "One row per checkpoint: name, creation time (UTC), world size, tensors,\n"
-       "logical bytes (raw tensor bytes), stored bytes (of the distinct chunks\n"
-       "it references; checkpoints share chunks, so these do not add up) and\n"
-       "added bytes (stored bytes of the chunks no earlier checkpoint references:\n"
-       "what saving it added to the store).",
+       "logical bytes (raw tensor bytes), stored bytes (of the chunks it\n"
+       "references; checkpoints share chunks, so these do not add up) and\n"
+       "added bytes (stored bytes of the chunks its save added to the store,\n"
+       "recorded when it was committed).",
        {kJsonFlag}, 1, 1, run_ls},
       {"show", "STORE CHECKPOINT", "list the tensors and values of a checkpoint",
        "A header with the checkpoint's totals, then one row per entry: tensors\n"

@@ -54,10 +54,11 @@ std::string catalog_dump(const std::string& store) {
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2((store + "/catalog.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
   std::string out;
-  for (const char* table : {"packs", "chunks", "checkpoints", "tensors", "tensor_chunks", "entries"}) {
+  for (const char* table : {"packs", "chunks", "checkpoints", "layouts", "layout_chunks", "tensors", "entries"}) {
     out += std::string("# ") + table + "\n";
     sqlite3_stmt* st = nullptr;
-    const std::string sql = std::string("SELECT * FROM ") + table + " ORDER BY 1, 2, 3";
+    const std::string sql =
+        std::string("SELECT * FROM ") + table + (std::string(table) == "layout_chunks" ? " ORDER BY 1, 2" : " ORDER BY 1, 2, 3");
     REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW) {
       for (int c = 0; c < sqlite3_column_count(st); ++c) {
@@ -546,9 +547,11 @@ TEST_CASE("ls: the bytes each checkpoint added to the store") {
   CHECK(cs[1].stored_bytes == 2 * (64 << 10));
   CHECK(cs[2].added_bytes == 64 << 10);
   CHECK(store.checkpoint("c").added_bytes == 64 << 10);
-  // "Earlier" means among the checkpoints still in the store.
+  // What its commit added: recorded then, not recomputed when earlier
+  // checkpoints go (listing never walks references).
   remove_checkpoints(store, {"a"});
-  CHECK(store.checkpoint("b").added_bytes == 2 * (64 << 10));
+  CHECK(store.checkpoint("b").added_bytes == 0);
+  CHECK(store.checkpoint("b").stored_bytes == 2 * (64 << 10));
 }
 
 TEST_CASE("show: tensors shared with the previous checkpoint") {
@@ -578,4 +581,132 @@ TEST_CASE("show: tensors shared with the previous checkpoint") {
   CHECK(shared("d") == std::map<std::string, bool>{{"step", false}, {"x", true}, {"y", true}});
   remove_checkpoints(store, {"c"});  // now b, on the other grid, is d's previous
   CHECK(shared("d") == std::map<std::string, bool>{{"step", false}, {"x", false}, {"y", false}});
+}
+
+// --- the catalog's layouts (schema 3) -------------------------------------
+
+namespace {
+
+int64_t rows(const Store& store, const std::string& table) {
+  auto st = store.impl().catalog.db().prepare("SELECT count(*) FROM " + table);
+  st.step();
+  return st.column_int(0);
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint adds catalog rows only for the tensors that changed") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model m;
+  for (int i = 0; i < 20; ++i) m.set("t" + std::to_string(i), 2 * kChunkFloats, i);
+  save(m.state(), store, "s0", so);
+  CHECK(rows(store, "layouts") == 20);
+  CHECK(rows(store, "tensors") == 20);
+  CHECK(rows(store, "layout_chunks") == 40);
+  save(m.state(), store, "s1", so);  // unchanged: shares every row
+  CHECK(rows(store, "layouts") == 20);
+  CHECK(rows(store, "tensors") == 20);
+  m.set("t3", 2 * kChunkFloats, 100);
+  save(m.state(), store, "s2", so);  // one tensor changed: one layout, one tensors row
+  CHECK(rows(store, "layouts") == 21);
+  CHECK(rows(store, "tensors") == 21);
+  CHECK(rows(store, "layout_chunks") == 42);
+  CHECK(store.checkpoint("s2").tensors == 20);
+  CHECK(store.checkpoint("s2").added_bytes == 2 * (64 << 10));
+  // rm prunes what no remaining checkpoint holds; the chunks wait for gc.
+  remove_checkpoints(store, {"s0", "s1"});
+  CHECK(rows(store, "layouts") == 20);
+  CHECK(rows(store, "tensors") == 20);
+  CHECK(rows(store, "layout_chunks") == 40);
+  CHECK(plan_gc(store).orphan_chunks == 2);
+  CHECK(m.loads_exactly(store, "s2"));  // what is left still loads as saved
+}
+
+TEST_CASE("overwrite prunes the replaced checkpoint's rows in the same transaction") {
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  SaveOptions so = raw_chunks(64 << 10);
+  Model m;
+  m.set("a", kChunkFloats, 1);
+  m.set("b", kChunkFloats, 2);
+  save(m.state(), store, "x", so);
+  m.set("b", kChunkFloats, 3);
+  so.overwrite = true;
+  save(m.state(), store, "x", so);
+  CHECK(rows(store, "layouts") == 2);  // b's old layout went with the old "x"
+  CHECK(rows(store, "tensors") == 2);
+  CHECK(store.checkpoint("x").tensors == 2);
+}
+
+TEST_CASE("a schema-1 store (tessera 0.2.0) migrates: same checkpoints, same bytes, gc and verify work") {
+  TempDir dir("hist");
+  fs::copy(fs::path(TESSERA_TEST_DATA) / "store-v1", dir.path(), fs::copy_options::recursive);
+  const std::string m = error_of([&] { Store::open_read_only(dir.path()); });
+  CHECK(has(m, "needs migrating"));
+  {
+    Store store = Store::open(dir.path());  // the ladder runs: 1 -> latest
+    CHECK(store.impl().catalog.schema_version() == catalog::Catalog::latest_schema_version());
+  }
+  Store store = Store::open_read_only(dir.path());
+  CHECK(names_of(store) == std::vector<std::string>{"a", "b", "d"});
+  for (const auto& c : store.checkpoints()) {
+    CHECK(c.tensors == 3);
+    CHECK(c.values == 1);
+    CHECK(c.logical_bytes == 64 * 48 * 4 + 30 * 8 + 7 * 4);
+  }
+  CHECK(store.checkpoint("a").added_bytes > 0);
+  CHECK(store.checkpoint("b").added_bytes < store.checkpoint("a").added_bytes);  // only w1 changed
+  // Every tensor loads as make_store_v1.py saved it.
+  for (const auto& [name, step] : std::vector<std::pair<std::string, int>>{{"a", 0}, {"b", 1}, {"d", 1}}) {
+    std::vector<float> w1(64 * 48), b(7);
+    std::vector<int64_t> w2(30);
+    StateDict sd;
+    sd.add_tensor("w1", TensorView::contiguous("float32", 4, w1.data(), {64, 48}));
+    sd.add_tensor("w2", TensorView::contiguous("int64", 8, w2.data(), {30}));
+    sd.add_tensor("b", TensorView::contiguous("float32", 4, b.data(), {7}));
+    sd.add_value("step", int64_t{-1});
+    load(sd, store, name);
+    for (int i = 0; i < 64 * 48; ++i) REQUIRE(w1[i] == static_cast<float>(i + step));
+    for (int i = 0; i < 30; ++i) REQUIRE(w2[i] == i * (name == "d" ? 2 : 1));
+    for (float x : b) REQUIRE(x == 0.5f);
+    CHECK(std::get<int64_t>(sd.value("step")) == (name == "d" ? 3 : step));
+  }
+  auto shared = [&](const std::string& ckpt, const std::string& tensor) {
+    for (const auto& e : describe(store, ckpt))
+      if (e.name == tensor) return e.shared_with_previous;
+    FAIL("no tensor " << tensor);
+    return false;
+  };
+  CHECK(shared("b", "w2"));
+  CHECK_FALSE(shared("b", "w1"));
+  CHECK(shared("d", "w1"));
+  CHECK(verify(store).damaged.empty());
+  Store rw = Store::open(dir.path());
+  const GcPlan plan = plan_gc(rw);
+  CHECK(plan.orphan_chunks > 0);  // the removed checkpoint "c"
+  run_gc(rw, plan);
+  CHECK(plan_gc(rw).orphan_chunks == 0);
+  CHECK(verify(rw).damaged.empty());
+}
+
+TEST_CASE("a damaged layout that no longer covers a tensor fails the load naming it, instead of leaving bytes unset") {
+  TempDir dir("hist");
+  Model m;
+  m.set("w", 2 * kChunkFloats, 1);
+  {
+    Store store = Store::open(dir.path());
+    save(m.state(), store, "c", raw_chunks(64 << 10));
+    auto t = store.impl().catalog.tensor(store.impl().catalog.find_checkpoint("c")->id, "w");
+    REQUIRE(t);
+    REQUIRE(t->pieces.size() == 2);
+    t->pieces.pop_back();  // as a flipped byte in the piece count would leave it
+    const std::string blob = catalog::encode_pieces(t->pieces, 1);
+    auto st = store.impl().catalog.db().prepare("UPDATE layouts SET pieces = ?1");
+    st.bind_blob(1, blob.data(), blob.size()).run();
+  }
+  const std::string msg = error_of([&] { m.loads_exactly(Store::open_read_only(dir.path()), "c"); });
+  CHECK(has(msg, "tensor 'w'"));
+  CHECK(has(msg, "cover"));
 }

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "plan/read_plan.h"
@@ -22,6 +23,83 @@ TEST_CASE("tiling defects are found and described") {
   CHECK(outside->find("outside") != std::string::npos);
   CHECK_FALSE(plan::tiling_defect({}, {Box{}}));
   CHECK_FALSE(plan::tiling_defect({0, 3}, {}));
+}
+
+// Brute force: count how often each element is covered.
+bool tiles_by_counting(const Shape& shape, const std::vector<Box>& boxes) {
+  std::vector<int> hits(static_cast<size_t>(volume(shape)), 0);
+  const Shape strides = contiguous_strides(shape);
+  for (const Box& b : boxes) {
+    if (b.rank() != shape.size() || !contains(Box::whole(shape), b)) return false;
+    for (int64_t e = 0; e < b.volume(); ++e) {
+      int64_t rest = e, index = 0;
+      for (size_t d = b.rank(); d-- > 0;) {
+        index += (b.offsets[d] + rest % b.sizes[d]) * strides[d];
+        rest /= b.sizes[d];
+      }
+      ++hits[static_cast<size_t>(index)];
+    }
+  }
+  return std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; });
+}
+
+TEST_CASE("property: tiling_defect agrees with counting every element") {
+  std::mt19937_64 rng(11);
+  int tilings = 0, defects = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    const size_t rank = 1 + rng() % 3;
+    Shape shape(rank);
+    for (auto& s : shape) s = 1 + static_cast<int64_t>(rng() % 5);
+    // A grid partition, then (often) one random change: a box dropped,
+    // duplicated, grown, shrunk or moved.
+    std::vector<std::vector<int64_t>> cuts(rank);
+    for (size_t d = 0; d < rank; ++d) {
+      cuts[d] = {0, shape[d]};
+      for (int64_t c = 1; c < shape[d]; ++c)
+        if (rng() % 2) cuts[d].push_back(c);
+      std::sort(cuts[d].begin(), cuts[d].end());
+    }
+    std::vector<Box> boxes{Box{}};
+    for (size_t d = 0; d < rank; ++d) {
+      std::vector<Box> next;
+      for (const Box& b : boxes)
+        for (size_t i = 0; i + 1 < cuts[d].size(); ++i) {
+          Box c = b;
+          c.offsets.push_back(cuts[d][i]);
+          c.sizes.push_back(cuts[d][i + 1] - cuts[d][i]);
+          next.push_back(c);
+        }
+      boxes = next;
+    }
+    Box& victim = boxes[rng() % boxes.size()];
+    const size_t dim = rng() % rank;
+    switch (rng() % 6) {
+      case 0: boxes.erase(boxes.begin() + static_cast<long>(&victim - boxes.data())); break;
+      case 1: boxes.push_back(victim); break;
+      case 2: victim.sizes[dim] += 1; break;
+      case 3: victim.sizes[dim] = std::max<int64_t>(0, victim.sizes[dim] - 1); break;
+      case 4: victim.offsets[dim] = std::max<int64_t>(0, victim.offsets[dim] - 1); break;
+      default: break;  // unchanged
+    }
+    std::shuffle(boxes.begin(), boxes.end(), rng);
+    const bool tiles = tiles_by_counting(shape, boxes);
+    const auto defect = plan::tiling_defect(shape, boxes);
+    REQUIRE(tiles == !defect.has_value());
+    (tiles ? tilings : defects)++;
+  }
+  CHECK(tilings > 500);
+  CHECK(defects > 500);
+}
+
+TEST_CASE("tiling check scales: 64k column shards, and one overlap among them") {
+  // Row-block x column-shard grid: every box shares its dim-0 range with
+  // 256 others (the case a dim-0 sweep handles in quadratic time).
+  std::vector<Box> boxes;
+  for (int64_t r = 0; r < 256; ++r)
+    for (int64_t c = 0; c < 256; ++c) boxes.push_back(Box{{r * 4, c * 8}, {4, 8}});
+  CHECK_FALSE(plan::tiling_defect({1024, 2048}, boxes));
+  boxes.back().sizes[1] = 9;  // now overlapping nothing but reaching outside
+  CHECK(plan::tiling_defect({1024, 2048}, boxes)->find("outside") != std::string::npos);
 }
 
 TEST_CASE("region byte ranges cover exactly the region's elements") {

@@ -28,10 +28,12 @@ struct CheckpointSummary {
   int64_t tensors = 0;
   int64_t values = 0;
   int64_t logical_bytes = 0;  // raw bytes of all tensors
-  int64_t stored_bytes = 0;   // stored bytes of the distinct chunks it references
-  // Stored bytes of the chunks this checkpoint was the first to reference:
-  // those no earlier checkpoint still in the store references. Removing an
-  // earlier checkpoint can raise it.
+  // Stored bytes of the chunks it references (each tensor's distinct chunks;
+  // a chunk two different tensors share is counted for each).
+  int64_t stored_bytes = 0;
+  // Stored bytes of the chunks its save added to the store (chunks the store
+  // did not hold yet), recorded at commit: removing an earlier checkpoint
+  // does not change it.
   int64_t added_bytes = 0;
   std::string metadata;       // JSON object
 };

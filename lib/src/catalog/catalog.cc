@@ -6,9 +6,13 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
+#include "catalog/layout_rows.h"
 #include "catalog/migrations.h"
+#include "catalog/upgrade.h"
 #include "io/file.h"
 
 namespace tessera::catalog {
@@ -38,17 +42,23 @@ std::string sums_blob(const std::vector<uint64_t>& sums) {
 constexpr const char* kChunkColumns =
     "c.chunk_id, p.name, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
 
+// Footer fields of a chunk row from column `col` on: offset, stored_len,
+// raw_len, codec, elem_size, stored_sum, block_sums.
+void read_entry(const Statement& st, int col, pack::ChunkEntry& e) {
+  e.offset = static_cast<uint64_t>(st.column_int(col));
+  e.stored_len = static_cast<uint64_t>(st.column_int(col + 1));
+  e.raw_len = static_cast<uint64_t>(st.column_int(col + 2));
+  e.codec = static_cast<Codec>(st.column_int(col + 3));
+  e.elem_size = static_cast<uint8_t>(st.column_int(col + 4));
+  e.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 5));
+  e.block_sums = sums_from_blob(st.column_blob(col + 6));
+}
+
 ChunkLocation read_location(const Statement& st, int col) {
   ChunkLocation loc;
   loc.entry.id = chunk_from_blob(st.column_blob(col));
   loc.pack = st.column_text(col + 1);
-  loc.entry.offset = static_cast<uint64_t>(st.column_int(col + 2));
-  loc.entry.stored_len = static_cast<uint64_t>(st.column_int(col + 3));
-  loc.entry.raw_len = static_cast<uint64_t>(st.column_int(col + 4));
-  loc.entry.codec = static_cast<Codec>(st.column_int(col + 5));
-  loc.entry.elem_size = static_cast<uint8_t>(st.column_int(col + 6));
-  loc.entry.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 7));
-  loc.entry.block_sums = sums_from_blob(st.column_blob(col + 8));
+  read_entry(st, col + 2, loc.entry);
   return loc;
 }
 
@@ -150,6 +160,9 @@ Catalog Catalog::open(const std::string& path, Mode mode, bool create) {
                             ", newer than this tessera supports (" + std::to_string(latest_schema_version()) +
                             "); upgrade tessera to read it");
   db.exec("PRAGMA foreign_keys = ON");
+  // Up to 64 MiB of page cache (SQLite's default is 2 MiB): a commit or a
+  // load plan at a million chunk references touches ~100 MiB of pages.
+  db.exec("PRAGMA cache_size = -65536");
   if (mode == Mode::kReadWrite) {
     db.exec("PRAGMA journal_mode = DELETE");  // no WAL: stores may live on network filesystems
     db.exec("PRAGMA synchronous = FULL");
@@ -173,6 +186,7 @@ void Catalog::migrate(const std::string& path) {
     for (const Migration& m : migrations()) {
       if (m.version <= version) continue;
       db_.exec(m.sql);
+      if (m.version == kLayoutsVersion) convert_to_layouts(db_);
       db_.exec("PRAGMA user_version = " + std::to_string(m.version));
     }
     db_.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
@@ -187,18 +201,7 @@ int Catalog::schema_version() { return static_cast<int>(db_.pragma_int("user_ver
 
 static constexpr const char* kCheckpointSelect = R"sql(
   SELECT k.checkpoint_id, k.name, k.created_at, k.world_size, k.metadata, k.save_token,
-    (SELECT count(*) FROM tensors t WHERE t.checkpoint_id = k.checkpoint_id),
-    (SELECT count(*) FROM entries e WHERE e.checkpoint_id = k.checkpoint_id),
-    (SELECT coalesce(sum(c.raw_len), 0) FROM tensors t JOIN tensor_chunks tc USING (tensor_id)
-       JOIN chunks c USING (chunk_id) WHERE t.checkpoint_id = k.checkpoint_id),
-    (SELECT coalesce(sum(c.stored_len), 0) FROM chunks c WHERE c.chunk_id IN
-       (SELECT tc.chunk_id FROM tensors t JOIN tensor_chunks tc USING (tensor_id)
-        WHERE t.checkpoint_id = k.checkpoint_id)),
-    (SELECT coalesce(sum(c.stored_len), 0) FROM chunks c WHERE c.chunk_id IN
-       (SELECT tc.chunk_id FROM tensors t JOIN tensor_chunks tc USING (tensor_id)
-        WHERE t.checkpoint_id = k.checkpoint_id)
-     AND NOT EXISTS (SELECT 1 FROM tensor_chunks e JOIN tensors et USING (tensor_id)
-        WHERE e.chunk_id = c.chunk_id AND et.checkpoint_id < k.checkpoint_id))
+         k.tensor_count, k.value_count, k.logical_bytes, k.stored_bytes, k.added_bytes
   FROM checkpoints k)sql";
 
 static CheckpointInfo read_checkpoint(const Statement& st) {
@@ -239,51 +242,27 @@ std::optional<int64_t> Catalog::previous_checkpoint(int64_t checkpoint_id) {
 }
 
 std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, bool with_pieces) {
-  std::vector<TensorRecord> out;
-  std::unordered_map<int64_t, size_t> index;
-  Statement st = db_.prepare(
-      "SELECT tensor_id, name, dtype, elem_size, shape FROM tensors WHERE checkpoint_id = ?1 ORDER BY name");
-  st.bind(1, checkpoint_id);
-  while (st.step()) {
-    TensorRecord t;
-    t.id = st.column_int(0);
-    t.name = st.column_text(1);
-    t.dtype = st.column_text(2);
-    t.elem_size = st.column_int(3);
-    t.shape = shape_from_json(st.column_text(4));
-    index[t.id] = out.size();
-    out.push_back(std::move(t));
-  }
-  if (!with_pieces) return out;
-  Statement pc = db_.prepare(
-      "SELECT tc.tensor_id, tc.offsets, tc.sizes, tc.chunk_id FROM tensor_chunks tc "
-      "JOIN tensors t USING (tensor_id) WHERE t.checkpoint_id = ?1");
-  pc.bind(1, checkpoint_id);
-  while (pc.step()) {
-    auto& t = out[index.at(pc.column_int(0))];
-    t.pieces.push_back(Piece{Box{shape_from_json(pc.column_text(1)), shape_from_json(pc.column_text(2))},
-                             chunk_from_blob(pc.column_blob(3))});
-  }
-  return out;
+  ReadScope scope(db_);
+  return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), with_pieces);
+}
+
+std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id,
+                                           const std::function<std::optional<Box>(const std::string&)>& region) {
+  // Without a region, a tensor gets no pieces: an empty box overlaps none.
+  ReadScope scope(db_);
+  return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), true,
+                      [&](const std::string& name) { return std::optional<Box>(region(name).value_or(Box{{0}, {0}})); });
 }
 
 std::optional<TensorRecord> Catalog::tensor(int64_t checkpoint_id, const std::string& name) {
-  Statement st = db_.prepare(
-      "SELECT tensor_id, name, dtype, elem_size, shape FROM tensors WHERE checkpoint_id = ?1 AND name = ?2");
-  st.bind(1, checkpoint_id).bind(2, name);
-  if (!st.step()) return std::nullopt;
-  TensorRecord t;
-  t.id = st.column_int(0);
-  t.name = st.column_text(1);
-  t.dtype = st.column_text(2);
-  t.elem_size = st.column_int(3);
-  t.shape = shape_from_json(st.column_text(4));
-  Statement pc = db_.prepare("SELECT offsets, sizes, chunk_id FROM tensor_chunks WHERE tensor_id = ?1");
-  pc.bind(1, t.id);
-  while (pc.step())
-    t.pieces.push_back(Piece{Box{shape_from_json(pc.column_text(0)), shape_from_json(pc.column_text(1))},
-                             chunk_from_blob(pc.column_blob(2))});
-  return t;
+  const std::vector<int64_t> held = checkpoint_tensor_ids(db_, checkpoint_id);  // ascending
+  Statement st = db_.prepare("SELECT tensor_id FROM tensors WHERE name = ?1");
+  st.bind(1, name);
+  while (st.step()) {
+    const int64_t id = st.column_int(0);
+    if (std::binary_search(held.begin(), held.end(), id)) return read_tensors(db_, {id}, true).front();
+  }
+  return std::nullopt;
 }
 
 std::vector<ValueRecord> Catalog::values(int64_t checkpoint_id) {
@@ -302,54 +281,106 @@ std::vector<ValueRecord> Catalog::values(int64_t checkpoint_id) {
   return out;
 }
 
+Statement& Catalog::cached(std::optional<Statement>& slot, const char* sql) {
+  if (!slot) slot.emplace(db_.prepare(sql));
+  slot->reset();  // also after a step that threw
+  return *slot;
+}
+
 std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
-  Statement st = db_.prepare(std::string("SELECT ") + kChunkColumns +
-                             " FROM chunks c JOIN packs p USING (pack_id) WHERE c.chunk_id = ?1");
-  std::string blob = chunk_blob(id);
-  st.bind_blob(1, blob.data(), blob.size());
-  if (!st.step()) return std::nullopt;
-  return read_location(st, 0);
+  static const std::string sql =
+      std::string("SELECT ") + kChunkColumns + " FROM chunks c JOIN packs p USING (pack_id) WHERE c.chunk_id = ?1";
+  Statement& st = cached(locate_, sql.c_str());
+  st.bind_blob(1, id.bytes.data(), 16);
+  std::optional<ChunkLocation> out;
+  if (st.step()) out = read_location(st, 0);
+  st.reset();
+  return out;
+}
+
+std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<ChunkId>& ids) {
+  std::vector<size_t> order(ids.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
+  Statement& st = cached(locate_in_pack_,
+                         "SELECT c.chunk_id, c.pack_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, "
+                         "c.stored_sum, c.block_sums FROM chunks c WHERE c.chunk_id = ?1");
+  ReadScope scope(db_);
+  std::unordered_map<int64_t, std::string> pack_names;
+  Statement pack_name = db_.prepare("SELECT name FROM packs WHERE pack_id = ?1");
+  std::vector<std::optional<ChunkLocation>> out(ids.size());
+  for (size_t i : order) {
+    st.reset();
+    st.bind_blob(1, ids[i].bytes.data(), 16);
+    if (!st.step()) continue;
+    const int64_t pack_id = st.column_int(1);
+    auto [it, fresh] = pack_names.try_emplace(pack_id);
+    if (fresh) {
+      pack_name.bind(1, pack_id);
+      if (!pack_name.step()) throw CatalogError("catalog: chunk " + ids[i].hex() + " names a pack row that is missing");
+      it->second = pack_name.column_text(0);
+      pack_name.reset();
+    }
+    ChunkLocation loc;
+    loc.entry.id = ids[i];
+    loc.pack = it->second;
+    read_entry(st, 2, loc.entry);
+    out[i] = std::move(loc);
+  }
+  st.reset();
+  return out;
 }
 
 bool Catalog::has_chunk(const ChunkId& id) {
-  Statement st = db_.prepare("SELECT 1 FROM chunks WHERE chunk_id = ?1");
-  std::string blob = chunk_blob(id);
-  st.bind_blob(1, blob.data(), blob.size());
-  return st.step();
+  Statement& st = cached(has_chunk_, "SELECT 1 FROM chunks WHERE chunk_id = ?1");
+  st.bind_blob(1, id.bytes.data(), 16);
+  const bool found = st.step();
+  st.reset();
+  return found;
 }
 
 std::vector<ChunkId> Catalog::chunk_ids(int64_t checkpoint_id) {
-  Statement st = db_.prepare(
-      "SELECT DISTINCT tc.chunk_id FROM tensor_chunks tc JOIN tensors t USING (tensor_id) "
-      "WHERE t.checkpoint_id = ?1");
-  st.bind(1, checkpoint_id);
+  std::unordered_set<ChunkId, ChunkIdHash> seen;
   std::vector<ChunkId> out;
-  while (st.step()) out.push_back(chunk_from_blob(st.column_blob(0)));
+  std::unordered_set<int64_t> layouts;
+  for (const TensorRecord& t : tensors(checkpoint_id))
+    if (layouts.insert(t.layout_id).second)
+      for (const Piece& p : t.pieces)
+        if (seen.insert(p.chunk).second) out.push_back(p.chunk);
   return out;
 }
 
 std::vector<std::string> Catalog::tensors_using(int64_t checkpoint_id, const ChunkId& id) {
-  Statement st = db_.prepare(
-      "SELECT DISTINCT t.name FROM tensor_chunks tc JOIN tensors t USING (tensor_id) "
-      "WHERE t.checkpoint_id = ?1 AND tc.chunk_id = ?2 ORDER BY t.name");
-  std::string blob = chunk_blob(id);
-  st.bind(1, checkpoint_id).bind_blob(2, blob.data(), blob.size());
-  std::vector<std::string> out;
-  while (st.step()) out.push_back(st.column_text(0));
+  std::vector<std::string> out;  // tensors() is ordered by name
+  for (const TensorRecord& t : tensors(checkpoint_id))
+    if (std::any_of(t.pieces.begin(), t.pieces.end(), [&](const Piece& p) { return p.chunk == id; }))
+      out.push_back(t.name);
   return out;
 }
+
+namespace {
+
+// A pack footer entry with the id of its packs row.
+struct NewChunk {
+  const pack::ChunkEntry* entry;
+  int64_t pack_id;
+};
+
+}  // namespace
 
 int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& before_commit) {
   db_.exec("BEGIN IMMEDIATE");
   try {
+    bool replaced = false;
     {
       Statement st = db_.prepare("SELECT 1 FROM checkpoints WHERE name = ?1");
       st.bind(1, c.name);
       if (st.step()) {
         if (!c.replace_existing) throw CatalogError("checkpoint '" + c.name + "' already exists");
-        // Its tensors, pieces and values go with it (ON DELETE CASCADE); chunk
-        // rows stay, so the new checkpoint may reference them.
+        // Its values go with it (ON DELETE CASCADE); its tensors rows and
+        // layouts stay for the new checkpoint to reuse, the rest is pruned below.
         db_.prepare("DELETE FROM checkpoints WHERE name = ?1").bind(1, c.name).run();
+        replaced = true;
       }
     }
     if (!c.packs_dir.empty())
@@ -358,61 +389,84 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
           throw CatalogError("pack '" + p.name + "' written by this save is gone from '" + c.packs_dir +
                              "' (removed by gc after its grace period?)");
     const std::string now = now_iso8601();
+    // 1. Packs and their chunks; a chunk already committed keeps its row.
+    //    Inserted in id order: B-tree pages are then visited once each.
     Statement ins_pack = db_.prepare(
         "INSERT INTO packs (name, size_bytes, created_at) VALUES (?1, ?2, ?3) "
         "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING pack_id");
-    Statement ins_chunk = db_.prepare(
-        "INSERT OR IGNORE INTO chunks (chunk_id, pack_id, offset, stored_len, raw_len, codec, elem_size, "
-        "stored_sum, block_sums) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    std::vector<NewChunk> new_chunks;
     for (const auto& p : c.packs) {
       ins_pack.bind(1, p.name).bind(2, static_cast<int64_t>(p.size)).bind(3, now);
       ins_pack.step();
-      int64_t pack_id = ins_pack.column_int(0);
+      const int64_t pack_id = ins_pack.column_int(0);
       ins_pack.reset();
-      for (const auto& e : p.chunks) {
-        std::string id = chunk_blob(e.id), sums = sums_blob(e.block_sums);
-        ins_chunk.bind_blob(1, id.data(), id.size())
-            .bind(2, pack_id)
-            .bind(3, static_cast<int64_t>(e.offset))
-            .bind(4, static_cast<int64_t>(e.stored_len))
-            .bind(5, static_cast<int64_t>(e.raw_len))
-            .bind(6, static_cast<int64_t>(e.codec))
-            .bind(7, static_cast<int64_t>(e.elem_size))
-            .bind(8, std::bit_cast<int64_t>(e.stored_sum))
-            .bind_blob(9, sums.data(), sums.size());
-        ins_chunk.run();
+      for (const auto& e : p.chunks) new_chunks.push_back(NewChunk{&e, pack_id});
+    }
+    std::sort(new_chunks.begin(), new_chunks.end(),
+              [](const NewChunk& a, const NewChunk& b) { return a.entry->id < b.entry->id; });
+    Statement ins_chunk = db_.prepare(
+        "INSERT OR IGNORE INTO chunks (chunk_id, pack_id, offset, stored_len, raw_len, codec, elem_size, "
+        "stored_sum, block_sums) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    std::unordered_map<ChunkId, int64_t, ChunkIdHash> added;  // stored_len of the rows inserted here
+    int64_t added_bytes = 0;
+    for (const NewChunk& n : new_chunks) {
+      const pack::ChunkEntry& e = *n.entry;
+      const std::string sums = sums_blob(e.block_sums);
+      ins_chunk.bind_blob_static(1, e.id.bytes.data(), 16)
+          .bind(2, n.pack_id)
+          .bind(3, static_cast<int64_t>(e.offset))
+          .bind(4, static_cast<int64_t>(e.stored_len))
+          .bind(5, static_cast<int64_t>(e.raw_len))
+          .bind(6, static_cast<int64_t>(e.codec))
+          .bind(7, static_cast<int64_t>(e.elem_size))
+          .bind(8, std::bit_cast<int64_t>(e.stored_sum))
+          .bind_blob_static(9, sums.data(), sums.size());
+      ins_chunk.run();
+      if (db_.changes() == 1) {
+        added.emplace(e.id, static_cast<int64_t>(e.stored_len));
+        added_bytes += static_cast<int64_t>(e.stored_len);
       }
     }
+    // 2. Tensors: a layout committed before is reused as it is.
+    Statement stored_len = db_.prepare("SELECT stored_len FROM chunks WHERE chunk_id = ?1");
+    LayoutWriter layouts(db_, [&](const ChunkId& id) -> std::optional<int64_t> {
+      if (auto it = added.find(id); it != added.end()) return it->second;
+      stored_len.bind_blob(1, id.bytes.data(), 16);
+      std::optional<int64_t> len;
+      if (stored_len.step()) len = stored_len.column_int(0);
+      stored_len.reset();
+      return len;
+    });
+    std::vector<int64_t> tensor_ids;
+    std::unordered_set<std::string> names;
+    std::unordered_set<int64_t> layouts_seen;
+    int64_t logical_bytes = 0, stored_bytes = 0;
+    for (const TensorRecord& given : c.tensors) {
+      if (!names.insert(given.name).second) throw CatalogError("tensor '" + given.name + "' is listed twice");
+      const LayoutWriter::Written w = layouts.put(given);
+      tensor_ids.push_back(w.tensor_id);
+      logical_bytes += w.raw_bytes;
+      if (layouts_seen.insert(w.layout_id).second) stored_bytes += w.stored_bytes;
+    }
+    layouts.finish();
+    // 3. The checkpoint row, with its totals, and its values.
+    const std::string ids = encode_ids(tensor_ids);
     Statement ins_ckpt = db_.prepare(
-        "INSERT INTO checkpoints (name, created_at, world_size, metadata, save_token) VALUES (?1, ?2, ?3, ?4, ?5)");
-    ins_ckpt.bind(1, c.name).bind(2, now).bind(3, c.world_size).bind(4, c.metadata).bind(5, c.save_token);
+        "INSERT INTO checkpoints (name, created_at, world_size, metadata, save_token, tensor_ids, tensor_count, "
+        "value_count, logical_bytes, stored_bytes, added_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    ins_ckpt.bind(1, c.name)
+        .bind(2, now)
+        .bind(3, c.world_size)
+        .bind(4, c.metadata)
+        .bind(5, c.save_token)
+        .bind_blob(6, ids.data(), ids.size())
+        .bind(7, static_cast<int64_t>(tensor_ids.size()))
+        .bind(8, static_cast<int64_t>(c.values.size()))
+        .bind(9, logical_bytes)
+        .bind(10, stored_bytes)
+        .bind(11, added_bytes);
     ins_ckpt.run();
     const int64_t ckpt_id = db_.last_insert_rowid();
-
-    Statement ins_tensor = db_.prepare(
-        "INSERT INTO tensors (checkpoint_id, name, dtype, elem_size, shape) VALUES (?1, ?2, ?3, ?4, ?5)");
-    Statement ins_piece = db_.prepare(
-        "INSERT INTO tensor_chunks (tensor_id, offsets, sizes, chunk_id) VALUES (?1, ?2, ?3, ?4)");
-    Statement chunk_known = db_.prepare("SELECT 1 FROM chunks WHERE chunk_id = ?1");
-    for (const auto& t : c.tensors) {
-      ins_tensor.bind(1, ckpt_id).bind(2, t.name).bind(3, t.dtype).bind(4, t.elem_size).bind(5, shape_to_json(t.shape));
-      ins_tensor.run();
-      const int64_t tensor_id = db_.last_insert_rowid();
-      for (const auto& p : t.pieces) {
-        std::string id = chunk_blob(p.chunk);
-        chunk_known.bind_blob(1, id.data(), id.size());
-        bool known = chunk_known.step();
-        chunk_known.reset();
-        if (!known)
-          throw CatalogError("tensor '" + t.name + "': chunk " + p.chunk.hex() +
-                             " is neither in this save's packs nor committed in the store");
-        ins_piece.bind(1, tensor_id)
-            .bind(2, shape_to_json(p.box.offsets))
-            .bind(3, shape_to_json(p.box.sizes))
-            .bind_blob(4, id.data(), id.size());
-        ins_piece.run();
-      }
-    }
     Statement ins_value = db_.prepare("INSERT INTO entries (checkpoint_id, name, kind, value) VALUES (?1, ?2, ?3, ?4)");
     for (const auto& v : c.values) {
       ins_value.bind(1, ckpt_id).bind(2, v.name).bind(3, std::string_view(value_kind(v.value)));
@@ -426,6 +480,7 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
           v.value);
       ins_value.run();
     }
+    if (replaced) prune_unreferenced(db_);
     if (before_commit) before_commit();
     db_.exec("COMMIT");
     return ckpt_id;

@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "catalog/layout.h"
 #include "catalog/sqlite.h"
 #include "geometry/box.h"
 #include "pack/pack_writer.h"
@@ -38,27 +39,14 @@ struct CheckpointInfo {
   std::string metadata;    // JSON object
   int64_t tensor_count = 0;
   int64_t value_count = 0;
-  int64_t logical_bytes = 0;  // sum of raw bytes over the chunk references
-  int64_t stored_bytes = 0;   // sum of stored bytes of the distinct chunks it references
-  // Stored bytes of the distinct chunks it references that no earlier
-  // checkpoint (smaller id, still in the catalog) references: what it added.
+  // Set at commit (CATALOG.md, "checkpoints"):
+  int64_t logical_bytes = 0;  // sum of raw bytes over its tensors' pieces
+  // Stored bytes of the chunks its tensors reference: each tensor layout's
+  // distinct chunks, a chunk that two different tensors share counted for each.
+  int64_t stored_bytes = 0;
+  // Stored bytes of the chunks its commit added to the catalog (new chunk rows).
   int64_t added_bytes = 0;
   std::string save_token;  // NewCheckpoint::save_token of the save that committed it
-};
-
-// One box of a tensor and the chunk that holds it.
-struct Piece {
-  Box box;
-  ChunkId chunk;
-};
-
-struct TensorRecord {
-  int64_t id = 0;  // assigned by the catalog
-  std::string name;
-  std::string dtype;
-  int64_t elem_size = 0;
-  Shape shape;
-  std::vector<Piece> pieces;
 };
 
 // Where a chunk lives.
@@ -112,12 +100,19 @@ class Catalog {
   // greatest smaller id), if any.
   std::optional<int64_t> previous_checkpoint(int64_t checkpoint_id);
 
-  // The tensors of a checkpoint with their pieces (ordered by name).
+  // The tensors of a checkpoint with their pieces (ordered by name); pieces
+  // are decoded only when asked for.
   std::vector<TensorRecord> tensors(int64_t checkpoint_id, bool with_pieces = true);
+  // Only the pieces a caller needs: for each tensor, those overlapping
+  // region(name); none where region(name) is nullopt.
+  std::vector<TensorRecord> tensors(int64_t checkpoint_id,
+                                    const std::function<std::optional<Box>(const std::string&)>& region);
   std::optional<TensorRecord> tensor(int64_t checkpoint_id, const std::string& name);
   std::vector<ValueRecord> values(int64_t checkpoint_id);
 
   std::optional<ChunkLocation> locate(const ChunkId& id);
+  // Several at once (looked up in id order, for locality); out[i] is ids[i]'s.
+  std::vector<std::optional<ChunkLocation>> locate_all(const std::vector<ChunkId>& ids);
   bool has_chunk(const ChunkId& id);
   // Chunk ids referenced by the named checkpoint.
   std::vector<ChunkId> chunk_ids(int64_t checkpoint_id);
@@ -136,7 +131,11 @@ class Catalog {
  private:
   explicit Catalog(Db db) : db_(std::move(db)) {}
   void migrate(const std::string& path);
+  Statement& cached(std::optional<Statement>& slot, const char* sql);
   Db db_;
+  // Prepared once: loads and saves look chunks up one at a time. Declared
+  // after db_, so they are finalized before it closes.
+  std::optional<Statement> locate_, has_chunk_, locate_in_pack_;
 };
 
 // Chunk ids are stored as 16-byte blobs; block sums as little-endian u64 arrays.

@@ -4,12 +4,13 @@
 #include <set>
 
 #include "catalog/catalog.h"
+#include "catalog/layout_rows.h"
 
 namespace tessera::catalog {
 namespace {
 
-// A chunk row is live when some tensor piece references it.
-constexpr const char* kLive = "EXISTS (SELECT 1 FROM tensor_chunks tc WHERE tc.chunk_id = c.chunk_id)";
+// A chunk row is live when some layout references it.
+constexpr const char* kLive = "EXISTS (SELECT 1 FROM layout_chunks lc WHERE lc.chunk_id = c.chunk_id)";
 
 PackUsage read_usage(const Statement& st) {
   return PackUsage{st.column_int(0), st.column_text(1), st.column_int(2), st.column_int(3), st.column_int(4)};
@@ -45,6 +46,7 @@ std::vector<std::string> delete_checkpoints(Db& db, const std::vector<std::strin
   if (!unknown.empty()) return unknown;
   Statement del = db.prepare("DELETE FROM checkpoints WHERE name = ?1");
   for (const std::string& n : unique) del.bind(1, n).run();
+  prune_unreferenced(db);
   return {};
 }
 
@@ -69,7 +71,7 @@ int64_t orphan_chunk_count(Db& db) {
 }
 
 int64_t drop_orphan_chunks(Db& db) {
-  db.exec("DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM tensor_chunks tc WHERE tc.chunk_id = chunks.chunk_id)");
+  db.exec("DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM layout_chunks lc WHERE lc.chunk_id = chunks.chunk_id)");
   return db.changes();
 }
 

@@ -17,23 +17,24 @@ namespace tessera::catalog {
 // Checkpoint names in commit order (oldest first).
 std::vector<std::string> checkpoint_names(Db& db);
 
-// Deletes the named checkpoints; their tensors, tensor pieces and values go
-// with them (ON DELETE CASCADE). Returns the names that do not exist, and
-// then deletes nothing. Chunk and pack rows are left for gc.
+// Deletes the named checkpoints with their values (ON DELETE CASCADE), and
+// the tensors rows and layouts no other checkpoint holds. Returns the names
+// that do not exist, and then deletes nothing. Chunk and pack rows are left
+// for gc.
 std::vector<std::string> delete_checkpoints(Db& db, const std::vector<std::string>& names);
 
-// A pack row and how much of it some tensor piece still references.
+// A pack row and how much of it some layout still references.
 struct PackUsage {
   int64_t id = 0;
   std::string name;
   int64_t size_bytes = 0;
-  int64_t live_chunks = 0;  // chunk rows in this pack that a tensor piece references
+  int64_t live_chunks = 0;  // chunk rows in this pack that a layout references
   int64_t live_bytes = 0;   // their stored bytes
 };
 std::vector<PackUsage> pack_usage(Db& db);  // every pack row, by name
 std::optional<PackUsage> pack_usage(Db& db, const std::string& name);
 
-// Chunk rows that no tensor piece references.
+// Chunk rows that no layout references.
 int64_t orphan_chunk_count(Db& db);
 int64_t drop_orphan_chunks(Db& db);  // returns how many were dropped
 

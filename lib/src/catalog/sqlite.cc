@@ -70,6 +70,10 @@ Statement& Statement::bind_blob(int i, const void* p, size_t n) {
   if (sqlite3_bind_blob64(st_, i, n ? p : "", n, SQLITE_TRANSIENT) != SQLITE_OK) fail("bind");
   return *this;
 }
+Statement& Statement::bind_blob_static(int i, const void* p, size_t n) {
+  if (sqlite3_bind_blob64(st_, i, n ? p : "", n, SQLITE_STATIC) != SQLITE_OK) fail("bind");
+  return *this;
+}
 Statement& Statement::bind_null(int i) {
   if (sqlite3_bind_null(st_, i) != SQLITE_OK) fail("bind");
   return *this;
@@ -104,6 +108,20 @@ std::string Statement::column_blob(int i) const {
   return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string();
 }
 int Statement::column_type(int i) const { return sqlite3_column_type(st_, i); }
+
+ReadScope::ReadScope(Db& db) : db_(db) {
+  if (sqlite3_get_autocommit(db_.raw()) == 0) return;  // inside the caller's transaction
+  db_.exec("BEGIN");
+  began_ = true;
+}
+
+ReadScope::~ReadScope() {
+  if (!began_) return;
+  try {
+    db_.exec("COMMIT");  // read-only: nothing to write, only the lock to drop
+  } catch (...) {
+  }
+}
 
 Transaction::Transaction(Db& db, Kind kind) : db_(db) {
   db_.exec(kind == Kind::kWrite ? "BEGIN IMMEDIATE" : "BEGIN");

@@ -52,6 +52,8 @@ class Statement {
   Statement& bind(int i, double v);
   Statement& bind(int i, std::string_view text);
   Statement& bind_blob(int i, const void* p, size_t n);
+  // Not copied: `p` must stay valid until the statement is reset or rebound.
+  Statement& bind_blob_static(int i, const void* p, size_t n);
   Statement& bind_null(int i);
 
   bool step();   // true while a row is available
@@ -87,6 +89,20 @@ class Transaction {
  private:
   Db& db_;
   bool open_ = false;
+};
+
+// A read transaction for a run of queries unless one is already open: one
+// shared lock (and one check of the file) instead of one per statement.
+class ReadScope {
+ public:
+  explicit ReadScope(Db& db);
+  ~ReadScope();
+  ReadScope(const ReadScope&) = delete;
+  ReadScope& operator=(const ReadScope&) = delete;
+
+ private:
+  Db& db_;
+  bool began_ = false;
 };
 
 }  // namespace tessera::catalog

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "plan/tiling.h"
 #include "tessera/error.h"
@@ -31,29 +32,27 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
   struct Merged {
     catalog::TensorRecord record;
     std::set<int64_t> ranks;
-    std::map<std::pair<Shape, Shape>, ChunkId> pieces;  // a replicated box appears once
   };
-  std::map<std::string, Merged> tensors;
+  std::vector<Merged> tensors;
+  std::unordered_map<std::string, size_t> by_name;
   std::map<std::string, std::pair<Value, int64_t>> values;
   for (const RankManifest& m : manifests) {
     for (const auto& t : m.tensors) {
-      auto [it, fresh] = tensors.try_emplace(t.name);
-      Merged& g = it->second;
+      auto [it, fresh] = by_name.try_emplace(t.name, tensors.size());
       if (fresh) {
-        g.record = t;
-        g.record.pieces.clear();
-      } else if (g.record.dtype != t.dtype || g.record.shape != t.shape) {
+        Merged& g = tensors.emplace_back();
+        g.record.name = t.name;
+        g.record.dtype = t.dtype;
+        g.record.elem_size = t.elem_size;
+        g.record.shape = t.shape;
+      }
+      Merged& g = tensors[it->second];
+      if (!fresh && (g.record.dtype != t.dtype || g.record.shape != t.shape))
         throw InvalidArgument("tensor '" + t.name + "': " + rank_list(g.ranks) + " saved dtype " + g.record.dtype +
                               " shape " + to_string(g.record.shape) + " but rank " + std::to_string(m.rank) +
                               " saved dtype " + t.dtype + " shape " + to_string(t.shape));
-      }
       g.ranks.insert(m.rank);
-      for (const auto& p : t.pieces) {
-        auto [pit, added] = g.pieces.try_emplace({p.box.offsets, p.box.sizes}, p.chunk);
-        if (!added && pit->second != p.chunk)
-          throw InvalidArgument("tensor '" + t.name + "': replicas of box " + to_string(p.box) +
-                                " hold different data (" + rank_list(g.ranks) + ")");
-      }
+      g.record.pieces.insert(g.record.pieces.end(), t.pieces.begin(), t.pieces.end());
     }
     for (const auto& v : m.values) {
       auto [it, fresh] = values.try_emplace(v.name, v.value, m.rank);
@@ -63,13 +62,27 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
     }
     c.packs.insert(c.packs.end(), m.packs.begin(), m.packs.end());
   }
-  for (auto& [name, g] : tensors) {
+  for (Merged& g : tensors) {
+    const std::string& name = g.record.name;
     if (values.count(name)) throw InvalidArgument("entry '" + name + "' is saved both as a tensor and as a value");
-    std::vector<Box> boxes;
-    for (const auto& [key, id] : g.pieces) {
-      boxes.push_back(Box{key.first, key.second});
-      g.record.pieces.push_back(catalog::Piece{boxes.back(), id});
+    // A replicated box appears once; its replicas must agree.
+    auto& pieces = g.record.pieces;
+    catalog::sort_pieces(pieces);
+    size_t kept = 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      if (kept > 0 && pieces[kept - 1].box == pieces[i].box) {
+        if (pieces[kept - 1].chunk != pieces[i].chunk)
+          throw InvalidArgument("tensor '" + name + "': replicas of box " + to_string(pieces[i].box) +
+                                " hold different data (" + rank_list(g.ranks) + ")");
+        continue;
+      }
+      if (kept != i) pieces[kept] = std::move(pieces[i]);
+      ++kept;
     }
+    pieces.resize(kept);
+    std::vector<Box> boxes;
+    boxes.reserve(pieces.size());
+    for (const auto& p : pieces) boxes.push_back(p.box);
     if (auto defect = plan::tiling_defect(g.record.shape, boxes))
       throw InvalidArgument("tensor '" + name + "' (saved by " + rank_list(g.ranks) +
                             "): shards do not tile the global shape " + to_string(g.record.shape) + ": " + *defect);

@@ -125,6 +125,7 @@ class Differ {
 
   // Nullopt when the tensors are equal.
   std::optional<EntryDiff> tensors(const catalog::TensorRecord& ta, const catalog::TensorRecord& tb) {
+    if (ta.layout_id == tb.layout_id) return std::nullopt;  // one layout: same dtype, shape, boxes, chunks
     EntryDiff d = header(ta.name, "tensor", "tensor");
     d.dtype_a = ta.dtype;
     d.dtype_b = tb.dtype;

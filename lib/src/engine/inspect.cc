@@ -47,33 +47,15 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
   std::lock_guard lock(impl.mu);
   auto ckpt = require_checkpoint(impl, checkpoint);
   std::vector<EntryInfo> out;
-  std::unordered_map<ChunkId, std::pair<int64_t, int64_t>, ChunkIdHash> sizes;  // raw, stored
-  {
-    auto st = impl.catalog.db().prepare(
-        "SELECT DISTINCT c.chunk_id, c.raw_len, c.stored_len FROM chunks c JOIN tensor_chunks tc USING (chunk_id) "
-        "JOIN tensors t USING (tensor_id) WHERE t.checkpoint_id = ?1");
-    st.bind(1, ckpt.id);
-    while (st.step()) {
-      ChunkId id;
-      std::string b = st.column_blob(0);
-      std::memcpy(id.bytes.data(), b.data(), 16);
-      sizes[id] = {st.column_int(1), st.column_int(2)};
-    }
-  }
-  std::map<std::string, std::vector<catalog::Piece>> previous;  // tensor -> pieces, sorted by box
+  std::unordered_map<std::string, int64_t> previous;  // tensor -> layout id
   if (auto prev = impl.catalog.previous_checkpoint(ckpt.id))
-    for (auto& t : impl.catalog.tensors(*prev)) previous.emplace(t.name, sorted_by_box(std::move(t.pieces)));
+    for (const auto& t : impl.catalog.tensors(*prev, false)) previous.emplace(t.name, t.layout_id);
   for (const auto& t : impl.catalog.tensors(ckpt.id)) {
-    EntryInfo e{t.name, "tensor", t.dtype, t.shape, static_cast<int64_t>(t.pieces.size()), 0, 0, "", false};
-    if (auto it = previous.find(t.name); it != previous.end())
-      e.shared_with_previous = same_pieces(it->second, sorted_by_box(t.pieces));
-    std::unordered_set<ChunkId, ChunkIdHash> seen;
-    for (const auto& p : t.pieces) {
-      auto [raw, stored] = sizes[p.chunk];
-      e.logical_bytes += raw;
-      if (seen.insert(p.chunk).second) e.stored_bytes += stored;
+    EntryInfo e{t.name, "tensor", t.dtype, t.shape, static_cast<int64_t>(t.pieces.size()), t.raw_bytes,
+                t.stored_bytes, "", false};
+    if (auto it = previous.find(t.name); it != previous.end()) e.shared_with_previous = it->second == t.layout_id;
+    for (const auto& p : t.pieces)
       if (!p.box.offsets.empty()) e.row_starts.push_back(p.box.offsets[0]);
-    }
     std::sort(e.row_starts.begin(), e.row_starts.end());
     e.row_starts.erase(std::unique(e.row_starts.begin(), e.row_starts.end()), e.row_starts.end());
     out.push_back(std::move(e));
@@ -95,20 +77,26 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
     for (const auto& n : names)
       if (std::none_of(ckpts.begin(), ckpts.end(), [&](const auto& c) { return c.name == n; }))
         ckpts.push_back(require_checkpoint(impl, n));
+    std::vector<ChunkId> ids;
     for (const auto& c : ckpts)
       for (const ChunkId& id : impl.catalog.chunk_ids(c.id)) {
         auto& u = users[id];
-        if (u.empty()) {
-          auto loc = impl.catalog.locate(id);
-          if (!loc) {  // foreign keys forbid this; report it rather than crash
-            loc = catalog::ChunkLocation{"(no pack in the catalog)", {}};
-            loc->entry.id = id;
-          }
-          chunks.push_back(*loc);
-        }
+        if (u.empty()) ids.push_back(id);
         u.push_back(c.id);
       }
+    auto found = impl.catalog.locate_all(ids);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!found[i]) {  // foreign keys forbid this; report it rather than crash
+        found[i] = catalog::ChunkLocation{"(no pack in the catalog)", {}};
+        found[i]->entry.id = ids[i];
+      }
+      chunks.push_back(std::move(*found[i]));
+    }
   }
+  // Pack by pack, in file order: reading is sequential.
+  std::sort(chunks.begin(), chunks.end(), [](const catalog::ChunkLocation& a, const catalog::ChunkLocation& b) {
+    return a.pack != b.pack ? a.pack < b.pack : a.entry.offset < b.entry.offset;
+  });
   VerifyReport report;
   std::mutex mu;
   std::map<std::string, std::unique_ptr<pack::PackReader>> readers;

@@ -135,18 +135,41 @@ struct Reader {
                               ", target " + std::to_string(target->elem_size));
       check_view(*p.name, *target);
       const Box box = local_box(*target);
+      if (box != local_box(te.view))
+        throw InvalidArgument(where(*p.name) + ": the staging target covers " + to_string(box) + ", the entry " +
+                              to_string(local_box(te.view)));
+      int64_t covered = 0;
       for (const auto& piece : p.saved->pieces)
-        if (auto region = intersect(piece.box, box))
+        if (auto region = intersect(piece.box, box)) {
+          covered += region->volume();
           jobs.push_back(ReadJob{p.name, target, piece.box, *region, piece.chunk});
+        }
+      // Committed pieces tile the tensor (checked at commit); a damaged
+      // catalog must not leave target elements silently unwritten.
+      if (covered != box.volume())
+        throw CorruptionError(where(*p.name) + ": the catalog's pieces cover " + std::to_string(covered) + " of the " +
+                              std::to_string(box.volume()) + " elements of " + to_string(box) +
+                              " (damaged catalog? run tessera verify)");
     }
     std::unordered_map<ChunkId, catalog::ChunkLocation, ChunkIdHash> locations;
     {
-      std::lock_guard lock(impl.mu);
-      for (const ReadJob& j : jobs) {
-        if (locations.count(j.chunk)) continue;
-        auto loc = impl.catalog.locate(j.chunk);
-        if (!loc) throw CorruptionError(where(*j.tensor) + ": chunk " + j.chunk.hex() + " is missing from the catalog");
-        locations.emplace(j.chunk, std::move(*loc));
+      std::vector<ChunkId> wanted;
+      std::vector<const ReadJob*> first_user;
+      for (const ReadJob& j : jobs)
+        if (locations.try_emplace(j.chunk).second) {
+          wanted.push_back(j.chunk);
+          first_user.push_back(&j);
+        }
+      std::vector<std::optional<catalog::ChunkLocation>> found;
+      {
+        std::lock_guard lock(impl.mu);
+        found = impl.catalog.locate_all(wanted);
+      }
+      for (size_t i = 0; i < wanted.size(); ++i) {
+        if (!found[i])
+          throw CorruptionError(where(*first_user[i]->tensor) + ": chunk " + wanted[i].hex() +
+                                " is missing from the catalog");
+        locations[wanted[i]] = std::move(*found[i]);
       }
     }
     pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], locations.at(jobs[i].chunk)); });
@@ -166,7 +189,14 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
   {
     std::lock_guard lock(impl.mu);
     auto ckpt = require_checkpoint(impl, checkpoint);
-    saved_tensors = impl.catalog.tensors(ckpt.id);
+    // Only the pieces each target overlaps (load_wave checks that a hook's
+    // target keeps the entry's box).
+    saved_tensors = impl.catalog.tensors(ckpt.id, [&](const std::string& name) -> std::optional<Box> {
+      const auto it = state.entries().find(name);
+      if (it == state.entries().end()) return std::nullopt;
+      if (const auto* te = std::get_if<TensorEntry>(&it->second)) return local_box(te->view);
+      return std::nullopt;
+    });
     saved_values = impl.catalog.values(ckpt.id);
   }
   std::map<std::string, const catalog::TensorRecord*> tensors;

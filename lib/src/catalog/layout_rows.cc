@@ -1,0 +1,171 @@
+#include "catalog/layout_rows.h"
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "catalog/catalog.h"
+
+namespace tessera::catalog {
+namespace {
+
+std::string id_blob(const ChunkId& id) { return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16); }
+
+}  // namespace
+
+LayoutWriter::LayoutWriter(Db& db, StoredLen stored_len, const std::string& tensors_table)
+    : db_(db),
+      stored_len_(std::move(stored_len)),
+      find_layout_(db.prepare("SELECT layout_id, raw_bytes, stored_bytes FROM layouts WHERE digest = ?1")),
+      insert_layout_(db.prepare(
+          "INSERT INTO layouts (digest, dtype, elem_size, shape, piece_count, raw_bytes, stored_bytes, pieces) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")),
+      upsert_tensor_(db.prepare("INSERT INTO " + tensors_table +
+                                " (name, layout_id) VALUES (?1, ?2) "
+                                "ON CONFLICT (name, layout_id) DO UPDATE SET name = excluded.name RETURNING tensor_id")) {}
+
+LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
+  std::optional<TensorRecord> sorted;
+  if (!pieces_sorted(given.pieces)) {
+    sorted = given;
+    sort_pieces(sorted->pieces);
+  }
+  const TensorRecord& t = sorted ? *sorted : given;
+  const std::string pieces = encode_pieces(t.pieces, t.shape.size());
+  const std::string digest = id_blob(layout_digest(t.dtype, t.elem_size, t.shape, pieces));
+  Written w;
+  find_layout_.bind_blob_static(1, digest.data(), digest.size());
+  if (find_layout_.step()) {
+    w.layout_id = find_layout_.column_int(0);
+    w.raw_bytes = find_layout_.column_int(1);
+    w.stored_bytes = find_layout_.column_int(2);
+  }
+  find_layout_.reset();
+  if (w.layout_id == 0) {
+    w.new_layout = true;
+    std::vector<ChunkId> distinct;
+    {
+      std::unordered_set<ChunkId, ChunkIdHash> seen;
+      for (const Piece& p : t.pieces) {
+        w.raw_bytes += p.box.volume() * t.elem_size;
+        if (seen.insert(p.chunk).second) distinct.push_back(p.chunk);
+      }
+    }
+    for (const ChunkId& id : distinct) {
+      const auto len = stored_len_(id);
+      if (!len)
+        throw CatalogError("tensor '" + t.name + "': chunk " + id.hex() +
+                           " is neither in this save's packs nor committed in the store");
+      w.stored_bytes += *len;
+    }
+    insert_layout_.bind_blob_static(1, digest.data(), digest.size())
+        .bind(2, t.dtype)
+        .bind(3, t.elem_size)
+        .bind(4, shape_to_json(t.shape))
+        .bind(5, static_cast<int64_t>(t.pieces.size()))
+        .bind(6, w.raw_bytes)
+        .bind(7, w.stored_bytes)
+        .bind_blob_static(8, pieces.data(), pieces.size());
+    insert_layout_.run();
+    w.layout_id = db_.last_insert_rowid();
+    for (const ChunkId& id : distinct) pending_.emplace_back(id, w.layout_id);
+  }
+  upsert_tensor_.bind(1, t.name).bind(2, w.layout_id);
+  if (!upsert_tensor_.step()) throw CatalogError("catalog: no tensor id returned for '" + t.name + "'");
+  w.tensor_id = upsert_tensor_.column_int(0);
+  upsert_tensor_.reset();
+  return w;
+}
+
+void LayoutWriter::finish() {
+  std::sort(pending_.begin(), pending_.end());
+  Statement ins = db_.prepare("INSERT OR IGNORE INTO layout_chunks (chunk_id, layout_id) VALUES (?1, ?2)");
+  for (const auto& [chunk, layout] : pending_) {
+    ins.bind_blob_static(1, chunk.bytes.data(), 16).bind(2, layout);
+    ins.run();
+  }
+  pending_.clear();
+}
+
+std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
+                                       const PieceFilter& filter) {
+  Statement st = db.prepare(std::string("SELECT t.name, t.layout_id, l.dtype, l.elem_size, l.shape, l.raw_bytes, l.stored_bytes") +
+                            (with_pieces ? ", l.pieces" : "") +
+                            " FROM tensors t JOIN layouts l USING (layout_id) WHERE t.tensor_id = ?1");
+  std::vector<TensorRecord> out;
+  out.reserve(ids.size());
+  for (int64_t id : ids) {
+    st.bind(1, id);
+    if (!st.step()) throw CatalogError("catalog: a checkpoint lists tensor row " + std::to_string(id) + ", which is missing");
+    TensorRecord t;
+    t.id = id;
+    t.name = st.column_text(0);
+    t.layout_id = st.column_int(1);
+    t.dtype = st.column_text(2);
+    t.elem_size = st.column_int(3);
+    t.shape = shape_from_json(st.column_text(4));
+    t.raw_bytes = st.column_int(5);
+    t.stored_bytes = st.column_int(6);
+    if (with_pieces) {
+      std::optional<Box> within;
+      if (filter) within = filter(t.name);
+      if (!filter || within)
+        t.pieces = decode_pieces(st.column_blob(7), t.shape.size(), "layout of tensor '" + t.name + "'",
+                                 within ? &*within : nullptr);
+    }
+    st.reset();
+    out.push_back(std::move(t));
+  }
+  std::sort(out.begin(), out.end(), [](const TensorRecord& a, const TensorRecord& b) { return a.name < b.name; });
+  return out;
+}
+
+std::vector<int64_t> checkpoint_tensor_ids(Db& db, int64_t checkpoint_id) {
+  Statement st = db.prepare("SELECT tensor_ids FROM checkpoints WHERE checkpoint_id = ?1");
+  st.bind(1, checkpoint_id);
+  if (!st.step()) return {};
+  return decode_ids(st.column_blob(0), "tensor list of checkpoint " + std::to_string(checkpoint_id));
+}
+
+void prune_unreferenced(Db& db) {
+  std::unordered_set<int64_t> held;
+  {
+    Statement st = db.prepare("SELECT checkpoint_id, tensor_ids FROM checkpoints");
+    while (st.step())
+      for (int64_t id : decode_ids(st.column_blob(1), "tensor list of checkpoint " + std::to_string(st.column_int(0))))
+        held.insert(id);
+  }
+  std::vector<int64_t> dead;
+  std::unordered_set<int64_t> layouts;  // that may have lost their last user
+  {
+    Statement st = db.prepare("SELECT tensor_id, layout_id FROM tensors");
+    while (st.step())
+      if (!held.count(st.column_int(0))) {
+        dead.push_back(st.column_int(0));
+        layouts.insert(st.column_int(1));
+      }
+  }
+  Statement del_tensor = db.prepare("DELETE FROM tensors WHERE tensor_id = ?1");
+  for (int64_t id : dead) del_tensor.bind(1, id).run();
+  Statement used = db.prepare("SELECT 1 FROM tensors WHERE layout_id = ?1 LIMIT 1");
+  Statement read = db.prepare("SELECT shape, pieces FROM layouts WHERE layout_id = ?1");
+  Statement del_ref = db.prepare("DELETE FROM layout_chunks WHERE chunk_id = ?1 AND layout_id = ?2");
+  Statement del_layout = db.prepare("DELETE FROM layouts WHERE layout_id = ?1");
+  for (int64_t layout : layouts) {
+    used.bind(1, layout);
+    const bool in_use = used.step();
+    used.reset();
+    if (in_use) continue;
+    read.bind(1, layout);
+    if (read.step()) {
+      const Shape shape = shape_from_json(read.column_text(0));
+      std::unordered_set<ChunkId, ChunkIdHash> chunks;
+      for (const Piece& p : decode_pieces(read.column_blob(1), shape.size(), "layout " + std::to_string(layout)))
+        if (chunks.insert(p.chunk).second) del_ref.bind_blob(1, p.chunk.bytes.data(), 16).bind(2, layout).run();
+    }
+    read.reset();
+    del_layout.bind(1, layout).run();
+  }
+}
+
+}  // namespace tessera::catalog

@@ -1,0 +1,67 @@
+// Reading and writing the rows behind a checkpoint's tensors: layouts,
+// layout_chunks and tensors (schema/0003_layouts.sql, CATALOG.md). Used by
+// Catalog (commit, queries), the upgrade from schema 1 and maintenance.
+// Every function runs inside the caller's transaction.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog/layout.h"
+#include "catalog/sqlite.h"
+#include "geometry/box.h"
+
+namespace tessera::catalog {
+
+// Adds tensors to the catalog, reusing a layout (and a tensors row) that an
+// earlier checkpoint committed with the same contents.
+class LayoutWriter {
+ public:
+  // The stored length of a chunk the catalog (or the save) has; nullopt when
+  // it has none.
+  using StoredLen = std::function<std::optional<int64_t>(const ChunkId&)>;
+
+  // `tensors_table` is "tensors" except while upgrading from schema 1.
+  LayoutWriter(Db& db, StoredLen stored_len, const std::string& tensors_table = "tensors");
+
+  struct Written {
+    int64_t tensor_id = 0;
+    int64_t layout_id = 0;
+    int64_t raw_bytes = 0;
+    int64_t stored_bytes = 0;
+    bool new_layout = false;
+  };
+  // Pieces in any order (a sorted list is not copied). Throws CatalogError
+  // naming the tensor when a chunk of a new layout is unknown.
+  Written put(const TensorRecord& t);
+  // Inserts the layout_chunks rows of the new layouts (sorted, in bulk).
+  void finish();
+
+ private:
+  Db& db_;
+  StoredLen stored_len_;
+  Statement find_layout_, insert_layout_, upsert_tensor_;
+  std::vector<std::pair<ChunkId, int64_t>> pending_;  // (chunk, layout) rows
+};
+
+// Which pieces of a tensor to read, by name: all (nullopt), or only those
+// overlapping a box (an empty box: none).
+using PieceFilter = std::function<std::optional<Box>(const std::string& name)>;
+
+// The tensors rows `ids` with their layouts (pieces decoded when asked, and
+// only those `filter` wants when it is set), sorted by name. Throws
+// CatalogError when an id has no row.
+std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
+                                       const PieceFilter& filter = {});
+
+// The ids in checkpoints.tensor_ids of a checkpoint.
+std::vector<int64_t> checkpoint_tensor_ids(Db& db, int64_t checkpoint_id);
+
+// Deletes the tensors rows no checkpoint holds and the layouts (with their
+// layout_chunks rows) no tensors row uses.
+void prune_unreferenced(Db& db);
+
+}  // namespace tessera::catalog

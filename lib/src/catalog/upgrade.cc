@@ -1,0 +1,84 @@
+#include "catalog/upgrade.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "catalog/catalog.h"
+#include "catalog/layout_rows.h"
+
+namespace tessera::catalog {
+
+void convert_to_layouts(Db& db) {
+  Statement stored_len = db.prepare("SELECT stored_len FROM chunks WHERE chunk_id = ?1");
+  auto lookup = [&](const ChunkId& id) -> std::optional<int64_t> {
+    stored_len.bind_blob(1, id.bytes.data(), 16);
+    std::optional<int64_t> len;
+    if (stored_len.step()) len = stored_len.column_int(0);
+    stored_len.reset();
+    return len;
+  };
+  LayoutWriter writer(db, lookup, "tensor_versions");
+  std::vector<int64_t> checkpoints;
+  {
+    Statement st = db.prepare("SELECT checkpoint_id FROM checkpoints ORDER BY checkpoint_id");
+    while (st.step()) checkpoints.push_back(st.column_int(0));
+  }
+  Statement read_tensors = db.prepare("SELECT tensor_id, name, dtype, elem_size, shape FROM tensors WHERE checkpoint_id = ?1");
+  Statement read_pieces = db.prepare(
+      "SELECT tc.tensor_id, tc.offsets, tc.sizes, tc.chunk_id FROM tensor_chunks tc JOIN tensors t USING (tensor_id) "
+      "WHERE t.checkpoint_id = ?1");
+  Statement count_values = db.prepare("SELECT count(*) FROM entries WHERE checkpoint_id = ?1");
+  Statement update = db.prepare(
+      "UPDATE checkpoints SET tensor_ids = ?1, tensor_count = ?2, value_count = ?3, logical_bytes = ?4, "
+      "stored_bytes = ?5, added_bytes = ?6 WHERE checkpoint_id = ?7");
+  std::unordered_set<ChunkId, ChunkIdHash> referenced_before;  // by a checkpoint with a smaller id
+  for (int64_t ckpt : checkpoints) {
+    std::vector<TensorRecord> tensors;
+    std::unordered_map<int64_t, size_t> index;
+    read_tensors.bind(1, ckpt);
+    while (read_tensors.step()) {
+      TensorRecord t;
+      index[read_tensors.column_int(0)] = tensors.size();
+      t.name = read_tensors.column_text(1);
+      t.dtype = read_tensors.column_text(2);
+      t.elem_size = read_tensors.column_int(3);
+      t.shape = shape_from_json(read_tensors.column_text(4));
+      tensors.push_back(std::move(t));
+    }
+    read_tensors.reset();
+    int64_t added_bytes = 0;
+    read_pieces.bind(1, ckpt);
+    while (read_pieces.step()) {
+      Piece p{Box{shape_from_json(read_pieces.column_text(1)), shape_from_json(read_pieces.column_text(2))},
+              chunk_from_blob(read_pieces.column_blob(3))};
+      if (referenced_before.insert(p.chunk).second) added_bytes += lookup(p.chunk).value_or(0);
+      tensors[index.at(read_pieces.column_int(0))].pieces.push_back(std::move(p));
+    }
+    read_pieces.reset();
+    std::vector<int64_t> ids;
+    std::unordered_set<int64_t> layouts;
+    int64_t logical_bytes = 0, stored_bytes = 0;
+    for (TensorRecord& t : tensors) {
+      const auto w = writer.put(t);
+      ids.push_back(w.tensor_id);
+      logical_bytes += w.raw_bytes;
+      if (layouts.insert(w.layout_id).second) stored_bytes += w.stored_bytes;
+    }
+    count_values.bind(1, ckpt);
+    count_values.step();
+    const int64_t values = count_values.column_int(0);
+    count_values.reset();
+    const std::string blob = encode_ids(ids);
+    update.bind_blob(1, blob.data(), blob.size())
+        .bind(2, static_cast<int64_t>(ids.size()))
+        .bind(3, values)
+        .bind(4, logical_bytes)
+        .bind(5, stored_bytes)
+        .bind(6, added_bytes)
+        .bind(7, ckpt);
+    update.run();
+  }
+  writer.finish();
+}
+
+}  // namespace tessera::catalog

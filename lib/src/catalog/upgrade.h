@@ -1,0 +1,18 @@
+// Conversions the migration ladder runs in code, between SQL files (see
+// Catalog::migrate and CATALOG.md, "Migrations").
+#pragma once
+
+#include "catalog/sqlite.h"
+
+namespace tessera::catalog {
+
+// The schema version whose SQL (0003_layouts.sql) is followed by
+// convert_to_layouts().
+constexpr int kLayoutsVersion = 3;
+
+// Fills layouts, layout_chunks, tensor_versions and the checkpoints' tensor
+// lists and totals from schema 1's tensors and tensor_chunks rows (which
+// 0004_drop_pieces.sql then drops). Runs inside the ladder's transaction.
+void convert_to_layouts(Db& db);
+
+}  // namespace tessera::catalog
