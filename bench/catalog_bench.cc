@@ -391,6 +391,29 @@ class RecordingPlane : public ControlPlane {
     mark(me, true, true);
     return v;
   }
+  // A call that does not wait (add, compare_set, delete_key), counted with the sets.
+  template <typename F>
+  auto counted(const std::string& key, F call) {
+    RankLog& me = mine();
+    mark(me, false, false);
+    ++me.sets;
+    {
+      std::lock_guard lock(log_.mu);
+      log_.keys.insert(key);
+    }
+    auto r = call();
+    mark(me, true, false);
+    return r;
+  }
+  int64_t add(const std::string& key, int64_t delta) override {
+    return counted(key, [&] { return inner_->add(key, delta); });
+  }
+  std::string compare_set(const std::string& key, const std::string& expected, const std::string& desired) override {
+    return counted(key, [&] { return inner_->compare_set(key, expected, desired); });
+  }
+  bool delete_key(const std::string& key) override {
+    return counted(key, [&] { return inner_->delete_key(key); });
+  }
 
  private:
   RankLog& mine() { return log_.ranks[static_cast<size_t>(inner_->rank())]; }
