@@ -160,9 +160,10 @@ Catalog Catalog::open(const std::string& path, Mode mode, bool create) {
                             ", newer than this tessera supports (" + std::to_string(latest_schema_version()) +
                             "); upgrade tessera to read it");
   db.exec("PRAGMA foreign_keys = ON");
-  // Up to 64 MiB of page cache (SQLite's default is 2 MiB): a commit or a
-  // load plan at a million chunk references touches ~100 MiB of pages.
-  db.exec("PRAGMA cache_size = -65536");
+  // Writers get up to 64 MiB of page cache (SQLite's default is 2 MiB): a
+  // commit at a million chunk references touches ~100 MiB of pages. Readers
+  // (one per rank) keep the default; they visit most pages once.
+  if (mode == Mode::kReadWrite) db.exec("PRAGMA cache_size = -65536");
   if (mode == Mode::kReadWrite) {
     db.exec("PRAGMA journal_mode = DELETE");  // no WAL: stores may live on network filesystems
     db.exec("PRAGMA synchronous = FULL");

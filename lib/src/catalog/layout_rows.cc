@@ -20,9 +20,8 @@ LayoutWriter::LayoutWriter(Db& db, StoredLen stored_len, const std::string& tens
       insert_layout_(db.prepare(
           "INSERT INTO layouts (digest, dtype, elem_size, shape, piece_count, raw_bytes, stored_bytes, pieces) "
           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")),
-      upsert_tensor_(db.prepare("INSERT INTO " + tensors_table +
-                                " (name, layout_id) VALUES (?1, ?2) "
-                                "ON CONFLICT (name, layout_id) DO UPDATE SET name = excluded.name RETURNING tensor_id")) {}
+      find_tensor_(db.prepare("SELECT tensor_id FROM " + tensors_table + " WHERE name = ?1 AND layout_id = ?2")),
+      insert_tensor_(db.prepare("INSERT INTO " + tensors_table + " (name, layout_id) VALUES (?1, ?2)")) {}
 
 LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
   std::optional<TensorRecord> sorted;
@@ -70,10 +69,14 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
     w.layout_id = db_.last_insert_rowid();
     for (const ChunkId& id : distinct) pending_.emplace_back(id, w.layout_id);
   }
-  upsert_tensor_.bind(1, t.name).bind(2, w.layout_id);
-  if (!upsert_tensor_.step()) throw CatalogError("catalog: no tensor id returned for '" + t.name + "'");
-  w.tensor_id = upsert_tensor_.column_int(0);
-  upsert_tensor_.reset();
+  // Looked up before inserting: an unchanged tensor writes no page.
+  find_tensor_.bind(1, t.name).bind(2, w.layout_id);
+  if (find_tensor_.step()) w.tensor_id = find_tensor_.column_int(0);
+  find_tensor_.reset();
+  if (w.tensor_id == 0) {
+    insert_tensor_.bind(1, t.name).bind(2, w.layout_id).run();
+    w.tensor_id = db_.last_insert_rowid();
+  }
   return w;
 }
 

@@ -43,7 +43,7 @@ class LayoutWriter {
  private:
   Db& db_;
   StoredLen stored_len_;
-  Statement find_layout_, insert_layout_, upsert_tensor_;
+  Statement find_layout_, insert_layout_, find_tensor_, insert_tensor_;
   std::vector<std::pair<ChunkId, int64_t>> pending_;  // (chunk, layout) rows
 };
 
