@@ -39,6 +39,18 @@ std::vector<std::byte> read_stored_chunk(const pack::PackReader& pack, const std
   return stored;
 }
 
+std::string stored_chunk_problem(const pack::ChunkEntry& e, const std::byte* stored) {
+  if (std::string problem = stored_bytes_problem(e, stored); !problem.empty()) return problem;
+  if (e.codec == Codec::kRaw) return chunk_id_of(stored, e.stored_len) == e.id ? "" : "bytes do not match the chunk id";
+  std::vector<std::byte> raw(e.raw_len);
+  try {
+    decode_chunk(e.codec, stored, e.stored_len, e.elem_size, raw.data(), raw.size());
+  } catch (const std::exception& ex) {
+    return std::string("cannot decode: ") + ex.what();
+  }
+  return chunk_id_of(raw.data(), raw.size()) == e.id ? "" : "bytes do not match the chunk id";
+}
+
 std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pack::ChunkEntry& e,
                                           std::string& problem) {
   std::vector<std::byte> stored(e.stored_len);

@@ -21,6 +21,10 @@ std::string stored_bytes_problem(const pack::ChunkEntry& e, const std::byte* sto
 std::vector<std::byte> read_stored_chunk(const pack::PackReader& pack, const std::string& pack_name,
                                          const pack::ChunkEntry& e);
 
+// Why the chunk whose stored bytes are `stored` is damaged ("" when it is
+// not): checksums, decoding, and the decoded bytes against the chunk id.
+std::string stored_chunk_problem(const pack::ChunkEntry& e, const std::byte* stored);
+
 // The chunk's raw bytes, checked as read_raw_chunk does; on damage returns
 // nothing and sets `problem` to what is wrong (a short pack included).
 std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pack::ChunkEntry& e,

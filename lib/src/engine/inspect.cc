@@ -115,17 +115,55 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
       pack_problems[c.pack] = e.what();
     }
   }
+  // Runs of nearby chunks of one pack are read with one read of at most
+  // kSpanBytes (chunks are sorted by pack and offset): small chunks cost a
+  // read each otherwise. A span that cannot be read whole (a truncated
+  // pack) is read chunk by chunk, so each problem names its own chunk.
+  constexpr uint64_t kSpanBytes = 8 << 20, kMaxGap = 64 << 10;
+  struct Span {
+    size_t first, last;  // chunks[first, last)
+  };
+  std::vector<Span> spans;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const auto& e = chunks[i].entry;
+    if (!spans.empty()) {
+      const auto& start = chunks[spans.back().first];
+      const auto& prev = chunks[i - 1].entry;
+      if (start.pack == chunks[i].pack && e.offset >= prev.offset + prev.stored_len &&
+          e.offset - (prev.offset + prev.stored_len) <= kMaxGap &&
+          e.offset + e.stored_len - start.entry.offset <= kSpanBytes) {
+        spans.back().last = i + 1;
+        continue;
+      }
+    }
+    spans.push_back(Span{i, i + 1});
+  }
   std::vector<std::string> problems(chunks.size());
   std::atomic<uint64_t> bytes{0};
   io::ThreadPool pool(threads);
-  pool.parallel_for(chunks.size(), [&](size_t i) {
-    const auto& c = chunks[i];
-    if (auto it = pack_problems.find(c.pack); it != pack_problems.end()) {
-      problems[i] = it->second;
+  pool.parallel_for(spans.size(), [&](size_t s) {
+    const Span span = spans[s];
+    const auto& pack = chunks[span.first].pack;
+    if (auto it = pack_problems.find(pack); it != pack_problems.end()) {
+      for (size_t i = span.first; i < span.last; ++i) problems[i] = it->second;
       return;
     }
-    try_read_raw_chunk(*readers.at(c.pack), c.entry, problems[i]);
-    bytes += c.entry.stored_len;
+    const pack::PackReader& reader = *readers.at(pack);
+    const uint64_t begin = chunks[span.first].entry.offset;
+    const auto& tail = chunks[span.last - 1].entry;
+    std::vector<std::byte> buffer(tail.offset + tail.stored_len - begin);
+    bool whole = true;
+    try {
+      reader.read(begin, buffer.size(), buffer.data());
+    } catch (const std::exception&) {
+      whole = false;
+    }
+    for (size_t i = span.first; i < span.last; ++i) {
+      const auto& e = chunks[i].entry;
+      if (whole) problems[i] = stored_chunk_problem(e, buffer.data() + (e.offset - begin));
+      else try_read_raw_chunk(reader, e, problems[i]);
+      bytes += e.stored_len;
+    }
   });
   report.chunks_checked = chunks.size();
   report.bytes_checked = bytes;
