@@ -206,5 +206,24 @@ def test_empty_shards_and_empty_tensors():
     harness.run_ranks(_empty_shards, 3, os.path.join(harness.tmpdir(), "store"))
 
 
+def test_extension_uses_the_shared_cpp_runtime():
+    # torch's libstdc++.so.6 and a static copy inside tessera._core in one
+    # process crashed the extension (a toolchain that links libstdc++
+    # statically by default): the extension must need the shared one and
+    # define none of its own std:: functions.
+    import shutil
+    import subprocess
+    from tessera import _core
+    if not shutil.which("readelf") or not shutil.which("nm"):
+        print("skipped: no readelf/nm")
+        return
+    needed = subprocess.run(["readelf", "-d", _core.__file__], capture_output=True, text=True, check=True).stdout
+    assert "libstdc++.so.6" in needed, needed
+    symbols = subprocess.run(["nm", "-C", "--defined-only", _core.__file__], capture_output=True, text=True,
+                             check=True).stdout
+    own = [line for line in symbols.splitlines() if " T std::" in line]
+    assert len(own) < 20, own[:20]  # inline template instantiations only, not the runtime (~800)
+
+
 if __name__ == "__main__":
     harness.main(globals())
