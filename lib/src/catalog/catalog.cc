@@ -193,7 +193,12 @@ void Catalog::migrate(const std::string& path) {
     db_.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
     db_.exec("COMMIT");
   } catch (...) {
-    db_.exec("ROLLBACK");
+    // After some errors (a full disk, an I/O error) SQLite has already
+    // rolled back; a failing ROLLBACK must not replace the real cause.
+    try {
+      db_.exec("ROLLBACK");
+    } catch (...) {
+    }
     throw;
   }
 }
