@@ -4,6 +4,7 @@
 // diff in diff_test.cc.
 #include <doctest/doctest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -709,4 +710,46 @@ TEST_CASE("a damaged layout that no longer covers a tensor fails the load naming
   const std::string msg = error_of([&] { m.loads_exactly(Store::open_read_only(dir.path()), "c"); });
   CHECK(has(msg, "tensor 'w'"));
   CHECK(has(msg, "cover"));
+}
+
+TEST_CASE("gc never deletes through a symbolic link; a FIFO in a pack's place fails verify instead of blocking it") {
+  TempDir dir("hist"), outside("hist-out");
+  Model m;
+  m.set("w", kChunkFloats, 1);
+  {
+    Store store = Store::open(dir.path());
+    save(m.state(), store, "c", raw_chunks(64 << 10));
+  }
+  std::ofstream(outside / "precious.txt") << "not tessera's";
+  // A link inside tmp/ to an outside file: never counted, never followed.
+  fs::create_symlink(outside / "precious.txt", fs::path(dir.path()) / "tmp" / "link-to-precious");
+  GcOptions now;
+  now.grace = std::chrono::seconds(0);
+  {
+    Store store = Store::open(dir.path());
+    run_gc(store, plan_gc(store, now), now);
+  }
+  CHECK(fs::exists(outside / "precious.txt"));
+  // tmp/ itself a link to another folder: gc refuses, naming it.
+  fs::remove_all(fs::path(dir.path()) / "tmp");
+  fs::create_directory_symlink(outside.path(), fs::path(dir.path()) / "tmp");
+  {
+    Store store = Store::open(dir.path());
+    const std::string msg = error_of([&] { plan_gc(store, now); });
+    CHECK(has(msg, "symbolic link"));
+    CHECK(has(msg, "tmp"));
+  }
+  CHECK(fs::exists(outside / "precious.txt"));
+  fs::remove(fs::path(dir.path()) / "tmp");
+  fs::create_directory(fs::path(dir.path()) / "tmp");
+  // A FIFO where a pack should be: verify reports it (it used to block forever).
+  Store store = Store::open(dir.path());
+  const auto packs = files_in(dir.path(), "packs");
+  REQUIRE(packs.size() == 1);
+  const fs::path pack = fs::path(dir.path()) / "packs" / *packs.begin();
+  fs::remove(pack);
+  REQUIRE(mkfifo(pack.c_str(), 0644) == 0);
+  const VerifyReport report = verify(store);
+  REQUIRE(report.damaged.size() == 1);
+  CHECK(has(report.damaged[0].problem, "not a regular file"));
 }

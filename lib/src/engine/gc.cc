@@ -49,7 +49,9 @@ std::vector<DirFile> list_files(const std::string& dir, const std::string& suffi
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::error_code type_ec;
-    if (!it->is_regular_file(type_ec)) continue;
+    // Not followed: a symbolic link (to a file outside the store, or another
+    // store's pack) is never counted or deleted.
+    if (it->symlink_status(type_ec).type() != fs::file_type::regular) continue;
     const std::string name = it->path().filename().string();
     if (!suffix.empty() && (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0))
       continue;
@@ -236,8 +238,20 @@ bool GcPlan::empty() const {
          orphan_chunks == 0;
 }
 
+// gc deletes files in packs/ and tmp/: refuses when either is a symbolic
+// link, which would make it delete files of another directory (or store).
+static void refuse_linked_dirs(const Store::Impl& impl) {
+  for (const std::string& dir : {impl.packs_dir(), impl.tmp_dir()}) {
+    std::error_code ec;
+    if (fs::is_symlink(dir, ec))
+      throw StoreError("store '" + impl.path + "': '" + dir +
+                       "' is a symbolic link; gc deletes files only in the store's own directories");
+  }
+}
+
 GcPlan plan_gc(const Store& store, const GcOptions& options) {
   Store::Impl& impl = store.impl();
+  refuse_linked_dirs(impl);
   GcPlan plan;
   std::set<std::string> known;
   try {
@@ -273,6 +287,7 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
 
 GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
   Store::Impl& impl = store.impl();
+  refuse_linked_dirs(impl);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot run gc");
   catalog::Db& db = impl.catalog.db();
   GcResult result;

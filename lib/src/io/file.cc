@@ -69,8 +69,20 @@ void WriteFile::close() {
 }
 
 ReadFile::ReadFile(std::string path) : path_(std::move(path)) {
-  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO or a device in a file's place must not block the
+  // open; anything but a regular file is refused.
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd_ < 0) fail("cannot open", path_, errno);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fail("cannot stat", path_, err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    throw IoError("'" + path_ + "' is not a regular file");
+  }
 }
 
 ReadFile::~ReadFile() {
