@@ -112,7 +112,7 @@ int run_show(const Invocation& inv, std::ostream& out) {
     return kExitOk;
   }
 
-  out << "checkpoint '" << summary.name << "': created " << summary.created_at << ", world size "
+  out << "checkpoint '" << printable(summary.name) << "': created " << summary.created_at << ", world size "
       << summary.world_size << ", " << count_of(summary.tensors, "tensor") << ", "
       << count_of(summary.values, "value") << ", " << human_bytes(static_cast<uint64_t>(summary.logical_bytes))
       << " logical, " << human_bytes(static_cast<uint64_t>(summary.stored_bytes)) << " stored\n";
@@ -196,8 +196,8 @@ int run_verify(const Invocation& inv, std::ostream& out) {
   }
   out << '\n';
   for (const DamagedChunk& d : report.damaged) {
-    out << "damaged chunk " << d.chunk << " in pack " << d.pack << ": " << d.problem << '\n';
-    for (const std::string& u : d.users) out << "  used by " << u << '\n';
+    out << "damaged chunk " << d.chunk << " in pack " << printable(d.pack) << ": " << printable(d.problem) << '\n';
+    for (const std::string& u : d.users) out << "  used by " << printable(u) << '\n';
   }
   out << report.damaged.size() << " of " << report.chunks_checked << " chunks damaged\n";
   return kExitProblem;

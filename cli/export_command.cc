@@ -121,7 +121,7 @@ int run_export(const Invocation& inv, std::ostream& out) {
   }
 
   out << "exported " << plural(r.tensors, "tensor") << " (" << human_bytes(r.total_size) << ") of checkpoint '"
-      << checkpoint << "' to '" << out_dir << "'\n";
+      << printable(checkpoint) << "' to '" << printable(out_dir) << "'\n";
   using A = Table::Align;
   Table table({{"FILE", A::kLeft}, {"TENSORS", A::kRight}, {"SIZE", A::kRight}});
   for (const ExportedFile& f : r.files)

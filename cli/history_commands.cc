@@ -24,7 +24,7 @@ std::string plural(uint64_t n, std::string_view noun, std::string_view nouns = "
 
 std::string quoted_list(const std::vector<std::string>& names) {
   std::string s;
-  for (const auto& n : names) s += (s.empty() ? "'" : ", '") + n + "'";
+  for (const auto& n : names) s += (s.empty() ? "'" : ", '") + printable(n) + "'";
   return s;
 }
 
@@ -248,7 +248,7 @@ std::string change_text(const EntryDiff& d) {
 
 void print_diff(std::ostream& out, const DiffReport& r, bool values) {
   if (r.identical()) {
-    out << "checkpoints '" << r.a << "' and '" << r.b << "' are identical: " << plural(static_cast<uint64_t>(r.unchanged), "entry", "entries")
+    out << "checkpoints '" << printable(r.a) << "' and '" << printable(r.b) << "' are identical: " << plural(static_cast<uint64_t>(r.unchanged), "entry", "entries")
         << ", " << human_bytes(static_cast<uint64_t>(r.unchanged_bytes)) << '\n';
     return;
   }

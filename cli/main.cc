@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "table.h"
 #include "tessera/error.h"
 
 namespace {
@@ -15,7 +16,7 @@ namespace {
 using namespace tessera::cli;
 
 int report(const std::string& message, int code) {
-  std::cerr << "tessera: " << message << '\n';
+  std::cerr << "tessera: " << printable(message) << '\n';  // messages quote names from the store
   return code;
 }
 

@@ -22,6 +22,9 @@ Table::Table(std::vector<Column> columns) : columns_(std::move(columns)) {}
 
 void Table::add_row(std::vector<std::string> cells) {
   assert(cells.size() == columns_.size());
+  // Names come from the store, which anyone may have written: no cell may
+  // move the cursor, retitle the terminal or start a row of its own.
+  for (std::string& cell : cells) cell = printable(cell);
   rows_.push_back(std::move(cells));
 }
 
@@ -64,6 +67,24 @@ std::string human_bytes(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f %s", value, kUnits[unit]);
   return buf;
+}
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    // C0 controls and DEL, and the C1 controls U+0080..U+009F (UTF-8 C2 80..C2 9F).
+    const bool c1 = c == 0xC2 && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xE0) == 0x80;
+    if (c < 0x20 || c == 0x7f || c1) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c1 ? static_cast<unsigned char>(text[++i]) : c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 std::string one_line(std::string_view text, size_t max_chars) {

@@ -36,6 +36,10 @@ class Table {
 // "512 B", "1.5 KiB", "12.0 GiB": one decimal, binary (1024-based) units.
 std::string human_bytes(uint64_t bytes);
 
+// `text` with control characters (C0, DEL, C1) written as \xNN: what a
+// store holds cannot drive the terminal. Table rows pass every cell through it.
+std::string printable(std::string_view text);
+
 // `text` made safe for one table cell: control characters escaped (a value
 // holding a newline must not break the row) and cut to `max_chars`
 // characters with "..." when longer.

@@ -778,3 +778,39 @@ TEST_CASE("export has --help") {
     CHECK(contains(r.out, "--skip-unsupported"));
   }
 }
+
+TEST_CASE("names from a hostile store cannot drive the terminal or forge rows") {
+  TempDir dir("cli");
+  const std::string store_path = dir / "store";
+  const std::string evil_ckpt = "x\n1999-01-01  forged\x1b[2J";
+  const std::string evil_tensor = "w\x1b]0;pwned\x07\xc2\x9b" "31m";
+  {
+    std::vector<float> w(4, 1.0f);
+    tessera::Store store = tessera::Store::open(store_path);
+    tessera::StateDict state;
+    state.add_tensor(evil_tensor, tessera::TensorView::contiguous("float32", 4, w.data(), {4}));
+    state.add_value("n\x1b[Kote", std::string("v\x1b[1m"));
+    tessera::save(state, store, evil_ckpt);
+  }
+  const auto ls = run_cli({"ls", store_path});
+  const auto show = run_cli({"show", store_path, evil_ckpt});
+  REQUIRE(ls.status == 0);
+  REQUIRE(show.status == 0);
+  for (const auto* r : {&ls, &show}) {
+    INFO(r->out);
+    CHECK_FALSE(contains(r->out, "\x1b"));
+    CHECK_FALSE(contains(r->out, "\x07"));
+    CHECK_FALSE(contains(r->out, "\xc2\x9b"));
+  }
+  CHECK(line_count(ls.out) == 2);  // header and one row: the newline did not start a row
+  CHECK(contains(ls.out, "x\\x0a1999-01-01  forged\\x1b[2J"));
+  CHECK(contains(show.out, "w\\x1b]0;pwned\\x07\\x9b31m"));
+  // Error messages that quote a name are escaped too.
+  const auto missing = run_cli({"show", store_path, "gone\x1b[2J"});
+  CHECK(missing.status != 0);
+  CHECK_FALSE(contains(missing.err, "\x1b"));
+  CHECK(contains(missing.err, "gone\\x1b[2J"));
+  // --json keeps the exact names (escaped the JSON way).
+  const auto json = run_cli({"ls", store_path, "--json"});
+  CHECK(contains(json.out, "\\u001b[2J"));
+}
