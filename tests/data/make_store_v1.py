@@ -38,12 +38,9 @@ s1["w2"] = state(0)["w2"]
 tessera.save(s1, out, "b", chunk_bytes=4096, compression="none")
 tessera.save(state(2), out, "c", chunk_bytes=4096, compression="auto")
 tessera.save({**state(1), "w2": state(3)["w2"], "step": 3}, out, "d", chunk_bytes=4096, compression="auto")
-store = tessera.Store(out)
-store.remove(["c"]) if hasattr(store, "remove") else None
 db = sqlite3.connect(out + "/catalog.db")
-if not hasattr(store, "remove"):
-    db.execute("PRAGMA foreign_keys = ON")
-    db.execute("DELETE FROM checkpoints WHERE name = 'c'")
+db.execute("PRAGMA foreign_keys = ON")  # as `tessera rm c` does in schema 1: the rows cascade
+db.execute("DELETE FROM checkpoints WHERE name = 'c'")
 db.execute("ALTER TABLE checkpoints DROP COLUMN save_token")
 db.execute("PRAGMA user_version = 1")
 db.commit()
