@@ -95,3 +95,19 @@ TEST_CASE("shapes round-trip through JSON") {
   CHECK_THROWS(catalog::shape_from_json("[1,"));
   CHECK_THROWS(catalog::shape_from_json("x"));
 }
+
+TEST_CASE("opening a current catalog for writing writes nothing") {
+  TempDir dir("cat");
+  Catalog::open(dir / "c.db", Catalog::Mode::kReadWrite, true);
+  auto bytes = [&] {
+    std::ifstream in(dir / "c.db", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string before = bytes();
+  {
+    auto cat = Catalog::open(dir / "c.db", Catalog::Mode::kReadWrite, false);
+    CHECK(cat.schema_version() == Catalog::latest_schema_version());
+  }
+  CHECK(bytes() == before);  // not even the header's change counter
+  CHECK_FALSE(std::filesystem::exists(dir / "c.db-journal"));
+}

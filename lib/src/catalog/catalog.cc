@@ -178,6 +178,10 @@ Catalog Catalog::open(const std::string& path, Mode mode, bool create) {
 }
 
 void Catalog::migrate(const std::string& path) {
+  // A current catalog is not written at all: opening a store for writing
+  // must work on a full disk (to rm and gc), and costs no fsync.
+  if (db_.pragma_int("user_version") == latest_schema_version() && db_.pragma_int("application_id") == kApplicationId)
+    return;
   db_.exec("BEGIN IMMEDIATE");
   try {
     int64_t version = db_.pragma_int("user_version");
