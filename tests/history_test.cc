@@ -4,7 +4,11 @@
 // diff in diff_test.cc.
 #include <doctest/doctest.h>
 #include <sqlite3.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -752,4 +756,67 @@ TEST_CASE("gc never deletes through a symbolic link; a FIFO in a pack's place fa
   const VerifyReport report = verify(store);
   REQUIRE(report.damaged.size() == 1);
   CHECK(has(report.damaged[0].problem, "not a regular file"));
+}
+
+TEST_CASE("gc on a nearly full disk still deletes dead packs when it cannot write the copies it wanted") {
+  TempDir dir("hist");
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model keep, dead;
+  keep.set("x", 8 * kChunkFloats, 1);   // 512 KiB, live after the rm
+  keep.set("y", 32 * kChunkFloats, 2);  // 2 MiB, dead after the rm
+  dead.set("d", 32 * kChunkFloats, 3);  // 2 MiB pack, all dead after the rm
+  Model only_x;
+  only_x.tensors["x"] = keep.tensors["x"];
+  std::string dead_pack;
+  {
+    Store store = Store::open(dir.path());
+    save(dead.state(), store, "d", so);
+    dead_pack = *files_in(dir.path(), "packs").begin();
+    save(keep.state(), store, "xy", so);
+    save(only_x.state(), store, "x", so);  // shares x's chunks with "xy": no new pack
+    remove_checkpoints(store, {"d", "xy"});
+  }
+  const auto packs_before = files_in(dir.path(), "packs");
+  REQUIRE(packs_before.size() == 2);
+  int out[2];
+  REQUIRE(pipe(out) == 0);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // Files may not grow past 256 KiB: the catalog's writes fit, the 512 KiB
+    // copy of x's chunks does not (EFBIG, as ENOSPC would).
+    signal(SIGXFSZ, SIG_IGN);
+    rlimit limit{256 << 10, 256 << 10};
+    setrlimit(RLIMIT_FSIZE, &limit);
+    std::string report;
+    try {
+      Store store = Store::open(dir.path());
+      GcOptions o;
+      const GcResult r = run_gc(store, plan_gc(store, o), o);
+      report = "deleted " + std::to_string(r.deleted_packs.size()) + "; skipped:";
+      for (const auto& s : r.skipped) report += " " + s;
+    } catch (const std::exception& e) {
+      report = std::string("threw: ") + e.what();
+    }
+    (void)!write(out[1], report.data(), report.size());
+    _exit(0);
+  }
+  close(out[1]);
+  std::string report;
+  char buf[512];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) report.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  INFO(report);
+  CHECK(has(report, "deleted 1;"));
+  CHECK(has(report, "not rewritten: writing the copy failed"));
+  const auto packs_after = files_in(dir.path(), "packs");
+  CHECK(packs_after.size() == 1);
+  CHECK_FALSE(packs_after.count(dead_pack));
+  CHECK(files_in(dir.path(), "tmp").empty());  // the copy in progress went
+  Store store = Store::open_read_only(dir.path());
+  CHECK(only_x.loads_exactly(store, "x"));
+  CHECK(verify(store).damaged.empty());
 }

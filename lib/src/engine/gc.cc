@@ -296,22 +296,34 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
     //    The catalog's lock is not held while copying: saves go on.
     std::vector<Rewrite> rewrites;
     Copier copier(impl, options);
-    for (const GcFile& f : plan.rewrite_packs) {
-      std::vector<pack::ChunkEntry> live;
-      Rewrite& rw = rewrites.emplace_back(Rewrite{f.name, {}, ""});
-      {
-        std::lock_guard lock(impl.mu);
-        catalog::Transaction tx(db, Kind::kRead);
-        const auto usage = catalog::pack_usage(db, f.name);
-        if (usage && !below(*usage, options.rewrite_below))
-          rw.abandoned = "checkpoints committed since planning made it " + percent_live(*usage) + " live";
-        else if (usage)
-          live = catalog::live_chunks_in_pack(db, usage->id);
-        tx.commit();
+    std::vector<pack::PackInfo> new_packs;
+    bool copied = true;
+    try {
+      for (const GcFile& f : plan.rewrite_packs) {
+        std::vector<pack::ChunkEntry> live;
+        Rewrite& rw = rewrites.emplace_back(Rewrite{f.name, {}, ""});
+        {
+          std::lock_guard lock(impl.mu);
+          catalog::Transaction tx(db, Kind::kRead);
+          const auto usage = catalog::pack_usage(db, f.name);
+          if (usage && !below(*usage, options.rewrite_below))
+            rw.abandoned = "checkpoints committed since planning made it " + percent_live(*usage) + " live";
+          else if (usage)
+            live = catalog::live_chunks_in_pack(db, usage->id);
+          tx.commit();
+        }
+        if (rw.abandoned.empty()) copier.copy_pack(rw, live);
       }
-      if (rw.abandoned.empty()) copier.copy_pack(rw, live);
+      new_packs = copier.finish();
+    } catch (const io::IoError& e) {
+      // No room to write the copies (a full disk): no pack is rewritten this
+      // time, but dead packs, orphan rows and old stray files still go, and
+      // they are what frees space. The copies made are removed with `copier`.
+      copied = false;
+      rewrites.clear();
+      for (const GcFile& f : plan.rewrite_packs)
+        result.skipped.push_back("pack " + f.name + " not rewritten: writing the copy failed: " + e.what());
     }
-    const std::vector<pack::PackInfo>& new_packs = copier.finish();
 
     // 2. One transaction under the write lock re-checks and commits every
     //    catalog change. Until it commits, nothing the catalog names is gone.
@@ -322,7 +334,7 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
       dropped = commit_catalog_changes(db, plan, rewrites, new_packs, result);
       history_step("gc: before commit");
       tx.commit();
-      copier.committed();
+      if (copied) copier.committed();
     }
     history_step("gc: committed");
     for (const auto& name : result.new_packs) result.bytes_freed -= static_cast<int64_t>(size_of(impl.pack_path(name)));
