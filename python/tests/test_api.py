@@ -206,6 +206,31 @@ def test_empty_shards_and_empty_tensors():
     harness.run_ranks(_empty_shards, 3, os.path.join(harness.tmpdir(), "store"))
 
 
+def test_an_io_failure_is_a_tessera_error_naming_the_file():
+    # Files capped at 64 KiB (as a full disk would stop them): the pack
+    # write fails; Python sees tessera.Error (not a bare RuntimeError), and
+    # the store keeps nothing of the failed save.
+    import subprocess
+    import textwrap
+    store = os.path.join(harness.tmpdir(), "store")
+    code = textwrap.dedent(f"""
+        import resource, signal, sys, torch, tessera
+        tessera.save({{"small": torch.ones(4)}}, {store!r}, "before")
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+        try:
+            tessera.save({{"big": torch.randn(1 << 18)}}, {store!r}, "big", compression="none")
+        except tessera.Error as e:
+            print("ERROR", type(e).__name__, e)
+            sys.exit(0)
+        print("saved")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+    assert r.stdout.startswith("ERROR"), (r.stdout, r.stderr)
+    assert "File too large" in r.stdout and store in r.stdout, r.stdout
+    assert [c["name"] for c in tessera.Store(store).checkpoints()] == ["before"]
+
+
 def test_extension_uses_the_shared_cpp_runtime():
     # torch's libstdc++.so.6 and a static copy inside tessera._core in one
     # process crashed the extension (a toolchain that links libstdc++

@@ -7,14 +7,18 @@
 #include <string>
 #include <string_view>
 
+#include "tessera/error.h"
+
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace tessera::catalog {
 
-class CatalogError : public std::runtime_error {
+// A tessera::Error, so that callers (and the Python package, which maps
+// tessera::Error to tessera.Error) catch it with the library's other errors.
+class CatalogError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 class Statement;

@@ -8,12 +8,16 @@
 #include <stdexcept>
 #include <string>
 
+#include "tessera/error.h"
+
 namespace tessera::io {
 
 // An I/O failure; what() names the path and the OS error.
-class IoError : public std::runtime_error {
+// A tessera::Error, so that callers (and the Python package, which maps
+// tessera::Error to tessera.Error) catch it with the library's other errors.
+class IoError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // Test hook: when set, every write consults it first; a non-zero return is

@@ -8,13 +8,16 @@
 
 #include "io/file.h"
 #include "pack/pack_format.h"
+#include "tessera/error.h"
 
 namespace tessera::pack {
 
 // A pack that is missing, truncated, foreign or damaged in its footer.
-class PackError : public std::runtime_error {
+// A tessera::Error, so that callers (and the Python package, which maps
+// tessera::Error to tessera.Error) catch it with the library's other errors.
+class PackError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 class PackReader {
