@@ -1,6 +1,9 @@
 // Helpers shared by the test suites: temporary directories, random data.
 #pragma once
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -65,6 +68,39 @@ inline std::string error_of(const std::function<void()>& fn) {
     return e.what();
   }
   return "";
+}
+
+// Runs `body` in a forked child whose files may not grow past `max_file_bytes`
+// (RLIMIT_FSIZE: writes fail with EFBIG, as a full disk fails them with
+// ENOSPC) and returns the text it returned; "threw: <what>" when it threw.
+inline std::string with_file_size_limit(uint64_t max_file_bytes, const std::function<std::string()>& body) {
+  int out[2];
+  if (pipe(out) != 0) return "pipe failed";
+  const pid_t pid = fork();
+  if (pid < 0) return "fork failed";
+  if (pid == 0) {
+    close(out[0]);
+    signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{max_file_bytes, max_file_bytes};
+    setrlimit(RLIMIT_FSIZE, &limit);
+    std::string text;
+    try {
+      text = body();
+    } catch (const std::exception& e) {
+      text = std::string("threw: ") + e.what();
+    }
+    (void)!write(out[1], text.data(), text.size());
+    _exit(0);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[512];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status)) text += " [the child died]";
+  return text;
 }
 
 inline bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }

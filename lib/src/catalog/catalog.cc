@@ -42,23 +42,17 @@ std::string sums_blob(const std::vector<uint64_t>& sums) {
 constexpr const char* kChunkColumns =
     "c.chunk_id, p.name, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
 
-// Footer fields of a chunk row from column `col` on: offset, stored_len,
-// raw_len, codec, elem_size, stored_sum, block_sums.
-void read_entry(const Statement& st, int col, pack::ChunkEntry& e) {
-  e.offset = static_cast<uint64_t>(st.column_int(col));
-  e.stored_len = static_cast<uint64_t>(st.column_int(col + 1));
-  e.raw_len = static_cast<uint64_t>(st.column_int(col + 2));
-  e.codec = static_cast<Codec>(st.column_int(col + 3));
-  e.elem_size = static_cast<uint8_t>(st.column_int(col + 4));
-  e.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 5));
-  e.block_sums = sums_from_blob(st.column_blob(col + 6));
-}
-
 ChunkLocation read_location(const Statement& st, int col) {
   ChunkLocation loc;
   loc.entry.id = chunk_from_blob(st.column_blob(col));
   loc.pack = st.column_text(col + 1);
-  read_entry(st, col + 2, loc.entry);
+  loc.entry.offset = static_cast<uint64_t>(st.column_int(col + 2));
+  loc.entry.stored_len = static_cast<uint64_t>(st.column_int(col + 3));
+  loc.entry.raw_len = static_cast<uint64_t>(st.column_int(col + 4));
+  loc.entry.codec = static_cast<Codec>(st.column_int(col + 5));
+  loc.entry.elem_size = static_cast<uint8_t>(st.column_int(col + 6));
+  loc.entry.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 7));
+  loc.entry.block_sums = sums_from_blob(st.column_blob(col + 8));
   return loc;
 }
 
@@ -256,12 +250,9 @@ std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, bool with_piec
   return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), with_pieces);
 }
 
-std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id,
-                                           const std::function<std::optional<Box>(const std::string&)>& region) {
-  // Without a region, a tensor gets no pieces: an empty box overlaps none.
+std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, const PieceFilter& filter) {
   ReadScope scope(db_);
-  return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), true,
-                      [&](const std::string& name) { return std::optional<Box>(region(name).value_or(Box{{0}, {0}})); });
+  return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), true, filter);
 }
 
 std::optional<TensorRecord> Catalog::tensor(int64_t checkpoint_id, const std::string& name) {
@@ -312,32 +303,9 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<
   std::vector<size_t> order(ids.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
-  Statement& st = cached(locate_in_pack_,
-                         "SELECT c.chunk_id, c.pack_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, "
-                         "c.stored_sum, c.block_sums FROM chunks c WHERE c.chunk_id = ?1");
   ReadScope scope(db_);
-  std::unordered_map<int64_t, std::string> pack_names;
-  Statement pack_name = db_.prepare("SELECT name FROM packs WHERE pack_id = ?1");
   std::vector<std::optional<ChunkLocation>> out(ids.size());
-  for (size_t i : order) {
-    st.reset();
-    st.bind_blob(1, ids[i].bytes.data(), 16);
-    if (!st.step()) continue;
-    const int64_t pack_id = st.column_int(1);
-    auto [it, fresh] = pack_names.try_emplace(pack_id);
-    if (fresh) {
-      pack_name.bind(1, pack_id);
-      if (!pack_name.step()) throw CatalogError("catalog: chunk " + ids[i].hex() + " names a pack row that is missing");
-      it->second = pack_name.column_text(0);
-      pack_name.reset();
-    }
-    ChunkLocation loc;
-    loc.entry.id = ids[i];
-    loc.pack = it->second;
-    read_entry(st, 2, loc.entry);
-    out[i] = std::move(loc);
-  }
-  st.reset();
+  for (size_t i : order) out[i] = locate(ids[i]);
   return out;
 }
 
@@ -357,14 +325,6 @@ std::vector<ChunkId> Catalog::chunk_ids(int64_t checkpoint_id) {
     if (layouts.insert(t.layout_id).second)
       for (const Piece& p : t.pieces)
         if (seen.insert(p.chunk).second) out.push_back(p.chunk);
-  return out;
-}
-
-std::vector<std::string> Catalog::tensors_using(int64_t checkpoint_id, const ChunkId& id) {
-  std::vector<std::string> out;  // tensors() is ordered by name
-  for (const TensorRecord& t : tensors(checkpoint_id))
-    if (std::any_of(t.pieces.begin(), t.pieces.end(), [&](const Piece& p) { return p.chunk == id; }))
-      out.push_back(t.name);
   return out;
 }
 
@@ -438,29 +398,16 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
       }
     }
     // 2. Tensors: a layout committed before is reused as it is.
-    Statement stored_len = db_.prepare("SELECT stored_len FROM chunks WHERE chunk_id = ?1");
-    LayoutWriter layouts(db_, [&](const ChunkId& id) -> std::optional<int64_t> {
-      if (auto it = added.find(id); it != added.end()) return it->second;
-      stored_len.bind_blob(1, id.bytes.data(), 16);
-      std::optional<int64_t> len;
-      if (stored_len.step()) len = stored_len.column_int(0);
-      stored_len.reset();
-      return len;
-    });
-    std::vector<int64_t> tensor_ids;
+    LayoutWriter layouts(db_, &added);
+    TensorList list;
     std::unordered_set<std::string> names;
-    std::unordered_set<int64_t> layouts_seen;
-    int64_t logical_bytes = 0, stored_bytes = 0;
-    for (const TensorRecord& given : c.tensors) {
-      if (!names.insert(given.name).second) throw CatalogError("tensor '" + given.name + "' is listed twice");
-      const LayoutWriter::Written w = layouts.put(given);
-      tensor_ids.push_back(w.tensor_id);
-      logical_bytes += w.raw_bytes;
-      if (layouts_seen.insert(w.layout_id).second) stored_bytes += w.stored_bytes;
+    for (const TensorRecord& t : c.tensors) {
+      if (!names.insert(t.name).second) throw CatalogError("tensor '" + t.name + "' is listed twice");
+      list.add(layouts.put(t));
     }
     layouts.finish();
     // 3. The checkpoint row, with its totals, and its values.
-    const std::string ids = encode_ids(tensor_ids);
+    const std::string ids = encode_ids(list.ids);
     Statement ins_ckpt = db_.prepare(
         "INSERT INTO checkpoints (name, created_at, world_size, metadata, save_token, tensor_ids, tensor_count, "
         "value_count, logical_bytes, stored_bytes, added_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
@@ -470,10 +417,10 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
         .bind(4, c.metadata)
         .bind(5, c.save_token)
         .bind_blob(6, ids.data(), ids.size())
-        .bind(7, static_cast<int64_t>(tensor_ids.size()))
+        .bind(7, static_cast<int64_t>(list.ids.size()))
         .bind(8, static_cast<int64_t>(c.values.size()))
-        .bind(9, logical_bytes)
-        .bind(10, stored_bytes)
+        .bind(9, list.logical_bytes)
+        .bind(10, list.stored_bytes)
         .bind(11, added_bytes);
     ins_ckpt.run();
     const int64_t ckpt_id = db_.last_insert_rowid();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "catalog/layout.h"
+#include "catalog/layout_rows.h"
 #include "catalog/sqlite.h"
 #include "geometry/box.h"
 #include "pack/pack_writer.h"
@@ -103,10 +104,8 @@ class Catalog {
   // The tensors of a checkpoint with their pieces (ordered by name); pieces
   // are decoded only when asked for.
   std::vector<TensorRecord> tensors(int64_t checkpoint_id, bool with_pieces = true);
-  // Only the pieces a caller needs: for each tensor, those overlapping
-  // region(name); none where region(name) is nullopt.
-  std::vector<TensorRecord> tensors(int64_t checkpoint_id,
-                                    const std::function<std::optional<Box>(const std::string&)>& region);
+  // Only the pieces a caller needs (see PieceFilter, layout_rows.h).
+  std::vector<TensorRecord> tensors(int64_t checkpoint_id, const PieceFilter& filter);
   std::optional<TensorRecord> tensor(int64_t checkpoint_id, const std::string& name);
   std::vector<ValueRecord> values(int64_t checkpoint_id);
 
@@ -116,8 +115,6 @@ class Catalog {
   bool has_chunk(const ChunkId& id);
   // Chunk ids referenced by the named checkpoint.
   std::vector<ChunkId> chunk_ids(int64_t checkpoint_id);
-  // Tensors (by name) of the checkpoint that reference `id`.
-  std::vector<std::string> tensors_using(int64_t checkpoint_id, const ChunkId& id);
 
   // Commits in one transaction. Throws (leaving the catalog unchanged) if the
   // name exists (unless c.replace_existing) or a referenced chunk is neither
@@ -135,7 +132,7 @@ class Catalog {
   Db db_;
   // Prepared once: loads and saves look chunks up one at a time. Declared
   // after db_, so they are finalized before it closes.
-  std::optional<Statement> locate_, has_chunk_, locate_in_pack_;
+  std::optional<Statement> locate_, has_chunk_;
 };
 
 // Chunk ids are stored as 16-byte blobs; block sums as little-endian u64 arrays.

@@ -13,15 +13,26 @@ std::string id_blob(const ChunkId& id) { return std::string(reinterpret_cast<con
 
 }  // namespace
 
-LayoutWriter::LayoutWriter(Db& db, StoredLen stored_len, const std::string& tensors_table)
+LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& tensors_table)
     : db_(db),
-      stored_len_(std::move(stored_len)),
+      fresh_(fresh),
       find_layout_(db.prepare("SELECT layout_id, raw_bytes, stored_bytes FROM layouts WHERE digest = ?1")),
       insert_layout_(db.prepare(
           "INSERT INTO layouts (digest, dtype, elem_size, shape, piece_count, raw_bytes, stored_bytes, pieces) "
           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")),
       find_tensor_(db.prepare("SELECT tensor_id FROM " + tensors_table + " WHERE name = ?1 AND layout_id = ?2")),
-      insert_tensor_(db.prepare("INSERT INTO " + tensors_table + " (name, layout_id) VALUES (?1, ?2)")) {}
+      insert_tensor_(db.prepare("INSERT INTO " + tensors_table + " (name, layout_id) VALUES (?1, ?2)")),
+      stored_len_(db.prepare("SELECT stored_len FROM chunks WHERE chunk_id = ?1")) {}
+
+std::optional<int64_t> LayoutWriter::stored_len(const ChunkId& id) {
+  if (fresh_)
+    if (auto it = fresh_->find(id); it != fresh_->end()) return it->second;
+  stored_len_.bind_blob_static(1, id.bytes.data(), 16);
+  std::optional<int64_t> len;
+  if (stored_len_.step()) len = stored_len_.column_int(0);
+  stored_len_.reset();
+  return len;
+}
 
 LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
   std::optional<TensorRecord> sorted;
@@ -51,7 +62,7 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
       }
     }
     for (const ChunkId& id : distinct) {
-      const auto len = stored_len_(id);
+      const auto len = stored_len(id);
       if (!len)
         throw CatalogError("tensor '" + t.name + "': chunk " + id.hex() +
                            " is neither in this save's packs nor committed in the store");
@@ -88,6 +99,12 @@ void LayoutWriter::finish() {
     ins.run();
   }
   pending_.clear();
+}
+
+void TensorList::add(const LayoutWriter::Written& w) {
+  ids.push_back(w.tensor_id);
+  logical_bytes += w.raw_bytes;
+  if (layouts_.insert(w.layout_id).second) stored_bytes += w.stored_bytes;
 }
 
 std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,

@@ -8,6 +8,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "catalog/layout.h"
@@ -20,12 +22,11 @@ namespace tessera::catalog {
 // earlier checkpoint committed with the same contents.
 class LayoutWriter {
  public:
-  // The stored length of a chunk the catalog (or the save) has; nullopt when
-  // it has none.
-  using StoredLen = std::function<std::optional<int64_t>(const ChunkId&)>;
-
-  // `tensors_table` is "tensors" except while upgrading from schema 1.
-  LayoutWriter(Db& db, StoredLen stored_len, const std::string& tensors_table = "tensors");
+  // Stored lengths of the chunks this commit just inserted (the others are
+  // looked up in `chunks`); may be null. `tensors_table` is "tensors"
+  // except while upgrading from schema 1.
+  using FreshChunks = std::unordered_map<ChunkId, int64_t, ChunkIdHash>;
+  LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& tensors_table = "tensors");
 
   struct Written {
     int64_t tensor_id = 0;
@@ -41,10 +42,22 @@ class LayoutWriter {
   void finish();
 
  private:
+  std::optional<int64_t> stored_len(const ChunkId& id);
   Db& db_;
-  StoredLen stored_len_;
-  Statement find_layout_, insert_layout_, find_tensor_, insert_tensor_;
+  const FreshChunks* fresh_;
+  Statement find_layout_, insert_layout_, find_tensor_, insert_tensor_, stored_len_;
   std::vector<std::pair<ChunkId, int64_t>> pending_;  // (chunk, layout) rows
+};
+
+// A checkpoint's tensor list and the totals its row records.
+struct TensorList {
+  std::vector<int64_t> ids;
+  int64_t logical_bytes = 0;
+  int64_t stored_bytes = 0;  // each distinct layout's once
+  void add(const LayoutWriter::Written& w);
+
+ private:
+  std::unordered_set<int64_t> layouts_;
 };
 
 // Which pieces of a tensor to read, by name: all (nullopt), or only those

@@ -9,15 +9,8 @@
 namespace tessera::catalog {
 
 void convert_to_layouts(Db& db) {
+  LayoutWriter writer(db, nullptr, "tensor_versions");
   Statement stored_len = db.prepare("SELECT stored_len FROM chunks WHERE chunk_id = ?1");
-  auto lookup = [&](const ChunkId& id) -> std::optional<int64_t> {
-    stored_len.bind_blob(1, id.bytes.data(), 16);
-    std::optional<int64_t> len;
-    if (stored_len.step()) len = stored_len.column_int(0);
-    stored_len.reset();
-    return len;
-  };
-  LayoutWriter writer(db, lookup, "tensor_versions");
   std::vector<int64_t> checkpoints;
   {
     Statement st = db.prepare("SELECT checkpoint_id FROM checkpoints ORDER BY checkpoint_id");
@@ -51,29 +44,26 @@ void convert_to_layouts(Db& db) {
     while (read_pieces.step()) {
       Piece p{Box{shape_from_json(read_pieces.column_text(1)), shape_from_json(read_pieces.column_text(2))},
               chunk_from_blob(read_pieces.column_blob(3))};
-      if (referenced_before.insert(p.chunk).second) added_bytes += lookup(p.chunk).value_or(0);
+      if (referenced_before.insert(p.chunk).second) {
+        stored_len.bind_blob_static(1, p.chunk.bytes.data(), 16);
+        if (stored_len.step()) added_bytes += stored_len.column_int(0);
+        stored_len.reset();
+      }
       tensors[index.at(read_pieces.column_int(0))].pieces.push_back(std::move(p));
     }
     read_pieces.reset();
-    std::vector<int64_t> ids;
-    std::unordered_set<int64_t> layouts;
-    int64_t logical_bytes = 0, stored_bytes = 0;
-    for (TensorRecord& t : tensors) {
-      const auto w = writer.put(t);
-      ids.push_back(w.tensor_id);
-      logical_bytes += w.raw_bytes;
-      if (layouts.insert(w.layout_id).second) stored_bytes += w.stored_bytes;
-    }
+    TensorList list;
+    for (const TensorRecord& t : tensors) list.add(writer.put(t));
     count_values.bind(1, ckpt);
     count_values.step();
     const int64_t values = count_values.column_int(0);
     count_values.reset();
-    const std::string blob = encode_ids(ids);
+    const std::string blob = encode_ids(list.ids);
     update.bind_blob(1, blob.data(), blob.size())
-        .bind(2, static_cast<int64_t>(ids.size()))
+        .bind(2, static_cast<int64_t>(list.ids.size()))
         .bind(3, values)
-        .bind(4, logical_bytes)
-        .bind(5, stored_bytes)
+        .bind(4, list.logical_bytes)
+        .bind(5, list.stored_bytes)
         .bind(6, added_bytes)
         .bind(7, ckpt);
     update.run();

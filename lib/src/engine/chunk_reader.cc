@@ -39,16 +39,31 @@ std::vector<std::byte> read_stored_chunk(const pack::PackReader& pack, const std
   return stored;
 }
 
-std::string stored_chunk_problem(const pack::ChunkEntry& e, const std::byte* stored) {
+namespace {
+
+// Checks stored bytes against the catalog's checksums and the chunk id,
+// decoding them into `raw` when the codec is not raw (a raw chunk's stored
+// bytes are its raw bytes: `raw` stays empty). "" when intact.
+std::string check_stored(const pack::ChunkEntry& e, const std::byte* stored, std::vector<std::byte>& raw) {
   if (std::string problem = stored_bytes_problem(e, stored); !problem.empty()) return problem;
-  if (e.codec == Codec::kRaw) return chunk_id_of(stored, e.stored_len) == e.id ? "" : "bytes do not match the chunk id";
-  std::vector<std::byte> raw(e.raw_len);
-  try {
-    decode_chunk(e.codec, stored, e.stored_len, e.elem_size, raw.data(), raw.size());
-  } catch (const std::exception& ex) {
-    return std::string("cannot decode: ") + ex.what();
+  const std::byte* bytes = stored;
+  if (e.codec != Codec::kRaw) {
+    raw.resize(e.raw_len);
+    try {
+      decode_chunk(e.codec, stored, e.stored_len, e.elem_size, raw.data(), raw.size());
+    } catch (const std::exception& ex) {
+      return std::string("cannot decode: ") + ex.what();
+    }
+    bytes = raw.data();
   }
-  return chunk_id_of(raw.data(), raw.size()) == e.id ? "" : "bytes do not match the chunk id";
+  return chunk_id_of(bytes, e.raw_len) == e.id ? "" : "bytes do not match the chunk id";
+}
+
+}  // namespace
+
+std::string stored_chunk_problem(const pack::ChunkEntry& e, const std::byte* stored) {
+  std::vector<std::byte> raw;
+  return check_stored(e, stored, raw);
 }
 
 std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pack::ChunkEntry& e,
@@ -60,24 +75,9 @@ std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pa
     problem = ex.what();
     return {};
   }
-  if (problem = stored_bytes_problem(e, stored.data()); !problem.empty()) return {};
   std::vector<std::byte> raw;
-  if (e.codec == Codec::kRaw) {
-    raw = std::move(stored);
-  } else {
-    raw.resize(e.raw_len);
-    try {
-      decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw.data(), raw.size());
-    } catch (const std::exception& ex) {
-      problem = std::string("cannot decode: ") + ex.what();
-      return {};
-    }
-  }
-  if (chunk_id_of(raw.data(), raw.size()) != e.id) {
-    problem = "bytes do not match the chunk id";
-    return {};
-  }
-  return raw;
+  if (problem = check_stored(e, stored.data(), raw); !problem.empty()) return {};
+  return e.codec == Codec::kRaw ? stored : raw;
 }
 
 std::vector<std::byte> read_raw_chunk(const pack::PackReader& pack, const catalog::ChunkLocation& where,

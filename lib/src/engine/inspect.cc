@@ -70,20 +70,17 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   Store::Impl& impl = store.impl();
   std::vector<catalog::CheckpointInfo> ckpts;
   std::vector<catalog::ChunkLocation> chunks;
-  std::unordered_map<ChunkId, std::vector<int64_t>, ChunkIdHash> users;  // chunk -> checkpoint ids
   {
     std::lock_guard lock(impl.mu);
     if (names.empty()) ckpts = impl.catalog.list_checkpoints();
     for (const auto& n : names)
       if (std::none_of(ckpts.begin(), ckpts.end(), [&](const auto& c) { return c.name == n; }))
         ckpts.push_back(require_checkpoint(impl, n));
-    std::vector<ChunkId> ids;
+    std::vector<ChunkId> ids;  // each chunk once, however many checkpoints use it
+    std::unordered_set<ChunkId, ChunkIdHash> seen;
     for (const auto& c : ckpts)
-      for (const ChunkId& id : impl.catalog.chunk_ids(c.id)) {
-        auto& u = users[id];
-        if (u.empty()) ids.push_back(id);
-        u.push_back(c.id);
-      }
+      for (const ChunkId& id : impl.catalog.chunk_ids(c.id))
+        if (seen.insert(id).second) ids.push_back(id);
     auto found = impl.catalog.locate_all(ids);
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!found[i]) {  // foreign keys forbid this; report it rather than crash
@@ -167,14 +164,22 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   });
   report.chunks_checked = chunks.size();
   report.bytes_checked = bytes;
-  std::lock_guard lock(impl.mu);
+  std::unordered_map<ChunkId, size_t, ChunkIdHash> damaged;  // -> index in report.damaged
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (problems[i].empty()) continue;
-    DamagedChunk d{chunks[i].entry.id.hex(), chunks[i].pack, problems[i], {}};
-    for (const auto& c : ckpts)
-      for (const auto& t : impl.catalog.tensors_using(c.id, chunks[i].entry.id)) d.users.push_back(c.name + ": " + t);
-    report.damaged.push_back(std::move(d));
+    damaged.emplace(chunks[i].entry.id, report.damaged.size());
+    report.damaged.push_back(DamagedChunk{chunks[i].entry.id.hex(), chunks[i].pack, problems[i], {}});
   }
+  if (damaged.empty()) return report;
+  // Who uses them: each checkpoint's tensors read once, not once per damaged chunk.
+  std::lock_guard lock(impl.mu);
+  for (const auto& c : ckpts)
+    for (const auto& t : impl.catalog.tensors(c.id)) {
+      std::unordered_set<size_t> named;  // a tensor is named once per damaged chunk
+      for (const auto& p : t.pieces)
+        if (auto it = damaged.find(p.chunk); it != damaged.end() && named.insert(it->second).second)
+          report.damaged[it->second].users.push_back(c.name + ": " + t.name);
+    }
   return report;
 }
 

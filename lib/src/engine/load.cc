@@ -193,9 +193,8 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     // target keeps the entry's box).
     saved_tensors = impl.catalog.tensors(ckpt.id, [&](const std::string& name) -> std::optional<Box> {
       const auto it = state.entries().find(name);
-      if (it == state.entries().end()) return std::nullopt;
-      if (const auto* te = std::get_if<TensorEntry>(&it->second)) return local_box(te->view);
-      return std::nullopt;
+      const auto* te = it == state.entries().end() ? nullptr : std::get_if<TensorEntry>(&it->second);
+      return te ? local_box(te->view) : Box{{0}, {0}};  // an empty box: no pieces
     });
     saved_values = impl.catalog.values(ckpt.id);
   }
