@@ -111,3 +111,34 @@ TEST_CASE("opening a current catalog for writing writes nothing") {
   CHECK(bytes() == before);  // not even the header's change counter
   CHECK_FALSE(std::filesystem::exists(dir / "c.db-journal"));
 }
+
+TEST_CASE("layout and tensor-list blobs round-trip; damaged ones are refused naming what they describe") {
+  std::vector<catalog::Piece> pieces;
+  for (int64_t r = 0; r < 3; ++r)
+    pieces.push_back(catalog::Piece{Box{{r * 4, 0}, {4, 1000}}, chunk_id_of(&r, sizeof r)});
+  const std::string blob = catalog::encode_pieces(pieces, 2);
+  const auto back = catalog::decode_pieces(blob, 2, "layout of tensor 'w'");
+  REQUIRE(back.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(back[i].box == pieces[i].box);
+    CHECK(back[i].chunk == pieces[i].chunk);
+  }
+  // Only the pieces overlapping a region.
+  const Box rows_5_to_6{{5, 0}, {2, 1000}};
+  const auto some = catalog::decode_pieces(blob, 2, "w", &rows_5_to_6);
+  REQUIRE(some.size() == 1);
+  CHECK(some[0].box == pieces[1].box);
+  const auto ids = catalog::decode_ids(catalog::encode_ids({7, 3, 1000000}), "list");
+  CHECK(ids == std::vector<int64_t>{3, 7, 1000000});
+  // Truncated, extended, foreign format: each refused, naming the culprit.
+  for (const std::string& bad : {blob.substr(0, blob.size() - 1), blob + "x", "\x02" + blob.substr(1), std::string()}) {
+    const std::string m = error_of([&] { catalog::decode_pieces(bad, 2, "layout of tensor 'w'"); });
+    CHECK(has(m, "layout of tensor 'w'"));
+  }
+  CHECK(has(error_of([&] { catalog::decode_ids("\x05\x01", "tensor list of checkpoint 3"); }), "checkpoint 3"));
+  // Layouts differ by digest when anything differs.
+  const auto d = catalog::layout_digest("float32", 4, {12, 1000}, blob);
+  CHECK(d == catalog::layout_digest("float32", 4, {12, 1000}, blob));
+  CHECK(d != catalog::layout_digest("bfloat16", 2, {12, 1000}, blob));
+  CHECK(d != catalog::layout_digest("float32", 4, {12, 1001}, blob));
+}

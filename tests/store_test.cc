@@ -694,3 +694,23 @@ TEST_CASE("crash safety: a save killed at random points leaves every committed c
   CHECK(verify(store).ok());
   MESSAGE(store.checkpoints().size() << " of 12 killed saves had committed");
 }
+
+TEST_CASE("a staging target that covers another box than its entry is refused, naming the tensor") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  std::vector<float> w(8, 2.0f), half(4, -1.0f);
+  StateDict sd;
+  sd.add_tensor("w", TensorView::contiguous("float32", 4, w.data(), {8}));
+  save(sd, store, "c");
+  StateDict target;
+  TensorEntry e;
+  e.view = TensorView::contiguous("float32", 4, nullptr, {8});
+  // Rows 0..3 only: pieces were read for the entry's box, so this target
+  // would be filled from the wrong pieces (or not at all).
+  e.load_target = [&] { return TensorView::contiguous("float32", 4, half.data(), {4}).as_shard({8}, {0}); };
+  target.add_tensor("w", std::move(e));
+  const std::string m = error_of([&] { load(target, store, "c"); });
+  CHECK(has(m, "tensor 'w'"));
+  CHECK(has(m, "staging target"));
+  CHECK(half == std::vector<float>(4, -1.0f));
+}
