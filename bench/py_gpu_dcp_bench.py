@@ -278,22 +278,39 @@ def reader(backend, path):
     return dcp.FileSystemReader(path) if backend == "dcp" else StorageReader(path, "sync")
 
 
+SAVE_STEPS = ("write_data", "finish")
+LOAD_STEPS = ("read_metadata", "prepare_global_plan", "read_data")
+
+
+def step_seconds(env, backend, obj, steps):
+    """tessera's StorageWriter/Reader step timings, max over ranks (a step
+    some ranks skip counts 0 there): {"steps": {step: seconds}}, or {} for DCP."""
+    if backend != "tessera":
+        return {}
+    t = getattr(obj, "timings", {})
+    return {"steps": dict(zip(steps, env.reduce([t.get(k, 0.0) for k in steps], dist.ReduceOp.MAX, torch.float64)))}
+
+
 def measure_saves(env, scenario, model, opt, extra):
     state = {"app": AppState(model, opt)}
     extra = dict(extra, state_bytes=state_bytes(model, opt))
     for backend, path in paths(env, scenario).items():
         env.sync_disk()
+        w = writer(backend, path, "sync")
         with RssPeak() as rss:
-            t = env.timed(lambda: dcp.save(state, storage_writer=writer(backend, path, "sync")))
+            t = env.timed(lambda: dcp.save(state, storage_writer=w))
         env.log(scenario=scenario, op="save", backend=backend, seconds=t, written_bytes=env.du(path),
-                rss_growth=env.reduce([rss.growth], dist.ReduceOp.MAX)[0], **extra)
+                rss_growth=env.reduce([rss.growth], dist.ReduceOp.MAX)[0], **step_seconds(env, backend, w, SAVE_STEPS),
+                **extra)
     for backend in BACKENDS:  # a second synchronous save: the steady state (one-time costs paid)
         path = os.path.join(env.a.dir, scenario, f"{backend}-sync-2")
         env.sync_disk()
+        w = writer(backend, path, "sync-2")
         with RssPeak() as rss:
-            t = env.timed(lambda: dcp.save(state, storage_writer=writer(backend, path, "sync-2")))
+            t = env.timed(lambda: dcp.save(state, storage_writer=w))
         env.log(scenario=scenario, op="save2", backend=backend, seconds=t, written_bytes=env.du(path),
-                rss_growth=env.reduce([rss.growth], dist.ReduceOp.MAX)[0], **extra)
+                rss_growth=env.reduce([rss.growth], dist.ReduceOp.MAX)[0], **step_seconds(env, backend, w, SAVE_STEPS),
+                **extra)
         env.rmtree(path)
     for i in (1, 2):
         for backend in BACKENDS:
@@ -375,6 +392,7 @@ def measure_load(env, scenario, op, build, extra=None):
             if "exchange_seconds" in st:  # read once: reading vs moving rows between ranks (max over ranks)
                 r, x = env.reduce([st["read_seconds"], st["exchange_seconds"]], dist.ReduceOp.MAX, torch.float64)
                 recs[backend].update(read_seconds=r, exchange_seconds=x, transfers=st["transfers"])
+            recs[backend].update(step_seconds(env, backend, rd, LOAD_STEPS))
         loaded[backend] = (model, opt)
     a = dict(leaves(get_state_dict(*loaded["dcp"])))
     b = dict(leaves(get_state_dict(*loaded["tessera"])))

@@ -14,7 +14,9 @@
 #
 # Environment: DD_MIB (one dd stream, MiB; default 4096), DD_STREAMS (parallel
 # dd streams; default 8), DD_STREAM_MIB (MiB per parallel stream; default 1024),
-# MODEL_DIR (the random transformers model for tp_plan; default in /dev/shm).
+# MODEL_DIR (the random transformers model for tp_plan; default in /dev/shm),
+# PHASES (which phases run, default "tp-save tp-load fsdp-save fsdp-load"; a
+# load phase needs its save phase before it).
 # Results: JSON lines, then the table, in DIR/../py-gpu-bench-results.txt.
 # Peak disk use, full model: ~10.5 GB per DCP checkpoint plus tessera's, two of
 # each at once (the sync ones kept for the loads, one async being timed).
@@ -82,12 +84,14 @@ phase() {
   fi
 }
 
+PHASES=" ${PHASES:-tp-save tp-load fsdp-save fsdp-load} "
+runs() { [[ $PHASES == *" $1 "* ]]; }
 dd_round
-phase "$N" tp-save
-phase "$N" tp-load
+runs tp-save && phase "$N" tp-save
+runs tp-load && phase "$N" tp-load
 rm -rf "$DIR/tp" "$MODEL_DIR"
-phase "$N" fsdp-save
-phase $((N / 2)) fsdp-load
+runs fsdp-save && phase "$N" fsdp-save
+runs fsdp-load && phase $((N / 2)) fsdp-load
 rm -rf "$DIR/fsdp"
 dd_round
 "$PY" bench/py_gpu_dcp_bench.py --summary "$RESULTS" | tee -a "$RESULTS"

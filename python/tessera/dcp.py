@@ -90,6 +90,7 @@ import dataclasses
 import io
 import json
 import os
+import time
 import uuid
 from typing import Any
 
@@ -153,6 +154,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
         self.rank = 0
         self.last_stats: dict | None = None  # this rank's write statistics after write_data
         self.commit_stats: dict | None = None  # the coordinator's totals after finish
+        self.timings: dict[str, float] = {}  # seconds this rank spent in write_data and finish
         self._staged: _staging.StagedStateDict | None = None  # from stage(), released after write_data
 
     # -- AsyncStager (dcp.async_save) ----------------------------------------
@@ -183,6 +185,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
         if checkpoint_id is not None:
             self.checkpoint = os.fspath(checkpoint_id)
         self.last_stats = self.commit_stats = None
+        self.timings = {}
         self.save_id = str(uuid.uuid4())
 
     @property
@@ -207,10 +210,12 @@ class StorageWriter(_DcpWriter, AsyncStager):
         return plans
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        t0 = time.perf_counter()
         try:
             return self._write_data(plan, planner)
         finally:
             self._release_staged()  # this rank's chunks are written (or the save failed)
+            self.timings["write_data"] = time.perf_counter() - t0
 
     def _write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
         results, entries, keep = [], [], []
@@ -251,6 +256,13 @@ class StorageWriter(_DcpWriter, AsyncStager):
         return _done(results)
 
     def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._finish(metadata, results)
+        finally:
+            self.timings["finish"] = time.perf_counter() - t0
+
+    def _finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
         manifests = [m for rank_results in results for wr in rank_results if isinstance(wr.storage_data, PartManifests)
                      for m in wr.storage_data.manifests]
         torch_saved = sorted(fqn for fqn, md in metadata.state_dict_metadata.items()
@@ -289,7 +301,8 @@ class StorageReader(_DcpReader):
 
     After read_data, `bytes_read` holds the bytes this rank read from packs,
     and `last_stats` this rank's read statistics (with read_once: the seconds
-    spent reading and exchanging, and the number of transfers).
+    spent reading and exchanging, and the number of transfers), and
+    `timings` the seconds this rank spent in each StorageReader step.
     """
 
     def __init__(self, store, checkpoint: str, *, verify: bool = True, threads: int = 0, read_once: bool = True,
@@ -304,6 +317,7 @@ class StorageReader(_DcpReader):
         self.load_id = str(uuid.uuid4())
         self.bytes_read = 0
         self.last_stats: dict = {}
+        self.timings: dict[str, float] = {}
         self.rank = 0
         self._store: _core.Store | None = None
         self._kinds: dict[str, str] = {}
@@ -316,6 +330,7 @@ class StorageReader(_DcpReader):
             self.checkpoint = os.fspath(checkpoint_id)
         self._store = None
         self.bytes_read = 0
+        self.timings = {}
         self._kinds, self._dtypes = {}, {}
         self.load_id = str(uuid.uuid4())
 
@@ -333,11 +348,14 @@ class StorageReader(_DcpReader):
         # DCP swallows read_metadata's exceptions (and then fails with "metadata
         # is None"); keep the cause and raise it from set_up_storage_reader.
         self._error = None
+        t0 = time.perf_counter()
         try:
             return self._read_metadata()
         except _core.Error as e:
             self._error = e
             return Metadata(state_dict_metadata={})
+        finally:
+            self.timings["read_metadata"] = time.perf_counter() - t0
 
     def _read_metadata(self) -> Metadata:
         store = self._open()
@@ -387,6 +405,13 @@ class StorageReader(_DcpReader):
         dist = torch.distributed
         if not (self.read_once and len(plans) > 1 and dist.is_initialized() and dist.get_world_size() == len(plans)):
             return plans
+        t0 = time.perf_counter()
+        try:
+            return self._plan_read_once(plans)
+        finally:
+            self.timings["prepare_global_plan"] = time.perf_counter() - t0
+
+    def _plan_read_once(self, plans: list[LoadPlan]) -> list[LoadPlan]:
         if not self._described:
             self._read_metadata()
         boxes = [[_replicated.box_key(it.storage_index.fqn, self._start(it), it.lengths)
@@ -401,6 +426,13 @@ class StorageReader(_DcpReader):
         return [o + s for o, s in zip(it.storage_index.offset or [0] * len(shape), it.storage_offsets)]
 
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
+        t0 = time.perf_counter()
+        try:
+            return self._read_data(plan, planner)
+        finally:
+            self.timings["read_data"] = time.perf_counter() - t0
+
+    def _read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
         store = self._open()
         byte_items = [it for it in plan.items if it.type == LoadItemType.BYTE_IO]
         tensor_items = [it for it in plan.items if it.type != LoadItemType.BYTE_IO]

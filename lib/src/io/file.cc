@@ -54,6 +54,17 @@ void WriteFile::append(const void* data, size_t n) {
     n -= static_cast<size_t>(w);
     size_ += static_cast<uint64_t>(w);
   }
+  if (size_ - written_out_ >= kWriteBehindBytes) write_behind();
+}
+
+void WriteFile::write_behind() {
+#ifdef __linux__
+  // Only a hint: a file system that refuses it loses the overlap, not data
+  // (sync() reports any write error), so its result is not checked.
+  (void)::sync_file_range(fd_, static_cast<off_t>(written_out_), static_cast<off_t>(size_ - written_out_),
+                          SYNC_FILE_RANGE_WRITE);
+#endif
+  written_out_ = size_;
 }
 
 void WriteFile::sync() {
