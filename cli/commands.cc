@@ -180,11 +180,15 @@ int run_verify(const Invocation& inv, std::ostream& out) {
                        .set("problem", Json::string(d.problem))
                        .set("users", std::move(users)));
     }
+    Json catalog = Json::array();
+    for (const CatalogProblem& c : report.catalog)
+      catalog.push(Json::object().set("checkpoint", Json::string(c.checkpoint)).set("problem", Json::string(c.problem)));
     write_json(out, Json::object()
                         .set("ok", Json::boolean(report.ok()))
                         .set("chunks_checked", Json::number(report.chunks_checked))
                         .set("bytes_checked", Json::number(report.bytes_checked))
-                        .set("damaged", std::move(damaged)));
+                        .set("damaged", std::move(damaged))
+                        .set("catalog", std::move(catalog)));
     return report.ok() ? kExitOk : kExitProblem;
   }
 
@@ -195,10 +199,14 @@ int run_verify(const Invocation& inv, std::ostream& out) {
     return kExitOk;
   }
   out << '\n';
+  for (const CatalogProblem& c : report.catalog)
+    out << "damaged catalog" << (c.checkpoint.empty() ? "" : " rows of checkpoint '" + printable(c.checkpoint) + "'")
+        << ": " << printable(c.problem) << '\n';
   for (const DamagedChunk& d : report.damaged) {
     out << "damaged chunk " << d.chunk << " in pack " << printable(d.pack) << ": " << printable(d.problem) << '\n';
     for (const std::string& u : d.users) out << "  used by " << printable(u) << '\n';
   }
+  if (!report.catalog.empty()) out << count_of(static_cast<int64_t>(report.catalog.size()), "catalog problem") << ", ";
   out << report.damaged.size() << " of " << report.chunks_checked << " chunks damaged\n";
   return kExitProblem;
 }

@@ -17,6 +17,7 @@
 #include "tessera/checkpoint.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
+#include "catalog/catalog.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -294,6 +295,34 @@ TEST_CASE("verify reports a damaged chunk, its pack and its users") {
 
   // The catalog is intact, so inspection still works.
   CHECK(run_cli({"show", store.path(), "step-1"}).status == 0);
+}
+
+TEST_CASE("verify reports damaged catalog rows by checkpoint and tensor; loads refuse them") {
+  StoreFixture store;
+  {
+    auto cat = tessera::catalog::Catalog::open(store.path() + "/catalog.db", tessera::catalog::Catalog::Mode::kReadWrite,
+                                               false);
+    cat.db().exec("UPDATE tensors SET row_sum = row_sum + 1 WHERE name = 'model.weight'");  // shared by both checkpoints
+  }
+  auto r = run_cli({"verify", store.path()});
+  INFO(transcript(r));
+  CHECK(r.status == 1);
+  CHECK(contains(r.out, "damaged catalog rows of checkpoint 'step-1'"));
+  CHECK(contains(r.out, "damaged catalog rows of checkpoint 'step-2'"));
+  CHECK(contains(r.out, "tensor 'model.weight'"));
+  CHECK(contains(r.out, "2 catalog problems, 0 of 0 chunks damaged"));  // their chunks go unchecked
+
+  auto json = run_cli({"verify", store.path(), "step-2", "--json"});
+  INFO(transcript(json));
+  CHECK(json.status == 1);
+  CHECK(contains(json.out, "\"ok\": false"));
+  CHECK(contains(json.out, "\"checkpoint\": \"step-2\""));
+  CHECK(!contains(json.out, "\"checkpoint\": \"step-1\""));
+
+  auto export_run = run_cli({"export", store.path(), "step-1", store.path() + "/out"});
+  INFO(transcript(export_run));
+  CHECK(export_run.status != 0);
+  CHECK(contains(export_run.err, "model.weight"));
 }
 
 TEST_CASE("verify reports chunks of a deleted pack") {

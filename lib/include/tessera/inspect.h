@@ -40,16 +40,26 @@ struct DamagedChunk {
   std::vector<std::string> users;   // "checkpoint: tensor" for every user
 };
 
+// Damage in the catalog itself: SQLite's integrity check, or a row that
+// fails its checksum (schema/CATALOG.md, "Row checksums").
+struct CatalogProblem {
+  std::string checkpoint;  // whose rows are damaged; "" for the catalog file as a whole
+  std::string problem;     // what is wrong, naming the tensor or value
+};
+
 struct VerifyReport {
   uint64_t chunks_checked = 0;
   uint64_t bytes_checked = 0;  // stored bytes re-read
   std::vector<DamagedChunk> damaged;
-  bool ok() const { return damaged.empty(); }
+  std::vector<CatalogProblem> catalog;
+  bool ok() const { return damaged.empty() && catalog.empty(); }
 };
 
-// Re-reads and re-hashes every chunk the named checkpoints reference (all
-// checkpoints when `checkpoints` is empty). Throws NotFoundError for an
-// unknown name; damage is reported, not thrown.
+// Checks the catalog (PRAGMA integrity_check, and every row the named
+// checkpoints' loads would read against its checksum), then re-reads and
+// re-hashes every chunk they reference (all checkpoints when `checkpoints`
+// is empty). Throws NotFoundError for an unknown name; damage is reported,
+// not thrown (a checkpoint whose rows are damaged has its chunks unchecked).
 VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints = {}, size_t threads = 0);
 
 }  // namespace tessera

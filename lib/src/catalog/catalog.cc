@@ -12,8 +12,10 @@
 
 #include "catalog/layout_rows.h"
 #include "catalog/migrations.h"
+#include "catalog/row_sum.h"
 #include "catalog/upgrade.h"
 #include "io/file.h"
+#include "tessera/error.h"
 
 namespace tessera::catalog {
 
@@ -186,6 +188,7 @@ void Catalog::migrate(const std::string& path) {
       if (m.version <= version) continue;
       db_.exec(m.sql);
       if (m.version == kLayoutsVersion) convert_to_layouts(db_);
+      if (m.version == kRowSumsVersion) add_row_sums(db_);
       db_.exec("PRAGMA user_version = " + std::to_string(m.version));
     }
     db_.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
@@ -203,10 +206,9 @@ void Catalog::migrate(const std::string& path) {
 
 int Catalog::schema_version() { return static_cast<int>(db_.pragma_int("user_version")); }
 
-static constexpr const char* kCheckpointSelect = R"sql(
-  SELECT k.checkpoint_id, k.name, k.created_at, k.world_size, k.metadata, k.save_token,
-         k.tensor_count, k.value_count, k.logical_bytes, k.stored_bytes, k.added_bytes
-  FROM checkpoints k)sql";
+static constexpr const char* kCheckpointColumns = R"sql(
+  k.checkpoint_id, k.name, k.created_at, k.world_size, k.metadata, k.save_token,
+  k.tensor_count, k.value_count, k.logical_bytes, k.stored_bytes, k.added_bytes)sql";
 
 static CheckpointInfo read_checkpoint(const Statement& st) {
   CheckpointInfo c;
@@ -225,17 +227,53 @@ static CheckpointInfo read_checkpoint(const Statement& st) {
 }
 
 std::vector<CheckpointInfo> Catalog::list_checkpoints() {
-  Statement st = db_.prepare(std::string(kCheckpointSelect) + " ORDER BY k.checkpoint_id");
+  Statement st = db_.prepare(std::string("SELECT ") + kCheckpointColumns + " FROM checkpoints k ORDER BY k.checkpoint_id");
   std::vector<CheckpointInfo> out;
   while (st.step()) out.push_back(read_checkpoint(st));
   return out;
 }
 
+int64_t checkpoint_row_sum(const CheckpointInfo& c, std::string_view tensor_ids) {
+  return RowSum()
+      .add(c.id).add(c.name).add(c.created_at).add(c.world_size).add(c.metadata).add(c.save_token)
+      .add(tensor_ids).add(c.tensor_count).add(c.value_count)
+      .add(c.logical_bytes).add(c.stored_bytes).add(c.added_bytes)
+      .value();
+}
+
+Value value_of_column(const Statement& st, int col, const std::string& kind) {
+  if (kind == "int") return st.column_int(col);
+  if (kind == "float") return st.column_double(col);
+  if (kind == "string") return st.column_text(col);
+  return Bytes{st.column_blob(col)};
+}
+
+int64_t value_row_sum(int64_t checkpoint_id, const ValueRecord& v) {
+  RowSum sum;
+  sum.add(checkpoint_id).add(v.name).add(value_kind(v.value));
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, Bytes>) sum.add(x.data);
+        else if constexpr (std::is_same_v<T, std::string>) sum.add(x);
+        else if constexpr (std::is_same_v<T, double>) sum.add(std::bit_cast<int64_t>(x));
+        else sum.add(x);
+      },
+      v.value);
+  return sum.value();
+}
+
+// Loads trust a checkpoint row only when it is the one asked for and passes its checksum.
 std::optional<CheckpointInfo> Catalog::find_checkpoint(const std::string& name) {
-  Statement st = db_.prepare(std::string(kCheckpointSelect) + " WHERE k.name = ?1");
+  Statement st = db_.prepare(std::string("SELECT ") + kCheckpointColumns +
+                             ", k.tensor_ids, k.row_sum FROM checkpoints k WHERE k.name = ?1");
   st.bind(1, name);
   if (!st.step()) return std::nullopt;
-  return read_checkpoint(st);
+  CheckpointInfo c = read_checkpoint(st);
+  if (c.name != name || checkpoint_row_sum(c, st.column_blob(11)) != st.column_int(12))
+    throw CorruptionError("catalog damaged: the row of checkpoint '" + name +
+                          "' fails its checksum (run tessera verify)");
+  return c;
 }
 
 std::optional<int64_t> Catalog::previous_checkpoint(int64_t checkpoint_id) {
@@ -267,18 +305,24 @@ std::optional<TensorRecord> Catalog::tensor(int64_t checkpoint_id, const std::st
 }
 
 std::vector<ValueRecord> Catalog::values(int64_t checkpoint_id) {
-  Statement st = db_.prepare("SELECT name, kind, value FROM entries WHERE checkpoint_id = ?1 ORDER BY name");
+  ReadScope scope(db_);
+  Statement st = db_.prepare(
+      "SELECT name, kind, value, checkpoint_id, row_sum FROM entries WHERE checkpoint_id = ?1 ORDER BY name");
   st.bind(1, checkpoint_id);
   std::vector<ValueRecord> out;
   while (st.step()) {
-    std::string kind = st.column_text(1);
-    ValueRecord v{st.column_text(0), Value{}};
-    if (kind == "int") v.value = st.column_int(2);
-    else if (kind == "float") v.value = st.column_double(2);
-    else if (kind == "string") v.value = st.column_text(2);
-    else v.value = Bytes{st.column_blob(2)};
+    ValueRecord v{st.column_text(0), value_of_column(st, 2, st.column_text(1))};
+    if (st.column_int(3) != checkpoint_id || value_row_sum(checkpoint_id, v) != st.column_int(4))
+      throw CorruptionError("catalog damaged: the row of value '" + v.name + "' of checkpoint id " +
+                            std::to_string(checkpoint_id) + " fails its checksum (run tessera verify)");
     out.push_back(std::move(v));
   }
+  Statement count = db_.prepare("SELECT value_count FROM checkpoints WHERE checkpoint_id = ?1");
+  count.bind(1, checkpoint_id);
+  if (count.step() && count.column_int(0) != static_cast<int64_t>(out.size()))
+    throw CorruptionError("catalog damaged: checkpoint id " + std::to_string(checkpoint_id) + " records " +
+                          std::to_string(count.column_int(0)) + " values, the catalog holds " +
+                          std::to_string(out.size()) + " (run tessera verify)");
   return out;
 }
 
@@ -296,6 +340,10 @@ std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
   std::optional<ChunkLocation> out;
   if (st.step()) out = read_location(st, 0);
   st.reset();
+  // A damaged index can lead a lookup to another row: it must not pass for this chunk.
+  if (out && out->entry.id != id)
+    throw CorruptionError("catalog damaged: looking up chunk " + id.hex() + " finds the row of chunk " +
+                          out->entry.id.hex() + " (run tessera verify)");
   return out;
 }
 
@@ -424,9 +472,18 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
         .bind(11, added_bytes);
     ins_ckpt.run();
     const int64_t ckpt_id = db_.last_insert_rowid();
-    Statement ins_value = db_.prepare("INSERT INTO entries (checkpoint_id, name, kind, value) VALUES (?1, ?2, ?3, ?4)");
+    {
+      CheckpointInfo row{ckpt_id, c.name, now, c.world_size, c.metadata, static_cast<int64_t>(list.ids.size()),
+                         static_cast<int64_t>(c.values.size()), list.logical_bytes, list.stored_bytes, added_bytes,
+                         c.save_token};
+      db_.prepare("UPDATE checkpoints SET row_sum = ?1 WHERE checkpoint_id = ?2")
+          .bind(1, checkpoint_row_sum(row, ids)).bind(2, ckpt_id).run();
+    }
+    Statement ins_value = db_.prepare(
+        "INSERT INTO entries (checkpoint_id, name, kind, value, row_sum) VALUES (?1, ?2, ?3, ?4, ?5)");
     for (const auto& v : c.values) {
-      ins_value.bind(1, ckpt_id).bind(2, v.name).bind(3, std::string_view(value_kind(v.value)));
+      ins_value.bind(1, ckpt_id).bind(2, v.name).bind(3, std::string_view(value_kind(v.value)))
+          .bind(5, value_row_sum(ckpt_id, v));
       std::visit(
           [&](const auto& x) {
             using T = std::decay_t<decltype(x)>;

@@ -135,6 +135,13 @@ class Catalog {
   std::optional<Statement> locate_, has_chunk_;
 };
 
+// Row checksums (row_sum.h, CATALOG.md "Row checksums"): of a checkpoints
+// row (with its tensor_ids blob) and of an entries row.
+int64_t checkpoint_row_sum(const CheckpointInfo& c, std::string_view tensor_ids);
+int64_t value_row_sum(int64_t checkpoint_id, const ValueRecord& v);
+// An entries row's value: column `col` read as its kind says.
+Value value_of_column(const Statement& st, int col, const std::string& kind);
+
 // Chunk ids are stored as 16-byte blobs; block sums as little-endian u64 arrays.
 std::string chunk_blob(const ChunkId& id);
 ChunkId chunk_from_blob(const std::string& blob);  // throws CatalogError unless 16 bytes

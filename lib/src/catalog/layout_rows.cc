@@ -5,6 +5,8 @@
 #include <unordered_set>
 
 #include "catalog/catalog.h"
+#include "catalog/row_sum.h"
+#include "tessera/error.h"
 
 namespace tessera::catalog {
 namespace {
@@ -12,6 +14,10 @@ namespace {
 std::string id_blob(const ChunkId& id) { return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16); }
 
 }  // namespace
+
+int64_t tensor_row_sum(int64_t tensor_id, std::string_view name, std::string_view layout_digest) {
+  return RowSum().add(tensor_id).add(name).add(layout_digest).value();
+}
 
 LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& tensors_table)
     : db_(db),
@@ -21,8 +27,16 @@ LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& 
           "INSERT INTO layouts (digest, dtype, elem_size, shape, piece_count, raw_bytes, stored_bytes, pieces) "
           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")),
       find_tensor_(db.prepare("SELECT tensor_id FROM " + tensors_table + " WHERE name = ?1 AND layout_id = ?2")),
-      insert_tensor_(db.prepare("INSERT INTO " + tensors_table + " (name, layout_id) VALUES (?1, ?2)")),
-      stored_len_(db.prepare("SELECT stored_len FROM chunks WHERE chunk_id = ?1")) {}
+      // Schema 1's upgrade writes tensor_versions rows before schema 5 adds row_sum (add_row_sums fills it).
+      row_sums_(tensors_table == "tensors"),
+      insert_tensor_(db.prepare(row_sums_ ? "INSERT INTO tensors (tensor_id, name, layout_id, row_sum) VALUES (?1, ?2, ?3, ?4)"
+                                          : "INSERT INTO " + tensors_table + " (tensor_id, name, layout_id) VALUES (?1, ?2, ?3)")),
+      stored_len_(db.prepare("SELECT stored_len FROM chunks WHERE chunk_id = ?1")) {
+  // Ids are assigned here (as SQLite would: one above the largest) so that the row's checksum can cover its id.
+  Statement st = db.prepare("SELECT coalesce(max(tensor_id), 0) FROM " + tensors_table);
+  st.step();
+  next_tensor_id_ = st.column_int(0) + 1;
+}
 
 std::optional<int64_t> LayoutWriter::stored_len(const ChunkId& id) {
   if (fresh_)
@@ -85,8 +99,10 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
   if (find_tensor_.step()) w.tensor_id = find_tensor_.column_int(0);
   find_tensor_.reset();
   if (w.tensor_id == 0) {
-    insert_tensor_.bind(1, t.name).bind(2, w.layout_id).run();
-    w.tensor_id = db_.last_insert_rowid();
+    w.tensor_id = next_tensor_id_++;
+    insert_tensor_.bind(1, w.tensor_id).bind(2, t.name).bind(3, w.layout_id);
+    if (row_sums_) insert_tensor_.bind(4, tensor_row_sum(w.tensor_id, t.name, digest));
+    insert_tensor_.run();
   }
   return w;
 }
@@ -109,7 +125,8 @@ void TensorList::add(const LayoutWriter::Written& w) {
 
 std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
                                        const PieceFilter& filter) {
-  Statement st = db.prepare(std::string("SELECT t.name, t.layout_id, l.dtype, l.elem_size, l.shape, l.raw_bytes, l.stored_bytes") +
+  Statement st = db.prepare(std::string("SELECT t.name, t.layout_id, l.dtype, l.elem_size, l.shape, l.raw_bytes, "
+                                        "l.stored_bytes, t.row_sum, l.digest") +
                             (with_pieces ? ", l.pieces" : "") +
                             " FROM tensors t JOIN layouts l USING (layout_id) WHERE t.tensor_id = ?1");
   std::vector<TensorRecord> out;
@@ -126,11 +143,21 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
     t.shape = shape_from_json(st.column_text(4));
     t.raw_bytes = st.column_int(5);
     t.stored_bytes = st.column_int(6);
+    // The row names this layout (its digest is in the row's checksum), and
+    // the layout's contents hash to its digest: no damaged row passes.
+    const std::string digest = st.column_blob(8);
+    if (tensor_row_sum(id, t.name, digest) != st.column_int(7))
+      throw CorruptionError("catalog damaged: the row of tensor '" + t.name + "' (id " + std::to_string(id) +
+                            ") fails its checksum (run tessera verify)");
     if (with_pieces) {
+      const std::string blob = st.column_blob(9);
+      if (chunk_blob(layout_digest(t.dtype, t.elem_size, t.shape, blob)) != digest)
+        throw CorruptionError("catalog damaged: the layout of tensor '" + t.name + "' does not match its digest " +
+                              "(run tessera verify)");
       std::optional<Box> within;
       if (filter) within = filter(t.name);
       if (!filter || within)
-        t.pieces = decode_pieces(st.column_blob(7), t.shape.size(), "layout of tensor '" + t.name + "'",
+        t.pieces = decode_pieces(blob, t.shape.size(), "layout of tensor '" + t.name + "'",
                                  within ? &*within : nullptr);
     }
     st.reset();

@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -45,9 +46,16 @@ class LayoutWriter {
   std::optional<int64_t> stored_len(const ChunkId& id);
   Db& db_;
   const FreshChunks* fresh_;
-  Statement find_layout_, insert_layout_, find_tensor_, insert_tensor_, stored_len_;
+  Statement find_layout_, insert_layout_, find_tensor_;
+  bool row_sums_;  // the tensors table has row_sum (schema 5)
+  Statement insert_tensor_, stored_len_;
+  int64_t next_tensor_id_ = 1;
   std::vector<std::pair<ChunkId, int64_t>> pending_;  // (chunk, layout) rows
 };
+
+// tensors.row_sum (CATALOG.md, "Row checksums"): of the row's id, name and
+// its layout's 16-byte digest.
+int64_t tensor_row_sum(int64_t tensor_id, std::string_view name, std::string_view layout_digest);
 
 // A checkpoint's tensor list and the totals its row records.
 struct TensorList {
@@ -66,7 +74,8 @@ using PieceFilter = std::function<std::optional<Box>(const std::string& name)>;
 
 // The tensors rows `ids` with their layouts (pieces decoded when asked, and
 // only those `filter` wants when it is set), sorted by name. Throws
-// CatalogError when an id has no row.
+// CatalogError when an id has no row, CorruptionError when a row fails its
+// checksum or (pieces read) a layout its digest.
 std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
                                        const PieceFilter& filter = {});
 

@@ -71,4 +71,35 @@ void convert_to_layouts(Db& db) {
   writer.finish();
 }
 
+void add_row_sums(Db& db) {
+  {
+    Statement read = db.prepare(
+        "SELECT checkpoint_id, name, created_at, world_size, metadata, save_token, tensor_count, value_count, "
+        "logical_bytes, stored_bytes, added_bytes, tensor_ids FROM checkpoints");
+    Statement update = db.prepare("UPDATE checkpoints SET row_sum = ?1 WHERE checkpoint_id = ?2");
+    while (read.step()) {
+      const CheckpointInfo c{read.column_int(0), read.column_text(1), read.column_text(2), read.column_int(3),
+                             read.column_text(4), read.column_int(6), read.column_int(7), read.column_int(8),
+                             read.column_int(9), read.column_int(10), read.column_text(5)};
+      update.bind(1, checkpoint_row_sum(c, read.column_blob(11))).bind(2, c.id).run();
+    }
+  }
+  {
+    Statement read = db.prepare("SELECT t.tensor_id, t.name, l.digest FROM tensors t JOIN layouts l USING (layout_id)");
+    Statement update = db.prepare("UPDATE tensors SET row_sum = ?1 WHERE tensor_id = ?2");
+    while (read.step())
+      update.bind(1, tensor_row_sum(read.column_int(0), read.column_text(1), read.column_blob(2)))
+          .bind(2, read.column_int(0))
+          .run();
+  }
+  {
+    Statement read = db.prepare("SELECT rowid, checkpoint_id, name, kind, value FROM entries");
+    Statement update = db.prepare("UPDATE entries SET row_sum = ?1 WHERE rowid = ?2");
+    while (read.step()) {
+      const ValueRecord v{read.column_text(2), value_of_column(read, 4, read.column_text(3))};
+      update.bind(1, value_row_sum(read.column_int(1), v)).bind(2, read.column_int(0)).run();
+    }
+  }
+}
+
 }  // namespace tessera::catalog

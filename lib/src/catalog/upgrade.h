@@ -15,4 +15,11 @@ constexpr int kLayoutsVersion = 3;
 // 0004_drop_pieces.sql then drops). Runs inside the ladder's transaction.
 void convert_to_layouts(Db& db);
 
+// The schema version whose SQL (0005_row_sums.sql) is followed by add_row_sums().
+constexpr int kRowSumsVersion = 5;
+
+// Computes row_sum of every checkpoints, tensors and entries row (CATALOG.md,
+// "Row checksums"). Runs inside the ladder's transaction.
+void add_row_sums(Db& db);
+
 }  // namespace tessera::catalog

@@ -66,8 +66,17 @@ std::string stored_chunk_problem(const pack::ChunkEntry& e, const std::byte* sto
   return check_stored(e, stored, raw);
 }
 
+std::string extent_problem(const pack::ChunkEntry& e, uint64_t pack_size) {
+  if (e.offset > pack_size || e.stored_len > pack_size - e.offset)
+    return "bytes " + std::to_string(e.offset) + "+" + std::to_string(e.stored_len) + " lie beyond the end of the pack (" +
+           std::to_string(pack_size) + " bytes)";
+  if (e.codec == Codec::kRaw && e.raw_len != e.stored_len) return "raw chunk with mismatched stored and raw lengths";
+  return "";
+}
+
 std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pack::ChunkEntry& e,
                                           std::string& problem) {
+  if (problem = extent_problem(e, pack.size()); !problem.empty()) return {};
   std::vector<std::byte> stored(e.stored_len);
   try {
     pack.read(e.offset, e.stored_len, stored.data());

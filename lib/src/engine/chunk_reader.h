@@ -12,6 +12,13 @@
 
 namespace tessera {
 
+// Why the catalog's record of a chunk cannot describe bytes of a pack of
+// `pack_size` bytes, or "" when it can: its stored bytes must lie inside the
+// pack (checked before a buffer is allocated for them: a damaged length must
+// not exhaust memory), and a raw chunk's two lengths agree. Callers check
+// raw_len against the box the chunk fills.
+std::string extent_problem(const pack::ChunkEntry& e, uint64_t pack_size);
+
 // Why `stored` (the chunk's stored_len stored bytes) fails its checksums, or
 // "" when it passes: raw chunks by their block sums, others by stored_sum.
 std::string stored_bytes_problem(const pack::ChunkEntry& e, const std::byte* stored);

@@ -40,6 +40,39 @@ int64_t value_size(const Value& v) {
   }
 }
 
+// SQLite's own check of the file, then each checkpoint's rows as a load
+// reads them, against their checksums. The chunks of the checkpoints whose
+// rows pass are added to `raw_len` with the raw bytes their boxes hold;
+// rows_ok[k] says whether ckpts[k]'s rows passed.
+using RawLengths = std::unordered_map<ChunkId, uint64_t, ChunkIdHash>;
+std::vector<CatalogProblem> check_catalog(catalog::Catalog& cat, const std::vector<catalog::CheckpointInfo>& ckpts,
+                                          std::vector<bool>& rows_ok, RawLengths& raw_len) {
+  std::vector<CatalogProblem> out;
+  try {
+    catalog::Statement st = cat.db().prepare("PRAGMA integrity_check(100)");
+    while (st.step())
+      if (const std::string line = st.column_text(0); line != "ok") out.push_back(CatalogProblem{"", line});
+  } catch (const std::exception& e) {
+    out.push_back(CatalogProblem{"", e.what()});
+  }
+  std::unordered_set<int64_t> layouts;
+  rows_ok.assign(ckpts.size(), false);
+  for (size_t k = 0; k < ckpts.size(); ++k) {
+    try {
+      if (!cat.find_checkpoint(ckpts[k].name)) throw CorruptionError("its row cannot be found by name");
+      cat.values(ckpts[k].id);
+      for (const auto& t : cat.tensors(ckpts[k].id))
+        if (layouts.insert(t.layout_id).second)
+          for (const auto& p : t.pieces)
+            raw_len.emplace(p.chunk, static_cast<uint64_t>(p.box.volume() * t.elem_size));
+      rows_ok[k] = true;
+    } catch (const std::exception& e) {
+      out.push_back(CatalogProblem{ckpts[k].name, e.what()});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoint) {
@@ -68,33 +101,53 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
 
 VerifyReport verify(const Store& store, const std::vector<std::string>& names, size_t threads) {
   Store::Impl& impl = store.impl();
+  VerifyReport report;
   std::vector<catalog::CheckpointInfo> ckpts;
+  std::vector<bool> rows_ok;  // per checkpoint: its catalog rows pass
   std::vector<catalog::ChunkLocation> chunks;
   {
     std::lock_guard lock(impl.mu);
     if (names.empty()) ckpts = impl.catalog.list_checkpoints();
+    std::vector<CatalogProblem> unreadable;  // named checkpoints whose row is damaged
     for (const auto& n : names)
-      if (std::none_of(ckpts.begin(), ckpts.end(), [&](const auto& c) { return c.name == n; }))
-        ckpts.push_back(require_checkpoint(impl, n));
-    std::vector<ChunkId> ids;  // each chunk once, however many checkpoints use it
-    std::unordered_set<ChunkId, ChunkIdHash> seen;
-    for (const auto& c : ckpts)
-      for (const ChunkId& id : impl.catalog.chunk_ids(c.id))
-        if (seen.insert(id).second) ids.push_back(id);
-    auto found = impl.catalog.locate_all(ids);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      if (!found[i]) {  // foreign keys forbid this; report it rather than crash
-        found[i] = catalog::ChunkLocation{"(no pack in the catalog)", {}};
-        found[i]->entry.id = ids[i];
+      if (std::none_of(ckpts.begin(), ckpts.end(), [&](const auto& c) { return c.name == n; })) {
+        try {
+          ckpts.push_back(require_checkpoint(impl, n));
+        } catch (const CorruptionError& e) {
+          unreadable.push_back(CatalogProblem{n, e.what()});
+        }
       }
-      chunks.push_back(std::move(*found[i]));
+    RawLengths raw_len;  // each chunk once, however many checkpoints use it
+    report.catalog = check_catalog(impl.catalog, ckpts, rows_ok, raw_len);
+    report.catalog.insert(report.catalog.end(), unreadable.begin(), unreadable.end());
+    std::vector<ChunkId> ids;
+    for (const auto& [id, len] : raw_len) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());  // looked up in id order, for locality
+    catalog::ReadScope scope(impl.catalog.db());
+    for (const ChunkId& id : ids) {
+      std::optional<catalog::ChunkLocation> found;
+      try {
+        found = impl.catalog.locate(id);
+      } catch (const CorruptionError& e) {  // an index that leads elsewhere
+        report.catalog.push_back(CatalogProblem{"", e.what()});
+        continue;
+      }
+      if (!found) {  // foreign keys forbid this; report it rather than crash
+        found = catalog::ChunkLocation{"(no pack in the catalog)", {}};
+        found->entry.id = id;
+      } else if (found->entry.raw_len != raw_len.at(id)) {  // decoding it would size a buffer by a damaged length
+        report.catalog.push_back(CatalogProblem{"", "the row of chunk " + id.hex() + " says " +
+                                                        std::to_string(found->entry.raw_len) + " raw bytes, its box holds " +
+                                                        std::to_string(raw_len.at(id))});
+        continue;
+      }
+      chunks.push_back(std::move(*found));
     }
   }
   // Pack by pack, in file order: reading is sequential.
   std::sort(chunks.begin(), chunks.end(), [](const catalog::ChunkLocation& a, const catalog::ChunkLocation& b) {
     return a.pack != b.pack ? a.pack < b.pack : a.entry.offset < b.entry.offset;
   });
-  VerifyReport report;
   std::mutex mu;
   std::map<std::string, std::unique_ptr<pack::PackReader>> readers;
   std::map<std::string, std::string> pack_problems;
@@ -148,12 +201,17 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
     const pack::PackReader& reader = *readers.at(pack);
     const uint64_t begin = chunks[span.first].entry.offset;
     const auto& tail = chunks[span.last - 1].entry;
-    std::vector<std::byte> buffer(tail.offset + tail.stored_len - begin);
-    bool whole = true;
-    try {
-      reader.read(begin, buffer.size(), buffer.data());
-    } catch (const std::exception&) {
-      whole = false;
+    // A record that cannot fit the pack (a damaged catalog row) sends the span chunk by chunk.
+    bool whole = std::all_of(chunks.begin() + span.first, chunks.begin() + span.last,
+                             [&](const auto& c) { return extent_problem(c.entry, reader.size()).empty(); });
+    std::vector<std::byte> buffer;
+    if (whole) {
+      try {
+        buffer.resize(tail.offset + tail.stored_len - begin);
+        reader.read(begin, buffer.size(), buffer.data());
+      } catch (const std::exception&) {
+        whole = false;
+      }
     }
     for (size_t i = span.first; i < span.last; ++i) {
       const auto& e = chunks[i].entry;
@@ -173,12 +231,12 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   if (damaged.empty()) return report;
   // Who uses them: each checkpoint's tensors read once, not once per damaged chunk.
   std::lock_guard lock(impl.mu);
-  for (const auto& c : ckpts)
-    for (const auto& t : impl.catalog.tensors(c.id)) {
+  for (size_t k = 0; k < ckpts.size(); ++k)
+    for (const auto& t : rows_ok[k] ? impl.catalog.tensors(ckpts[k].id) : std::vector<catalog::TensorRecord>{}) {
       std::unordered_set<size_t> named;  // a tensor is named once per damaged chunk
       for (const auto& p : t.pieces)
         if (auto it = damaged.find(p.chunk); it != damaged.end() && named.insert(it->second).second)
-          report.damaged[it->second].users.push_back(c.name + ": " + t.name);
+          report.damaged[it->second].users.push_back(ckpts[k].name + ": " + t.name);
     }
   return report;
 }

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "engine/chunk_reader.h"
 #include "engine/pack_cache.h"
 #include "engine/store_impl.h"
 #include "engine/view_check.h"
@@ -59,6 +60,15 @@ struct Reader {
   // Reads job `j`'s region into its target. When the job needs the whole
   // chunk and the target holds it as one contiguous run, bytes are read (or
   // decoded) straight into the target; otherwise through a chunk buffer.
+  template <class Damaged>
+  const pack::PackReader& open_pack(const std::string& name, const Damaged& damaged) {
+    try {
+      return packs.get(name);
+    } catch (const pack::PackError& ex) {
+      throw damaged(ex.what());
+    }
+  }
+
   void read(const ReadJob& j, const catalog::ChunkLocation& loc) {
     const pack::ChunkEntry& e = loc.entry;
     const size_t elem = j.target->elem_size;
@@ -68,6 +78,8 @@ struct Reader {
     if (e.raw_len != static_cast<uint64_t>(j.chunk_box.volume()) * elem)
       throw damaged("catalog says " + std::to_string(e.raw_len) + " bytes, the box needs " +
                     std::to_string(j.chunk_box.volume() * static_cast<int64_t>(elem)));
+    const pack::PackReader& reader = open_pack(loc.pack, damaged);
+    if (const std::string why = extent_problem(e, reader.size()); !why.empty()) throw damaged(why);
     std::byte* direct = nullptr;
     if (j.region == j.chunk_box && j.target->strides == contiguous_strides(j.target->sizes)) {
       auto ranges = plan::region_byte_ranges(local_box(*j.target), j.region, elem);
@@ -80,7 +92,6 @@ struct Reader {
       raw = buffer.get();
     }
     try {
-      const pack::PackReader& reader = packs.get(loc.pack);
       if (e.codec == Codec::kRaw) {
         if (e.stored_len != e.raw_len) throw damaged("raw chunk with mismatched stored and raw lengths");
         auto ranges = plan::region_byte_ranges(j.chunk_box, j.region, elem);
