@@ -31,6 +31,14 @@ m.version("meson"); m.version("ninja"); m.version("numpy")
 m.version("pybind11"); m.version("meson-python"); m.version("transformers")
 PY
 then
+  # TORCH_INDEX_URL picks another build of the same torch version first, e.g.
+  # PyTorch's CPU-only wheels (~200 MB instead of ~5 GB of CUDA libraries):
+  #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu make demo
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    echo "install-deps: pip install torch from $TORCH_INDEX_URL"
+    .venv/bin/pip install -q --disable-pip-version-check --index-url "$TORCH_INDEX_URL" \
+      "$(grep -E '^torch==' requirements.txt)"
+  fi
   echo "install-deps: pip install -r requirements.txt (PyTorch wheel: a few GB, a few minutes)"
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 fi
