@@ -8,6 +8,7 @@
 #include "history_commands.h"
 #include "geometry/box.h"  // to_string(Shape): "[2, 3]"
 #include "json.h"
+#include "progress_bar.h"
 #include "table.h"
 #include "tessera/inspect.h"
 #include "tessera/store.h"
@@ -167,7 +168,7 @@ int run_verify(const Invocation& inv, std::ostream& out) {
   for (size_t i = 1; i < inv.args.size(); ++i)
     if (seen.insert(inv.args[i]).second) names.push_back(inv.args[i]);
 
-  const VerifyReport report = verify(store, names, threads);
+  const VerifyReport report = verify(store, names, threads, progress_bar(inv));
 
   if (inv.has("--json")) {
     Json damaged = Json::array();
@@ -246,7 +247,8 @@ const std::vector<Command>& commands() {
        "when none are named) and checks it against its checksums. Lists each\n"
        "damaged chunk with its pack, the problem and the tensors that use it.\n"
        "Exits 1 when anything is damaged.",
-       {kJsonFlag, {"--threads", "N", "reader threads (default 0: one per core)"}}, 1, std::numeric_limits<size_t>::max(), run_verify},
+       {kJsonFlag, {"--threads", "N", "reader threads (default 0: one per core)"}, kQuietFlag}, 1,
+       std::numeric_limits<size_t>::max(), run_verify},
       {"diff", "STORE A B", "compare two checkpoints",
        "Lists entries added in B, removed from A, and changed: dtype, shape, kind,\n"
        "value, or content. Content is judged by chunk ids box for box, so it reads\n"
@@ -295,7 +297,7 @@ const std::vector<Command>& commands() {
         {"--skip-unsupported", "", "skip tensors whose dtype safetensors lacks, instead of failing"},
         {"--force", "", "replace an earlier export in OUT"},
         {"--threads", "N", "chunk reader threads (default 0: one per core)"},
-        kJsonFlag},
+        kJsonFlag, kQuietFlag},
        3, 3, run_export},
       {"import-dcp", "DIR STORE CHECKPOINT", "copy a torch.distributed.checkpoint directory into a store",
        "Reads the DCP checkpoint in DIR (FileSystemWriter's format) tensor by tensor\n"

@@ -7,6 +7,7 @@
 
 #include "history_commands.h"
 #include "json.h"
+#include "progress_bar.h"
 #include "table.h"
 #include "tessera/error.h"
 #include "tessera/export.h"
@@ -72,6 +73,7 @@ int run_export(const Invocation& inv, std::ostream& out) {
   if (options.strip_prefix && options.prefix.empty()) throw UsageError("export: --strip-prefix needs --prefix");
   options.skip_unsupported = inv.has("--skip-unsupported");
   options.overwrite = inv.has("--force");
+  options.progress = progress_bar(inv);
 
   const Store store = Store::open_read_only(inv.args[0]);
   const std::string& checkpoint = inv.args[1];

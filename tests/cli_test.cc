@@ -325,6 +325,45 @@ TEST_CASE("verify reports damaged catalog rows by checkpoint and tensor; loads r
   CHECK(contains(export_run.err, "model.weight"));
 }
 
+// The CLI run on a pseudo-terminal (util-linux `script`): what the terminal shows.
+std::string run_on_terminal(const std::vector<std::string>& args) {
+  const char* cli = std::getenv("TESSERA_CLI");
+  REQUIRE(cli != nullptr);
+  TempDir io("cli-tty");
+  std::string command = shell_quote(cli);
+  for (const std::string& a : args) command += " " + shell_quote(a);
+  const std::string outer = "script -qec " + shell_quote(command) + " /dev/null >" + shell_quote(io / "tty") + " 2>&1";
+  const int raw = std::system(outer.c_str());
+  REQUIRE(raw != -1);
+  REQUIRE(WIFEXITED(raw));
+  REQUIRE(WEXITSTATUS(raw) == 0);
+  return read_file(io / "tty");
+}
+
+TEST_CASE("verify and export draw a progress bar on a terminal only, never with --quiet or --json") {
+  StoreFixture store;
+  const std::string bar = run_on_terminal({"verify", store.path()});
+  INFO(bar);
+  CHECK(contains(bar, "\r\033[Kverify  "));
+  CHECK(contains(bar, " of "));
+  CHECK(contains(bar, "/s"));
+  CHECK(contains(bar, "\r\033[Kchecked 2 chunks"));  // erased before the result
+  for (const char* flag : {"--quiet", "--json"}) {
+    const std::string quiet = run_on_terminal({"verify", store.path(), flag});
+    INFO(quiet);
+    CHECK(!contains(quiet, "/s"));
+  }
+  const std::string exported = run_on_terminal({"export", store.path(), "step-1", store.path() + "/out"});
+  INFO(exported);
+  CHECK(contains(exported, "\r\033[Kexport  "));
+
+  auto piped = run_cli({"verify", store.path()});  // stdout and stderr are files
+  INFO(transcript(piped));
+  CHECK(piped.status == 0);
+  CHECK(!contains(piped.err, "/s"));
+  CHECK(!contains(piped.out, "\r"));
+}
+
 TEST_CASE("verify reports chunks of a deleted pack") {
   StoreFixture store;
   const fs::path pack = store.weight_pack();

@@ -51,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/progress.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
 
@@ -78,6 +79,8 @@ struct ExportOptions {
   // Extra "__metadata__" entries (string to string); "format" is always "pt".
   std::map<std::string, std::string> metadata;
   size_t threads = 0;  // chunk readers (0 = one per core)
+  // Called as tensor bytes are written (tessera/progress.h); total: the tensors' bytes.
+  ProgressFn progress;
 };
 
 struct ExportedFile {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tessera/state_dict.h"
+#include "tessera/progress.h"
 #include "tessera/store.h"
 
 namespace tessera {
@@ -60,6 +61,8 @@ struct VerifyReport {
 // re-hashes every chunk they reference (all checkpoints when `checkpoints`
 // is empty). Throws NotFoundError for an unknown name; damage is reported,
 // not thrown (a checkpoint whose rows are damaged has its chunks unchecked).
-VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints = {}, size_t threads = 0);
+// `progress` (tessera/progress.h) counts the stored bytes re-read.
+VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints = {}, size_t threads = 0,
+                    const ProgressFn& progress = {});
 
 }  // namespace tessera

@@ -27,6 +27,7 @@
 #include "engine/pack_cache.h"
 #include "engine/store_impl.h"
 #include "io/file.h"
+#include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "plan/read_plan.h"
 #include "tessera/error.h"
@@ -402,6 +403,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
   PackCache packs(impl);
   io::ThreadPool pool(options.threads);
   std::atomic<uint64_t> bytes_read{0}, chunks_read{0};
+  io::ProgressMeter meter(options.progress, "export", result.total_size);
   struct Job {
     const OutTensor* tensor;
     const catalog::Piece* piece;
@@ -439,6 +441,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
         out.write_at(data_start + t.begin + r.begin, raw.data() + src, r.size());
         src += r.size();
       }
+      meter.add(src);
     });
     out.sync_and_close();
     ExportedFile ef;
@@ -485,6 +488,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
       result.removed.push_back(name);
     }
   if (!result.removed.empty()) io::fsync_dir(out_dir);
+  meter.finish();
   result.bytes_read = bytes_read;
   result.chunks_read = chunks_read;
   return result;

@@ -12,6 +12,7 @@
 #include "engine/chunk_reader.h"
 #include "engine/store_impl.h"
 #include "io/file.h"
+#include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/pack_reader.h"
 #include "tessera/error.h"
@@ -99,7 +100,8 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
   return out;
 }
 
-VerifyReport verify(const Store& store, const std::vector<std::string>& names, size_t threads) {
+VerifyReport verify(const Store& store, const std::vector<std::string>& names, size_t threads,
+                    const ProgressFn& progress) {
   Store::Impl& impl = store.impl();
   VerifyReport report;
   std::vector<catalog::CheckpointInfo> ckpts;
@@ -190,6 +192,9 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   }
   std::vector<std::string> problems(chunks.size());
   std::atomic<uint64_t> bytes{0};
+  uint64_t total = 0;
+  for (const auto& c : chunks) total += c.entry.stored_len;
+  io::ProgressMeter meter(progress, "verify", total);
   io::ThreadPool pool(threads);
   pool.parallel_for(spans.size(), [&](size_t s) {
     const Span span = spans[s];
@@ -218,8 +223,10 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
       if (whole) problems[i] = stored_chunk_problem(e, buffer.data() + (e.offset - begin));
       else try_read_raw_chunk(reader, e, problems[i]);
       bytes += e.stored_len;
+      meter.add(e.stored_len);
     }
   });
+  meter.finish();
   report.chunks_checked = chunks.size();
   report.bytes_checked = bytes;
   std::unordered_map<ChunkId, size_t, ChunkIdHash> damaged;  // -> index in report.damaged
