@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <random>
 
 #include "engine/commit.h"
@@ -713,4 +714,49 @@ TEST_CASE("a staging target that covers another box than its entry is refused, n
   CHECK(has(m, "tensor 'w'"));
   CHECK(has(m, "staging target"));
   CHECK(half == std::vector<float>(4, -1.0f));
+}
+
+TEST_CASE("save and load report progress: bytes rise to the total, then one finished report") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  struct Seen {
+    std::vector<Progress> reports;
+    std::mutex mu;
+    ProgressFn fn() {
+      return [this](const Progress& p) {
+        std::lock_guard lock(mu);
+        reports.push_back(p);
+      };
+    }
+    void check(std::string_view operation, uint64_t total) {
+      REQUIRE(reports.size() >= 2);  // the first bytes at once, then the closing report
+      for (size_t i = 0; i < reports.size(); ++i) {
+        CHECK(reports[i].operation == operation);
+        CHECK(reports[i].total_bytes == total);
+        CHECK(reports[i].finished == (i + 1 == reports.size()));
+        if (i) CHECK(reports[i].done_bytes >= reports[i - 1].done_bytes);
+      }
+      CHECK(reports.back().done_bytes == total);
+    }
+  };
+  const uint64_t logical = 64 * 1024 * 4 + 4000 + 8;
+  Seen saved;
+  SaveOptions so = f.options();
+  so.progress = saved.fn();
+  save(f.state(), store, "p", so);
+  saved.check("save", logical);
+
+  Seen loaded;
+  Loaded l;
+  LoadOptions lo;
+  lo.progress = loaded.fn();
+  load(l.sd, Store::open_read_only(f.dir.path()), "p", lo);
+  loaded.check("load", logical);
+  CHECK(l.w == f.w);
+
+  Seen verified;
+  verify(store, {"p"}, 1, verified.fn());
+  REQUIRE(!verified.reports.empty());
+  CHECK(verified.reports.back().finished);
+  CHECK(verified.reports.back().done_bytes == verified.reports.back().total_bytes);
 }

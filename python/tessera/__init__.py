@@ -8,6 +8,8 @@
   torch.distributed.checkpoint (dcp.save, dcp.load, dcp.async_save).
 - tessera.import_dcp: copy a DCP checkpoint directory into a store
   (also `python -m tessera import-dcp DIR STORE CHECKPOINT`).
+- progress= on save/load and the DCP storage classes: True for a bar on a
+  terminal, or a callable taking a tessera.Progress (_progress.py).
 - tessera.Store: open an existing store (create=True to make one);
   .checkpoints(metadata=False), .checkpoint(name).
 
@@ -15,9 +17,10 @@ The work happens in the C++ library (tessera._core); see README.md.
 """
 from ._core import (AlreadyExistsError, CorruptionError, Error, InvalidArgument, NotFoundError, Store, StoreError,
                     describe)
+from ._progress import Progress
 from .api import async_save, load, reserve_staging, save
 
-__all__ = ["save", "async_save", "reserve_staging", "load", "Store", "describe", "import_dcp", "dcp", "Error", "StoreError", "NotFoundError",
+__all__ = ["save", "async_save", "reserve_staging", "load", "Progress", "Store", "describe", "import_dcp", "dcp", "Error", "StoreError", "NotFoundError",
            "AlreadyExistsError", "InvalidArgument", "CorruptionError"]
 
 

@@ -102,6 +102,25 @@ class PyCallback {
   std::shared_ptr<py::object> f_;
 };
 
+// A Python progress callback as a ProgressFn (tessera/progress.h): called as
+// f(operation, done_bytes, total_bytes, seconds, finished) under the GIL, on
+// whichever worker thread reports. An exception it raises cannot unwind the
+// workers (a report may come from a destructor): it goes to
+// sys.unraisablehook and the operation goes on.
+tessera::ProgressFn progress_fn(const py::object& f) {
+  if (f.is_none()) return {};
+  auto held = std::make_shared<PyCallback>("progress callback", f);
+  return [held](const tessera::Progress& p) {
+    try {
+      held->call(std::string(p.operation), p.done_bytes, p.total_bytes, p.seconds, p.finished);
+    } catch (const std::exception& e) {
+      py::gil_scoped_acquire gil;
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+      PyErr_WriteUnraisable(nullptr);
+    }
+  };
+}
+
 // A staged entry ("s", see the top of the file).
 tessera::TensorEntry staged_entry(const std::string& name, const py::tuple& t) {
   if (t.size() != 11) throw tessera::InvalidArgument("entry '" + name + "': malformed staged description");
@@ -200,6 +219,7 @@ tessera::SaveOptions save_options(const py::dict& kw) {
                                                           std::to_string(o.keep_last));
     }
     else if (key == "overwrite") o.overwrite = v.cast<bool>();
+    else if (key == "progress") o.progress = progress_fn(py::reinterpret_borrow<py::object>(v));
     else throw tessera::InvalidArgument("unknown save option '" + key + "'");
   }
   return o;
@@ -463,11 +483,12 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "load",
       [](const tessera::Store& store, const std::string& checkpoint, const py::iterable& entries, bool strict,
-         bool verify, int64_t threads, uint64_t max_staging_bytes) {
+         bool verify, int64_t threads, uint64_t max_staging_bytes, const py::object& progress) {
         tessera::StateDict state = to_state(entries);
         tessera::LoadOptions o;
         o.strict = strict;
         o.verify = verify;
+        o.progress = progress_fn(progress);
         o.threads = checked_threads(threads);
         if (max_staging_bytes > 0) o.max_staging_bytes = max_staging_bytes;
         tessera::LoadResult r;
@@ -486,7 +507,7 @@ PYBIND11_MODULE(_core, m) {
         return d;
       },
       py::arg("store"), py::arg("checkpoint"), py::arg("entries"), py::arg("strict") = true, py::arg("verify") = true,
-      py::arg("threads") = 0, py::arg("max_staging_bytes") = 0,
+      py::arg("threads") = 0, py::arg("max_staging_bytes") = 0, py::arg("progress") = py::none(),
       "Fills the described tensors in place (checkpoint.h); staged entries in waves of at most "
-      "max_staging_bytes (0: the library's default).");
+      "max_staging_bytes (0: the library's default). progress: f(operation, done, total, seconds, finished).");
 }

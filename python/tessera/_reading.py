@@ -32,8 +32,9 @@ class Box:
 
 
 def read_boxes(store: _core.Store, checkpoint: str, boxes: list[Box], saved_dtypes: dict[str, torch.dtype], *,
-               verify: bool = True, threads: int = 0) -> dict:
-    """Loads every box (each must name a saved tensor); returns {"bytes_read", "chunks_read"}."""
+               verify: bool = True, threads: int = 0, progress=None) -> dict:
+    """Loads every box (each must name a saved tensor); returns {"bytes_read", "chunks_read"}.
+    progress: tessera._core's progress callback (see _progress.callback), or None."""
     total = {"bytes_read": 0, "chunks_read": 0}
     staging = _staging.LoadStaging()
     try:
@@ -55,7 +56,7 @@ def read_boxes(store: _core.Store, checkpoint: str, boxes: list[Box], saved_dtyp
                 else:
                     entries.append(tensor_entry(b.name, dest, b.global_shape, b.offsets))
             r = _core.load(store, checkpoint, entries, verify=verify, threads=threads,
-                           max_staging_bytes=staging.wave_bytes)
+                           max_staging_bytes=staging.wave_bytes, progress=progress)
             total["bytes_read"] += r["bytes_read"]
             total["chunks_read"] += r["chunks_read"]
             with torch.no_grad():

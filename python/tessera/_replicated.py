@@ -133,7 +133,7 @@ def _transfer_device() -> torch.device:
 
 def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]], plan: ReadOncePlan, rank: int,
               saved_dtypes: dict[str, torch.dtype], *, verify: bool = True, threads: int = 0,
-              group=None, failure: BaseException | None = None) -> dict:
+              group=None, failure: BaseException | None = None, progress=None) -> dict:
     """Collective over `group` (default: the default group; its ranks must be
     the plan's ranks): fills every box in `boxes` (this rank's, keyed by
     box_key). Returns this rank's read statistics. `failure`: this rank
@@ -169,7 +169,7 @@ def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]],
                     (to_send if part.reader == rank else received).append((dest, buf))
                 transfers.append((key, part, buf))
         t0 = time.perf_counter()
-        stats = read_boxes(store, checkpoint, reads, saved_dtypes, verify=verify, threads=threads)
+        stats = read_boxes(store, checkpoint, reads, saved_dtypes, verify=verify, threads=threads, progress=progress)
         stats["read_seconds"] = time.perf_counter() - t0
         with torch.no_grad():
             for dest, buf in to_send:

@@ -38,7 +38,7 @@ from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.stateful import Stateful
 from torch.distributed.tensor import DTensor
 
-from . import _core, _dist, _replicated, _staging
+from . import _core, _dist, _progress, _replicated, _staging
 from ._entries import METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, native_value, torch_dtype
 from ._reading import Box, read_boxes
 
@@ -147,7 +147,7 @@ def _wait_for_async_saves() -> None:
 
 def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
          dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
-         timeout: float = 300.0, overwrite: bool = False) -> dict:
+         timeout: float = 300.0, overwrite: bool = False, progress=None) -> dict:
     """Saves `state_dict` as `checkpoint` of `store` (a path or tessera.Store).
 
     With a default process group of several ranks this is a collective: every
@@ -165,16 +165,21 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
     transaction (the old checkpoint stays loadable until then, and stays as
     it was if the save fails). Default False: names are immutable and such a
     save raises tessera.AlreadyExistsError.
+
+    progress: True for a progress bar on a terminal, or a callable taking a
+    tessera.Progress (this rank's bytes; see tessera._progress).
     """
     _wait_for_async_saves()
     return _save(state_dict, store, checkpoint, compression=compression, chunk_bytes=chunk_bytes, dedup=dedup,
-                 threads=threads, keep_last=keep_last, metadata=metadata, timeout=timeout, overwrite=overwrite)
+                 threads=threads, keep_last=keep_last, metadata=metadata, timeout=timeout, overwrite=overwrite,
+                 progress=progress)
 
 
 def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
           dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
-          timeout: float = 300.0, overwrite: bool = False) -> dict:
+          timeout: float = 300.0, overwrite: bool = False, progress=None) -> dict:
     rank, world = _rank_world()
+    report = _progress.callback(progress)
     path = _store_path(store)
     staging = _staging.SaveStaging()
     try:
@@ -192,6 +197,8 @@ def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto"
                     metadata=json.dumps(meta), overwrite=overwrite)
         if chunk_bytes is not None:
             opts["chunk_bytes"] = chunk_bytes
+        if report is not None:
+            opts["progress"] = report
         if world > 1:
             return _core.save_distributed(_dist.control_plane(), path, checkpoint, entries, timeout, **opts)
         s = store if isinstance(store, _core.Store) and not store.read_only else _core.Store(path, create=True)
@@ -232,7 +239,7 @@ def checkpoint_metadata(store: _core.Store, checkpoint: str) -> dict:
 
 
 def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verify: bool = True,
-         threads: int = 0, read_once: bool = True, trust_objects: bool = False) -> dict:
+         threads: int = 0, read_once: bool = True, trust_objects: bool = False, progress=None) -> dict:
     """Fills `state_dict` in place from `checkpoint` of `store` (a path or
     tessera.Store): tensors and DTensor shards get the bytes of their boxes,
     values are replaced, Stateful objects get load_state_dict(). Any layout and
@@ -257,8 +264,12 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
     checkpoint lacks, tessera.InvalidArgument naming the tensor for a shape or
     dtype mismatch, tessera.CorruptionError on damaged data. Returns
     missing_keys, unexpected_keys, bytes_read, chunks_read (this rank's reads).
+
+    progress: True for a progress bar on a terminal, or a callable taking a
+    tessera.Progress (the bytes this rank's tensors receive from storage).
     """
     collective = read_once and _dist.is_distributed()
+    report = _progress.callback(progress)
     failure = None
     try:
         s = store if isinstance(store, _core.Store) else _core.Store(_store_path(store), read_only=True)
@@ -303,9 +314,10 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
             raise failure
         plan = _replicated.plan_read_once(everyone, saved)
         stats = _replicated.read_once(s, checkpoint, boxes, plan, torch.distributed.get_rank(), {},
-                                      verify=verify, threads=threads)
+                                      verify=verify, threads=threads, progress=report)
     else:
-        stats = read_boxes(s, checkpoint, [b for _, b in boxes], {}, verify=verify, threads=threads)
+        stats = read_boxes(s, checkpoint, [b for _, b in boxes], {}, verify=verify, threads=threads,
+                           progress=report)
     values = _core.load(s, checkpoint, value_entries, verify=verify)["values"] if value_entries else {}
     for name, v in values.items():
         set_element(plain, mapping[name], decode_object(name, v, trust_objects) if name in torch_saved else v)

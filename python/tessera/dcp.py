@@ -104,7 +104,7 @@ from torch.distributed.checkpoint.staging import AsyncStager
 from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
-from . import _core, _dcp_metadata, _replicated, _staging
+from . import _core, _dcp_metadata, _progress, _replicated, _staging
 from ._entries import METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, torch_dtype, unique_rounds
 from ._reading import Box, read_boxes
 from ._staging import save_entry
@@ -134,13 +134,15 @@ class StorageWriter(_DcpWriter, AsyncStager):
     Options as for tessera.save: compression ("auto", "none", "lz4",
     "shuffle-lz4", "shuffle-huffman"), chunk_bytes, dedup, threads, keep_last,
     and metadata (a dict recorded with the checkpoint); overwrite (default
-    True, DCP's default and meaning: see the module doc).
+    True, DCP's default and meaning: see the module doc); progress (True for
+    a bar on a terminal, or a callable taking a tessera.Progress).
     """
 
     def __init__(self, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
                  dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
-                 overwrite: bool = True):
+                 overwrite: bool = True, progress=None):
         super().__init__()
+        self.progress = progress  # see tessera._progress; not pickled
         self.store_path = _store_path(store)
         self.checkpoint = checkpoint
         self.overwrite = overwrite
@@ -179,6 +181,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
     def __getstate__(self):  # DCP's process executor pickles the writer: the staged copy stays here
         state = dict(self.__dict__)
         state["_staged"] = None
+        state["progress"] = None  # a callable need not pickle; the copy reports nothing
         return state
 
     def reset(self, checkpoint_id: str | os.PathLike | None = None) -> None:
@@ -238,9 +241,12 @@ class StorageWriter(_DcpWriter, AsyncStager):
         # The store exists (the coordinator created it before DCP's plan exchange); only the commit writes the catalog.
         store = _core.Store(self.store_path, read_only=True)
         manifests, stats = [], {}
+        options = dict(self.options)
+        if (report := _progress.callback(self.progress)) is not None:
+            options["progress"] = report
         try:
             for part in unique_rounds(entries, key=lambda e: e[1]):
-                m, s = _core.write_part(store, part, self.rank, **self.options)
+                m, s = _core.write_part(store, part, self.rank, **options)
                 manifests.append(m)
                 for k, v in s.items():
                     if isinstance(v, int):
@@ -297,7 +303,7 @@ class StorageReader(_DcpReader):
     Nothing in the store runs code: DCP's Metadata is stored as data, and a
     non-tensor item reaches DCP's planner (which unpickles it) only if
     torch.load(weights_only=True) accepts it (plain data); otherwise the load
-    fails naming it, unless trust_objects=True.
+    fails naming it, unless trust_objects=True. progress: as for tessera.load.
 
     After read_data, `bytes_read` holds the bytes this rank read from packs,
     and `last_stats` this rank's read statistics (with read_once: the seconds
@@ -306,8 +312,9 @@ class StorageReader(_DcpReader):
     """
 
     def __init__(self, store, checkpoint: str, *, verify: bool = True, threads: int = 0, read_once: bool = True,
-                 trust_objects: bool = False):
+                 trust_objects: bool = False, progress=None):
         super().__init__()
+        self.progress = progress  # see tessera._progress
         self.store_path = _store_path(store)
         self.checkpoint = checkpoint
         self.verify = verify
@@ -465,12 +472,13 @@ class StorageReader(_DcpReader):
                 raise
             failure = e  # the others are about to wait for this rank: fail together
         saved = {b.name: torch_dtype(self._dtype(b.name)) for _, b in boxes}
+        report = _progress.callback(self.progress)
         if once is not None:
             stats = _replicated.read_once(store, self.checkpoint, boxes, once, self.rank, saved, verify=self.verify,
-                                          threads=self.threads, failure=failure)
+                                          threads=self.threads, failure=failure, progress=report)
         else:
             stats = read_boxes(store, self.checkpoint, [b for _, b in boxes], saved, verify=self.verify,
-                               threads=self.threads)
+                               threads=self.threads, progress=report)
         self.bytes_read += stats["bytes_read"]
         self.last_stats = stats
         for it, (_, box) in zip(items, boxes):

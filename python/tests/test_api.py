@@ -42,6 +42,44 @@ def test_dedup_second_save_writes_nothing():
     assert tessera.Store(store).checkpoint("two")["added_bytes"] == 0
 
 
+def test_progress_callbacks_see_bytes_rise_to_the_total():
+    store = os.path.join(harness.tmpdir(), "store")
+    sd = {"w": torch.randn(512, 512), "b": torch.randn(300), "step": 3}
+    total = (512 * 512 + 300) * 4
+    for op, run in [("save", lambda cb: tessera.save(sd, store, "p", chunk_bytes=64 << 10, progress=cb)),
+                    ("load", lambda cb: tessera.load({"w": torch.zeros(512, 512), "b": torch.zeros(300), "step": 0},
+                                                     store, "p", progress=cb))]:
+        seen = []
+        run(seen.append)
+        assert len(seen) >= 2 and all(isinstance(p, tessera.Progress) for p in seen), seen
+        assert [p.operation for p in seen] == [op] * len(seen)
+        assert all(p.total_bytes == total for p in seen), seen
+        assert [p.finished for p in seen] == [False] * (len(seen) - 1) + [True]
+        assert all(a.done_bytes <= b.done_bytes for a, b in zip(seen, seen[1:])) and seen[-1].done_bytes == total
+
+    # True on a stream that is not a terminal: no bar, no error; a bad value is refused.
+    tessera.save(sd, store, "q", progress=True)
+    try:
+        tessera.save(sd, store, "r", progress="yes")
+        raise AssertionError("a string progress was accepted")
+    except TypeError as e:
+        assert "progress" in str(e)
+
+    # A callback that raises does not stop the save; the error goes to sys.unraisablehook.
+    hooked = []
+    old_hook, sys.unraisablehook = sys.unraisablehook, hooked.append
+    try:
+        def bad(p):
+            raise ValueError("callback failed")
+        tessera.save(sd, store, "s", progress=bad)
+    finally:
+        sys.unraisablehook = old_hook
+    assert hooked and "callback failed" in str(hooked[0].exc_value), hooked
+    got = {"w": torch.zeros(512, 512), "b": torch.zeros(300), "step": 0}
+    tessera.load(got, store, "s")
+    assert torch.equal(got["w"], sd["w"])
+
+
 def test_reading_never_creates_a_store_and_records_are_lean():
     from tessera.dcp import StorageReader
     d = harness.tmpdir()

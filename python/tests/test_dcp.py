@@ -76,6 +76,20 @@ def _dedup(rank, world, store):
     assert "by-id" in {c["name"] for c in tessera.Store(store, read_only=True).checkpoints()}
 
 
+def _progress(rank, world, store):
+    sd = states.state(states.mesh1d(), 0)
+    saved, loaded = [], []
+    dcp.save(sd, storage_writer=StorageWriter(store, "p", chunk_bytes=1024, progress=saved.append))
+    dcp.load(sd, storage_reader=StorageReader(store, "p", progress=loaded.append))
+    for op, seen in (("save", saved), ("load", loaded)):
+        assert seen and {p.operation for p in seen} == {op}, seen
+        assert seen[-1].finished and seen[-1].done_bytes == seen[-1].total_bytes > 0, seen
+
+
+def test_dcp_storage_classes_report_progress():
+    harness.run_ranks(_progress, 2, os.path.join(harness.tmpdir(), "store"))
+
+
 def test_dcp_dedup_second_save_writes_no_chunk():
     harness.run_ranks(_dedup, 2, os.path.join(harness.tmpdir(), "store"))
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/progress.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
 
@@ -47,6 +48,9 @@ struct SaveOptions {
   bool overwrite = false;
   // Recorded with the checkpoint (a JSON object).
   std::string metadata = "{}";
+  // Called as this process's pieces are hashed and written or found already
+  // stored (tessera/progress.h); total: their raw bytes.
+  ProgressFn progress;
   // Recorded with the checkpoint; the distributed layer sets it.
   int64_t world_size = 1;
   // Retention: after a successful commit, remove the oldest checkpoints (by
@@ -88,6 +92,9 @@ struct LoadOptions {
   // finish (e.g. queue their host-to-device copies) before the next wave is
   // read, which bounds host memory and overlaps those copies with reading.
   uint64_t max_staging_bytes = 256ull << 20;
+  // Called as target bytes are filled (tessera/progress.h); total: the bytes
+  // of the targets found in the checkpoint.
+  ProgressFn progress;
 };
 
 struct LoadResult {

@@ -10,6 +10,7 @@
 #include "engine/pack_cache.h"
 #include "engine/store_impl.h"
 #include "engine/view_check.h"
+#include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/pack_reader.h"
 #include "plan/read_plan.h"
@@ -51,6 +52,7 @@ struct Reader {
   const std::string& checkpoint;
   const LoadOptions& options;
   PackCache packs;
+  io::ProgressMeter& meter;
   std::atomic<uint64_t> bytes_read{0};
 
   std::string where(const std::string& name) const {
@@ -128,6 +130,7 @@ struct Reader {
       throw damaged(ex.what());
     }
     if (!direct) copy_region(j.region, StridedView::dense(j.chunk_box, raw), strided(*j.target), elem);
+    meter.add(static_cast<uint64_t>(j.region.volume()) * elem);
   }
 
   // Loads `wave`: asks the hooks for host targets, reads every chunk that
@@ -219,7 +222,12 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     if (!state.contains(name)) result.unexpected_keys.push_back(name);
   std::sort(result.unexpected_keys.begin(), result.unexpected_keys.end());
 
-  Reader reader{impl, checkpoint, options, PackCache(impl)};
+  uint64_t total = 0;  // bytes the targets found in the checkpoint hold
+  for (const auto& [name, entry] : state.entries())
+    if (const auto* te = std::get_if<TensorEntry>(&entry); te && tensors.count(name))
+      total += static_cast<uint64_t>(std::max<int64_t>(volume(te->view.sizes), 0)) * te->view.elem_size;
+  io::ProgressMeter meter(options.progress, "load", total);
+  Reader reader{impl, checkpoint, options, PackCache(impl), meter};
   // Check every entry before reading anything.
   std::vector<Planned> planned;
   for (auto& [name, entry] : state.entries()) {
@@ -273,6 +281,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
                      pool, result.chunks_read);
     begin = end;
   }
+  meter.finish();
   result.bytes_read = reader.bytes_read;
   return result;
 }

@@ -11,6 +11,7 @@
 #include "engine/view_check.h"
 #include "geometry/chunk_grid.h"
 #include "io/file.h"
+#include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/pack_writer.h"
 #include "plan/read_plan.h"
@@ -73,6 +74,7 @@ struct PieceTask {
   size_t tensor;  // index into the manifest's tensors
   EntrySource* source;
   Box box;
+  uint64_t bytes;  // raw
 };
 
 // Packs being written by one save. Each worker thread appends to a pack of
@@ -185,7 +187,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
     grid.for_each_piece(local_box(view), [&](const Box& piece) {
       const bool mine = k++ % view.replica_count == view.replica_index;
       if (mine && (!filter || filter(name, piece))) {
-        tasks.push_back(PieceTask{index, &source, piece});
+        tasks.push_back(PieceTask{index, &source, piece, static_cast<uint64_t>(piece.volume()) * view.elem_size});
         source.add_piece();
       }
     });
@@ -202,6 +204,9 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   if (policy == CompressionPolicy::kAuto && io::on_memory_filesystem(store.packs_dir()))
     policy = CompressionPolicy::kNone;
 
+  uint64_t total = 0;
+  for (const PieceTask& t : tasks) total += t.bytes;
+  io::ProgressMeter meter(options.progress, "save", total);
   io::ThreadPool pool(options.threads);
   try {
     pool.parallel_for(tasks.size(), [&](size_t i) {
@@ -209,8 +214,13 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
       const TensorView& v = t.source->bytes();
       struct Done {  // the piece no longer needs the entry's bytes, however it ends
         EntrySource* s;
-        ~Done() { s->piece_done(); }
-      } done{t.source};
+        io::ProgressMeter& meter;
+        uint64_t bytes;
+        ~Done() {
+          s->piece_done();
+          meter.add(bytes);
+        }
+      } done{t.source, meter, t.bytes};
       thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
       const uint64_t n = static_cast<uint64_t>(t.box.volume()) * v.elem_size;
       const std::byte* raw = nullptr;
@@ -249,6 +259,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
       sink.add(std::move(e), stored);
     });
     m.packs = sink.finish();
+    meter.finish();
   } catch (...) {
     discard_packs(store, sink.abandon());
     throw;
