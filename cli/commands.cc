@@ -263,8 +263,9 @@ const std::vector<Command>& commands() {
        "Removes the named checkpoints from the catalog in one transaction: if any\n"
        "name is unknown, none is removed. --keep-last N also removes the oldest\n"
        "checkpoints beyond the newest N (of those not named). The chunks they\n"
-       "alone used stay on disk until 'tessera gc'.",
-       {{"--keep-last", "N", "also remove all but the newest N checkpoints (N >= 1)"}, kJsonFlag}, 1,
+       "alone used stay on disk until 'tessera gc', or --gc runs it right after.",
+       {{"--keep-last", "N", "also remove all but the newest N checkpoints (N >= 1)"},
+        {"--gc", "", "then run gc (default options) and report the bytes freed"}, kJsonFlag}, 1,
        std::numeric_limits<size_t>::max(), run_rm},
       {"gc", "STORE", "delete and compact packs no checkpoint needs",
        "Plans, then acts: deletes packs no checkpoint references, rewrites packs\n"
@@ -275,7 +276,7 @@ const std::vector<Command>& commands() {
        "references are dropped (committed) before any file they named is deleted.\n"
        "--dry-run prints the plan and the bytes it would free, and changes nothing.",
        {{"--dry-run", "", "print the plan; change nothing"},
-        {"--rewrite-below", "F", "rewrite packs less than this fraction live (default 0.5; 0 never)"},
+        {"--rewrite-below", "F", "rewrite packs less than this fraction live (default 0.75; 0 never)"},
         {"--grace", "SECONDS", "keep unknown packs and temp files younger than this (default 3600)"},
         kJsonFlag},
        1, 1, run_gc},

@@ -92,19 +92,27 @@ int run_rm(const Invocation& inv, std::ostream& out) {
     if (seen.insert(n).second) unique.push_back(n);
   const bool json = inv.has("--json");
   if (!unique.empty()) remove_checkpoints(store, unique);  // all or nothing; NotFoundError names the unknown ones
+  std::optional<GcResult> gc;
+  if (inv.has("--gc")) gc = run_gc(store, plan_gc(store));
   if (json) {
     Json removed = Json::array();
     for (const auto& n : unique) removed.push(Json::string(n));
-    Json::object().set("store", Json::string(store.path())).set("removed", std::move(removed)).write(out);
+    Json j = Json::object().set("store", Json::string(store.path())).set("removed", std::move(removed));
+    if (gc) j.set("freed_bytes", Json::number(gc->bytes_freed)).set("gc_skipped", string_list(gc->skipped));
+    j.write(out);
     out << '\n';
     return kExitOk;
   }
-  if (unique.empty()) {
-    out << "nothing to remove: store '" << store.path() << "' has no more than " << keep << " checkpoints\n";
-    return kExitOk;
+  if (unique.empty()) out << "nothing to remove: store '" << store.path() << "' has no more than " << keep << " checkpoints\n";
+  else out << "removed " << plural(unique.size(), "checkpoint") << ": " << quoted_list(unique) << '\n';
+  if (gc) {
+    out << "gc freed " << (gc->bytes_freed < 0 ? "-" + human_bytes(static_cast<uint64_t>(-gc->bytes_freed))
+                                               : human_bytes(static_cast<uint64_t>(gc->bytes_freed)))
+        << '\n';
+    for (const auto& s : gc->skipped) out << "  skipped: " << printable(s) << '\n';
+  } else if (!unique.empty()) {
+    out << "run 'tessera gc " << store.path() << "' to free the space no other checkpoint uses\n";
   }
-  out << "removed " << plural(unique.size(), "checkpoint") << ": " << quoted_list(unique) << '\n'
-      << "run 'tessera gc " << store.path() << "' to free the space no other checkpoint uses\n";
   return kExitOk;
 }
 

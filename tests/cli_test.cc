@@ -543,6 +543,26 @@ TEST_CASE("ls shows the bytes each checkpoint added; show marks tensors shared w
   CHECK(contains(show_json.out, "\"shared_with_previous\": false"));
 }
 
+TEST_CASE("rm --gc frees the removed checkpoint's space at once and reports it") {
+  StoreFixture store;
+  const size_t packs_before = store.packs().size();
+  auto r = run_cli({"rm", store.path(), "step-2", "--gc"});  // its pack holds only the bias
+  INFO(transcript(r));
+  CHECK(r.status == 0);
+  CHECK(contains(r.out, "removed 1 checkpoint: 'step-2'"));
+  CHECK(contains(r.out, "gc freed "));
+  CHECK(!contains(r.out, "run 'tessera gc"));
+  CHECK(store.packs().size() == packs_before - 1);
+  CHECK(run_cli({"verify", store.path()}).status == 0);
+
+  StoreFixture again;
+  auto json = run_cli({"rm", again.path(), "step-2", "--gc", "--json"});
+  INFO(transcript(json));
+  CHECK(json.status == 0);
+  CHECK(contains(json.out, "\"freed_bytes\": "));
+  CHECK(!contains(json.out, "\"freed_bytes\": 0,"));
+}
+
 TEST_CASE("rm removes checkpoints, all or nothing") {
   StoreFixture store;
   auto unknown = run_cli({"rm", store.path(), "step-1", "step-404"});

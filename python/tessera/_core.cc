@@ -233,6 +233,7 @@ py::dict stats_dict(const tessera::SaveResult& r) {
   d["chunks_written"] = r.chunks_written;
   d["packs"] = r.packs;
   d["removed"] = r.removed;
+  d["freed_bytes"] = r.freed_bytes;
   return d;
 }
 

@@ -55,9 +55,12 @@ struct SaveOptions {
   int64_t world_size = 1;
   // Retention: after a successful commit, remove the oldest checkpoints (by
   // commit order) so at most this many remain; the one just saved is never
-  // removed. 0 (default) keeps all. Removal only edits the catalog: run gc
-  // (tessera/history.h) to free the space. If the removal fails, save throws
-  // StoreError saying the checkpoint was committed.
+  // removed. 0 (default) keeps all. Then the packs left without a live
+  // chunk are deleted (a gc that rewrites nothing; SaveResult::freed_bytes),
+  // unless another save is writing packs to the store right then (a young
+  // pack the catalog does not know): the next retention, or gc, frees them.
+  // Packs still partly live stay for gc (tessera/history.h) to rewrite. If
+  // removing fails, save throws StoreError saying the checkpoint was committed.
   int64_t keep_last = 0;
 };
 
@@ -68,6 +71,7 @@ struct SaveResult {
   uint64_t chunks_written = 0;    // of which written now (the rest deduplicated)
   uint64_t packs = 0;             // packs written
   std::vector<std::string> removed;  // checkpoints keep_last removed, oldest first (coordinator only)
+  uint64_t freed_bytes = 0;          // bytes of packs deleted after that removal (coordinator only)
 };
 
 // REQUIRES: store opened read-write. Throws AlreadyExistsError if

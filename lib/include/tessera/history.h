@@ -42,9 +42,12 @@ void remove_checkpoints(Store& store, const std::vector<std::string>& names);
 
 struct GcOptions {
   // Rewrite a pack when the stored bytes of its live chunks (chunks some
-  // checkpoint references) are below this fraction of its size. Default 0.5;
-  // 0 never rewrites, 1 rewrites every pack with any dead chunk.
-  double rewrite_below = 0.5;
+  // checkpoint references) are below this fraction of its size. Default
+  // 0.75: a pack at least a quarter dead is rewritten, copying at most 3
+  // bytes per byte freed (removing one checkpoint of several that share
+  // packs then frees its bytes). 0 never rewrites, 1 rewrites every pack
+  // with any dead chunk.
+  double rewrite_below = 0.75;
   // In-flight protection. A save makes its packs durable in packs/ before it
   // commits; until then the catalog does not know them. gc deletes a pack
   // file the catalog does not know, and a file in tmp/, only when its
@@ -71,6 +74,7 @@ struct GcPlan {
   std::vector<GcFile> unknown_packs;  // in packs/, unknown to the catalog, older than grace
   std::vector<GcFile> temp_files;     // in tmp/, older than grace
   uint64_t young_unknown_files = 0;   // unknown packs and temp files kept (younger than grace)
+  uint64_t young_unknown_packs = 0;   // of which unknown packs: a save may be writing them now
   uint64_t orphan_chunks = 0;         // chunk rows no tensor piece references
   uint64_t rewrite_live_bytes = 0;    // bytes rewriting copies
 

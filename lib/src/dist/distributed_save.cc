@@ -242,7 +242,7 @@ SaveResult coordinate(Save& s, const StateDict& state, SaveOptions opts) {
       if (d != kCommit) throw Error(s.aborted(d));
     };
     commit_checkpoint(store.impl(), s.checkpoint, all, opts, token, decide);
-    mine.stats.removed = apply_keep_last_after_commit(store.impl(), opts.keep_last, s.checkpoint);
+    apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
   } catch (const std::exception& e) {
     const std::string what = e.what();
     outcome = kErrorPrefix + (what.rfind(s.failed, 0) == 0 ? what : s.failed + what);

@@ -275,8 +275,12 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
   // up here as a young unknown pack, which is kept.
   for (const DirFile& f : list_files(impl.packs_dir(), pack::kPackSuffix, options.grace)) {
     if (known.count(f.name)) continue;
-    if (f.old) plan.unknown_packs.push_back(GcFile{f.name, f.size, 0, 0});
-    else ++plan.young_unknown_files;
+    if (f.old) {
+      plan.unknown_packs.push_back(GcFile{f.name, f.size, 0, 0});
+    } else {
+      ++plan.young_unknown_files;
+      ++plan.young_unknown_packs;
+    }
   }
   for (const DirFile& f : list_files(impl.tmp_dir(), "", options.grace)) {
     if (f.old) plan.temp_files.push_back(GcFile{f.name, f.size, 0, 0});

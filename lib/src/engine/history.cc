@@ -1,5 +1,6 @@
 // remove_checkpoints() and keep_last: deleting checkpoints from the catalog.
-// Their chunks and packs stay until gc (gc.cc).
+// rm leaves their chunks and packs to gc (gc.cc); keep_last deletes the
+// packs left fully dead at once.
 #include <mutex>
 
 #include "catalog/maintenance.h"
@@ -69,14 +70,28 @@ std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, 
   return victims;
 }
 
-std::vector<std::string> apply_keep_last_after_commit(Store::Impl& store, int64_t keep_last,
-                                                      const std::string& just_saved) {
+void apply_retention_after_commit(Store& store, int64_t keep_last, const std::string& just_saved, SaveResult& result) {
+  const std::string committed = "checkpoint '" + just_saved + "' was committed to store '" + store.path() + "', but ";
   try {
-    return apply_keep_last(store, keep_last, just_saved);
+    result.removed = apply_keep_last(store.impl(), keep_last, just_saved);
   } catch (const std::exception& e) {
-    throw StoreError("checkpoint '" + just_saved + "' was committed to store '" + store.path +
-                     "', but keep_last = " + std::to_string(keep_last) +
+    throw StoreError(committed + "keep_last = " + std::to_string(keep_last) +
                      " could not remove older checkpoints: " + e.what());
+  }
+  if (result.removed.empty()) return;
+  try {
+    GcOptions options;
+    options.rewrite_below = 0;  // deletes only: no copying inside a save
+    GcPlan plan = plan_gc(store, options);
+    if (plan.young_unknown_packs > 0) return;  // another save may dedup against what would go
+    plan.unknown_packs.clear();  // leftovers of killed saves: gc's business
+    plan.temp_files.clear();
+    if (plan.delete_packs.empty() && plan.orphan_chunks == 0) return;
+    const GcResult freed = run_gc(store, plan, options);
+    result.freed_bytes = freed.bytes_freed > 0 ? static_cast<uint64_t>(freed.bytes_freed) : 0;
+  } catch (const std::exception& e) {
+    throw StoreError(committed + "after keep_last removed " + quoted_list(result.removed) +
+                     ", deleting their packs failed (run tessera gc): " + e.what());
   }
 }
 

@@ -39,7 +39,7 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
     total.packs += s.packs;
   }
   commit_checkpoint(impl, checkpoint, all, options);
-  total.removed = apply_keep_last_after_commit(impl, options.keep_last, checkpoint);
+  apply_retention_after_commit(store, options.keep_last, checkpoint, total);
   return total;
 }
 

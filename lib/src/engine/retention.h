@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/store_impl.h"
+#include "tessera/checkpoint.h"
 
 namespace tessera {
 
@@ -14,9 +15,11 @@ namespace tessera {
 // first). keep_last <= 0 keeps everything. Does not run gc.
 std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, const std::string& just_saved);
 
-// apply_keep_last for a save that has committed `just_saved`: any failure
-// becomes a StoreError that says the checkpoint was committed.
-std::vector<std::string> apply_keep_last_after_commit(Store::Impl& store, int64_t keep_last,
-                                                      const std::string& just_saved);
+// SaveOptions::keep_last for a save that has committed `just_saved`: removes
+// what apply_keep_last removes, then deletes the packs that left without a
+// live chunk (unless a save may be writing to the store: see SaveOptions);
+// fills result.removed and result.freed_bytes. Any failure becomes a
+// StoreError that says the checkpoint was committed.
+void apply_retention_after_commit(Store& store, int64_t keep_last, const std::string& just_saved, SaveResult& result);
 
 }  // namespace tessera

@@ -22,7 +22,7 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
     discard_packs(impl, m.packs);
     throw;
   }
-  m.stats.removed = apply_keep_last_after_commit(impl, options.keep_last, checkpoint);
+  apply_retention_after_commit(store, options.keep_last, checkpoint, m.stats);
   return m.stats;
 }
 
