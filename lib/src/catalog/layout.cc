@@ -111,6 +111,8 @@ std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::
   std::vector<int64_t> box(2 * rank);  // offsets, then sizes
   for (uint64_t i = 0; i < n; ++i) {
     for (int64_t& x : box) x = in.coordinate();
+    for (size_t d = 0; d < rank; ++d)
+      if (box[rank + d] > INT64_MAX - box[d]) in.fail("has a piece that ends past the largest coordinate");
     ChunkId chunk;
     in.bytes(chunk.bytes.data(), 16);
     if (within && !overlaps(box.data(), box.data() + rank, *within)) continue;
@@ -152,7 +154,9 @@ std::vector<int64_t> decode_ids(std::string_view blob, const std::string& what) 
   out.reserve(n);
   int64_t prev = 0;
   for (uint64_t i = 0; i < n; ++i) {
-    prev += in.coordinate();
+    const int64_t step = in.coordinate();
+    if (step > INT64_MAX - prev) in.fail("has an id out of range");
+    prev += step;
     out.push_back(prev);
   }
   if (in.left() != 0) in.fail("has trailing bytes");
