@@ -173,12 +173,10 @@ tessera::Compression compression_of(const std::string& s) {
                                  "' (auto, none, lz4, shuffle-lz4, shuffle-huffman)");
 }
 
-// Worker threads asked for: 0 (one per core) up to kMaxThreads, as the CLI allows.
-constexpr int64_t kMaxThreads = 1024;
+// Worker threads asked for, as the library's size_t (which refuses more
+// than its maximum, io::kMaxThreads, where the threads start).
 size_t checked_threads(int64_t n) {
-  if (n < 0 || n > kMaxThreads)
-    throw tessera::InvalidArgument("threads must be between 0 (one per core) and " + std::to_string(kMaxThreads) +
-                                   ", got " + std::to_string(n));
+  if (n < 0) throw tessera::InvalidArgument("threads must be 0 (one per core) or more, got " + std::to_string(n));
   return static_cast<size_t>(n);
 }
 
@@ -194,11 +192,7 @@ tessera::SaveOptions save_options(const py::dict& kw) {
     else if (key == "threads") o.threads = checked_threads(v.cast<int64_t>());
     else if (key == "metadata") o.metadata = v.cast<std::string>();
     else if (key == "world_size") o.world_size = v.cast<int64_t>();
-    else if (key == "keep_last") {
-      o.keep_last = v.cast<int64_t>();
-      if (o.keep_last < 0) throw tessera::InvalidArgument("keep_last must be 0 (keep all) or positive, got " +
-                                                          std::to_string(o.keep_last));
-    }
+    else if (key == "keep_last") o.keep_last = v.cast<int64_t>();
     else if (key == "overwrite") o.overwrite = v.cast<bool>();
     else throw tessera::InvalidArgument("unknown save option '" + key + "'");
   }

@@ -64,15 +64,28 @@ def test_bad_inputs_from_python_are_refused_naming_them():
     tessera.save({"w": torch.arange(6.0)}, store, "c")
     q = torch.quantize_per_tensor(torch.tensor([1.5, -0.3, 0.7]), 0.1, 0, torch.qint8)
     harness.expect_raises(tessera.InvalidArgument, tessera.save, {"q": q}, store, "q", match="'q'")  # would lose scale
+    # Thread counts: at most 1024 in every API (the library refuses more before starting any thread).
+    threads_before = len(os.listdir("/proc/self/task"))
+    too_many = "threads must be between 0 (one per core) and 1024, got 1000000"
     harness.expect_raises(tessera.InvalidArgument, tessera.save, {"w": torch.ones(2)}, store, "t", threads=10**6,
-                          match="threads")
+                          match=too_many)
+    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(6)}, store, "c", threads=10**6,
+                          match=too_many)
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException  # DCP wraps every rank's error
+    from tessera.dcp import StorageReader
+    harness.expect_raises(CheckpointException, dcp.load, {"w": torch.zeros(6)},
+                          storage_reader=StorageReader(store, "c", threads=10**6), match=too_many)
+    assert len(os.listdir("/proc/self/task")) == threads_before
     harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(6)}, store, "c", threads=-1,
                           match="threads")
     harness.expect_raises(tessera.InvalidArgument, tessera.save, {"w": torch.ones(2)}, store, "k", keep_last=-1,
-                          match="keep_last")
+                          match="keep_last must be 0 (keep all) or positive, got -1")
     expanded = torch.zeros(1).expand(6)  # six views of one element
     harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": expanded}, store, "c", match="'w'")
+    assert torch.equal(expanded, torch.zeros(6))
     assert [c["name"] for c in tessera.Store(store).checkpoints()] == ["c"]
+    assert len(os.listdir(os.path.join(store, "packs"))) == 1, "a refused save wrote a pack"
 
 
 def test_errors_name_the_culprit():

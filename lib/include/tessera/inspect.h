@@ -48,8 +48,9 @@ struct VerifyReport {
 };
 
 // Re-reads and re-hashes every chunk the named checkpoints reference (all
-// checkpoints when `checkpoints` is empty). Throws NotFoundError for an
-// unknown name; damage is reported, not thrown.
+// checkpoints when `checkpoints` is empty) with `threads` readers (0 = one
+// per core; at most 1024, more throws InvalidArgument). Throws NotFoundError
+// for an unknown name; damage is reported, not thrown.
 VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints = {}, size_t threads = 0);
 
 }  // namespace tessera
