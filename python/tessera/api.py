@@ -39,7 +39,8 @@ from torch.distributed.checkpoint.stateful import Stateful
 from torch.distributed.tensor import DTensor
 
 from . import _core, _dist, _replicated, _staging
-from ._entries import METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, native_value, torch_dtype
+from ._entries import (METADATA_KEY, VALUE_TEMPLATES, decode_object, dtype_name, encode_object, native_value,
+                       torch_dtype)
 from ._reading import Box, read_boxes
 
 
@@ -231,6 +232,17 @@ def checkpoint_metadata(store: _core.Store, checkpoint: str) -> dict:
     return meta.get(METADATA_KEY, {}) if isinstance(meta, dict) else {}
 
 
+def _refuse_other_dtype(checkpoint: str, name: str, saved: dict, dest: torch.Tensor) -> None:
+    """tessera.load fills tensors of the saved dtype only (the core's message
+    names a C++ option Python does not have): says what a Python caller can do."""
+    if saved["kind"] == "tensor" and saved["dtype"] != dtype_name(dest.dtype):
+        raise _core.InvalidArgument(
+            f"checkpoint '{checkpoint}', tensor '{name}': saved dtype {saved['dtype']}, target "
+            f"{dtype_name(dest.dtype)} (tessera.load does not convert: load into a {saved['dtype']} tensor and "
+            f"convert it with .to(torch.{dtype_name(dest.dtype)}), or load through tessera.dcp.StorageReader, "
+            "which converts)")
+
+
 def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verify: bool = True,
          threads: int = 0, read_once: bool = True, trust_objects: bool = False) -> dict:
     """Fills `state_dict` in place from `checkpoint` of `store` (a path or
@@ -255,7 +267,9 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
 
     Raises tessera.NotFoundError for an unknown checkpoint or (strict) keys the
     checkpoint lacks, tessera.InvalidArgument naming the tensor for a shape or
-    dtype mismatch, tessera.CorruptionError on damaged data. Returns
+    dtype mismatch (tensors load in their saved dtype: load into one and
+    .to() it, or use tessera.dcp.StorageReader, which converts) or an expanded
+    (stride 0) target, tessera.CorruptionError on damaged data. Returns
     missing_keys, unexpected_keys, bytes_read, chunks_read (this rank's reads).
     """
     collective = read_once and _dist.is_distributed()
@@ -278,6 +292,7 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
                     local, shape, offsets = v.detach(), list(v.shape), [0] * v.dim()
                 requested.add(name)
                 if name in saved:
+                    _refuse_other_dtype(checkpoint, name, saved[name], local)
                     boxes.append((_replicated.box_key(name, offsets, local.shape), Box(name, local, shape, offsets)))
             else:
                 requested.add(name)
