@@ -77,7 +77,7 @@ def dtensor_box(name: str, dt: DTensor):
     replica_index, replica_count = 0, 1
     for dim, p in enumerate(dt.placements):
         if p.is_partial():
-            raise ValueError(f"tensor '{name}': a Partial placement cannot be saved (reduce it first)")
+            raise _core.InvalidArgument(f"tensor '{name}': a Partial placement cannot be saved (reduce it first)")
         if p.is_replicate():
             replica_index = replica_index * mesh.size(dim) + coord[dim]
             replica_count *= mesh.size(dim)
@@ -85,8 +85,8 @@ def dtensor_box(name: str, dt: DTensor):
     with torch.no_grad():
         local = dt.to_local()
     if tuple(local.shape) != tuple(local_shape):
-        raise ValueError(f"tensor '{name}': local shard {list(local.shape)} does not match its placement "
-                         f"{list(local_shape)} (uneven or strided sharding is not supported)")
+        raise _core.InvalidArgument(f"tensor '{name}': local shard {list(local.shape)} does not match its "
+                                    f"placement {list(local_shape)} (uneven or strided sharding is not supported)")
     return local, list(dt.shape), list(offsets), replica_index, replica_count
 
 
@@ -153,8 +153,10 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
 
     With a default process group of several ranks this is a collective: every
     rank calls it with its own shards and it returns on every rank after the
-    commit, or raises on every rank (tessera.Error and subclasses; a rank that
-    dies makes the others fail after `timeout` seconds). Returns this rank's
+    commit, or raises on every rank the same tessera.Error subclass with the
+    same message, whichever rank failed (tessera.Error for an exception that is
+    not tessera's; a rank that dies makes the others fail after `timeout`
+    seconds, or twice that when it is rank 0). Returns this rank's
     statistics: logical_bytes, written_bytes, chunks, chunks_written, packs.
 
     CUDA tensors are staged through tessera's pinned save staging (1 GiB,
@@ -184,8 +186,10 @@ def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto"
         except Exception as e:
             if world == 1:
                 raise
-            # Fail the collective on every rank with this cause rather than leave the others waiting.
-            _core.save_distributed(_dist.control_plane(), path, checkpoint, [], timeout, failure=str(e))
+            # Fail the collective on every rank with this cause, as its class, rather than leave the others
+            # waiting: save_distributed raises it on every rank (here with `e` as its context).
+            _core.save_distributed(_dist.control_plane(), path, checkpoint, [], timeout, failure=str(e),
+                                   failure_kind=_dist.error_kind(e))
             raise
         meta = dict(metadata or {})
         meta[METADATA_KEY] = {"format": "tessera.save", "torch_saved": sorted(torch_saved)}
@@ -257,7 +261,8 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
     placements) are read from storage once, split among those ranks, and the
     rows move between ranks over the group (one all_gather_object to agree
     on the boxes, one to agree on success, then point-to-point transfers); a
-    failure on any rank raises on every rank. read_once=False: no
+    failure on any rank raises on every rank, the same tessera.Error subclass
+    (that of the lowest failing rank's error). read_once=False: no
     communication at all, each rank reads everything it needs.
 
     Python objects saved as torch.save bytes come back only if they are plain
@@ -308,14 +313,13 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
             raise
         failure, boxes = e, []
     if collective:
-        keys = [k for k, _ in boxes]
+        # Every rank's boxes, or its failure (kind and message): a failure raises its class on every rank.
+        mine = (_dist.error_kind(failure), str(failure)) if failure is not None else [k for k, _ in boxes]
         everyone: list = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(everyone, None if failure else keys)
-        if failure is None and any(k is None for k in everyone):
-            bad = [r for r, k in enumerate(everyone) if k is None]
-            failure = _core.Error(f"load of checkpoint '{checkpoint}' failed on rank(s) {', '.join(map(str, bad))}")
-        if failure is not None:
-            raise failure
+        torch.distributed.all_gather_object(everyone, mine)
+        failed = [x if isinstance(x, tuple) else None for x in everyone]
+        _dist.raise_together(f"load of checkpoint '{checkpoint}'", torch.distributed.get_rank(),
+                             [f[0] if f else None for f in failed], failure, [f[1] if f else None for f in failed])
         plan = _replicated.plan_read_once(everyone, saved)
         stats = _replicated.read_once(s, checkpoint, boxes, plan, torch.distributed.get_rank(), {},
                                       verify=verify, threads=threads)
