@@ -7,6 +7,7 @@
 
 #include "history_commands.h"
 #include "geometry/box.h"  // to_string(Shape): "[2, 3]"
+#include "io/thread_pool.h"  // kMaxThreads
 #include "json.h"
 #include "progress_bar.h"
 #include "table.h"
@@ -142,24 +143,8 @@ int run_show(const Invocation& inv, std::ostream& out) {
 
 // ---- verify -----------------------------------------------------------------
 
-// More threads than this buys nothing on any disk and risks exhausting the
-// process; a larger number is almost certainly a typo.
-constexpr size_t kMaxThreads = 1024;
-
-size_t threads_flag(const Invocation& inv) {
-  auto it = inv.flags.find("--threads");
-  if (it == inv.flags.end()) return 0;
-  const std::string& text = it->second;
-  size_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size() || n > kMaxThreads)
-    throw UsageError("verify: --threads wants a number from 0 to " + std::to_string(kMaxThreads) + ", got '" +
-                     text + "'");
-  return n;
-}
-
 int run_verify(const Invocation& inv, std::ostream& out) {
-  const size_t threads = threads_flag(inv);  // before opening: usage errors first
+  const size_t threads = threads_flag(inv, "verify");  // before opening: usage errors first
   const Store store = Store::open_read_only(inv.args[0]);
   // Each name once, in the order given: tessera::verify would list a
   // chunk's users twice for a checkpoint named twice.
@@ -319,6 +304,18 @@ const Command* find_command(std::string_view name) {
   for (const Command& c : commands())
     if (c.name == name) return &c;
   return nullptr;
+}
+
+size_t threads_flag(const Invocation& inv, std::string_view command) {
+  auto it = inv.flags.find("--threads");
+  if (it == inv.flags.end()) return 0;
+  const std::string& text = it->second;
+  size_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n > io::kMaxThreads)
+    throw UsageError(std::string(command) + ": --threads wants a number from 0 to " +
+                     std::to_string(io::kMaxThreads) + ", got '" + text + "'");
+  return n;
 }
 
 Invocation parse(const Command& command, const std::vector<std::string>& argv) {

@@ -66,6 +66,11 @@ const Command* find_command(std::string_view name);
 // values and a wrong number of positional arguments (unless --help).
 Invocation parse(const Command& command, const std::vector<std::string>& argv);
 
+// The value of --threads (0, one per core, when absent). Throws UsageError
+// naming `command` unless it is a number from 0 to the library's maximum
+// (io::kMaxThreads), so the check comes before the store is opened.
+size_t threads_flag(const Invocation& invocation, std::string_view command);
+
 // "tessera verify STORE [CHECKPOINT...] [--json] [--threads N]"
 std::string synopsis(const Command& command);
 void print_usage(std::ostream& out);                          // the whole CLI

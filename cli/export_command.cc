@@ -44,17 +44,6 @@ uint64_t size_flag(const Invocation& inv, const std::string& flag, uint64_t fall
   return n * scale;
 }
 
-size_t threads_flag(const Invocation& inv) {
-  auto it = inv.flags.find("--threads");
-  if (it == inv.flags.end()) return 0;
-  const std::string& text = it->second;
-  size_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size() || n > 1024)
-    throw UsageError("export: --threads wants a number from 0 to 1024, got '" + text + "'");
-  return n;
-}
-
 std::string plural(uint64_t n, std::string_view noun) {
   return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
 }
@@ -67,7 +56,7 @@ int run_export(const Invocation& inv, std::ostream& out) {
     throw UsageError("export: unknown --format '" + it->second + "' (supported: safetensors)");
   ExportOptions options;
   options.max_shard_bytes = size_flag(inv, "--max-shard-bytes", options.max_shard_bytes);
-  options.threads = threads_flag(inv);
+  options.threads = threads_flag(inv, "export");
   if (auto it = inv.flags.find("--prefix"); it != inv.flags.end()) options.prefix = it->second;
   options.strip_prefix = inv.has("--strip-prefix");
   if (options.strip_prefix && options.prefix.empty()) throw UsageError("export: --strip-prefix needs --prefix");

@@ -6,10 +6,12 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <random>
 #include <thread>
+#include <typeinfo>
 
 #include "catalog/catalog.h"
 #include "engine/store_impl.h"
@@ -28,23 +30,61 @@ namespace fs = std::filesystem;
 namespace {
 
 
-// Runs fn(rank, *planes[rank]) on one thread per plane; returns each rank's
-// error ("" if none).
+// Runs fn(rank, *planes[rank]) on one thread per plane; returns what each
+// rank threw (null if nothing).
 template <class Plane>
-std::vector<std::string> run_on(const std::vector<Plane>& planes,
-                                const std::function<void(int64_t, ControlPlane&)>& fn) {
+std::vector<std::exception_ptr> caught_on(const std::vector<Plane>& planes,
+                                          const std::function<void(int64_t, ControlPlane&)>& fn) {
   const int64_t world = static_cast<int64_t>(planes.size());
-  std::vector<std::string> errors(world);
+  std::vector<std::exception_ptr> caught(world);
   std::vector<std::thread> threads;
   for (int64_t r = 0; r < world; ++r)
     threads.emplace_back([&, r] {
       try {
         fn(r, *planes[r]);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
+      } catch (...) {
+        caught[r] = std::current_exception();
       }
     });
   for (auto& t : threads) t.join();
+  return caught;
+}
+
+std::vector<std::exception_ptr> caught_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {
+  return caught_on(in_process_control_planes(world), fn);
+}
+
+// The message of what `p` holds ("" for null).
+std::string message_of(const std::exception_ptr& p) {
+  if (!p) return "";
+  try {
+    std::rethrow_exception(p);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "(not a std::exception)";
+  }
+}
+
+// Whether `p` holds exactly an E: not a subclass of it, not a base.
+template <class E>
+bool threw_exactly(const std::exception_ptr& p) {
+  if (!p) return false;
+  try {
+    std::rethrow_exception(p);
+  } catch (const std::exception& e) {
+    return typeid(e) == typeid(E);
+  } catch (...) {
+    return false;
+  }
+}
+
+// As caught_on, each rank's error message ("" if none).
+template <class Plane>
+std::vector<std::string> run_on(const std::vector<Plane>& planes,
+                                const std::function<void(int64_t, ControlPlane&)>& fn) {
+  std::vector<std::string> errors;
+  for (const auto& p : caught_on(planes, fn)) errors.push_back(message_of(p));
   return errors;
 }
 
@@ -220,7 +260,7 @@ TEST_CASE("a rank that throws mid-save fails the save on every rank; nothing bec
     save(sd, dir.path(), name, plane);
   };
   for (auto& e : run_ranks(4, [&](int64_t r, ControlPlane& p) { good(r, p, "before"); })) CHECK(e == "");
-  auto errors = run_ranks(4, [&](int64_t r, ControlPlane& plane) {
+  auto caught = caught_ranks(4, [&](int64_t r, ControlPlane& plane) {
     if (r != 2) return good(r, plane, "after");
     auto wb = w.block(0, 16, 0, 64);
     StateDict sd;
@@ -229,8 +269,10 @@ TEST_CASE("a rank that throws mid-save fails the save on every rank; nothing bec
   });
   for (int64_t r = 0; r < 4; ++r) {
     CAPTURE(r);
-    CHECK(has(errors[r], "save of checkpoint 'after' failed: rank 2: tensor 'w'"));
-    CHECK(has(errors[r], "does not fit the global shape"));
+    const std::string error = message_of(caught[r]);
+    CHECK(has(error, "save of checkpoint 'after' failed: rank 2: tensor 'w'"));
+    CHECK(has(error, "does not fit the global shape"));
+    CHECK(threw_exactly<InvalidArgument>(caught[r]));  // on every rank, not only on rank 2
   }
   Store store = Store::open_read_only(dir.path());
   REQUIRE(store.checkpoints().size() == 1);
@@ -246,7 +288,7 @@ TEST_CASE("a rank that never reports (dead) fails the others within the timeout"
   DistributedOptions d;
   d.timeout = std::chrono::milliseconds(800);
   auto start = std::chrono::steady_clock::now();
-  auto errors = run_ranks(3, [&](int64_t r, ControlPlane& plane) {
+  auto caught = caught_ranks(3, [&](int64_t r, ControlPlane& plane) {
     if (r == 1) return;  // dies before saving
     auto wb = w.block(r * 16, 16, 0, 64);
     StateDict sd;
@@ -254,8 +296,11 @@ TEST_CASE("a rank that never reports (dead) fails the others within the timeout"
     save(sd, dir.path(), "c", plane, SaveOptions{}, d);
   });
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
-  CHECK(has(errors[0], "rank 1 did not report"));
-  CHECK(has(errors[2], "rank 1 did not report"));
+  for (int64_t r : {0, 2}) {
+    CAPTURE(r);
+    CHECK(has(message_of(caught[r]), "rank 1 did not report within 0.8 s"));
+    CHECK(threw_exactly<Error>(caught[r]));
+  }
   CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
 }
 
@@ -264,26 +309,32 @@ TEST_CASE("the coordinator dying leaves the others failing cleanly") {
   Store::open(dir.path());  // exists, so the other ranks could open it
   DistributedOptions d;
   d.timeout = std::chrono::milliseconds(500);
-  auto errors = run_ranks(2, [&](int64_t r, ControlPlane& plane) {
+  auto caught = caught_ranks(2, [&](int64_t r, ControlPlane& plane) {
     if (r == 0) return;
     StateDict sd;
     sd.add_value("x", int64_t{1});
     save(sd, dir.path(), "c", plane, SaveOptions{}, d);
   });
-  CHECK(has(errors[1], "the coordinator (rank 0) did not report"));
+  // It waited twice the timeout for rank 0, and says so (not "within 0.5 s").
+  CHECK(has(message_of(caught[1]), "the coordinator (rank 0) did not report within 1.0 s"));
+  CHECK(threw_exactly<Error>(caught[1]));
 }
 
 TEST_CASE("disagreeing ranks: dtypes, overlaps, gaps, an existing name") {
   TempDir dir("dist");
   Matrix w(8, 8, 7);
+  std::vector<std::exception_ptr> caught;
   auto attempt = [&](const std::string& name, const std::function<TensorView(int64_t, std::vector<float>&)>& view) {
-    return run_ranks(2, [&](int64_t r, ControlPlane& plane) {
+    caught = caught_ranks(2, [&](int64_t r, ControlPlane& plane) {
       std::vector<float> buf = w.block(0, 8, 0, 8);
       StateDict sd;
       sd.add_tensor("w", view(r, buf));
       save(sd, dir.path(), name, plane);
     });
+    return std::vector<std::string>{message_of(caught[0]), message_of(caught[1])};
   };
+  // Every rank throws the class of the failure (rank 0 found it committing).
+  auto both_threw = [&](auto threw) { return threw(caught[0]) && threw(caught[1]); };
   auto e = attempt("dtype", [&](int64_t r, std::vector<float>& buf) {
     TensorView v = shard_view(buf, w, r * 4, 4, 0, 8);
     if (r == 1) v.dtype = "int32";
@@ -291,16 +342,20 @@ TEST_CASE("disagreeing ranks: dtypes, overlaps, gaps, an existing name") {
   });
   CHECK(has(e[0], "tensor 'w'"));
   CHECK(has(e[1], "rank 1 saved dtype int32"));
+  CHECK(both_threw(threw_exactly<InvalidArgument>));
   e = attempt("overlap", [&](int64_t r, std::vector<float>& buf) { return shard_view(buf, w, r * 3, 5, 0, 8); });
   CHECK(has(e[1], "overlap"));
+  CHECK(both_threw(threw_exactly<InvalidArgument>));
   e = attempt("gap", [&](int64_t r, std::vector<float>& buf) { return shard_view(buf, w, r * 4, 3, 0, 8); });
   CHECK(has(e[0], "elements are not covered"));
   CHECK(has(e[0], "ranks 0, 1"));
+  CHECK(both_threw(threw_exactly<InvalidArgument>));
   auto ok = attempt("fine", [&](int64_t r, std::vector<float>& buf) { return shard_view(buf, w, r * 4, 4, 0, 8); });
   CHECK(ok[0] == "");
   e = attempt("fine", [&](int64_t r, std::vector<float>& buf) { return shard_view(buf, w, r * 4, 4, 0, 8); });
   CHECK(has(e[0], "already exists"));
   CHECK(has(e[1], "already exists"));
+  CHECK(both_threw(threw_exactly<AlreadyExistsError>));
   CHECK(Store::open_read_only(dir.path()).checkpoints().size() == 1);
 }
 
@@ -413,7 +468,7 @@ TEST_CASE("no split outcome: a rank that stops waiting first aborts; rank 0 roll
   for (int64_t r = 0; r < 3; ++r) {
     CAPTURE(r);
     CHECK(has(errors[r], "save of checkpoint 'c' failed: rank "));
-    CHECK(has(errors[r], "gave up waiting for the coordinator (rank 0) and aborted the save"));
+    CHECK(has(errors[r], "gave up waiting for the coordinator (rank 0) and aborted the save after 1.0 s"));
     CHECK(errors[r] == errors[0]);
   }
   CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
@@ -452,8 +507,102 @@ TEST_CASE("no split outcome: rank 0 dies inside its transaction after deciding; 
       run_on(rec.planes, [&](int64_t r, ControlPlane& p) { save_rows(w, r, r * 16, dir.path(), "c", p, d); });
   for (int64_t r = 1; r < 3; ++r) {
     CAPTURE(r);
-    CHECK(has(errors[r], "the coordinator (rank 0) decided to commit but did not report"));
+    CHECK(has(errors[r], "the coordinator (rank 0) decided to commit but did not report within 1.5 s"));
     CHECK(has(errors[r], "the checkpoint is not in the catalog"));
   }
   CHECK(token_of(dir.path(), "c") == "(absent)");
+}
+
+namespace {
+
+// A state whose only entry fails inside the save with `raise` (when its
+// bytes are staged, as a device tensor's would be).
+StateDict failing_state(const std::function<void()>& raise) {
+  TensorEntry e;
+  e.view.dtype = "uint8";  // a scalar
+  e.view.elem_size = 1;
+  e.stage_for_save = [raise]() -> TensorView {
+    raise();
+    return {};
+  };
+  StateDict sd;
+  sd.add_tensor("x", std::move(e));
+  return sd;
+}
+
+// One class a failing rank may throw, and the class every rank must then throw.
+struct Thrown {
+  const char* name;
+  std::function<void(const std::string&)> raise;
+  bool (*expected)(const std::exception_ptr&);
+};
+
+}  // namespace
+
+TEST_CASE("every rank throws the class of the failure, whichever rank failed, with the same message") {
+  // Words that the protocol once read the class from must not decide it.
+  const std::string text = "injected ('already exists', 'is not a tessera store' do not decide the class)";
+  const std::vector<Thrown> classes{
+      {"Error", [](const std::string& m) { throw Error(m); }, threw_exactly<Error>},
+      {"StoreError", [](const std::string& m) { throw StoreError(m); }, threw_exactly<StoreError>},
+      {"NotFoundError", [](const std::string& m) { throw NotFoundError(m); }, threw_exactly<NotFoundError>},
+      {"AlreadyExistsError", [](const std::string& m) { throw AlreadyExistsError(m); },
+       threw_exactly<AlreadyExistsError>},
+      {"InvalidArgument", [](const std::string& m) { throw InvalidArgument(m); }, threw_exactly<InvalidArgument>},
+      {"CorruptionError", [](const std::string& m) { throw CorruptionError(m); }, threw_exactly<CorruptionError>},
+      // Not tessera's: the base Error everywhere, the failing rank included.
+      {"std::runtime_error", [](const std::string& m) { throw std::runtime_error(m); }, threw_exactly<Error>},
+  };
+  TempDir dir("dist");
+  auto planes = in_process_control_planes(3);
+  int saves = 0;
+  for (const Thrown& c : classes)
+    for (int64_t bad : {0, 2}) {
+      CAPTURE(c.name);
+      CAPTURE(bad);
+      auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
+        StateDict sd = r == bad ? failing_state([&] { c.raise(text); }) : StateDict{};
+        if (r != bad) sd.add_value("y", int64_t{r});
+        save(sd, dir.path(), "c" + std::to_string(saves), p);
+      });
+      ++saves;
+      for (int64_t r = 0; r < 3; ++r) {
+        CAPTURE(r);
+        CHECK(c.expected(caught[r]));
+        CHECK(has(message_of(caught[r]), "failed: rank " + std::to_string(bad) + ": " + text));
+        CHECK(message_of(caught[r]) == message_of(caught[0]));
+      }
+      CHECK(in_process_key_count(*planes[0]) == 0);
+    }
+  CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
+}
+
+TEST_CASE("rank 0 unable to open the store, or refusing the options: every rank throws its class") {
+  TempDir dir("dist");
+  fs::create_directories(dir / "store");
+  std::ofstream(dir / "store/catalog.db") << "not a database, not even close: sixteen+ bytes of text";
+  auto caught = caught_ranks(3, [&](int64_t, ControlPlane& p) {
+    StateDict sd;
+    sd.add_value("x", int64_t{1});
+    save(sd, dir / "store", "c", p);
+  });
+  for (int64_t r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    CAPTURE(message_of(caught[r]));
+    CHECK(threw_exactly<StoreError>(caught[r]));
+    CHECK(has(message_of(caught[r]), "catalog.db"));
+  }
+  SaveOptions o;
+  o.keep_last = -1;
+  caught = caught_ranks(3, [&](int64_t r, ControlPlane& p) {
+    StateDict sd;
+    sd.add_value("x", int64_t{r});
+    save(sd, dir.path(), "c", p, o);
+  });
+  for (int64_t r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    CHECK(threw_exactly<InvalidArgument>(caught[r]));
+    CHECK(has(message_of(caught[r]), "keep_last must be 0 (keep all) or positive, got -1"));
+  }
+  CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
 }

@@ -133,7 +133,11 @@ TEST_CASE("ranks asking for different replicated entries all fail, naming the mi
     add_shard(sd, "embed", e, {101, 64}, {0, 0}, rank, 2);
     at::Tensor b = at::zeros({33}, at::TensorOptions().dtype(at::kBFloat16));
     if (rank == 0) add_shard(sd, "bias", b, {33}, {0}, rank, 2);
-    load(sd, Store::open_read_only(dir.path()), "c", group, LoadOptions{.strict = false});
+    load(sd, Store::open_read_only(dir.path()), "c", group, [] {
+      LoadOptions o;
+      o.strict = false;
+      return o;
+    }());
   });
   for (const auto& e : errors) {
     CHECK(has(e, "replicated entries"));

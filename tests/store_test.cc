@@ -7,18 +7,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
 #include <random>
+#include <typeinfo>
 
 #include "engine/commit.h"
 #include "engine/shard_writer.h"
 #include "io/file.h"
+#include "io/thread_pool.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
 #include "tessera/inspect.h"
+#include "tessera/parts.h"
 #include "test_util.h"
 
 using namespace tessera;
@@ -759,4 +763,108 @@ TEST_CASE("save and load report progress: bytes rise to the total, then one fini
   REQUIRE(!verified.reports.empty());
   CHECK(verified.reports.back().finished);
   CHECK(verified.reports.back().done_bytes == verified.reports.back().total_bytes);
+}
+
+namespace {
+
+// The class and message of what `fn` throws: "InvalidArgument: ...", or
+// "(nothing)". Exact classes only (a subclass reads as itself).
+std::string thrown_by(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const InvalidArgument& e) {
+    return std::string("InvalidArgument: ") + e.what();
+  } catch (const std::exception& e) {
+    return std::string("other (") + typeid(e).name() + "): " + e.what();
+  }
+  return "(nothing)";
+}
+
+// Threads of this process now.
+size_t live_threads() {
+  size_t n = 0;
+  for ([[maybe_unused]] auto& t : fs::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("thread counts beyond the maximum are refused naming `threads` before any thread starts, in every API") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "c", f.options());
+  const size_t before = live_threads();
+  const std::string refused = "InvalidArgument: threads must be between 0 (one per core) and 1024, got 1000000";
+
+  SaveOptions so = f.options();
+  so.threads = 1'000'000;
+  CHECK(thrown_by([&] { save(f.state(), store, "huge", so); }) == refused);
+  CHECK(thrown_by([&] { write_part(f.state(), store, so); }) == refused);
+  StateDict target = f.state();
+  LoadOptions lo;
+  lo.threads = 1'000'000;
+  CHECK(thrown_by([&] { load(target, store, "c", lo); }) == refused);
+  CHECK(thrown_by([&] { verify(store, {}, 1'000'000); }) == refused);
+  CHECK(thrown_by([] { io::ThreadPool pool(io::kMaxThreads + 1); }) ==
+        "InvalidArgument: threads must be between 0 (one per core) and 1024, got 1025");
+  CHECK(live_threads() == before);  // none started, none left behind
+  CHECK(store.checkpoints().size() == 1);
+  CHECK(f.packs().size() == 1);  // the refused saves wrote nothing
+
+  // The maximum itself is allowed; 0 means one per core, never more than the maximum.
+  io::ThreadPool most(io::kMaxThreads);
+  CHECK(most.size() == io::kMaxThreads - 1);  // the caller is the last worker
+  std::atomic<size_t> ran{0};
+  most.parallel_for(4096, [&](size_t) { ++ran; });
+  CHECK(ran == 4096);
+  io::ThreadPool per_core(0);
+  CHECK(per_core.size() + 1 <= io::kMaxThreads);
+}
+
+TEST_CASE("a negative keep_last is refused naming it, before anything is written") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "c", f.options());
+  SaveOptions o = f.options();
+  o.keep_last = -1;
+  const std::string refused = "InvalidArgument: save: keep_last must be 0 (keep all) or positive, got -1";
+  CHECK(thrown_by([&] { save(f.state(), store, "d", o); }) == refused);
+  CHECK(thrown_by([&] { write_part(f.state(), store, o); }) == refused);
+  // Parts written with other options: refused at the commit, which commits nothing.
+  SavedPart part = write_part(f.state(), store, f.options());
+  CHECK(thrown_by([&] { commit_parts(store, "d", {part.manifest}, o); }) == refused);
+  discard_part(store, part.manifest);
+  CHECK(store.checkpoints().size() == 1);
+  CHECK(f.packs().size() == 1);
+}
+
+TEST_CASE("loading into an expanded view (stride 0) is refused naming the tensor") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  std::vector<float> values{1, 2, 3, 4, 5, 6};
+  StateDict sd;
+  sd.add_tensor("w", TensorView::contiguous("float32", 4, values.data(), {6}));
+  save(sd, store, "c");
+
+  float one = -1.0f;  // six elements, one memory location (torch: zeros(1).expand(6))
+  TensorView expanded = TensorView::contiguous("float32", 4, &one, {6});
+  expanded.strides = {0};
+  StateDict target;
+  target.add_tensor("w", expanded);
+  const std::string m = thrown_by([&] { load(target, store, "c"); });
+  CHECK(has(m, "InvalidArgument: tensor 'w': an expanded view (stride 0 in dimension 0 of size 6)"));
+  CHECK(one == -1.0f);  // nothing was read into it
+
+  // Stride 0 in a dimension of one element is an ordinary view.
+  std::vector<float> row(6, -1.0f);
+  TensorView single = TensorView::contiguous("float32", 4, row.data(), {1, 6}).as_shard({1, 6}, {0, 0});
+  single.strides = {0, 1};
+  StateDict rows;
+  sd = StateDict{};
+  sd.add_tensor("r", TensorView::contiguous("float32", 4, values.data(), {1, 6}));
+  save(sd, store, "r");
+  rows.add_tensor("r", single);
+  load(rows, store, "r");
+  CHECK(row == values);
+  // (Saving from an expanded view works: "empty tensors and non-contiguous (transposed) sources".)
 }

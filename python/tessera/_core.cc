@@ -32,6 +32,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tessera/checkpoint.h"
@@ -192,12 +193,10 @@ tessera::Compression compression_of(const std::string& s) {
                                  "' (auto, none, lz4, shuffle-lz4, shuffle-huffman)");
 }
 
-// Worker threads asked for: 0 (one per core) up to kMaxThreads, as the CLI allows.
-constexpr int64_t kMaxThreads = 1024;
+// Worker threads asked for, as the library's size_t (which refuses more
+// than its maximum, io::kMaxThreads, where the threads start).
 size_t checked_threads(int64_t n) {
-  if (n < 0 || n > kMaxThreads)
-    throw tessera::InvalidArgument("threads must be between 0 (one per core) and " + std::to_string(kMaxThreads) +
-                                   ", got " + std::to_string(n));
+  if (n < 0) throw tessera::InvalidArgument("threads must be 0 (one per core) or more, got " + std::to_string(n));
   return static_cast<size_t>(n);
 }
 
@@ -213,11 +212,7 @@ tessera::SaveOptions save_options(const py::dict& kw) {
     else if (key == "threads") o.threads = checked_threads(v.cast<int64_t>());
     else if (key == "metadata") o.metadata = v.cast<std::string>();
     else if (key == "world_size") o.world_size = v.cast<int64_t>();
-    else if (key == "keep_last") {
-      o.keep_last = v.cast<int64_t>();
-      if (o.keep_last < 0) throw tessera::InvalidArgument("keep_last must be 0 (keep all) or positive, got " +
-                                                          std::to_string(o.keep_last));
-    }
+    else if (key == "keep_last") o.keep_last = v.cast<int64_t>();
     else if (key == "overwrite") o.overwrite = v.cast<bool>();
     else if (key == "progress") o.progress = progress_fn(py::reinterpret_borrow<py::object>(v));
     else throw tessera::InvalidArgument("unknown save option '" + key + "'");
@@ -329,12 +324,24 @@ class PyControlPlane : public tessera::ControlPlane {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "tessera's C++ core (see tessera/__init__.py for the Python API)";
 
+  // Each C++ class becomes the Python class of the same name; error_kinds
+  // lists them by their ErrorKind number (tessera/error.h), the number that
+  // carries an error's class between ranks.
+  using tessera::ErrorKind;
   auto error = py::register_exception<tessera::Error>(m, "Error", PyExc_RuntimeError);
-  py::register_exception<tessera::StoreError>(m, "StoreError", error.ptr());
-  py::register_exception<tessera::NotFoundError>(m, "NotFoundError", error.ptr());
-  py::register_exception<tessera::AlreadyExistsError>(m, "AlreadyExistsError", error.ptr());
-  py::register_exception<tessera::InvalidArgument>(m, "InvalidArgument", error.ptr());
-  py::register_exception<tessera::CorruptionError>(m, "CorruptionError", error.ptr());
+  std::vector<std::pair<ErrorKind, py::object>> kinds{
+      {ErrorKind::kError, error},
+      {ErrorKind::kStore, py::register_exception<tessera::StoreError>(m, "StoreError", error.ptr())},
+      {ErrorKind::kNotFound, py::register_exception<tessera::NotFoundError>(m, "NotFoundError", error.ptr())},
+      {ErrorKind::kAlreadyExists,
+       py::register_exception<tessera::AlreadyExistsError>(m, "AlreadyExistsError", error.ptr())},
+      {ErrorKind::kInvalidArgument,
+       py::register_exception<tessera::InvalidArgument>(m, "InvalidArgument", error.ptr())},
+      {ErrorKind::kCorruption, py::register_exception<tessera::CorruptionError>(m, "CorruptionError", error.ptr())},
+  };
+  py::list error_kinds(kinds.size());
+  for (auto& [kind, cls] : kinds) error_kinds[static_cast<size_t>(kind)] = cls;
+  m.attr("error_kinds") = py::tuple(error_kinds);
 
   py::class_<tessera::Store>(m, "Store")
       .def(py::init([](const std::string& path, bool read_only, bool create) {
@@ -413,18 +420,20 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "save_distributed",
       [](PyControlPlane& plane, const std::string& store_path, const std::string& checkpoint,
-         const py::iterable& entries, double timeout_seconds, const std::string& failure, const py::kwargs& kw) {
+         const py::iterable& entries, double timeout_seconds, const std::string& failure, int failure_kind,
+         const py::kwargs& kw) {
         tessera::StateDict state;
         if (failure.empty()) {
           state = to_state(entries);
         } else {
           // This rank failed before the save (in Python): take part in the
           // protocol with an entry that fails inside it, so that every rank
-          // raises with this rank's cause instead of waiting for it.
+          // raises this rank's cause, as its class, instead of waiting for it.
           tessera::TensorEntry e;
           e.view.dtype = "uint8";  // a scalar whose staging fails inside the protocol
           e.view.elem_size = 1;
-          e.stage_for_save = [failure]() -> tessera::TensorView { throw tessera::InvalidArgument(failure); };
+          const auto kind = static_cast<tessera::ErrorKind>(failure_kind);
+          e.stage_for_save = [failure, kind]() -> tessera::TensorView { tessera::throw_error(kind, failure); };
           state.add_tensor("(failed before the save)", std::move(e));
         }
         tessera::SaveOptions o = save_options(kw);
@@ -438,9 +447,10 @@ PYBIND11_MODULE(_core, m) {
         return stats_dict(r);
       },
       py::arg("plane"), py::arg("store_path"), py::arg("checkpoint"), py::arg("entries"),
-      py::arg("timeout_seconds") = 300.0, py::arg("failure") = "",
+      py::arg("timeout_seconds") = 300.0, py::arg("failure") = "", py::arg("failure_kind") = 0,
       "Collective save over a control plane (distributed.h). A non-empty `failure` makes the save fail on "
-      "every rank with that cause (for a rank that failed before it could describe its entries).");
+      "every rank with that cause, raised as error_kinds[failure_kind] (for a rank that failed before it could "
+      "describe its entries).");
 
   m.def(
       "write_part",

@@ -17,8 +17,9 @@ it on every rank after one all_gather_object of the ranks' boxes.
 read_once is a collective over `group`, in three steps:
   1. every rank reads its own boxes and its rows of the shared ones (no
      communication), catching any failure;
-  2. one all_gather of "ok" flags: if any rank failed, every rank raises
-     (the failing rank its own error, the others an error naming it) before
+  2. one all_gather of "ok" flags (or the kind of a rank's failure): if any
+     rank failed, every rank raises the same tessera.Error subclass (the
+     failing rank its own error, the others one naming it; _dist.py) before
      a single transfer is posted, so nothing hangs;
   3. one batch of sends and receives moves every shared row range from its
      reader to the other ranks that need it.
@@ -34,7 +35,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from . import _core
+from . import _core, _dist
 from ._reading import Box, read_boxes
 
 MIN_SHARED_BYTES = 1 << 20
@@ -177,17 +178,14 @@ def read_once(store: _core.Store, checkpoint: str, boxes: list[tuple[Key, Box]],
     except BaseException as e:  # held until every rank knows (raising now would leave the others waiting)
         failure = e
 
-    # 2. Agree on success.
+    # 2. Agree on success: -1, or the kind of this rank's failure (raised as its class on every rank).
     world = dist.get_world_size(group)
-    flags = torch.tensor([0 if failure else 1], dtype=torch.int64, device=device)
+    flags = torch.tensor([_dist.error_kind(failure) if failure is not None else -1], dtype=torch.int64,
+                         device=device)
     gathered = [torch.empty_like(flags) for _ in range(world)]
     dist.all_gather(gathered, flags, group=group)
-    failed = [r for r, f in enumerate(gathered) if int(f.item()) == 0]
-    if failure is not None:
-        raise failure
-    if failed:
-        raise _core.Error(f"load of checkpoint '{checkpoint}' failed on rank(s) {', '.join(map(str, failed))} "
-                          f"(this is rank {rank}); see their errors")
+    kinds = [k if k >= 0 else None for k in (int(f.item()) for f in gathered)]
+    _dist.raise_together(f"load of checkpoint '{checkpoint}'", rank, kinds, failure)
 
     # 3. Move the shared rows from their readers to the other ranks that need them.
     t0 = time.perf_counter()

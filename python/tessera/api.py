@@ -39,7 +39,8 @@ from torch.distributed.checkpoint.stateful import Stateful
 from torch.distributed.tensor import DTensor
 
 from . import _core, _dist, _progress, _replicated, _staging
-from ._entries import METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, native_value, torch_dtype
+from ._entries import (METADATA_KEY, VALUE_TEMPLATES, decode_object, dtype_name, encode_object, native_value,
+                       torch_dtype)
 from ._reading import Box, read_boxes
 
 
@@ -76,7 +77,7 @@ def dtensor_box(name: str, dt: DTensor):
     replica_index, replica_count = 0, 1
     for dim, p in enumerate(dt.placements):
         if p.is_partial():
-            raise ValueError(f"tensor '{name}': a Partial placement cannot be saved (reduce it first)")
+            raise _core.InvalidArgument(f"tensor '{name}': a Partial placement cannot be saved (reduce it first)")
         if p.is_replicate():
             replica_index = replica_index * mesh.size(dim) + coord[dim]
             replica_count *= mesh.size(dim)
@@ -84,8 +85,8 @@ def dtensor_box(name: str, dt: DTensor):
     with torch.no_grad():
         local = dt.to_local()
     if tuple(local.shape) != tuple(local_shape):
-        raise ValueError(f"tensor '{name}': local shard {list(local.shape)} does not match its placement "
-                         f"{list(local_shape)} (uneven or strided sharding is not supported)")
+        raise _core.InvalidArgument(f"tensor '{name}': local shard {list(local.shape)} does not match its "
+                                    f"placement {list(local_shape)} (uneven or strided sharding is not supported)")
     return local, list(dt.shape), list(offsets), replica_index, replica_count
 
 
@@ -152,8 +153,10 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
 
     With a default process group of several ranks this is a collective: every
     rank calls it with its own shards and it returns on every rank after the
-    commit, or raises on every rank (tessera.Error and subclasses; a rank that
-    dies makes the others fail after `timeout` seconds). Returns this rank's
+    commit, or raises on every rank the same tessera.Error subclass with the
+    same message, whichever rank failed (tessera.Error for an exception that is
+    not tessera's; a rank that dies makes the others fail after `timeout`
+    seconds, or twice that when it is rank 0). Returns this rank's
     statistics: logical_bytes, written_bytes, chunks, chunks_written, packs.
 
     CUDA tensors are staged through tessera's pinned save staging (1 GiB,
@@ -188,8 +191,10 @@ def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto"
         except Exception as e:
             if world == 1:
                 raise
-            # Fail the collective on every rank with this cause rather than leave the others waiting.
-            _core.save_distributed(_dist.control_plane(), path, checkpoint, [], timeout, failure=str(e))
+            # Fail the collective on every rank with this cause, as its class, rather than leave the others
+            # waiting: save_distributed raises it on every rank (here with `e` as its context).
+            _core.save_distributed(_dist.control_plane(), path, checkpoint, [], timeout, failure=str(e),
+                                   failure_kind=_dist.error_kind(e))
             raise
         meta = dict(metadata or {})
         meta[METADATA_KEY] = {"format": "tessera.save", "torch_saved": sorted(torch_saved)}
@@ -238,6 +243,17 @@ def checkpoint_metadata(store: _core.Store, checkpoint: str) -> dict:
     return meta.get(METADATA_KEY, {}) if isinstance(meta, dict) else {}
 
 
+def _refuse_other_dtype(checkpoint: str, name: str, saved: dict, dest: torch.Tensor) -> None:
+    """tessera.load fills tensors of the saved dtype only (the core's message
+    names a C++ option Python does not have): says what a Python caller can do."""
+    if saved["kind"] == "tensor" and saved["dtype"] != dtype_name(dest.dtype):
+        raise _core.InvalidArgument(
+            f"checkpoint '{checkpoint}', tensor '{name}': saved dtype {saved['dtype']}, target "
+            f"{dtype_name(dest.dtype)} (tessera.load does not convert: load into a {saved['dtype']} tensor and "
+            f"convert it with .to(torch.{dtype_name(dest.dtype)}), or load through tessera.dcp.StorageReader, "
+            "which converts)")
+
+
 def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verify: bool = True,
          threads: int = 0, read_once: bool = True, trust_objects: bool = False, progress=None) -> dict:
     """Fills `state_dict` in place from `checkpoint` of `store` (a path or
@@ -252,7 +268,8 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
     placements) are read from storage once, split among those ranks, and the
     rows move between ranks over the group (one all_gather_object to agree
     on the boxes, one to agree on success, then point-to-point transfers); a
-    failure on any rank raises on every rank. read_once=False: no
+    failure on any rank raises on every rank, the same tessera.Error subclass
+    (that of the lowest failing rank's error). read_once=False: no
     communication at all, each rank reads everything it needs.
 
     Python objects saved as torch.save bytes come back only if they are plain
@@ -262,7 +279,9 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
 
     Raises tessera.NotFoundError for an unknown checkpoint or (strict) keys the
     checkpoint lacks, tessera.InvalidArgument naming the tensor for a shape or
-    dtype mismatch, tessera.CorruptionError on damaged data. Returns
+    dtype mismatch (tensors load in their saved dtype: load into one and
+    .to() it, or use tessera.dcp.StorageReader, which converts) or an expanded
+    (stride 0) target, tessera.CorruptionError on damaged data. Returns
     missing_keys, unexpected_keys, bytes_read, chunks_read (this rank's reads).
 
     progress: True for a progress bar on a terminal, or a callable taking a
@@ -289,6 +308,7 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
                     local, shape, offsets = v.detach(), list(v.shape), [0] * v.dim()
                 requested.add(name)
                 if name in saved:
+                    _refuse_other_dtype(checkpoint, name, saved[name], local)
                     boxes.append((_replicated.box_key(name, offsets, local.shape), Box(name, local, shape, offsets)))
             else:
                 requested.add(name)
@@ -304,14 +324,13 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
             raise
         failure, boxes = e, []
     if collective:
-        keys = [k for k, _ in boxes]
+        # Every rank's boxes, or its failure (kind and message): a failure raises its class on every rank.
+        mine = (_dist.error_kind(failure), str(failure)) if failure is not None else [k for k, _ in boxes]
         everyone: list = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(everyone, None if failure else keys)
-        if failure is None and any(k is None for k in everyone):
-            bad = [r for r, k in enumerate(everyone) if k is None]
-            failure = _core.Error(f"load of checkpoint '{checkpoint}' failed on rank(s) {', '.join(map(str, bad))}")
-        if failure is not None:
-            raise failure
+        torch.distributed.all_gather_object(everyone, mine)
+        failed = [x if isinstance(x, tuple) else None for x in everyone]
+        _dist.raise_together(f"load of checkpoint '{checkpoint}'", torch.distributed.get_rank(),
+                             [f[0] if f else None for f in failed], failure, [f[1] if f else None for f in failed])
         plan = _replicated.plan_read_once(everyone, saved)
         stats = _replicated.read_once(s, checkpoint, boxes, plan, torch.distributed.get_rank(), {},
                                       verify=verify, threads=threads, progress=report)

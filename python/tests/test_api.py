@@ -102,15 +102,28 @@ def test_bad_inputs_from_python_are_refused_naming_them():
     tessera.save({"w": torch.arange(6.0)}, store, "c")
     q = torch.quantize_per_tensor(torch.tensor([1.5, -0.3, 0.7]), 0.1, 0, torch.qint8)
     harness.expect_raises(tessera.InvalidArgument, tessera.save, {"q": q}, store, "q", match="'q'")  # would lose scale
+    # Thread counts: at most 1024 in every API (the library refuses more before starting any thread).
+    threads_before = len(os.listdir("/proc/self/task"))
+    too_many = "threads must be between 0 (one per core) and 1024, got 1000000"
     harness.expect_raises(tessera.InvalidArgument, tessera.save, {"w": torch.ones(2)}, store, "t", threads=10**6,
-                          match="threads")
+                          match=too_many)
+    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(6)}, store, "c", threads=10**6,
+                          match=too_many)
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException  # DCP wraps every rank's error
+    from tessera.dcp import StorageReader
+    harness.expect_raises(CheckpointException, dcp.load, {"w": torch.zeros(6)},
+                          storage_reader=StorageReader(store, "c", threads=10**6), match=too_many)
+    assert len(os.listdir("/proc/self/task")) == threads_before
     harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(6)}, store, "c", threads=-1,
                           match="threads")
     harness.expect_raises(tessera.InvalidArgument, tessera.save, {"w": torch.ones(2)}, store, "k", keep_last=-1,
-                          match="keep_last")
+                          match="keep_last must be 0 (keep all) or positive, got -1")
     expanded = torch.zeros(1).expand(6)  # six views of one element
     harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": expanded}, store, "c", match="'w'")
+    assert torch.equal(expanded, torch.zeros(6))
     assert [c["name"] for c in tessera.Store(store).checkpoints()] == ["c"]
+    assert len(os.listdir(os.path.join(store, "packs"))) == 1, "a refused save wrote a pack"
 
 
 def test_errors_name_the_culprit():
@@ -121,8 +134,11 @@ def test_errors_name_the_culprit():
                           "c", match="'v'")
     harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(3, 4)}, store, "c",
                           match="tensor 'w': saved shape [4, 3], target [3, 4]")
-    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(4, 3, dtype=torch.float64)}, store,
-                          "c", match="saved dtype float32, target float64")
+    e = harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(4, 3, dtype=torch.float64)},
+                              store, "c", match="tensor 'w': saved dtype float32, target float64")
+    # What a Python caller can do, not a C++ option Python does not have.
+    assert "LoadOptions" not in str(e) and "allow_cast" not in str(e), str(e)
+    assert ".to(torch.float64)" in str(e) and "tessera.dcp.StorageReader" in str(e), str(e)
     harness.expect_raises(tessera.InvalidArgument, tessera.load, {"n": torch.zeros(1)}, store, "c", match="'n'")
     harness.expect_raises(tessera.AlreadyExistsError, tessera.save, {"w": torch.ones(1)}, store, "c",
                           match="already exists")
@@ -197,27 +213,75 @@ def test_replicated_dims_write_each_chunk_once():
 
 def _failing_rank(rank, world, store, how):
     from torch.distributed.tensor import DTensor, Partial
+    from tessera import api
     mesh = states.mesh1d()
     sd = states.state(mesh, 0)
     if rank == 1 and how == "python":
         sd["model"]["bad"] = DTensor.from_local(torch.ones(2), mesh, [Partial()])
     if rank == 1 and how == "shape":
         sd["model"]["counts"] = torch.zeros(8, 3, dtype=torch.int64)
+    if rank == 1 and how in ("corrupt", "foreign"):  # Python fails before the C++ save, with this class
+        cls = tessera.CorruptionError if how == "corrupt" else KeyError
+
+        def fail(*args, **kwargs):
+            raise cls("injected on rank 1 (the words 'already exists' do not decide the class)")
+        api._describe_for_save = fail
     keys = _store_keys()
     e = harness.expect_raises(tessera.Error, tessera.save, sd, store, "bad", timeout=60)
     assert _store_keys() == keys, "the failed save left keys in the job's Store"
+    # The same class on every rank: that of the failure, whichever rank saw it (tessera.Error for a foreign one).
+    expected = {"python": tessera.InvalidArgument, "shape": tessera.InvalidArgument,
+                "corrupt": tessera.CorruptionError, "foreign": tessera.Error}[how]
+    assert type(e) is expected, (rank, type(e), str(e))
     if how == "python":
         assert "rank 1" in str(e) and "Partial" in str(e), str(e)
-    else:
+    elif how == "shape":
         assert "model.counts" in str(e), str(e)
+    else:
+        assert "failed: rank 1: " in str(e) and "injected on rank 1" in str(e), str(e)
     torch.distributed.barrier()
     assert "bad" not in {c["name"] for c in tessera.Store(store, read_only=True).checkpoints()}
 
 
 def test_a_failing_rank_fails_the_save_everywhere():
     store = os.path.join(harness.tmpdir(), "store")
-    harness.run_ranks(_failing_rank, 2, store, "python")  # a rank fails in Python, before the C++ save
-    harness.run_ranks(_failing_rank, 2, store, "shape")   # ranks disagree on a global shape: the commit refuses
+    harness.run_ranks(_failing_rank, 2, store, "python")   # a rank fails in Python, before the C++ save
+    harness.run_ranks(_failing_rank, 2, store, "shape")    # ranks disagree on a global shape: the commit refuses
+    harness.run_ranks(_failing_rank, 2, store, "corrupt")  # a tessera.Error subclass raised in Python
+    harness.run_ranks(_failing_rank, 2, store, "foreign")  # an exception that is not tessera's
+
+
+def _typed_everywhere(rank, world, store):
+    """Every rank raises the same tessera.Error subclass, whichever rank failed."""
+    from tessera import _replicated
+    w = torch.arange(512 * 1024, dtype=torch.float32).reshape(512, 1024)  # 2 MiB: replicas read it once
+    tessera.save({"w": w}, store, "w", chunk_bytes=256 << 10)  # a replica on every rank
+    # Rank 0 refuses the save (the name exists): AlreadyExistsError on every rank.
+    e = harness.expect_raises(tessera.Error, tessera.save, {"w": w}, store, "w", timeout=60)
+    assert type(e) is tessera.AlreadyExistsError, (rank, type(e), str(e))
+    # A bad option, refused inside the protocol on every rank.
+    e = harness.expect_raises(tessera.Error, tessera.save, {"w": w}, store, "k", keep_last=-1, timeout=60)
+    assert type(e) is tessera.InvalidArgument and "keep_last" in str(e), (rank, type(e), str(e))
+    # tessera.load: rank 1 asks for a key the checkpoint lacks: NotFoundError on every rank, naming it.
+    want = {"w": torch.zeros(512, 1024)}
+    if rank == 1:
+        want["missing"] = torch.zeros(2)
+    e = harness.expect_raises(tessera.Error, tessera.load, want, store, "w")
+    assert type(e) is tessera.NotFoundError and "'missing'" in str(e), (rank, type(e), str(e))
+    if rank != 1:
+        assert "failed on rank(s) 1" in str(e), str(e)
+    # A replicated read that fails on rank 2: its class on every rank.
+    if rank == 2:
+        def broken(*args, **kwargs):
+            raise tessera.CorruptionError("injected: pack unreadable on rank 2")
+        _replicated.read_boxes = broken
+    e = harness.expect_raises(tessera.Error, tessera.load, {"w": torch.zeros(512, 1024)}, store, "w")
+    assert type(e) is tessera.CorruptionError, (rank, type(e), str(e))
+    assert ("injected" in str(e)) if rank == 2 else ("failed on rank(s) 2" in str(e)), str(e)
+
+
+def test_a_failure_raises_the_same_class_on_every_rank():
+    harness.run_ranks(_typed_everywhere, 3, os.path.join(harness.tmpdir(), "store"))
 
 
 def _empty_shards(rank, world, store):

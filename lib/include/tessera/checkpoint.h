@@ -38,7 +38,9 @@ struct SaveOptions {
   Compression compression = Compression::kAuto;
   // Reference chunks the store already holds instead of writing them (default true).
   bool dedup = true;
-  // Threads that copy, hash and compress (0 = one per core).
+  // Threads that copy, hash and compress (0 = one per core). At most 1024
+  // (every `threads` option of the library): more throws InvalidArgument
+  // naming `threads`, before any thread starts.
   size_t threads = 0;
   // Saving to a name that exists replaces it: the old checkpoint stays
   // loadable until the new one commits, then goes in the same transaction
@@ -55,7 +57,8 @@ struct SaveOptions {
   int64_t world_size = 1;
   // Retention: after a successful commit, remove the oldest checkpoints (by
   // commit order) so at most this many remain; the one just saved is never
-  // removed. 0 (default) keeps all. Then the packs left without a live
+  // removed. 0 (default) keeps all; a negative value throws InvalidArgument
+  // before anything is written. Then the packs left without a live
   // chunk are deleted (a gc that rewrites nothing; SaveResult::freed_bytes),
   // unless another save is writing packs to the store right then (a young
   // pack the catalog does not know): the next retention, or gc, frees them.
@@ -89,7 +92,7 @@ struct LoadOptions {
   // Allow a saved dtype that differs from the target's (needs the LibTorch
   // layer to convert). Default false: a dtype mismatch is an error.
   bool allow_cast = false;
-  size_t threads = 0;  // 0 = one per core
+  size_t threads = 0;  // 0 = one per core; at most 1024 (more throws InvalidArgument)
   // Entries whose bytes land in host staging first (device tensors, casts)
   // are loaded in waves of at most this many staged bytes (default 256 MiB;
   // an entry larger than that is a wave of its own). Each wave's entries

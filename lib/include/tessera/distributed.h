@@ -88,7 +88,10 @@ struct DistributedOptions {
 // Collective over the ranks of `plane`: all must call it, with the same
 // store path and checkpoint name, in the same order as their other saves.
 // Rank 0 opens (or creates) the store read-write; the others open it
-// read-only once rank 0 has. Throws the same errors on every rank.
+// read-only once rank 0 has. Throws the same error on every rank: the class
+// (tessera/error.h: the protocol carries its ErrorKind) and the message of
+// the failure, whichever rank it happened on; an exception that is not one of
+// tessera's classes is thrown as Error.
 SaveResult save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
                 ControlPlane& plane, const SaveOptions& options = {}, const DistributedOptions& dist = {});
 

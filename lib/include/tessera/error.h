@@ -2,7 +2,9 @@
 // the checkpoint, the tensor, the chunk or the pack.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
+#include <string>
 
 namespace tessera {
 
@@ -44,5 +46,27 @@ class CorruptionError : public Error {
  public:
   using Error::Error;
 };
+
+// Which class above an error is. The distributed save sends it between ranks
+// beside the message (lib/src/dist/distributed_save.cc), so every rank throws
+// the same class whichever rank failed; the Python package numbers its
+// exceptions alike (tessera._core.error_kinds). The numbers travel between
+// processes: never renumber.
+enum class ErrorKind : int {
+  kError = 0,            // Error itself, or an exception that is none of the classes below
+  kStore = 1,            // StoreError
+  kNotFound = 2,         // NotFoundError
+  kAlreadyExists = 3,    // AlreadyExistsError
+  kInvalidArgument = 4,  // InvalidArgument
+  kCorruption = 5,       // CorruptionError
+};
+
+// The kind of `e`: its class above; kError for Error, the library's
+// internal subclasses of it (an I/O failure) and any other exception.
+ErrorKind error_kind(const std::exception& e) noexcept;
+
+// Throws the class of `kind` with message `what` (Error for a number this
+// version does not know).
+[[noreturn]] void throw_error(ErrorKind kind, const std::string& what);
 
 }  // namespace tessera

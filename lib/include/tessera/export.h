@@ -78,7 +78,7 @@ struct ExportOptions {
   bool overwrite = false;
   // Extra "__metadata__" entries (string to string); "format" is always "pt".
   std::map<std::string, std::string> metadata;
-  size_t threads = 0;  // chunk readers (0 = one per core)
+  size_t threads = 0;  // chunk readers (0 = one per core; at most 1024, more throws InvalidArgument)
   // Called as tensor bytes are written (tessera/progress.h); total: the tensors' bytes.
   ProgressFn progress;
 };

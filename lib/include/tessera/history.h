@@ -127,7 +127,7 @@ struct DiffOptions {
   // Numeric statistics for changed float tensors (float32, float64, float16,
   // bfloat16) of the same dtype and shape. Default false.
   bool values = false;
-  size_t threads = 0;  // for whole-tensor loads (0 = one per core)
+  size_t threads = 0;  // for whole-tensor loads (0 = one per core; at most 1024, more throws InvalidArgument)
 };
 
 // Statistics over the elements of the changed pieces (see EntryDiff).

@@ -59,7 +59,8 @@ struct VerifyReport {
 // Checks the catalog (PRAGMA integrity_check, and every row the named
 // checkpoints' loads would read against its checksum), then re-reads and
 // re-hashes every chunk they reference (all checkpoints when `checkpoints`
-// is empty). Throws NotFoundError for an unknown name; damage is reported,
+// is empty) with `threads` readers (0 = one per core; at most 1024, more
+// throws InvalidArgument). Throws NotFoundError for an unknown name; damage is reported,
 // not thrown (a checkpoint whose rows are damaged has its chunks unchecked).
 // `progress` (tessera/progress.h) counts the stored bytes re-read.
 VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints = {}, size_t threads = 0,

@@ -4,16 +4,23 @@
 // order, as with collectives):
 //
 //   ready      rank 0: "ok:<token>" once the store is open and the name free,
-//              or "error:<why>". The token (16 random hex digits) names this
-//              save; the catalog records it with the checkpoint.
+//              or "error:<failure>". The token (16 random hex digits) names
+//              this save; the catalog records it with the checkpoint.
 //   arrived    counter: each rank r >= 1 adds 1 once it has reported.
 //   all_in     set by the rank whose add brought `arrived` to world - 1.
-//   error/<r>  rank r >= 1: why its part failed ("save of ... failed: rank r: ...").
+//   error/<r>  rank r >= 1: "<failure>", why its part failed (the message
+//              reads "save of ... failed: rank r: ...").
 //   decision   set once, by compare_set from empty: "commit" by rank 0 inside
 //              its catalog transaction just before COMMIT, or "abort:<r>" by
 //              a rank r whose wait for the outcome timed out. First one wins.
-//   outcome    rank 0: "ok" after the commit, or "error:<why>".
+//   outcome    rank 0: "ok" after the commit, or "error:<failure>".
 //   left       counter: every rank, rank 0 included, adds 1 as it leaves.
+//
+// A <failure> is "<kind>:<message>": kind the error's class as its ErrorKind
+// number in decimal (tessera/error.h: 4 is InvalidArgument, 0 the base
+// Error), then the message. Every rank throws that class with that message,
+// so the same bad shard is an InvalidArgument on every rank, not only on the
+// rank that saw it. A kind this version does not know is thrown as Error.
 //
 // A rank's report (its manifest: chunk records, packs) is a file,
 // <store>/tmp/save-<token>.rank-<r>, written under a temporary name and
@@ -66,8 +73,10 @@
 // Timeouts: rank 0 gives the others one `timeout` from the moment it is done
 // with its own part; the others give rank 0 twice that for ready and for the
 // outcome (it may wait a full timeout for a rank before it can answer).
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include "catalog/catalog.h"
@@ -89,17 +98,27 @@ constexpr const char* kErrorPrefix = "error:";
 constexpr const char* kCommit = "commit";
 constexpr const char* kAbortPrefix = "abort:";
 
-bool is_error(const std::string& s) { return s.rfind(kErrorPrefix, 0) == 0; }
-std::string error_text(const std::string& s) { return s.substr(std::string(kErrorPrefix).size()); }
+// A failure as the protocol carries it (see the top): its class and message.
+struct Failure {
+  ErrorKind kind = ErrorKind::kError;
+  std::string what;
 
-// Rethrows a failure reported by another rank with the class its message
-// shows, so every rank can catch AlreadyExistsError, StoreError, ...
-[[noreturn]] void throw_remote(const std::string& what) {
-  if (what.find("already exists") != std::string::npos) throw AlreadyExistsError(what);
-  if (what.find("is not a tessera") != std::string::npos || what.find("newer than") != std::string::npos)
-    throw StoreError(what);
-  throw Error(what);
-}
+  std::string encode() const { return std::to_string(static_cast<int>(kind)) + ":" + what; }
+  static Failure decode(const std::string& s) {
+    const size_t colon = s.find(':');
+    int kind = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + std::min(colon, s.size()), kind);
+    if (colon == std::string::npos || colon == 0 || ec != std::errc() || end != s.data() + colon)
+      return Failure{ErrorKind::kError, s};  // not ours: pass the text on
+    return Failure{static_cast<ErrorKind>(kind), s.substr(colon + 1)};
+  }
+  [[noreturn]] void raise() const { throw_error(kind, what); }
+};
+
+bool is_error(const std::string& s) { return s.rfind(kErrorPrefix, 0) == 0; }
+std::string error_value(const Failure& f) { return kErrorPrefix + f.encode(); }
+// REQUIRES: is_error(s).
+Failure failure_of(const std::string& s) { return Failure::decode(s.substr(std::string(kErrorPrefix).size())); }
 
 std::string new_token() {
   std::random_device rd;
@@ -123,21 +142,24 @@ struct Save {
   std::optional<std::string> wait_get(const std::string& k, milliseconds limit) {
     return plane.wait_get(key(k), std::max(limit, milliseconds(1)));  // 0 means "forever" in c10d
   }
-  std::string seconds() const {
+  // "20.0": `limit` in seconds, as messages state it.
+  static std::string seconds(milliseconds limit) {
     char s[32];
-    std::snprintf(s, sizeof s, "%.1f", static_cast<double>(timeout.count()) / 1000.0);
+    std::snprintf(s, sizeof s, "%.1f", static_cast<double>(limit.count()) / 1000.0);
     return s;
   }
   std::string report_path(const std::string& token, int64_t r) const {
     return store_path + "/tmp/save-" + token + ".rank-" + std::to_string(r);
   }
-  std::string coordinator_silent() const {
-    return failed + "the coordinator (rank 0) did not report within " + seconds() + " s (did it die?)";
+  // Rank r >= 1 waited `waited` (twice the timeout) for rank 0's "ready".
+  std::string coordinator_silent(milliseconds waited) const {
+    return failed + "the coordinator (rank 0) did not report within " + seconds(waited) + " s (did it die?)";
   }
   // The failure every rank reports once decision = `abort` ("abort:<r>").
   std::string aborted(const std::string& abort) const {
     return failed + "rank " + abort.substr(std::string(kAbortPrefix).size()) +
-           " gave up waiting for the coordinator (rank 0) and aborted the save (timeout " + seconds() + " s)";
+           " gave up waiting for the coordinator (rank 0) and aborted the save after " + seconds(2 * timeout) +
+           " s (twice the timeout)";
   }
 
   // Every rank calls this once as it leaves; the last one deletes the keys
@@ -174,39 +196,40 @@ std::string did_not_report(const Save& s, const std::vector<int64_t>& missing) {
   std::string who = missing.size() == 1 ? "rank " : "ranks ";
   for (size_t i = 0; i < missing.size() && i < 8; ++i) who += (i ? ", " : "") + std::to_string(missing[i]);
   if (missing.size() > 8) who += " and " + std::to_string(missing.size() - 8) + " more";
-  return s.failed + who + " did not report within " + s.seconds() + " s (did " +
+  return s.failed + who + " did not report within " + s.seconds(s.timeout) + " s (did " +
          (missing.size() == 1 ? "it" : "they") + " die?)";
 }
 
 // Rank 0: waits (once) until every rank has arrived or the timeout passes,
-// then collects the reports. Throws the lowest rank's failure, else names
-// the ranks that did not report.
+// then collects the reports. Throws the lowest rank's failure (its class),
+// else names the ranks that did not report.
 std::vector<RankManifest> gather(Save& s, const std::string& token, const RankManifest& mine,
-                                 const std::string& own_failure) {
+                                 const std::optional<Failure>& own_failure) {
   if (s.world > 1) (void)s.wait_get("all_in", s.timeout);
   std::vector<RankManifest> all{mine};
   std::vector<int64_t> missing;
-  std::string failure = own_failure;
+  std::optional<Failure> failure = own_failure;
   for (int64_t r = 1; r < s.world; ++r) {
     const std::string path = s.report_path(token, r);
     if (io::exists(path)) {
-      if (failure.empty()) all.push_back(decode_manifest(read_report(path)));
+      if (!failure) all.push_back(decode_manifest(read_report(path)));
       io::remove_file(path);
     } else if (auto why = s.wait_get("error/" + std::to_string(r), milliseconds(1))) {
-      if (failure.empty()) failure = *why;
+      if (!failure) failure = Failure::decode(*why);
     } else {
       missing.push_back(r);
     }
   }
   for (const char* k : {"ready", "arrived", "all_in"}) s.plane.delete_key(s.key(k));
-  if (!failure.empty()) throw Error(failure);
+  if (failure) failure->raise();
   if (!missing.empty()) throw Error(did_not_report(s, missing));
   return all;
 }
 
 // Rank 0 opens the store for writing and announces the save; throws (after
-// telling the others) if it cannot.
+// telling the others) if it cannot, the class the others throw.
 Store open_for_save(Save& s, const std::string& token, const SaveOptions& opts) {
+  std::optional<Failure> failure;
   try {
     Store store = Store::open(s.store_path);
     std::lock_guard lock(store.impl().mu);
@@ -215,24 +238,25 @@ Store open_for_save(Save& s, const std::string& token, const SaveOptions& opts) 
     s.plane.set(s.key("ready"), std::string("ok:") + token);
     return store;
   } catch (const std::exception& e) {
-    s.plane.set(s.key("ready"), kErrorPrefix + std::string(e.what()));
-    s.leave(false);
-    throw;
+    failure = Failure{error_kind(e), e.what()};
   }
+  s.plane.set(s.key("ready"), error_value(*failure));
+  s.leave(false);
+  failure->raise();
 }
 
 SaveResult coordinate(Save& s, const StateDict& state, SaveOptions opts) {
   const std::string token = new_token();
   Store store = open_for_save(s, token, opts);
   RankManifest mine;
-  std::string own_failure;
+  std::optional<Failure> own_failure;
   try {
     mine = write_shards(state, store.impl(), opts);
     mine.rank = 0;
   } catch (const std::exception& e) {
-    own_failure = s.failed + "rank 0: " + e.what();
+    own_failure = Failure{error_kind(e), s.failed + "rank 0: " + e.what()};
   }
-  std::string outcome = kOk;
+  std::optional<Failure> failure;
   try {
     std::vector<RankManifest> all = gather(s, token, mine, own_failure);
     // The decision, taken inside the transaction: a rank that stopped
@@ -245,13 +269,13 @@ SaveResult coordinate(Save& s, const StateDict& state, SaveOptions opts) {
     apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
   } catch (const std::exception& e) {
     const std::string what = e.what();
-    outcome = kErrorPrefix + (what.rfind(s.failed, 0) == 0 ? what : s.failed + what);
+    failure = Failure{error_kind(e), what.rfind(s.failed, 0) == 0 ? what : s.failed + what};
   }
-  s.plane.set(s.key("outcome"), outcome);
-  s.leave(outcome == kOk);
-  if (is_error(outcome)) {
+  s.plane.set(s.key("outcome"), failure ? error_value(*failure) : kOk);
+  s.leave(!failure);
+  if (failure) {
     discard_packs(store.impl(), mine.packs);
-    throw_remote(error_text(outcome));
+    failure->raise();
   }
   return mine.stats;
 }
@@ -270,29 +294,31 @@ bool committed_in_catalog(const Save& s, const std::string& token) {
   return c && c->save_token == token;
 }
 
-// Rank r >= 1: the outcome of the save, "ok" or "error:<why>", the same on
-// every rank even when rank 0 is slower than the timeout (see the top).
+// Rank r >= 1: the outcome of the save, "ok" or "error:<failure>", the same
+// on every rank even when rank 0 is slower than the timeout (see the top).
 std::string await_outcome(Save& s, const std::string& token) {
   if (auto v = s.wait_get("outcome", 2 * s.timeout)) return *v;
   const std::string d = s.plane.compare_set(s.key("decision"), "", kAbortPrefix + std::to_string(s.rank));
-  if (d != kCommit) return kErrorPrefix + s.aborted(d);
+  if (d != kCommit) return error_value({ErrorKind::kError, s.aborted(d)});
   if (auto v = s.wait_get("outcome", s.timeout)) return *v;  // rank 0 is committing
   try {
     if (committed_in_catalog(s, token)) return kOk;
   } catch (const std::exception& e) {
-    return kErrorPrefix + s.failed + "the coordinator (rank 0) decided to commit but did not report, and the catalog " +
-           "could not tell whether it did: " + e.what();
+    return error_value({ErrorKind::kError, s.failed + "the coordinator (rank 0) decided to commit but did not " +
+                                               "report, and the catalog could not tell whether it did: " + e.what()});
   }
-  return kErrorPrefix + s.failed + "the coordinator (rank 0) decided to commit but did not report within " +
-         s.seconds() + " s, and the checkpoint is not in the catalog (did rank 0 die?)";
+  return error_value({ErrorKind::kError, s.failed + "the coordinator (rank 0) decided to commit but did not " +
+                                             "report within " + s.seconds(3 * s.timeout) +
+                                             " s, and the checkpoint is not in the catalog (did rank 0 die?)"});
 }
 
 SaveResult participate(Save& s, const StateDict& state, const SaveOptions& opts) {
-  auto ready = s.wait_get("ready", 2 * s.timeout);
+  const milliseconds ready_wait = 2 * s.timeout;
+  auto ready = s.wait_get("ready", ready_wait);
   if (!ready || is_error(*ready)) {
     s.leave(false);
-    if (!ready) throw Error(s.coordinator_silent());
-    throw_remote(error_text(*ready));
+    if (!ready) throw Error(s.coordinator_silent(ready_wait));
+    failure_of(*ready).raise();
   }
   const std::string token = ready->substr(3), report = s.report_path(token, s.rank);
   const std::string error_key = "error/" + std::to_string(s.rank);
@@ -305,7 +331,8 @@ SaveResult participate(Save& s, const StateDict& state, const SaveOptions& opts)
     mine.rank = s.rank;
     write_report(report, encode_manifest(mine));
   } catch (const std::exception& e) {
-    s.plane.set(s.key(error_key), s.failed + "rank " + std::to_string(s.rank) + ": " + e.what());
+    s.plane.set(s.key(error_key),
+                Failure{error_kind(e), s.failed + "rank " + std::to_string(s.rank) + ": " + e.what()}.encode());
     failed_here = true;
   }
   if (s.plane.add(s.key("arrived"), 1) == s.world - 1) s.plane.set(s.key("all_in"), kOk);
@@ -315,7 +342,7 @@ SaveResult participate(Save& s, const StateDict& state, const SaveOptions& opts)
   if (is_error(outcome)) {
     if (store) discard_packs(store->impl(), mine.packs);  // each rank removes its own packs
     io::remove_file(report);                             // if rank 0 gave up before reading it
-    throw_remote(error_text(outcome));
+    failure_of(outcome).raise();
   }
   return mine.stats;
 }

@@ -55,6 +55,11 @@ void remove_checkpoints(Store& store, const std::vector<std::string>& names) {
   }
 }
 
+void check_keep_last(int64_t keep_last) {
+  if (keep_last < 0)
+    throw InvalidArgument("save: keep_last must be 0 (keep all) or positive, got " + std::to_string(keep_last));
+}
+
 std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, const std::string& just_saved) {
   if (keep_last <= 0) return {};
   std::lock_guard lock(store.mu);

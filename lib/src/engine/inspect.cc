@@ -86,7 +86,7 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
     for (const auto& t : impl.catalog.tensors(*prev, false)) previous.emplace(t.name, t.layout_id);
   for (const auto& t : impl.catalog.tensors(ckpt.id)) {
     EntryInfo e{t.name, "tensor", t.dtype, t.shape, static_cast<int64_t>(t.pieces.size()), t.raw_bytes,
-                t.stored_bytes, "", false};
+                t.stored_bytes, "", false, {}};
     if (auto it = previous.find(t.name); it != previous.end()) e.shared_with_previous = it->second == t.layout_id;
     for (const auto& p : t.pieces)
       if (!p.box.offsets.empty()) e.row_starts.push_back(p.box.offsets[0]);
@@ -95,7 +95,7 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
     out.push_back(std::move(e));
   }
   for (const auto& v : impl.catalog.values(ckpt.id))
-    out.push_back(EntryInfo{v.name, value_kind(v.value), "", {}, 0, value_size(v.value), 0, printable(v.value), false});
+    out.push_back(EntryInfo{v.name, value_kind(v.value), "", {}, 0, value_size(v.value), 0, printable(v.value), false, {}});
   std::sort(out.begin(), out.end(), [](const EntryInfo& a, const EntryInfo& b) { return a.name < b.name; });
   return out;
 }

@@ -147,7 +147,7 @@ struct Reader {
       if (static_cast<int64_t>(target->elem_size) != p.saved->elem_size)
         throw InvalidArgument(where(*p.name) + ": saved element size " + std::to_string(p.saved->elem_size) +
                               ", target " + std::to_string(target->elem_size));
-      check_view(*p.name, *target);
+      check_load_target(*p.name, *target);
       const Box box = local_box(*target);
       if (box != local_box(te.view))
         throw InvalidArgument(where(*p.name) + ": the staging target covers " + to_string(box) + ", the entry " +
@@ -247,6 +247,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     if (!is_tensor) throw InvalidArgument("entry '" + name + "': saved as a value, requested as a tensor");
     const catalog::TensorRecord& rec = *tensors[name];
     TensorEntry& te = std::get<TensorEntry>(entry);
+    check_load_target(name, te.view, /*require_data=*/!te.load_target);  // hooks' targets: in load_wave
     if (te.view.global_shape != rec.shape)
       throw InvalidArgument(reader.where(name) + ": saved shape " + to_string(rec.shape) + ", target " +
                             to_string(te.view.global_shape));

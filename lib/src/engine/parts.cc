@@ -22,6 +22,7 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
   Store::Impl& impl = store.impl();
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot commit '" + checkpoint + "'");
   if (checkpoint.empty()) throw InvalidArgument("commit: the checkpoint name must not be empty");
+  check_keep_last(options.keep_last);
   std::vector<RankManifest> all;
   all.reserve(manifests.size());
   SaveResult total;

@@ -10,6 +10,10 @@
 
 namespace tessera {
 
+// Throws InvalidArgument naming SaveOptions::keep_last unless it is 0 (keep
+// all) or positive; saves call it before writing anything.
+void check_keep_last(int64_t keep_last);
+
 // Removes the oldest checkpoints (by commit order) so that at most
 // `keep_last` remain, never `just_saved`; returns the names removed (oldest
 // first). keep_last <= 0 keeps everything. Does not run gc.

@@ -8,6 +8,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "engine/retention.h"
 #include "engine/view_check.h"
 #include "geometry/chunk_grid.h"
 #include "io/file.h"
@@ -163,6 +164,7 @@ std::optional<ChunkId> id_in_place(const TensorView& v, const Box& piece) {
 RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options,
                           const PieceFilter& filter) {
   if (options.chunk_bytes <= 0) throw InvalidArgument("save: chunk_bytes must be positive");
+  check_keep_last(options.keep_last);  // refused before anything is written, on every rank
   RankManifest m;
   std::vector<PieceTask> tasks;
   std::deque<EntrySource> sources;  // stable addresses

@@ -24,4 +24,13 @@ void check_view(const std::string& name, const TensorView& v, bool require_data)
               " is out of range");
 }
 
+void check_load_target(const std::string& name, const TensorView& v, bool require_data) {
+  check_view(name, v, require_data);
+  for (size_t d = 0; d < v.sizes.size(); ++d)
+    if (v.strides[d] == 0 && v.sizes[d] > 1)
+      throw InvalidArgument("tensor '" + name + "': an expanded view (stride 0 in dimension " + std::to_string(d) +
+                            " of size " + std::to_string(v.sizes[d]) +
+                            ") cannot be loaded into: its elements share memory");
+}
+
 }  // namespace tessera

@@ -1,9 +1,17 @@
 #include "io/thread_pool.h"
 
+#include <algorithm>
+#include <string>
+
+#include "tessera/error.h"
+
 namespace tessera::io {
 
 ThreadPool::ThreadPool(size_t threads) {
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  if (threads > kMaxThreads)
+    throw InvalidArgument("threads must be between 0 (one per core) and " + std::to_string(kMaxThreads) + ", got " +
+                          std::to_string(threads));
+  if (threads == 0) threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, kMaxThreads);
   // The caller also works, so start one fewer thread.
   for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
 }

@@ -11,9 +11,17 @@
 
 namespace tessera::io {
 
+// The most threads any API option (`threads` of SaveOptions, LoadOptions,
+// ExportOptions, verify, history) may ask for, and the CLI's --threads: more
+// buys nothing on any disk and risks exhausting the process (the limit is
+// checked here, where threads start, so every caller gets it).
+constexpr size_t kMaxThreads = 1024;
+
 class ThreadPool {
  public:
-  // threads == 0 means std::thread::hardware_concurrency().
+  // threads == 0 means std::thread::hardware_concurrency() (at most
+  // kMaxThreads). Throws InvalidArgument naming the `threads` option when
+  // threads > kMaxThreads, before starting any.
   explicit ThreadPool(size_t threads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
