@@ -405,7 +405,6 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
       if (!names.insert(t.name).second) throw CatalogError("tensor '" + t.name + "' is listed twice");
       list.add(layouts.put(t));
     }
-    layouts.finish();
     // 3. The checkpoint row, with its totals, and its values.
     const std::string ids = encode_ids(list.ids);
     Statement ins_ckpt = db_.prepare(

@@ -78,7 +78,6 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
         .bind_blob_static(8, pieces.data(), pieces.size());
     insert_layout_.run();
     w.layout_id = db_.last_insert_rowid();
-    for (const ChunkId& id : distinct) pending_.emplace_back(id, w.layout_id);
   }
   // Looked up before inserting: an unchanged tensor writes no page.
   find_tensor_.bind(1, t.name).bind(2, w.layout_id);
@@ -89,16 +88,6 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
     w.tensor_id = db_.last_insert_rowid();
   }
   return w;
-}
-
-void LayoutWriter::finish() {
-  std::sort(pending_.begin(), pending_.end());
-  Statement ins = db_.prepare("INSERT OR IGNORE INTO layout_chunks (chunk_id, layout_id) VALUES (?1, ?2)");
-  for (const auto& [chunk, layout] : pending_) {
-    ins.bind_blob_static(1, chunk.bytes.data(), 16).bind(2, layout);
-    ins.run();
-  }
-  pending_.clear();
 }
 
 void TensorList::add(const LayoutWriter::Written& w) {
@@ -168,23 +157,12 @@ void prune_unreferenced(Db& db) {
   Statement del_tensor = db.prepare("DELETE FROM tensors WHERE tensor_id = ?1");
   for (int64_t id : dead) del_tensor.bind(1, id).run();
   Statement used = db.prepare("SELECT 1 FROM tensors WHERE layout_id = ?1 LIMIT 1");
-  Statement read = db.prepare("SELECT shape, pieces FROM layouts WHERE layout_id = ?1");
-  Statement del_ref = db.prepare("DELETE FROM layout_chunks WHERE chunk_id = ?1 AND layout_id = ?2");
   Statement del_layout = db.prepare("DELETE FROM layouts WHERE layout_id = ?1");
   for (int64_t layout : layouts) {
     used.bind(1, layout);
     const bool in_use = used.step();
     used.reset();
-    if (in_use) continue;
-    read.bind(1, layout);
-    if (read.step()) {
-      const Shape shape = shape_from_json(read.column_text(0));
-      std::unordered_set<ChunkId, ChunkIdHash> chunks;
-      for (const Piece& p : decode_pieces(read.column_blob(1), shape.size(), "layout " + std::to_string(layout)))
-        if (chunks.insert(p.chunk).second) del_ref.bind_blob(1, p.chunk.bytes.data(), 16).bind(2, layout).run();
-    }
-    read.reset();
-    del_layout.bind(1, layout).run();
+    if (!in_use) del_layout.bind(1, layout).run();
   }
 }
 

@@ -1,5 +1,5 @@
-// Reading and writing the rows behind a checkpoint's tensors: layouts,
-// layout_chunks and tensors (schema/0003_layouts.sql, CATALOG.md). Used by
+// Reading and writing the rows behind a checkpoint's tensors: layouts and
+// tensors (schema/0003_layouts.sql, CATALOG.md). Used by
 // Catalog (commit, queries), the upgrade from schema 1 and maintenance.
 // Every function runs inside the caller's transaction.
 #pragma once
@@ -38,15 +38,12 @@ class LayoutWriter {
   // Pieces in any order (a sorted list is not copied). Throws CatalogError
   // naming the tensor when a chunk of a new layout is unknown.
   Written put(const TensorRecord& t);
-  // Inserts the layout_chunks rows of the new layouts (sorted, in bulk).
-  void finish();
 
  private:
   std::optional<int64_t> stored_len(const ChunkId& id);
   Db& db_;
   const FreshChunks* fresh_;
   Statement find_layout_, insert_layout_, find_tensor_, insert_tensor_, stored_len_;
-  std::vector<std::pair<ChunkId, int64_t>> pending_;  // (chunk, layout) rows
 };
 
 // A checkpoint's tensor list and the totals its row records.
@@ -73,8 +70,8 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
 // The ids in checkpoints.tensor_ids of a checkpoint.
 std::vector<int64_t> checkpoint_tensor_ids(Db& db, int64_t checkpoint_id);
 
-// Deletes the tensors rows no checkpoint holds and the layouts (with their
-// layout_chunks rows) no tensors row uses.
+// Deletes the tensors rows no checkpoint holds and the layouts no tensors
+// row uses. (Their chunks become orphans for gc: nothing else records them.)
 void prune_unreferenced(Db& db);
 
 }  // namespace tessera::catalog

@@ -10,7 +10,7 @@ namespace tessera::catalog {
 // convert_to_layouts().
 constexpr int kLayoutsVersion = 3;
 
-// Fills layouts, layout_chunks, tensor_versions and the checkpoints' tensor
+// Fills layouts, tensor_versions and the checkpoints' tensor
 // lists and totals from schema 1's tensors and tensor_chunks rows (which
 // 0004_drop_pieces.sql then drops). Runs inside the ladder's transaction.
 void convert_to_layouts(Db& db);
