@@ -13,6 +13,29 @@ std::string id_blob(const ChunkId& id) { return std::string(reinterpret_cast<con
 
 }  // namespace
 
+FreshChunks::FreshChunks(size_t capacity) {
+  size_t n = 16;
+  while (n < 2 * capacity) n *= 2;  // at most half full
+  slots_.resize(n);
+  mask_ = n - 1;
+}
+
+void FreshChunks::add(const ChunkId& id, int64_t stored_len) {
+  if (2 * (size_ + 1) > slots_.size()) throw CatalogError("catalog: more fresh chunks than reserved");
+  size_t i = slot_of(id);
+  while (slots_[i].stored_len >= 0) i = (i + 1) & mask_;
+  slots_[i] = Slot{id, stored_len};
+  ++size_;
+  stored_bytes_ += stored_len;
+}
+
+std::optional<int64_t> FreshChunks::find(const ChunkId& id) const {
+  for (size_t i = slot_of(id);; i = (i + 1) & mask_) {
+    if (slots_[i].stored_len < 0) return std::nullopt;
+    if (slots_[i].id == id) return slots_[i].stored_len;
+  }
+}
+
 LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& tensors_table)
     : db_(db),
       fresh_(fresh),
@@ -26,7 +49,7 @@ LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& 
 
 std::optional<int64_t> LayoutWriter::stored_len(const ChunkId& id) {
   if (fresh_)
-    if (auto it = fresh_->find(id); it != fresh_->end()) return it->second;
+    if (auto len = fresh_->find(id)) return len;
   stored_len_.bind_blob_static(1, id.bytes.data(), 16);
   std::optional<int64_t> len;
   if (stored_len_.step()) len = stored_len_.column_int(0);
@@ -79,10 +102,13 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
     insert_layout_.run();
     w.layout_id = db_.last_insert_rowid();
   }
-  // Looked up before inserting: an unchanged tensor writes no page.
-  find_tensor_.bind(1, t.name).bind(2, w.layout_id);
-  if (find_tensor_.step()) w.tensor_id = find_tensor_.column_int(0);
-  find_tensor_.reset();
+  // Looked up before inserting: an unchanged tensor writes no page. (A new
+  // layout has no tensors row yet.)
+  if (!w.new_layout) {
+    find_tensor_.bind(1, t.name).bind(2, w.layout_id);
+    if (find_tensor_.step()) w.tensor_id = find_tensor_.column_int(0);
+    find_tensor_.reset();
+  }
   if (w.tensor_id == 0) {
     insert_tensor_.bind(1, t.name).bind(2, w.layout_id).run();
     w.tensor_id = db_.last_insert_rowid();

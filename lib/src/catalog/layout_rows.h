@@ -8,7 +8,6 @@
 #include <functional>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -18,14 +17,36 @@
 
 namespace tessera::catalog {
 
+// Stored lengths of the chunks a commit just inserted, looked up once per
+// distinct chunk of each new layout. An open-addressing table: a million
+// entries cost one allocation and a lookup a cache line or two (chunk ids
+// are hashes already, so their first bytes are the slot).
+class FreshChunks {
+ public:
+  explicit FreshChunks(size_t capacity);  // at most this many add()s
+  void add(const ChunkId& id, int64_t stored_len);  // REQUIRES: id not added before
+  std::optional<int64_t> find(const ChunkId& id) const;
+  size_t size() const { return size_; }
+  int64_t stored_bytes() const { return stored_bytes_; }  // of every chunk added
+
+ private:
+  struct Slot {
+    ChunkId id;
+    int64_t stored_len = -1;  // -1: empty
+  };
+  size_t slot_of(const ChunkId& id) const { return ChunkIdHash{}(id) & mask_; }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0, size_ = 0;
+  int64_t stored_bytes_ = 0;
+};
+
 // Adds tensors to the catalog, reusing a layout (and a tensors row) that an
 // earlier checkpoint committed with the same contents.
 class LayoutWriter {
  public:
-  // Stored lengths of the chunks this commit just inserted (the others are
-  // looked up in `chunks`); may be null. `tensors_table` is "tensors"
-  // except while upgrading from schema 1.
-  using FreshChunks = std::unordered_map<ChunkId, int64_t, ChunkIdHash>;
+  // `fresh`: the chunks this commit just inserted (the others are looked up
+  // in `chunks`); may be null. `tensors_table` is "tensors" except while
+  // upgrading from schema 1.
   LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& tensors_table = "tensors");
 
   struct Written {

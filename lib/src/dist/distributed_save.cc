@@ -241,7 +241,7 @@ SaveResult coordinate(Save& s, const StateDict& state, SaveOptions opts) {
       const std::string d = s.plane.compare_set(s.key("decision"), "", kCommit);
       if (d != kCommit) throw Error(s.aborted(d));
     };
-    commit_checkpoint(store.impl(), s.checkpoint, all, opts, token, decide);
+    commit_checkpoint(store.impl(), s.checkpoint, std::move(all), opts, token, decide);
     mine.stats.removed = apply_keep_last_after_commit(store.impl(), opts.keep_last, s.checkpoint);
   } catch (const std::exception& e) {
     const std::string what = e.what();

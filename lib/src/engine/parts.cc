@@ -38,7 +38,7 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
     total.chunks_written += s.chunks_written;
     total.packs += s.packs;
   }
-  commit_checkpoint(impl, checkpoint, all, options);
+  commit_checkpoint(impl, checkpoint, std::move(all), options);
   total.removed = apply_keep_last_after_commit(impl, options.keep_last, checkpoint);
   return total;
 }
