@@ -92,6 +92,19 @@ void Statement::run() {
   reset();
 }
 
+bool Statement::try_run() {
+  int rc;
+  while ((rc = sqlite3_step(st_)) == SQLITE_ROW) {
+  }
+  if (rc == SQLITE_DONE) {
+    reset();
+    return true;
+  }
+  if ((rc & 0xff) != SQLITE_CONSTRAINT) fail("step");
+  reset();
+  return false;
+}
+
 void Statement::reset() {
   sqlite3_reset(st_);
   sqlite3_clear_bindings(st_);

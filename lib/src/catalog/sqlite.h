@@ -62,6 +62,10 @@ class Statement {
 
   bool step();   // true while a row is available
   void run();    // step to completion (for statements without rows)
+  // run(), except that a constraint violation (a UNIQUE or PRIMARY KEY
+  // conflict) returns false instead of throwing. The statement's changes are
+  // then undone (ON CONFLICT ABORT), the transaction's earlier ones kept.
+  bool try_run();
   void reset();  // ready to bind and run again
 
   int64_t column_int(int i) const;
