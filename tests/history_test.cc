@@ -633,6 +633,33 @@ TEST_CASE("a checkpoint adds catalog rows only for the tensors that changed") {
   CHECK(m.loads_exactly(store, "s2"));  // what is left still loads as saved
 }
 
+TEST_CASE("many tensors sharing few layouts in one commit: one layouts row each") {
+  // 150 tensors with 3 distinct contents: tensors of equal contents share a
+  // layout, also when the commit inserts that layout itself.
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model m;
+  for (int i = 0; i < 150; ++i) m.set("t" + std::to_string(1000 + i), kChunkFloats, i % 3);
+  save(m.state(), store, "a", so);
+  CHECK(rows(store, "layouts") == 3);
+  CHECK(rows(store, "tensors") == 150);
+  CHECK(rows(store, "chunks") == 3);
+  CHECK(store.checkpoint("a").tensors == 150);
+  CHECK(store.checkpoint("a").stored_bytes == 3 * (64 << 10));  // each distinct layout once
+  save(m.state(), store, "b", so);  // unchanged: no new rows
+  CHECK(rows(store, "layouts") == 3);
+  CHECK(rows(store, "tensors") == 150);
+  remove_checkpoints(store, {"a", "b"});
+  CHECK(rows(store, "layouts") == 0);
+  m.set("t1149", kChunkFloats, 7);
+  save(m.state(), store, "c", so);  // ids after a removal stay distinct
+  CHECK(rows(store, "layouts") == 4);
+  CHECK(rows(store, "tensors") == 150);
+  CHECK(m.loads_exactly(store, "c"));
+  CHECK(verify(store).ok());
+}
+
 TEST_CASE("overwrite prunes the replaced checkpoint's rows in the same transaction") {
   TempDir dir("hist");
   Store store = Store::open(dir.path());

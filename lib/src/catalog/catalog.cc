@@ -345,17 +345,8 @@ std::optional<std::string> listed_twice(const std::vector<TensorRecord>& tensors
   return std::string(*it);
 }
 
-// Rows per INSERT statement of chunk rows: a million single-row statements
-// cost about twice the CPU of the same rows in statements of 64.
-constexpr size_t kChunkBatch = 64;
-
-std::string chunk_insert_sql(const char* verb, size_t rows) {
-  std::string sql = std::string(verb) +
-                    " INTO chunks (chunk_id, pack_id, offset, stored_len, raw_len, codec, elem_size, stored_sum, "
-                    "block_sums) VALUES ";
-  for (size_t i = 0; i < rows; ++i) sql += i ? ", (?, ?, ?, ?, ?, ?, ?, ?, ?)" : "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-  return sql;
-}
+constexpr const char* kChunkColumnsIn =
+    " INTO chunks (chunk_id, pack_id, offset, stored_len, raw_len, codec, elem_size, stored_sum, block_sums)";
 
 // Binds one chunk row's 9 values after parameter `base`.
 void bind_chunk(Statement& st, int base, const NewChunk& n) {
@@ -377,7 +368,7 @@ void bind_chunk(Statement& st, int base, const NewChunk& n) {
 // entries with one id (two packs of this save hold the same bytes) the
 // first is kept. Returns the stored lengths of the rows inserted.
 //
-// Rows go kChunkBatch to a plain INSERT. A batch that meets a committed
+// Rows go kRowsPerStatement to a plain INSERT. A batch that meets a committed
 // chunk fails as a whole, undone, and is inserted again row by row with
 // INSERT OR IGNORE, which tells which rows it added.
 FreshChunks insert_chunks(Db& db, std::vector<NewChunk>& chunks) {
@@ -385,8 +376,8 @@ FreshChunks insert_chunks(Db& db, std::vector<NewChunk>& chunks) {
   chunks.erase(std::unique(chunks.begin(), chunks.end(), [](const NewChunk& a, const NewChunk& b) { return a.id == b.id; }),
                chunks.end());
   FreshChunks fresh(chunks.size());
-  Statement batch = db.prepare(chunk_insert_sql("INSERT", kChunkBatch));
-  Statement one = db.prepare(chunk_insert_sql("INSERT OR IGNORE", 1));
+  Statement batch = db.prepare(values_sql(std::string("INSERT") + kChunkColumnsIn, 9, kRowsPerStatement));
+  Statement one = db.prepare(values_sql(std::string("INSERT OR IGNORE") + kChunkColumnsIn, 9, 1));
   const auto row_by_row = [&](size_t from, size_t to) {
     for (size_t i = from; i < to; ++i) {
       bind_chunk(one, 0, chunks[i]);
@@ -395,13 +386,13 @@ FreshChunks insert_chunks(Db& db, std::vector<NewChunk>& chunks) {
     }
   };
   size_t i = 0;
-  for (; i + kChunkBatch <= chunks.size(); i += kChunkBatch) {
-    for (size_t j = 0; j < kChunkBatch; ++j) bind_chunk(batch, static_cast<int>(9 * j), chunks[i + j]);
+  for (; i + kRowsPerStatement <= chunks.size(); i += kRowsPerStatement) {
+    for (size_t j = 0; j < kRowsPerStatement; ++j) bind_chunk(batch, static_cast<int>(9 * j), chunks[i + j]);
     if (!batch.try_run()) {
-      row_by_row(i, i + kChunkBatch);
+      row_by_row(i, i + kRowsPerStatement);
       continue;
     }
-    for (size_t j = i; j < i + kChunkBatch; ++j) fresh.add(chunks[j].id, static_cast<int64_t>(chunks[j].entry->stored_len));
+    for (size_t j = i; j < i + kRowsPerStatement; ++j) fresh.add(chunks[j].id, static_cast<int64_t>(chunks[j].entry->stored_len));
   }
   row_by_row(i, chunks.size());
   return fresh;

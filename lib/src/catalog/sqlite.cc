@@ -122,6 +122,16 @@ std::string Statement::column_blob(int i) const {
 }
 int Statement::column_type(int i) const { return sqlite3_column_type(st_, i); }
 
+std::string values_sql(std::string_view head, size_t columns, size_t rows) {
+  std::string row = "(";
+  for (size_t c = 0; c < columns; ++c) row += c ? ", ?" : "?";
+  row += ")";
+  std::string sql(head);
+  sql += " VALUES ";
+  for (size_t r = 0; r < rows; ++r) (sql += r ? ", " : "") += row;
+  return sql;
+}
+
 ReadScope::ReadScope(Db& db) : db_(db) {
   if (sqlite3_get_autocommit(db_.raw()) == 0) return;  // inside the caller's transaction
   db_.exec("BEGIN");
