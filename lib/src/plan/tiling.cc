@@ -1,9 +1,15 @@
 #include "plan/tiling.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <utility>
 
 namespace tessera::plan {
 namespace {
+
+// Corners per box are 2^rank; above this rank the sweep alone decides.
+constexpr size_t kMaxCornerRank = 12;
 
 // The indicator of a box [a, b) is the signed sum, over its 2^d corners c
 // (c_i in {a_i, b_i}), of the orthant indicators 1[x >= c], with sign
@@ -11,30 +17,81 @@ namespace {
 // linearly independent, so boxes tile the whole exactly (every element
 // covered once) iff their signed corners cancel to the whole's.
 //
-// Corners are kept flat, without an allocation each: row i is `rank`
-// coordinates followed by the sign.
+// Corners are kept without an allocation each. Where the grid of corner
+// points, (shape[0] + 1) x ... x (shape[d-1] + 1), has fewer than 2^63
+// points, a point is its row-major number in that grid and a corner is a
+// (number, sign) pair, so grouping equal points is a sort of integers.
+// Otherwise a corner is a row of a flat array: `rank` coordinates, then the
+// sign.
 class Corners {
  public:
-  Corners(size_t rank, size_t boxes) : rank_(rank) { data_.reserve((boxes << rank) * (rank + 1)); }
+  Corners(const Shape& shape, size_t boxes) : rank_(shape.size()) {
+    strides_.assign(rank_, 0);
+    uint64_t points = 1;
+    for (size_t i = rank_; i-- > 0;) {
+      strides_[i] = points;
+      const auto extent = static_cast<uint64_t>(shape[i]) + 1;
+      if (__builtin_mul_overflow(points, extent, &points) || points >= (uint64_t{1} << 63)) {
+        strides_.clear();
+        break;
+      }
+    }
+    if (numbered()) numbered_.reserve(boxes << rank_);
+    else flat_.reserve((boxes << rank_) * (rank_ + 1));
+  }
 
   void add(const Box& b, int64_t sign) {
-    for (uint64_t mask = 0; mask < (uint64_t{1} << rank_); ++mask) {
-      int64_t s = sign;
-      for (size_t i = 0; i < rank_; ++i) {
-        const bool far = (mask >> i) & 1;
-        data_.push_back(b.offsets[i] + (far ? b.sizes[i] : 0));
-        if (far) s = -s;
-      }
-      data_.push_back(s);
-    }
+    if (numbered()) add_numbered(b, sign);
+    else add_flat(b, sign);
   }
 
   // Whether the signs at every point sum to zero.
-  bool cancel() const {
-    const size_t stride = rank_ + 1, n = data_.size() / stride;
+  bool cancel() { return numbered() ? cancel_numbered() : cancel_flat(); }
+
+ private:
+  bool numbered() const { return !strides_.empty() || rank_ == 0; }
+
+  // Corner `mask` is the box's near corner plus, for each bit i set, its
+  // size along dimension i; its sign flips with each such bit.
+  void add_numbered(const Box& b, int64_t sign) {
+    uint64_t near = 0;
+    uint64_t step[kMaxCornerRank];
+    for (size_t i = 0; i < rank_; ++i) {
+      near += static_cast<uint64_t>(b.offsets[i]) * strides_[i];
+      step[i] = static_cast<uint64_t>(b.sizes[i]) * strides_[i];
+    }
+    for (uint64_t mask = 0; mask < (uint64_t{1} << rank_); ++mask) {
+      uint64_t point = near;
+      for (size_t i = 0; i < rank_; ++i)
+        if ((mask >> i) & 1) point += step[i];
+      numbered_.emplace_back(point, std::popcount(mask) % 2 ? -sign : sign);
+    }
+  }
+
+  void add_flat(const Box& b, int64_t sign) {
+    for (uint64_t mask = 0; mask < (uint64_t{1} << rank_); ++mask) {
+      for (size_t i = 0; i < rank_; ++i) flat_.push_back(b.offsets[i] + ((mask >> i) & 1 ? b.sizes[i] : 0));
+      flat_.push_back(std::popcount(mask) % 2 ? -sign : sign);
+    }
+  }
+
+  bool cancel_numbered() {
+    std::sort(numbered_.begin(), numbered_.end());
+    for (size_t i = 0; i < numbered_.size();) {
+      int64_t sum = 0;
+      size_t j = i;
+      for (; j < numbered_.size() && numbered_[j].first == numbered_[i].first; ++j) sum += numbered_[j].second;
+      if (sum != 0) return false;
+      i = j;
+    }
+    return true;
+  }
+
+  bool cancel_flat() const {
+    const size_t stride = rank_ + 1, n = flat_.size() / stride;
     std::vector<size_t> order(n);
     for (size_t i = 0; i < n; ++i) order[i] = i;
-    const auto point = [&](size_t i) { return data_.data() + i * stride; };
+    const auto point = [&](size_t i) { return flat_.data() + i * stride; };
     const auto less = [&](size_t a, size_t b) {
       return std::lexicographical_compare(point(a), point(a) + rank_, point(b), point(b) + rank_);
     };
@@ -50,9 +107,10 @@ class Corners {
     return true;
   }
 
- private:
   size_t rank_;
-  std::vector<int64_t> data_;
+  std::vector<uint64_t> strides_;  // empty when the points do not fit (then flat_)
+  std::vector<std::pair<uint64_t, int64_t>> numbered_;
+  std::vector<int64_t> flat_;
 };
 
 // The first overlap, by a sweep along dim 0 (quadratic for boxes sharing a
@@ -73,9 +131,6 @@ std::optional<std::string> find_overlap(const Shape& shape, const std::vector<co
   }
   return std::nullopt;
 }
-
-// Corners per box are 2^rank; above this rank the sweep alone decides.
-constexpr size_t kMaxCornerRank = 12;
 
 }  // namespace
 
@@ -99,7 +154,7 @@ std::optional<std::string> tiling_defect_of(const Shape& shape, const std::vecto
            " elements are not covered by any shard";
   };
   if (shape.size() <= kMaxCornerRank && covered == volume(shape)) {
-    Corners corners(shape.size(), boxes.size() + 1);
+    Corners corners(shape, boxes.size() + 1);
     for (const Box* b : boxes)
       if (!b->empty()) corners.add(*b, 1);
     if (!whole.empty()) corners.add(whole, -1);
