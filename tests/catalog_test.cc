@@ -89,6 +89,82 @@ TEST_CASE("commit is one transaction: a bad reference leaves the catalog unchang
   CHECK(t->pieces.size() == 1);
 }
 
+namespace {
+
+// A chunk entry for id `i` at `offset` of its pack, `len` stored bytes.
+pack::ChunkEntry entry(int i, uint64_t offset, uint64_t len) {
+  pack::ChunkEntry e;
+  e.id = chunk_id_of(&i, sizeof i);
+  e.offset = offset;
+  e.raw_len = e.stored_len = len;
+  e.block_sums = {static_cast<uint64_t>(i)};
+  return e;
+}
+
+// A tensor "t<i>" of 1 element per piece, one piece per id.
+catalog::TensorRecord tensor_of(const std::string& name, const std::vector<ChunkId>& ids) {
+  catalog::TensorRecord t{0, name, "uint8", 1, {static_cast<int64_t>(ids.size())}, {}};
+  for (size_t j = 0; j < ids.size(); ++j)
+    t.pieces.push_back(catalog::Piece{Box{{static_cast<int64_t>(j)}, {1}}, ids[j]});
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("chunk rows go in batches: committed chunks keep their rows and are not counted as added") {
+  TempDir dir("cat");
+  auto cat = Catalog::open(dir / "c.db", Catalog::Mode::kReadWrite, true);
+  // "a": 300 new chunks (several batches and a remainder), stored_len 10.
+  catalog::NewCheckpoint a;
+  a.name = "a";
+  a.packs.push_back(pack::PackInfo{"pa.pack", 10000, {}});
+  std::vector<ChunkId> ids_a;
+  for (int i = 0; i < 300; ++i) {
+    a.packs[0].chunks.push_back(entry(i, 10 * i, 10));
+    ids_a.push_back(a.packs[0].chunks.back().id);
+  }
+  a.tensors.push_back(tensor_of("ta", ids_a));
+  cat.commit(a);
+  CHECK(cat.find_checkpoint("a")->added_bytes == 3000);
+  CHECK(cat.find_checkpoint("a")->stored_bytes == 3000);
+  // "b": a pack of 200 entries where every third chunk (67 of them) is
+  // committed already (so every batch meets one) and stored here with 99
+  // bytes; 133 new ones of 7 bytes, of which 20 appear again in a second
+  // pack of this save.
+  catalog::NewCheckpoint b;
+  b.name = "b";
+  b.packs.push_back(pack::PackInfo{"pb.pack", 10000, {}});
+  b.packs.push_back(pack::PackInfo{"pc.pack", 10000, {}});
+  std::vector<ChunkId> ids_b;
+  int64_t new_bytes = 0;
+  for (int k = 0; k < 200; ++k) {
+    const bool old = k % 3 == 0;
+    const int i = old ? k : 1000 + k;
+    b.packs[0].chunks.push_back(entry(i, 100 * k, old ? 99 : 7));
+    if (!old) new_bytes += 7;
+    if (!old && k < 60) b.packs[1].chunks.push_back(entry(i, 5 * k, 7));
+    ids_b.push_back(b.packs[0].chunks.back().id);
+  }
+  b.tensors.push_back(tensor_of("tb", ids_b));
+  cat.commit(b);
+  const auto info = cat.find_checkpoint("b");
+  CHECK(info->added_bytes == new_bytes);
+  CHECK(info->stored_bytes == new_bytes + 67 * 10);  // committed rows' lengths, not this save's
+  for (int k = 0; k < 200; k += 3) {
+    const auto loc = cat.locate(ids_b[k]);
+    REQUIRE(loc);
+    CHECK(loc->pack == "pa.pack");  // the first copy stays
+    CHECK(loc->entry.offset == 10u * k);
+    CHECK(loc->entry.stored_len == 10);
+  }
+  auto count = cat.db().prepare("SELECT count(*) FROM chunks");
+  count.step();
+  CHECK(count.column_int(0) == 300 + 133);
+  const auto t = cat.tensor(info->id, "tb");
+  REQUIRE(t);
+  CHECK(t->pieces.size() == 200);
+}
+
 TEST_CASE("shapes round-trip through JSON") {
   for (Shape s : {Shape{}, Shape{0}, Shape{1, 2, 3}, Shape{int64_t{1} << 40}})
     CHECK(catalog::shape_from_json(catalog::shape_to_json(s)) == s);

@@ -284,7 +284,7 @@ TEST_CASE("a read-only open recovers a catalog whose writer died while writing i
     sqlite3* db = nullptr;
     if (sqlite3_open_v2((dir / "catalog.db").c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) _exit(3);
     sqlite3_exec(db, "PRAGMA cache_size = 1; PRAGMA cache_spill = 1; BEGIN IMMEDIATE; "
-                     "DELETE FROM layout_chunks; DELETE FROM chunks; DELETE FROM checkpoints;",
+                     "DELETE FROM chunks; DELETE FROM checkpoints;",
                  nullptr, nullptr, nullptr);
     raise(SIGKILL);
   }

@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <thread>
 
 #include "catalog/catalog.h"
+#include "catalog/maintenance.h"
 #include "engine/commit.h"
 #include "engine/history_hooks.h"
 #include "engine/shard_writer.h"
@@ -55,11 +57,10 @@ std::string catalog_dump(const std::string& store) {
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2((store + "/catalog.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
   std::string out;
-  for (const char* table : {"packs", "chunks", "checkpoints", "layouts", "layout_chunks", "tensors", "entries"}) {
+  for (const char* table : {"packs", "chunks", "checkpoints", "layouts", "tensors", "entries"}) {
     out += std::string("# ") + table + "\n";
     sqlite3_stmt* st = nullptr;
-    const std::string sql =
-        std::string("SELECT * FROM ") + table + (std::string(table) == "layout_chunks" ? " ORDER BY 1, 2" : " ORDER BY 1, 2, 3");
+    const std::string sql = std::string("SELECT * FROM ") + table + " ORDER BY 1, 2, 3";
     REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW) {
       for (int c = 0; c < sqlite3_column_count(st); ++c) {
@@ -662,6 +663,11 @@ int64_t rows(const Store& store, const std::string& table) {
   return st.column_int(0);
 }
 
+// Chunks some layout references (what gc keeps).
+int64_t live_chunks(const Store& store) {
+  return static_cast<int64_t>(catalog::live_chunk_ids(store.impl().catalog.db()).size());
+}
+
 }  // namespace
 
 TEST_CASE("a checkpoint adds catalog rows only for the tensors that changed") {
@@ -673,7 +679,7 @@ TEST_CASE("a checkpoint adds catalog rows only for the tensors that changed") {
   save(m.state(), store, "s0", so);
   CHECK(rows(store, "layouts") == 20);
   CHECK(rows(store, "tensors") == 20);
-  CHECK(rows(store, "layout_chunks") == 40);
+  CHECK(live_chunks(store) == 40);
   save(m.state(), store, "s1", so);  // unchanged: shares every row
   CHECK(rows(store, "layouts") == 20);
   CHECK(rows(store, "tensors") == 20);
@@ -681,16 +687,45 @@ TEST_CASE("a checkpoint adds catalog rows only for the tensors that changed") {
   save(m.state(), store, "s2", so);  // one tensor changed: one layout, one tensors row
   CHECK(rows(store, "layouts") == 21);
   CHECK(rows(store, "tensors") == 21);
-  CHECK(rows(store, "layout_chunks") == 42);
+  CHECK(live_chunks(store) == 42);
+  CHECK(rows(store, "chunks") == 42);
   CHECK(store.checkpoint("s2").tensors == 20);
   CHECK(store.checkpoint("s2").added_bytes == 2 * (64 << 10));
   // rm prunes what no remaining checkpoint holds; the chunks wait for gc.
   remove_checkpoints(store, {"s0", "s1"});
   CHECK(rows(store, "layouts") == 20);
   CHECK(rows(store, "tensors") == 20);
-  CHECK(rows(store, "layout_chunks") == 40);
+  CHECK(live_chunks(store) == 40);
+  CHECK(rows(store, "chunks") == 42);
   CHECK(plan_gc(store).orphan_chunks == 2);
   CHECK(m.loads_exactly(store, "s2"));  // what is left still loads as saved
+}
+
+TEST_CASE("many tensors sharing few layouts in one commit: one layouts row each") {
+  // 150 tensors with 3 distinct contents: tensors of equal contents share a
+  // layout, also when the commit inserts that layout itself.
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  const SaveOptions so = raw_chunks(64 << 10);
+  Model m;
+  for (int i = 0; i < 150; ++i) m.set("t" + std::to_string(1000 + i), kChunkFloats, i % 3);
+  save(m.state(), store, "a", so);
+  CHECK(rows(store, "layouts") == 3);
+  CHECK(rows(store, "tensors") == 150);
+  CHECK(rows(store, "chunks") == 3);
+  CHECK(store.checkpoint("a").tensors == 150);
+  CHECK(store.checkpoint("a").stored_bytes == 3 * (64 << 10));  // each distinct layout once
+  save(m.state(), store, "b", so);  // unchanged: no new rows
+  CHECK(rows(store, "layouts") == 3);
+  CHECK(rows(store, "tensors") == 150);
+  remove_checkpoints(store, {"a", "b"});
+  CHECK(rows(store, "layouts") == 0);
+  m.set("t1149", kChunkFloats, 7);
+  save(m.state(), store, "c", so);  // ids after a removal stay distinct
+  CHECK(rows(store, "layouts") == 4);
+  CHECK(rows(store, "tensors") == 150);
+  CHECK(m.loads_exactly(store, "c"));
+  CHECK(verify(store).ok());
 }
 
 TEST_CASE("overwrite prunes the replaced checkpoint's rows in the same transaction") {
@@ -758,6 +793,173 @@ TEST_CASE("a schema-1 store (tessera 0.2.0) migrates: same checkpoints, same byt
   run_gc(rw, plan);
   CHECK(plan_gc(rw).orphan_chunks == 0);
   CHECK(verify(rw).damaged.empty());
+}
+
+namespace {
+
+// Chunk ids (hex) of `store`'s catalog matching `where` (on chunks c), read
+// with plain SQLite: usable on a catalog this build would migrate.
+std::set<std::string> chunk_hexes(const std::string& store, const std::string& where) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2((store + "/catalog.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  const std::string sql = "SELECT lower(hex(chunk_id)) FROM chunks c WHERE " + where;
+  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
+  std::set<std::string> out;
+  while (sqlite3_step(st) == SQLITE_ROW) out.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+std::set<std::string> hexes(const std::vector<ChunkId>& ids) {
+  std::set<std::string> out;
+  for (const ChunkId& id : ids) out.insert(id.hex());
+  return out;
+}
+
+// The chunk ids the store's checkpoints reference, as the load path reads them.
+std::set<std::string> referenced_chunks(const Store& store) {
+  std::set<std::string> out;
+  auto& cat = store.impl().catalog;
+  for (const auto& c : cat.list_checkpoints())
+    for (const ChunkId& id : cat.chunk_ids(c.id)) out.insert(id.hex());
+  return out;
+}
+
+// Loads a checkpoint of tests/data/store-v4 and checks it bit for bit against
+// what make_store_v4.cc saved (see its header).
+bool v4_loads_exactly(const Store& store, const std::string& name) {
+  std::vector<float> w1(64 * 48, -1), z1(1024, -1), z2(2048, -1), s(16 * 64, -1), ones(2048, -1);
+  std::vector<int64_t> w2(30, -1);
+  StateDict sd;
+  const bool has_w1 = name != "c", has_w2 = name != "d";
+  if (has_w1) sd.add_tensor("w1", TensorView::contiguous("float32", 4, w1.data(), {64, 48}));
+  if (has_w2) sd.add_tensor("w2", TensorView::contiguous("int64", 8, w2.data(), {30}));
+  if (name == "a") sd.add_tensor("z1", TensorView::contiguous("float32", 4, z1.data(), {1024}));
+  if (name == "a" || name == "b") sd.add_tensor("z2", TensorView::contiguous("float32", 4, z2.data(), {2048}));
+  if (name == "c") sd.add_tensor("s", TensorView::contiguous("float32", 4, s.data(), {16, 64}));
+  if (name == "d") sd.add_tensor("ones", TensorView::contiguous("float32", 4, ones.data(), {2048}));
+  sd.add_value("step", int64_t{-1});
+  load(sd, store, name);
+  const float add = name == "a" ? 0 : name == "b" ? 1 : 5;
+  bool ok = std::get<int64_t>(sd.value("step")) == (name == "a" ? 0 : name == "b" ? 1 : name == "c" ? 2 : 5);
+  for (size_t i = 0; has_w1 && i < w1.size(); ++i) ok = ok && w1[i] == static_cast<float>(i) + add;
+  for (size_t i = 0; has_w2 && i < w2.size(); ++i) ok = ok && w2[i] == static_cast<int64_t>(i);
+  for (size_t i = 0; name == "c" && i < s.size(); ++i) ok = ok && s[i] == static_cast<float>(i) / 2 + 100;
+  if (name == "a") ok = ok && std::all_of(z1.begin(), z1.end(), [](float x) { return x == 0; });
+  if (name == "a" || name == "b") ok = ok && std::all_of(z2.begin(), z2.end(), [](float x) { return x == 0; });
+  if (name == "d") ok = ok && std::all_of(ones.begin(), ones.end(), [](float x) { return x == 1; });
+  return ok;
+}
+
+}  // namespace
+
+TEST_CASE("a schema-4 store (tessera 0.3.0) migrates: layout_chunks and chunks_by_pack go, loads are bit-exact, gc keeps exactly the live chunks") {
+  TempDir dir("hist");
+  fs::copy(fs::path(TESSERA_TEST_DATA) / "store-v4", dir.path(), fs::copy_options::recursive);
+  // Schema 4's own answer to "which chunks are live", read before migrating.
+  const std::string live_v4 = "EXISTS (SELECT 1 FROM layout_chunks lc WHERE lc.chunk_id = c.chunk_id)";
+  const std::set<std::string> live = chunk_hexes(dir.path(), live_v4);
+  const std::set<std::string> orphans = chunk_hexes(dir.path(), "NOT " + live_v4);
+  REQUIRE(live.size() == 17);
+  REQUIRE(orphans.size() == 8);  // d's first w1 and e's w1 (make_store_v4.cc)
+  CHECK(has(error_of([&] { Store::open_read_only(dir.path()); }), "needs migrating"));
+  {
+    Store store = Store::open(dir.path());  // the ladder runs: 4 -> latest
+    auto& db = store.impl().catalog.db();
+    CHECK(store.impl().catalog.schema_version() == catalog::Catalog::latest_schema_version());
+    auto count = [&](const std::string& sql) {
+      auto st = db.prepare(sql);
+      st.step();
+      return st.column_int(0);
+    };
+    CHECK(count("SELECT count(*) FROM sqlite_schema WHERE name IN ('layout_chunks', 'chunks_by_pack', 'chunks_v5')") == 0);
+    CHECK(count("SELECT count(*) FROM pragma_foreign_key_list('chunks')") == 0);
+    CHECK(count("SELECT count(*) FROM chunks") == 25);  // every row kept, as it was
+    CHECK(hexes(catalog::live_chunk_ids(db)) == live);
+    CHECK(hexes(catalog::chunk_usage(db).orphans) == orphans);
+  }
+  {
+    Store store = Store::open_read_only(dir.path());
+    CHECK(names_of(store) == std::vector<std::string>{"a", "b", "c", "d"});
+    for (const char* name : {"a", "b", "c", "d"}) CHECK_MESSAGE(v4_loads_exactly(store, name), name);
+    CHECK(referenced_chunks(store) == live);
+    CHECK(verify(store).ok());
+  }
+  Store rw = Store::open(dir.path());
+  const GcPlan plan = plan_gc(rw);
+  CHECK(plan.orphan_chunks == 8);
+  CHECK(plan.delete_packs.size() == 2);  // d's first save and e
+  CHECK(plan.rewrite_packs.empty());
+  const GcResult r = run_gc(rw, plan);
+  CHECK(r.chunks_dropped == 8);
+  CHECK(r.deleted_packs.size() == 2);
+  CHECK(chunk_hexes(dir.path(), "1") == live);  // exactly the live chunks are left
+  for (const char* name : {"a", "b", "c", "d"}) CHECK_MESSAGE(v4_loads_exactly(rw, name), name);
+  CHECK(verify(rw).ok());
+  CHECK(plan_gc(rw).empty());
+
+  // Removing "a" leaves its pack mostly dead: w2 and the zero chunk stay
+  // live (b, c and b's z2 hold them) and move; a's w1 and z1's layout go.
+  remove_checkpoints(rw, {"a"});
+  const GcPlan plan2 = plan_gc(rw);
+  REQUIRE(plan2.rewrite_packs.size() == 1);
+  CHECK(plan2.rewrite_packs[0].live_chunks == 2);
+  CHECK(plan2.orphan_chunks == 4);
+  const GcResult r2 = run_gc(rw, plan2);
+  CHECK(r2.chunks_moved == 2);
+  CHECK(r2.chunks_dropped == 4);
+  CHECK(r2.skipped.empty());
+  CHECK(chunk_hexes(dir.path(), "1") == referenced_chunks(rw));
+  for (const char* name : {"b", "c", "d"}) CHECK_MESSAGE(v4_loads_exactly(rw, name), name);
+  CHECK(verify(rw).ok());
+  std::set<std::string> catalog_packs;
+  for (const auto& p : catalog::pack_usage(rw.impl().catalog.db())) catalog_packs.insert(p.name);
+  CHECK(files_in(dir.path(), "packs") == catalog_packs);
+}
+
+TEST_CASE("gc keeps exactly the chunks that remaining checkpoints reference, through saves, overwrites and removals") {
+  // A random history over shared, repeated and changing chunks; after every
+  // step gc runs (rewriting any pack with a dead byte) and the catalog must
+  // hold exactly the chunks some checkpoint references, each checkpoint
+  // loading bit-exact.
+  TempDir dir("hist");
+  Store store = Store::open(dir.path());
+  std::mt19937 rng(10);
+  std::map<std::string, Model> saved;
+  GcOptions all;
+  all.grace = std::chrono::seconds(0);
+  all.rewrite_below = 1.0;
+  for (int step = 0; step < 40; ++step) {
+    const int what = static_cast<int>(rng() % 10);
+    if (what < 6 || saved.empty()) {
+      Model m;
+      for (int t = 0; t < 4; ++t) {
+        const uint32_t seed = rng() % 3;  // few distinct contents: much sharing
+        const size_t chunks = 1 + rng() % 3;
+        m.set("t" + std::to_string(t), chunks * kChunkFloats, seed);
+      }
+      m.tensors["zeros"].assign((1 + rng() % 3) * kChunkFloats, 0.0f);  // one chunk repeated
+      SaveOptions so = raw_chunks(64 << 10);
+      std::string name = "s" + std::to_string(step);
+      if (what == 5 && !saved.empty()) {
+        name = saved.begin()->first;  // overwrite
+        so.overwrite = true;
+      }
+      save(m.state(), store, name, so);
+      saved[name] = m;
+    } else {
+      auto it = saved.begin();
+      std::advance(it, rng() % saved.size());
+      remove_checkpoints(store, {it->first});
+      saved.erase(it);
+    }
+    run_gc(store, plan_gc(store, all), all);
+    REQUIRE(chunk_hexes(dir.path(), "1") == referenced_chunks(store));
+    for (const auto& [name, m] : saved) REQUIRE(m.loads_exactly(store, name));
+  }
+  CHECK(verify(store).ok());
 }
 
 TEST_CASE("a damaged layout that no longer covers a tensor fails the load naming it, instead of leaving bytes unset") {

@@ -91,6 +91,26 @@ TEST_CASE("property: tiling_defect agrees with counting every element") {
   CHECK(defects > 500);
 }
 
+TEST_CASE("tiling of a shape whose corner points cannot be numbered in 64 bits") {
+  // 38^12 elements fit in int64, but the 39^12 corner points do not: the
+  // check compares corners coordinate by coordinate instead.
+  const Shape shape(12, 38);
+  auto split = [&](int64_t at, int64_t second_from) {
+    Box a = Box::whole(shape), b = Box::whole(shape);
+    a.sizes[0] = at;
+    b.offsets[0] = second_from;
+    b.sizes[0] = 38 - second_from;
+    return std::vector<Box>{a, b};
+  };
+  CHECK_FALSE(plan::tiling_defect(shape, split(19, 19)));
+  auto overlap = plan::tiling_defect(shape, split(20, 19));
+  REQUIRE(overlap);
+  CHECK(overlap->find("overlap") != std::string::npos);
+  auto gap = plan::tiling_defect(shape, split(18, 19));
+  REQUIRE(gap);
+  CHECK(gap->find("not covered") != std::string::npos);
+}
+
 TEST_CASE("tiling check scales: 64k column shards, and one overlap among them") {
   // Row-block x column-shard grid: every box shares its dim-0 range with
   // 256 others (the case a dim-0 sweep handles in quadratic time).

@@ -36,10 +36,6 @@ std::vector<uint64_t> sums_from_blob(const std::string& b) {
 
 namespace {
 
-std::string sums_blob(const std::vector<uint64_t>& sums) {
-  return std::string(reinterpret_cast<const char*>(sums.data()), sums.size() * 8);
-}
-
 // SELECT list and reader for a chunk row joined with its pack.
 constexpr const char* kChunkColumns =
     "c.chunk_id, p.name, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
@@ -378,11 +374,77 @@ std::vector<ChunkId> Catalog::chunk_ids(int64_t checkpoint_id) {
 
 namespace {
 
-// A pack footer entry with the id of its packs row.
+// A pack footer entry with the id of its packs row (the id copied in, so
+// that sorting by it does not chase pointers).
 struct NewChunk {
+  ChunkId id;
   const pack::ChunkEntry* entry;
   int64_t pack_id;
 };
+
+// A tensor name that appears twice, if any.
+std::optional<std::string> listed_twice(const std::vector<TensorRecord>& tensors) {
+  std::vector<std::string_view> names;
+  names.reserve(tensors.size());
+  for (const TensorRecord& t : tensors) names.push_back(t.name);
+  std::sort(names.begin(), names.end());
+  auto it = std::adjacent_find(names.begin(), names.end());
+  if (it == names.end()) return std::nullopt;
+  return std::string(*it);
+}
+
+constexpr const char* kChunkColumnsIn =
+    " INTO chunks (chunk_id, pack_id, offset, stored_len, raw_len, codec, elem_size, stored_sum, block_sums)";
+
+// Binds one chunk row's 9 values after parameter `base`.
+void bind_chunk(Statement& st, int base, const NewChunk& n) {
+  const pack::ChunkEntry& e = *n.entry;
+  // block_sums: the u64 array as it is in memory (little-endian hosts only, as the format says).
+  st.bind_blob_static(base + 1, n.id.bytes.data(), 16)
+      .bind(base + 2, n.pack_id)
+      .bind(base + 3, static_cast<int64_t>(e.offset))
+      .bind(base + 4, static_cast<int64_t>(e.stored_len))
+      .bind(base + 5, static_cast<int64_t>(e.raw_len))
+      .bind(base + 6, static_cast<int64_t>(e.codec))
+      .bind(base + 7, static_cast<int64_t>(e.elem_size))
+      .bind(base + 8, std::bit_cast<int64_t>(e.stored_sum))
+      .bind_blob_static(base + 9, e.block_sums.data(), e.block_sums.size() * 8);
+}
+
+// Inserts a chunks row per footer entry, in id order (B-tree pages are then
+// visited once each); a chunk already committed keeps its row, and of two
+// entries with one id (two packs of this save hold the same bytes) the
+// first is kept. Returns the stored lengths of the rows inserted.
+//
+// Rows go kRowsPerStatement to a plain INSERT. A batch that meets a committed
+// chunk fails as a whole, undone, and is inserted again row by row with
+// INSERT OR IGNORE, which tells which rows it added.
+FreshChunks insert_chunks(Db& db, std::vector<NewChunk>& chunks) {
+  std::sort(chunks.begin(), chunks.end(), [](const NewChunk& a, const NewChunk& b) { return a.id < b.id; });
+  chunks.erase(std::unique(chunks.begin(), chunks.end(), [](const NewChunk& a, const NewChunk& b) { return a.id == b.id; }),
+               chunks.end());
+  FreshChunks fresh(chunks.size());
+  Statement batch = db.prepare(values_sql(std::string("INSERT") + kChunkColumnsIn, 9, kRowsPerStatement));
+  Statement one = db.prepare(values_sql(std::string("INSERT OR IGNORE") + kChunkColumnsIn, 9, 1));
+  const auto row_by_row = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      bind_chunk(one, 0, chunks[i]);
+      one.run();
+      if (db.changes() == 1) fresh.add(chunks[i].id, static_cast<int64_t>(chunks[i].entry->stored_len));
+    }
+  };
+  size_t i = 0;
+  for (; i + kRowsPerStatement <= chunks.size(); i += kRowsPerStatement) {
+    for (size_t j = 0; j < kRowsPerStatement; ++j) bind_chunk(batch, static_cast<int>(9 * j), chunks[i + j]);
+    if (!batch.try_run()) {
+      row_by_row(i, i + kRowsPerStatement);
+      continue;
+    }
+    for (size_t j = i; j < i + kRowsPerStatement; ++j) fresh.add(chunks[j].id, static_cast<int64_t>(chunks[j].entry->stored_len));
+  }
+  row_by_row(i, chunks.size());
+  return fresh;
+}
 
 }  // namespace
 
@@ -408,7 +470,6 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
                              "' (removed by gc after its grace period?)");
     const std::string now = now_iso8601();
     // 1. Packs and their chunks; a chunk already committed keeps its row.
-    //    Inserted in id order: B-tree pages are then visited once each.
     Statement ins_pack = db_.prepare(
         "INSERT INTO packs (name, size_bytes, created_at) VALUES (?1, ?2, ?3) "
         "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING pack_id");
@@ -418,42 +479,15 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
       ins_pack.step();
       const int64_t pack_id = ins_pack.column_int(0);
       ins_pack.reset();
-      for (const auto& e : p.chunks) new_chunks.push_back(NewChunk{&e, pack_id});
+      for (const auto& e : p.chunks) new_chunks.push_back(NewChunk{e.id, &e, pack_id});
     }
-    std::sort(new_chunks.begin(), new_chunks.end(),
-              [](const NewChunk& a, const NewChunk& b) { return a.entry->id < b.entry->id; });
-    Statement ins_chunk = db_.prepare(
-        "INSERT OR IGNORE INTO chunks (chunk_id, pack_id, offset, stored_len, raw_len, codec, elem_size, "
-        "stored_sum, block_sums) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-    std::unordered_map<ChunkId, int64_t, ChunkIdHash> added;  // stored_len of the rows inserted here
-    int64_t added_bytes = 0;
-    for (const NewChunk& n : new_chunks) {
-      const pack::ChunkEntry& e = *n.entry;
-      const std::string sums = sums_blob(e.block_sums);
-      ins_chunk.bind_blob_static(1, e.id.bytes.data(), 16)
-          .bind(2, n.pack_id)
-          .bind(3, static_cast<int64_t>(e.offset))
-          .bind(4, static_cast<int64_t>(e.stored_len))
-          .bind(5, static_cast<int64_t>(e.raw_len))
-          .bind(6, static_cast<int64_t>(e.codec))
-          .bind(7, static_cast<int64_t>(e.elem_size))
-          .bind(8, std::bit_cast<int64_t>(e.stored_sum))
-          .bind_blob_static(9, sums.data(), sums.size());
-      ins_chunk.run();
-      if (db_.changes() == 1) {
-        added.emplace(e.id, static_cast<int64_t>(e.stored_len));
-        added_bytes += static_cast<int64_t>(e.stored_len);
-      }
-    }
+    const FreshChunks added = insert_chunks(db_, new_chunks);
+    const int64_t added_bytes = added.stored_bytes();
     // 2. Tensors: a layout committed before is reused as it is.
+    if (auto twice = listed_twice(c.tensors)) throw CatalogError("tensor '" + *twice + "' is listed twice");
     LayoutWriter layouts(db_, &added);
     TensorList list;
-    std::unordered_set<std::string> names;
-    for (const TensorRecord& t : c.tensors) {
-      if (!names.insert(t.name).second) throw CatalogError("tensor '" + t.name + "' is listed twice");
-      list.add(layouts.put(t));
-    }
-    layouts.finish();
+    for (const TensorRecord& t : c.tensors) list.add(layouts.put(t));
     // 3. The checkpoint row, with its totals, and its values.
     const std::string ids = encode_ids(list.ids);
     Statement ins_ckpt = db_.prepare(

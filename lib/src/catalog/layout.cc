@@ -124,6 +124,18 @@ std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::
   return out;
 }
 
+void append_piece_chunks(std::string_view blob, size_t rank, const std::string& what, std::vector<ChunkId>& out) {
+  Reader in(blob, what);
+  if (in.byte() != kPiecesFormat) in.fail("has an unknown pieces format");
+  const uint64_t n = in.varint();
+  if (n > in.left() / 16) in.fail("claims more pieces than it holds");
+  for (uint64_t i = 0; i < n; ++i) {
+    for (size_t d = 0; d < 2 * rank; ++d) in.coordinate();
+    in.bytes(out.emplace_back().bytes.data(), 16);
+  }
+  if (in.left() != 0) in.fail("has trailing bytes");
+}
+
 ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& shape, std::string_view pieces_blob) {
   std::string head = dtype;
   head.push_back('\0');

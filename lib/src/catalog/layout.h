@@ -49,6 +49,10 @@ std::string encode_pieces(const std::vector<Piece>& pieces, size_t rank);
 std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::string& what,
                                  const Box* within = nullptr);
 
+// Appends the chunk id of every piece in the blob (in piece order, repeats
+// kept) to `out`, without building the boxes. Throws as decode_pieces does.
+void append_piece_chunks(std::string_view blob, size_t rank, const std::string& what, std::vector<ChunkId>& out);
+
 // layouts.digest: XXH3-128 of dtype, element size, shape and the encoded pieces.
 ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& shape, std::string_view pieces_blob);
 

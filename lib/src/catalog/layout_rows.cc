@@ -19,6 +19,29 @@ int64_t tensor_row_sum(int64_t tensor_id, std::string_view name, std::string_vie
   return RowSum().add(tensor_id).add(name).add(layout_digest).value();
 }
 
+FreshChunks::FreshChunks(size_t capacity) {
+  size_t n = 16;
+  while (n < 2 * capacity) n *= 2;  // at most half full
+  slots_.resize(n);
+  mask_ = n - 1;
+}
+
+void FreshChunks::add(const ChunkId& id, int64_t stored_len) {
+  if (2 * (size_ + 1) > slots_.size()) throw CatalogError("catalog: more fresh chunks than reserved");
+  size_t i = slot_of(id);
+  while (slots_[i].stored_len >= 0) i = (i + 1) & mask_;
+  slots_[i] = Slot{id, stored_len};
+  ++size_;
+  stored_bytes_ += stored_len;
+}
+
+std::optional<int64_t> FreshChunks::find(const ChunkId& id) const {
+  for (size_t i = slot_of(id);; i = (i + 1) & mask_) {
+    if (slots_[i].stored_len < 0) return std::nullopt;
+    if (slots_[i].id == id) return slots_[i].stored_len;
+  }
+}
+
 LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& tensors_table)
     : db_(db),
       fresh_(fresh),
@@ -27,7 +50,7 @@ LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& 
           "INSERT INTO layouts (digest, dtype, elem_size, shape, piece_count, raw_bytes, stored_bytes, pieces) "
           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")),
       find_tensor_(db.prepare("SELECT tensor_id FROM " + tensors_table + " WHERE name = ?1 AND layout_id = ?2")),
-      // Schema 1's upgrade writes tensor_versions rows before schema 5 adds row_sum (add_row_sums fills it).
+      // Schema 1's upgrade writes tensor_versions rows before schema 6 adds row_sum (add_row_sums fills it).
       row_sums_(tensors_table == "tensors"),
       insert_tensor_(db.prepare(row_sums_ ? "INSERT INTO tensors (tensor_id, name, layout_id, row_sum) VALUES (?1, ?2, ?3, ?4)"
                                           : "INSERT INTO " + tensors_table + " (tensor_id, name, layout_id) VALUES (?1, ?2, ?3)")),
@@ -40,7 +63,7 @@ LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& 
 
 std::optional<int64_t> LayoutWriter::stored_len(const ChunkId& id) {
   if (fresh_)
-    if (auto it = fresh_->find(id); it != fresh_->end()) return it->second;
+    if (auto len = fresh_->find(id)) return len;
   stored_len_.bind_blob_static(1, id.bytes.data(), 16);
   std::optional<int64_t> len;
   if (stored_len_.step()) len = stored_len_.column_int(0);
@@ -92,12 +115,14 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
         .bind_blob_static(8, pieces.data(), pieces.size());
     insert_layout_.run();
     w.layout_id = db_.last_insert_rowid();
-    for (const ChunkId& id : distinct) pending_.emplace_back(id, w.layout_id);
   }
-  // Looked up before inserting: an unchanged tensor writes no page.
-  find_tensor_.bind(1, t.name).bind(2, w.layout_id);
-  if (find_tensor_.step()) w.tensor_id = find_tensor_.column_int(0);
-  find_tensor_.reset();
+  // Looked up before inserting: an unchanged tensor writes no page. (A new
+  // layout has no tensors row yet.)
+  if (!w.new_layout) {
+    find_tensor_.bind(1, t.name).bind(2, w.layout_id);
+    if (find_tensor_.step()) w.tensor_id = find_tensor_.column_int(0);
+    find_tensor_.reset();
+  }
   if (w.tensor_id == 0) {
     w.tensor_id = next_tensor_id_++;
     insert_tensor_.bind(1, w.tensor_id).bind(2, t.name).bind(3, w.layout_id);
@@ -105,16 +130,6 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
     insert_tensor_.run();
   }
   return w;
-}
-
-void LayoutWriter::finish() {
-  std::sort(pending_.begin(), pending_.end());
-  Statement ins = db_.prepare("INSERT OR IGNORE INTO layout_chunks (chunk_id, layout_id) VALUES (?1, ?2)");
-  for (const auto& [chunk, layout] : pending_) {
-    ins.bind_blob_static(1, chunk.bytes.data(), 16).bind(2, layout);
-    ins.run();
-  }
-  pending_.clear();
 }
 
 void TensorList::add(const LayoutWriter::Written& w) {
@@ -195,23 +210,12 @@ void prune_unreferenced(Db& db) {
   Statement del_tensor = db.prepare("DELETE FROM tensors WHERE tensor_id = ?1");
   for (int64_t id : dead) del_tensor.bind(1, id).run();
   Statement used = db.prepare("SELECT 1 FROM tensors WHERE layout_id = ?1 LIMIT 1");
-  Statement read = db.prepare("SELECT shape, pieces FROM layouts WHERE layout_id = ?1");
-  Statement del_ref = db.prepare("DELETE FROM layout_chunks WHERE chunk_id = ?1 AND layout_id = ?2");
   Statement del_layout = db.prepare("DELETE FROM layouts WHERE layout_id = ?1");
   for (int64_t layout : layouts) {
     used.bind(1, layout);
     const bool in_use = used.step();
     used.reset();
-    if (in_use) continue;
-    read.bind(1, layout);
-    if (read.step()) {
-      const Shape shape = shape_from_json(read.column_text(0));
-      std::unordered_set<ChunkId, ChunkIdHash> chunks;
-      for (const Piece& p : decode_pieces(read.column_blob(1), shape.size(), "layout " + std::to_string(layout)))
-        if (chunks.insert(p.chunk).second) del_ref.bind_blob(1, p.chunk.bytes.data(), 16).bind(2, layout).run();
-    }
-    read.reset();
-    del_layout.bind(1, layout).run();
+    if (!in_use) del_layout.bind(1, layout).run();
   }
 }
 

@@ -1,5 +1,5 @@
-// Reading and writing the rows behind a checkpoint's tensors: layouts,
-// layout_chunks and tensors (schema/0003_layouts.sql, CATALOG.md). Used by
+// Reading and writing the rows behind a checkpoint's tensors: layouts and
+// tensors (schema/0003_layouts.sql, CATALOG.md). Used by
 // Catalog (commit, queries), the upgrade from schema 1 and maintenance.
 // Every function runs inside the caller's transaction.
 #pragma once
@@ -9,7 +9,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -19,14 +18,36 @@
 
 namespace tessera::catalog {
 
+// Stored lengths of the chunks a commit just inserted, looked up once per
+// distinct chunk of each new layout. An open-addressing table: a million
+// entries cost one allocation and a lookup a cache line or two (chunk ids
+// are hashes already, so their first bytes are the slot).
+class FreshChunks {
+ public:
+  explicit FreshChunks(size_t capacity);  // at most this many add()s
+  void add(const ChunkId& id, int64_t stored_len);  // REQUIRES: id not added before
+  std::optional<int64_t> find(const ChunkId& id) const;
+  size_t size() const { return size_; }
+  int64_t stored_bytes() const { return stored_bytes_; }  // of every chunk added
+
+ private:
+  struct Slot {
+    ChunkId id;
+    int64_t stored_len = -1;  // -1: empty
+  };
+  size_t slot_of(const ChunkId& id) const { return ChunkIdHash{}(id) & mask_; }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0, size_ = 0;
+  int64_t stored_bytes_ = 0;
+};
+
 // Adds tensors to the catalog, reusing a layout (and a tensors row) that an
 // earlier checkpoint committed with the same contents.
 class LayoutWriter {
  public:
-  // Stored lengths of the chunks this commit just inserted (the others are
-  // looked up in `chunks`); may be null. `tensors_table` is "tensors"
-  // except while upgrading from schema 1.
-  using FreshChunks = std::unordered_map<ChunkId, int64_t, ChunkIdHash>;
+  // `fresh`: the chunks this commit just inserted (the others are looked up
+  // in `chunks`); may be null. `tensors_table` is "tensors" except while
+  // upgrading from schema 1.
   LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& tensors_table = "tensors");
 
   struct Written {
@@ -39,18 +60,15 @@ class LayoutWriter {
   // Pieces in any order (a sorted list is not copied). Throws CatalogError
   // naming the tensor when a chunk of a new layout is unknown.
   Written put(const TensorRecord& t);
-  // Inserts the layout_chunks rows of the new layouts (sorted, in bulk).
-  void finish();
 
  private:
   std::optional<int64_t> stored_len(const ChunkId& id);
   Db& db_;
   const FreshChunks* fresh_;
   Statement find_layout_, insert_layout_, find_tensor_;
-  bool row_sums_;  // the tensors table has row_sum (schema 5)
+  bool row_sums_;  // the tensors table has row_sum (schema 6); declared before insert_tensor_, which uses it
   Statement insert_tensor_, stored_len_;
   int64_t next_tensor_id_ = 1;
-  std::vector<std::pair<ChunkId, int64_t>> pending_;  // (chunk, layout) rows
 };
 
 // tensors.row_sum (CATALOG.md, "Row checksums"): of the row's id, name and
@@ -82,8 +100,8 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
 // The ids in checkpoints.tensor_ids of a checkpoint.
 std::vector<int64_t> checkpoint_tensor_ids(Db& db, int64_t checkpoint_id);
 
-// Deletes the tensors rows no checkpoint holds and the layouts (with their
-// layout_chunks rows) no tensors row uses.
+// Deletes the tensors rows no checkpoint holds and the layouts no tensors
+// row uses. (Their chunks become orphans for gc: nothing else records them.)
 void prune_unreferenced(Db& db);
 
 }  // namespace tessera::catalog

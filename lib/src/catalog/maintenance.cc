@@ -1,5 +1,6 @@
 #include "catalog/maintenance.h"
 
+#include <algorithm>
 #include <bit>
 #include <set>
 
@@ -7,25 +8,6 @@
 #include "catalog/layout_rows.h"
 
 namespace tessera::catalog {
-namespace {
-
-// A chunk row is live when some layout references it.
-constexpr const char* kLive = "EXISTS (SELECT 1 FROM layout_chunks lc WHERE lc.chunk_id = c.chunk_id)";
-
-PackUsage read_usage(const Statement& st) {
-  return PackUsage{st.column_int(0), st.column_text(1), st.column_int(2), st.column_int(3), st.column_int(4)};
-}
-
-std::string usage_select() {
-  return std::string("SELECT p.pack_id, p.name, p.size_bytes, "
-                     "(SELECT count(*) FROM chunks c WHERE c.pack_id = p.pack_id AND ") +
-         kLive +
-         "), "
-         "(SELECT coalesce(sum(c.stored_len), 0) FROM chunks c WHERE c.pack_id = p.pack_id AND " +
-         kLive + ") FROM packs p";
-}
-
-}  // namespace
 
 std::vector<std::string> checkpoint_names(Db& db) {
   Statement st = db.prepare("SELECT name FROM checkpoints ORDER BY checkpoint_id");
@@ -50,50 +32,86 @@ std::vector<std::string> delete_checkpoints(Db& db, const std::vector<std::strin
   return {};
 }
 
-std::vector<PackUsage> pack_usage(Db& db) {
-  Statement st = db.prepare(usage_select() + " ORDER BY p.name");
-  std::vector<PackUsage> out;
-  while (st.step()) out.push_back(read_usage(st));
-  return out;
-}
-
-std::optional<PackUsage> pack_usage(Db& db, const std::string& name) {
-  Statement st = db.prepare(usage_select() + " WHERE p.name = ?1");
-  st.bind(1, name);
-  if (!st.step()) return std::nullopt;
-  return read_usage(st);
-}
-
-int64_t orphan_chunk_count(Db& db) {
-  Statement st = db.prepare(std::string("SELECT count(*) FROM chunks c WHERE NOT ") + kLive);
-  st.step();
-  return st.column_int(0);
-}
-
-int64_t drop_orphan_chunks(Db& db) {
-  db.exec("DELETE FROM chunks WHERE NOT EXISTS (SELECT 1 FROM layout_chunks lc WHERE lc.chunk_id = chunks.chunk_id)");
-  return db.changes();
-}
-
-std::vector<pack::ChunkEntry> live_chunks_in_pack(Db& db, int64_t pack_id) {
-  Statement st = db.prepare(std::string("SELECT c.chunk_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, "
-                                        "c.stored_sum, c.block_sums FROM chunks c WHERE c.pack_id = ?1 AND ") +
-                            kLive + " ORDER BY c.offset");
-  st.bind(1, pack_id);
-  std::vector<pack::ChunkEntry> out;
+std::vector<ChunkId> live_chunk_ids(Db& db) {
+  std::vector<ChunkId> ids;
+  Statement st = db.prepare("SELECT layout_id, shape, pieces FROM layouts");
   while (st.step()) {
-    pack::ChunkEntry e;
-    e.id = chunk_from_blob(st.column_blob(0));
-    e.offset = static_cast<uint64_t>(st.column_int(1));
-    e.stored_len = static_cast<uint64_t>(st.column_int(2));
-    e.raw_len = static_cast<uint64_t>(st.column_int(3));
-    e.codec = static_cast<Codec>(st.column_int(4));
-    e.elem_size = static_cast<uint8_t>(st.column_int(5));
-    e.stored_sum = std::bit_cast<uint64_t>(st.column_int(6));
-    e.block_sums = sums_from_blob(st.column_blob(7));
-    out.push_back(std::move(e));
+    const Shape shape = shape_from_json(st.column_text(1));
+    append_piece_chunks(st.column_blob(2), shape.size(), "layout " + std::to_string(st.column_int(0)), ids);
   }
-  return out;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+const PackUsage* ChunkUsage::pack(const std::string& name) const {
+  auto it = std::lower_bound(packs.begin(), packs.end(), name,
+                             [](const PackUsage& u, const std::string& n) { return u.name < n; });
+  return it != packs.end() && it->name == name ? &*it : nullptr;
+}
+
+namespace {
+
+pack::ChunkEntry read_entry(const Statement& st) {  // columns as in chunk_usage's query
+  pack::ChunkEntry e;
+  e.id = chunk_from_blob(st.column_blob(0));
+  e.offset = static_cast<uint64_t>(st.column_int(3));
+  e.stored_len = static_cast<uint64_t>(st.column_int(2));
+  e.raw_len = static_cast<uint64_t>(st.column_int(4));
+  e.codec = static_cast<Codec>(st.column_int(5));
+  e.elem_size = static_cast<uint8_t>(st.column_int(6));
+  e.stored_sum = std::bit_cast<uint64_t>(st.column_int(7));
+  e.block_sums = sums_from_blob(st.column_blob(8));
+  return e;
+}
+
+}  // namespace
+
+ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of) {
+  ChunkUsage u;
+  {
+    Statement st = db.prepare("SELECT pack_id, name, size_bytes FROM packs ORDER BY name");
+    while (st.step()) u.packs.push_back(PackUsage{st.column_int(0), st.column_text(1), st.column_int(2), 0, 0});
+  }
+  std::map<int64_t, size_t> index;                           // pack_id -> u.packs
+  std::map<int64_t, std::vector<pack::ChunkEntry>*> wanted;  // pack_id -> u.live_entries
+  for (size_t i = 0; i < u.packs.size(); ++i) {
+    index[u.packs[i].id] = i;
+    if (entries_of.count(u.packs[i].name)) wanted[u.packs[i].id] = &u.live_entries[u.packs[i].name];
+  }
+  const std::vector<ChunkId> live = live_chunk_ids(db);
+  Statement st = db.prepare(
+      "SELECT chunk_id, pack_id, stored_len, offset, raw_len, codec, elem_size, stored_sum, block_sums FROM chunks");
+  while (st.step()) {
+    const ChunkId id = chunk_from_blob(st.column_blob(0));
+    if (!std::binary_search(live.begin(), live.end(), id)) {
+      u.orphans.push_back(id);
+      continue;
+    }
+    const int64_t pack_id = st.column_int(1);
+    if (auto it = index.find(pack_id); it != index.end()) {
+      ++u.packs[it->second].live_chunks;
+      u.packs[it->second].live_bytes += st.column_int(2);
+    }
+    if (auto it = wanted.find(pack_id); it != wanted.end()) it->second->push_back(read_entry(st));
+  }
+  std::sort(u.orphans.begin(), u.orphans.end());
+  for (auto& [_, entries] : u.live_entries)
+    std::sort(entries.begin(), entries.end(),
+              [](const pack::ChunkEntry& a, const pack::ChunkEntry& b) { return a.offset < b.offset; });
+  return u;
+}
+
+std::vector<PackUsage> pack_usage(Db& db) { return chunk_usage(db).packs; }
+
+int64_t drop_chunks(Db& db, const std::vector<ChunkId>& ids) {
+  Statement del = db.prepare("DELETE FROM chunks WHERE chunk_id = ?1");
+  int64_t n = 0;
+  for (const ChunkId& id : ids) {
+    del.bind_blob_static(1, id.bytes.data(), 16).run();
+    n += db.changes();
+  }
+  return n;
 }
 
 int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes) {
@@ -115,11 +133,20 @@ bool move_chunk(Db& db, const ChunkId& id, int64_t from_pack, int64_t to_pack, u
   return db.changes() == 1;
 }
 
-bool delete_pack_if_empty(Db& db, int64_t pack_id) {
-  Statement st = db.prepare(
-      "DELETE FROM packs WHERE pack_id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.pack_id = ?1)");
-  st.bind(1, pack_id).run();
-  return db.changes() == 1;
+std::set<int64_t> delete_empty_packs(Db& db, const std::set<int64_t>& pack_ids) {
+  std::set<int64_t> used;
+  {
+    Statement st = db.prepare("SELECT DISTINCT pack_id FROM chunks");
+    while (st.step()) used.insert(st.column_int(0));
+  }
+  std::set<int64_t> deleted;
+  Statement del = db.prepare("DELETE FROM packs WHERE pack_id = ?1");
+  for (int64_t id : pack_ids) {
+    if (used.count(id)) continue;
+    del.bind(1, id).run();
+    if (db.changes() == 1) deleted.insert(id);
+  }
+  return deleted;
 }
 
 bool pack_known(Db& db, const std::string& name) {

@@ -5,11 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "catalog/sqlite.h"
+#include "pack/hash.h"
 #include "pack/pack_format.h"
 
 namespace tessera::catalog {
@@ -23,6 +26,15 @@ std::vector<std::string> checkpoint_names(Db& db);
 // for gc.
 std::vector<std::string> delete_checkpoints(Db& db, const std::vector<std::string>& names);
 
+// Liveness (CATALOG.md, "Garbage collection"): a chunk row is live when the
+// pieces of some layout reference it. No table records that per chunk (a
+// commit would pay a row per reference); gc decodes every layout instead.
+
+// The chunk ids the layouts' pieces reference, sorted, each once. Throws
+// CatalogError when a layout's pieces cannot be decoded: gc then fails
+// before deleting anything.
+std::vector<ChunkId> live_chunk_ids(Db& db);
+
 // A pack row and how much of it some layout still references.
 struct PackUsage {
   int64_t id = 0;
@@ -31,16 +43,24 @@ struct PackUsage {
   int64_t live_chunks = 0;  // chunk rows in this pack that a layout references
   int64_t live_bytes = 0;   // their stored bytes
 };
-std::vector<PackUsage> pack_usage(Db& db);  // every pack row, by name
-std::optional<PackUsage> pack_usage(Db& db, const std::string& name);
 
-// Chunk rows that no layout references.
-int64_t orphan_chunk_count(Db& db);
-int64_t drop_orphan_chunks(Db& db);  // returns how many were dropped
+// How the chunk rows divide into live and orphan ones, per pack: one pass
+// over the layouts and one over the chunk rows.
+struct ChunkUsage {
+  std::vector<PackUsage> packs;   // every pack row, by name
+  std::vector<ChunkId> orphans;   // chunk rows no layout references, sorted
+  // The live chunk rows (footer entries as the catalog records them, by
+  // offset) of the packs named in chunk_usage's `entries_of`.
+  std::map<std::string, std::vector<pack::ChunkEntry>> live_entries;
 
-// Footer entries (as the catalog records them) of the referenced chunks
-// stored in pack `pack_id`, by offset.
-std::vector<pack::ChunkEntry> live_chunks_in_pack(Db& db, int64_t pack_id);
+  const PackUsage* pack(const std::string& name) const;  // null when there is no such row
+};
+ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of = {});
+
+std::vector<PackUsage> pack_usage(Db& db);  // chunk_usage(db).packs
+
+// Deletes the chunk rows `ids`; returns how many there were.
+int64_t drop_chunks(Db& db, const std::vector<ChunkId>& ids);
 
 // Adds a pack row (created now) unless one of this name exists; returns
 // the row's id. Same name, same bytes: pack names hash the whole file.
@@ -50,8 +70,9 @@ int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes);
 // false (changing nothing) when its row is not in `from_pack`.
 bool move_chunk(Db& db, const ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset);
 
-// Deletes the pack row when no chunk row points at it; returns whether it did.
-bool delete_pack_if_empty(Db& db, int64_t pack_id);
+// Deletes the rows of the packs `pack_ids` that no chunk row points at (one
+// pass over the chunk rows); returns the ids it deleted.
+std::set<int64_t> delete_empty_packs(Db& db, const std::set<int64_t>& pack_ids);
 
 // Whether a pack row of this name exists.
 bool pack_known(Db& db, const std::string& name);

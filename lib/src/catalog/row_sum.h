@@ -1,4 +1,4 @@
-// Row checksums (schema 5): the catalog rows that loads depend on carry an
+// Row checksums (schema 6): the catalog rows that loads depend on carry an
 // XXH3-64 of their fields, so that a damaged row (a flipped bit, a row an
 // index misdirects to) is refused instead of yielding other data. Which
 // fields each table covers, and the encoding: schema/CATALOG.md, "Row

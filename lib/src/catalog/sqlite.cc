@@ -92,6 +92,19 @@ void Statement::run() {
   reset();
 }
 
+bool Statement::try_run() {
+  int rc;
+  while ((rc = sqlite3_step(st_)) == SQLITE_ROW) {
+  }
+  if (rc == SQLITE_DONE) {
+    reset();
+    return true;
+  }
+  if ((rc & 0xff) != SQLITE_CONSTRAINT) fail("step");
+  reset();
+  return false;
+}
+
 void Statement::reset() {
   sqlite3_reset(st_);
   sqlite3_clear_bindings(st_);
@@ -108,6 +121,16 @@ std::string Statement::column_blob(int i) const {
   return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string();
 }
 int Statement::column_type(int i) const { return sqlite3_column_type(st_, i); }
+
+std::string values_sql(std::string_view head, size_t columns, size_t rows) {
+  std::string row = "(";
+  for (size_t c = 0; c < columns; ++c) row += c ? ", ?" : "?";
+  row += ")";
+  std::string sql(head);
+  sql += " VALUES ";
+  for (size_t r = 0; r < rows; ++r) (sql += r ? ", " : "") += row;
+  return sql;
+}
 
 ReadScope::ReadScope(Db& db) : db_(db) {
   if (sqlite3_get_autocommit(db_.raw()) == 0) return;  // inside the caller's transaction

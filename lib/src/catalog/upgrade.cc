@@ -68,7 +68,6 @@ void convert_to_layouts(Db& db) {
         .bind(7, ckpt);
     update.run();
   }
-  writer.finish();
 }
 
 void add_row_sums(Db& db) {

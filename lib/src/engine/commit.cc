@@ -1,7 +1,8 @@
 #include "engine/commit.h"
 
+#include <algorithm>
+#include <iterator>
 #include <map>
-#include <set>
 #include <unordered_map>
 
 #include "plan/tiling.h"
@@ -10,7 +11,9 @@
 namespace tessera {
 namespace {
 
-std::string rank_list(const std::set<int64_t>& ranks) {
+std::string rank_list(std::vector<int64_t> ranks) {
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
   std::string s;
   for (int64_t r : ranks) s += (s.empty() ? "" : ", ") + std::to_string(r);
   return (ranks.size() == 1 ? "rank " : "ranks ") + s;
@@ -18,7 +21,7 @@ std::string rank_list(const std::set<int64_t>& ranks) {
 
 }  // namespace
 
-void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const std::vector<RankManifest>& manifests,
+void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::vector<RankManifest> manifests,
                        const SaveOptions& options, const std::string& save_token,
                        const std::function<void()>& before_commit) {
   catalog::NewCheckpoint c;
@@ -31,13 +34,13 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
 
   struct Merged {
     catalog::TensorRecord record;
-    std::set<int64_t> ranks;
+    std::vector<int64_t> ranks;  // that saved pieces of it (repeats possible; rank_list sorts)
   };
   std::vector<Merged> tensors;
   std::unordered_map<std::string, size_t> by_name;
   std::map<std::string, std::pair<Value, int64_t>> values;
-  for (const RankManifest& m : manifests) {
-    for (const auto& t : m.tensors) {
+  for (RankManifest& m : manifests) {
+    for (auto& t : m.tensors) {
       auto [it, fresh] = by_name.try_emplace(t.name, tensors.size());
       if (fresh) {
         Merged& g = tensors.emplace_back();
@@ -51,8 +54,10 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
         throw InvalidArgument("tensor '" + t.name + "': " + rank_list(g.ranks) + " saved dtype " + g.record.dtype +
                               " shape " + to_string(g.record.shape) + " but rank " + std::to_string(m.rank) +
                               " saved dtype " + t.dtype + " shape " + to_string(t.shape));
-      g.ranks.insert(m.rank);
-      g.record.pieces.insert(g.record.pieces.end(), t.pieces.begin(), t.pieces.end());
+      if (g.ranks.empty() || g.ranks.back() != m.rank) g.ranks.push_back(m.rank);
+      auto& pieces = g.record.pieces;
+      if (pieces.empty()) pieces = std::move(t.pieces);
+      else pieces.insert(pieces.end(), std::make_move_iterator(t.pieces.begin()), std::make_move_iterator(t.pieces.end()));
     }
     for (const auto& v : m.values) {
       auto [it, fresh] = values.try_emplace(v.name, v.value, m.rank);
@@ -60,7 +65,7 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
         throw InvalidArgument("value '" + v.name + "': rank " + std::to_string(it->second.second) + " and rank " +
                               std::to_string(m.rank) + " saved different values");
     }
-    c.packs.insert(c.packs.end(), m.packs.begin(), m.packs.end());
+    c.packs.insert(c.packs.end(), std::make_move_iterator(m.packs.begin()), std::make_move_iterator(m.packs.end()));
   }
   for (Merged& g : tensors) {
     const std::string& name = g.record.name;
@@ -80,10 +85,10 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const 
       ++kept;
     }
     pieces.resize(kept);
-    std::vector<Box> boxes;
+    std::vector<const Box*> boxes;
     boxes.reserve(pieces.size());
-    for (const auto& p : pieces) boxes.push_back(p.box);
-    if (auto defect = plan::tiling_defect(g.record.shape, boxes))
+    for (const auto& p : pieces) boxes.push_back(&p.box);
+    if (auto defect = plan::tiling_defect_of(g.record.shape, boxes))
       throw InvalidArgument("tensor '" + name + "' (saved by " + rank_list(g.ranks) +
                             "): shards do not tile the global shape " + to_string(g.record.shape) + ": " + *defect);
     c.tensors.push_back(std::move(g.record));

@@ -16,8 +16,10 @@ namespace tessera {
 // naming the tensor and ranks, or AlreadyExistsError if the name exists; on
 // failure the catalog is unchanged. `save_token` is recorded with the
 // checkpoint; `before_commit` runs inside the catalog transaction just before
-// COMMIT (see Catalog::commit) and may veto it by throwing.
-void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, const std::vector<RankManifest>& manifests,
+// COMMIT (see Catalog::commit) and may veto it by throwing. The manifests are
+// taken by value: their pieces and packs move into the commit (a million
+// pieces are not copied), so a caller that needs them afterwards passes a copy.
+void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::vector<RankManifest> manifests,
                        const SaveOptions& options, const std::string& save_token = "",
                        const std::function<void()>& before_commit = {});
 

@@ -169,40 +169,50 @@ std::vector<std::string> commit_catalog_changes(catalog::Db& db, const GcPlan& p
     auto& offsets = new_offsets.emplace_back();
     for (const auto& e : p.chunks) offsets[e.id] = e.offset;
   }
+  // Liveness as of now: this transaction holds the write lock, so no commit
+  // can reference more chunks before it ends.
+  std::set<std::string> rewriting;
+  for (const Rewrite& rw : rewrites)
+    if (rw.abandoned.empty()) rewriting.insert(rw.old_pack);
+  const catalog::ChunkUsage usage = catalog::chunk_usage(db, rewriting);
   for (Rewrite& rw : rewrites) {
     if (!rw.abandoned.empty()) {
       result.skipped.push_back("pack " + rw.old_pack + " not rewritten: " + rw.abandoned);
       continue;
     }
-    const auto usage = catalog::pack_usage(db, rw.old_pack);
-    if (!usage) {
+    const catalog::PackUsage* old = usage.pack(rw.old_pack);
+    if (!old) {
       result.skipped.push_back("pack " + rw.old_pack + " not rewritten: it left the catalog meanwhile");
       continue;
     }
     std::set<ChunkId> copied;
     for (const auto& [id, _] : rw.copies) copied.insert(id);
-    const auto live_now = catalog::live_chunks_in_pack(db, usage->id);
+    const auto& live_now = usage.live_entries.at(rw.old_pack);
     if (std::any_of(live_now.begin(), live_now.end(), [&](const pack::ChunkEntry& e) { return !copied.count(e.id); })) {
       result.skipped.push_back("pack " + rw.old_pack +
                                " not rewritten: a checkpoint committed since planning references more of it");
       continue;
     }
     for (const auto& [id, index] : rw.copies)
-      if (catalog::move_chunk(db, id, usage->id, new_ids[index], new_offsets[index].at(id))) ++result.chunks_moved;
+      if (catalog::move_chunk(db, id, old->id, new_ids[index], new_offsets[index].at(id))) ++result.chunks_moved;
     result.rewritten_packs.push_back(rw.old_pack);
   }
-  result.chunks_dropped = static_cast<uint64_t>(catalog::drop_orphan_chunks(db));
+  result.chunks_dropped = static_cast<uint64_t>(catalog::drop_chunks(db, usage.orphans));
 
-  std::vector<std::string> candidates;  // packs that may now be empty
-  for (const auto& f : plan.delete_packs) candidates.push_back(f.name);
-  for (const auto& name : result.rewritten_packs) candidates.push_back(name);
+  std::map<int64_t, std::string> candidates;  // packs that may now be empty, by id
+  auto candidate = [&](const std::string& name) {
+    if (const catalog::PackUsage* u = usage.pack(name)) candidates[u->id] = name;
+  };
+  for (const auto& f : plan.delete_packs) candidate(f.name);
+  for (const auto& name : result.rewritten_packs) candidate(name);
   for (const auto& p : new_packs)  // a new pack whose every copy was abandoned
-    if (!known_before.count(p.name)) candidates.push_back(p.name);
+    if (!known_before.count(p.name)) candidate(p.name);
+  std::set<int64_t> ids;
+  for (const auto& [id, _] : candidates) ids.insert(id);
+  const std::set<int64_t> deleted = catalog::delete_empty_packs(db, ids);
   std::vector<std::string> dropped;
-  for (const auto& name : candidates) {
-    const auto usage = catalog::pack_usage(db, name);
-    if (!usage) continue;
-    if (catalog::delete_pack_if_empty(db, usage->id)) dropped.push_back(name);
+  for (const auto& [id, name] : candidates) {
+    if (deleted.count(id)) dropped.push_back(name);
     else if (std::any_of(plan.delete_packs.begin(), plan.delete_packs.end(), [&](const GcFile& f) { return f.name == name; }))
       result.skipped.push_back("pack " + name + " not deleted: a checkpoint committed since planning references it");
   }
@@ -257,7 +267,8 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
   try {
     std::lock_guard lock(impl.mu);
     catalog::Transaction tx(impl.catalog.db(), Kind::kRead);
-    for (const catalog::PackUsage& u : catalog::pack_usage(impl.catalog.db())) {
+    const catalog::ChunkUsage usage = catalog::chunk_usage(impl.catalog.db());
+    for (const catalog::PackUsage& u : usage.packs) {
       known.insert(u.name);
       if (u.live_chunks == 0) {
         plan.delete_packs.push_back(file_of(u));
@@ -266,7 +277,7 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
         plan.rewrite_live_bytes += static_cast<uint64_t>(u.live_bytes);
       }
     }
-    plan.orphan_chunks = static_cast<uint64_t>(catalog::orphan_chunk_count(impl.catalog.db()));
+    plan.orphan_chunks = usage.orphans.size();
     tx.commit();
   } catch (const catalog::CatalogError& e) {
     throw StoreError("store '" + impl.path + "': cannot plan gc: " + e.what());
@@ -303,20 +314,23 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
     std::vector<pack::PackInfo> new_packs;
     bool copied = true;
     try {
+      // What is live in them now (one pass over the catalog for them all).
+      std::set<std::string> names;
+      for (const GcFile& f : plan.rewrite_packs) names.insert(f.name);
+      catalog::ChunkUsage usage;
+      if (!names.empty()) {
+        std::lock_guard lock(impl.mu);
+        catalog::Transaction tx(db, Kind::kRead);
+        usage = catalog::chunk_usage(db, names);
+        tx.commit();
+      }
       for (const GcFile& f : plan.rewrite_packs) {
-        std::vector<pack::ChunkEntry> live;
         Rewrite& rw = rewrites.emplace_back(Rewrite{f.name, {}, ""});
-        {
-          std::lock_guard lock(impl.mu);
-          catalog::Transaction tx(db, Kind::kRead);
-          const auto usage = catalog::pack_usage(db, f.name);
-          if (usage && !below(*usage, options.rewrite_below))
-            rw.abandoned = "checkpoints committed since planning made it " + percent_live(*usage) + " live";
-          else if (usage)
-            live = catalog::live_chunks_in_pack(db, usage->id);
-          tx.commit();
-        }
-        if (rw.abandoned.empty()) copier.copy_pack(rw, live);
+        const catalog::PackUsage* now = usage.pack(f.name);
+        if (now && !below(*now, options.rewrite_below))
+          rw.abandoned = "checkpoints committed since planning made it " + percent_live(*now) + " live";
+        else
+          copier.copy_pack(rw, now ? usage.live_entries[f.name] : std::vector<pack::ChunkEntry>{});
       }
       new_packs = copier.finish();
     } catch (const io::IoError& e) {

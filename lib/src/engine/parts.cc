@@ -39,7 +39,7 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
     total.chunks_written += s.chunks_written;
     total.packs += s.packs;
   }
-  commit_checkpoint(impl, checkpoint, all, options);
+  commit_checkpoint(impl, checkpoint, std::move(all), options);
   apply_retention_after_commit(store, options.keep_last, checkpoint, total);
   return total;
 }

@@ -13,5 +13,8 @@ namespace tessera::plan {
 // nullopt when `boxes` tile `shape` exactly; otherwise a description of the
 // first defect found ("boxes ... and ... overlap", "... elements not covered").
 std::optional<std::string> tiling_defect(const Shape& shape, const std::vector<Box>& boxes);
+// The same, for boxes held elsewhere (a commit checks a million pieces'
+// boxes without copying them).
+std::optional<std::string> tiling_defect_of(const Shape& shape, const std::vector<const Box*>& boxes);
 
 }  // namespace tessera::plan
