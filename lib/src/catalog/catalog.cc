@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <bit>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -21,14 +22,14 @@ namespace tessera::catalog {
 
 std::string chunk_blob(const ChunkId& id) { return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16); }
 
-ChunkId chunk_from_blob(const std::string& b) {
+ChunkId chunk_from_blob(std::string_view b) {
   if (b.size() != 16) throw CatalogError("catalog: chunk id of " + std::to_string(b.size()) + " bytes");
   ChunkId id;
   std::memcpy(id.bytes.data(), b.data(), 16);
   return id;
 }
 
-std::vector<uint64_t> sums_from_blob(const std::string& b) {
+std::vector<uint64_t> sums_from_blob(std::string_view b) {
   std::vector<uint64_t> sums(b.size() / 8);
   std::memcpy(sums.data(), b.data(), sums.size() * 8);
   return sums;
@@ -39,18 +40,22 @@ namespace {
 // SELECT list and reader for a chunk row joined with its pack.
 constexpr const char* kChunkColumns =
     "c.chunk_id, p.name, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
+constexpr const char* kChunkColumnsWithPackId =
+    "c.chunk_id, c.pack_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
 
-ChunkLocation read_location(const Statement& st, int col) {
+// The columns of kChunkColumns or kChunkColumnsWithPackId from `col` on;
+// `pack`: the pack's file name (the second column, or looked up by its id).
+ChunkLocation read_location(const Statement& st, int col, std::string pack) {
   ChunkLocation loc;
-  loc.entry.id = chunk_from_blob(st.column_blob(col));
-  loc.pack = st.column_text(col + 1);
+  loc.entry.id = chunk_from_blob(st.column_blob_view(col));
+  loc.pack = std::move(pack);
   loc.entry.offset = static_cast<uint64_t>(st.column_int(col + 2));
   loc.entry.stored_len = static_cast<uint64_t>(st.column_int(col + 3));
   loc.entry.raw_len = static_cast<uint64_t>(st.column_int(col + 4));
   loc.entry.codec = static_cast<Codec>(st.column_int(col + 5));
   loc.entry.elem_size = static_cast<uint8_t>(st.column_int(col + 6));
   loc.entry.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 7));
-  loc.entry.block_sums = sums_from_blob(st.column_blob(col + 8));
+  loc.entry.block_sums = sums_from_blob(st.column_blob_view(col + 8));
   return loc;
 }
 
@@ -62,33 +67,32 @@ std::string shape_to_json(const Shape& s) {
   return out + "]";
 }
 
-Shape shape_from_json(const std::string& json) {
+Shape shape_from_json(std::string_view json) {
+  auto malformed = [&] { return CatalogError("catalog: malformed shape '" + std::string(json) + "'"); };
   Shape s;
   size_t i = 0;
   auto skip = [&] {
     while (i < json.size() && json[i] == ' ') ++i;
   };
   skip();
-  if (i >= json.size() || json[i] != '[') throw CatalogError("catalog: malformed shape '" + json + "'");
+  if (i >= json.size() || json[i] != '[') throw malformed();
   ++i;
   skip();
   if (i < json.size() && json[i] == ']') return s;
   while (true) {
     skip();
-    size_t used = 0;
-    try {
-      s.push_back(std::stoll(json.substr(i), &used));
-    } catch (...) {
-      throw CatalogError("catalog: malformed shape '" + json + "'");
-    }
-    i += used;
+    int64_t v = 0;
+    const auto [end, err] = std::from_chars(json.data() + i, json.data() + json.size(), v);
+    if (err != std::errc()) throw malformed();
+    s.push_back(v);
+    i = static_cast<size_t>(end - json.data());
     skip();
     if (i < json.size() && json[i] == ',') {
       ++i;
       continue;
     }
     if (i < json.size() && json[i] == ']') return s;
-    throw CatalogError("catalog: malformed shape '" + json + "'");
+    throw malformed();
   }
 }
 
@@ -334,7 +338,7 @@ std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
   Statement& st = cached(locate_, sql.c_str());
   st.bind_blob(1, id.bytes.data(), 16);
   std::optional<ChunkLocation> out;
-  if (st.step()) out = read_location(st, 0);
+  if (st.step()) out = read_location(st, 0, st.column_text(1));
   st.reset();
   // A damaged index can lead a lookup to another row: it must not pass for this chunk.
   if (out && out->entry.id != id)
@@ -348,8 +352,31 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
   ReadScope scope(db_);
+  // Pack names read once (a store has thousands of packs, a load may want
+  // millions of chunks): each chunk costs one lookup, not a join.
+  std::unordered_map<int64_t, std::string> pack_names;
+  {
+    Statement st = db_.prepare("SELECT pack_id, name FROM packs");
+    while (st.step()) pack_names.emplace(st.column_int(0), st.column_text(1));
+  }
+  static const std::string sql = std::string("SELECT ") + kChunkColumnsWithPackId + " FROM chunks c WHERE c.chunk_id = ?1";
+  Statement& st = cached(locate_by_pack_id_, sql.c_str());
   std::vector<std::optional<ChunkLocation>> out(ids.size());
-  for (size_t i : order) out[i] = locate(ids[i]);
+  for (size_t i : order) {
+    const ChunkId& id = ids[i];
+    st.bind_blob_static(1, id.bytes.data(), 16);
+    if (st.step()) {
+      const auto pack = pack_names.find(st.column_int(1));
+      if (pack == pack_names.end())
+        throw CorruptionError("catalog damaged: chunk " + id.hex() + " names pack row " +
+                              std::to_string(st.column_int(1)) + ", which is missing (run tessera verify)");
+      out[i] = read_location(st, 0, pack->second);
+      if (out[i]->entry.id != id)  // a damaged index leading to another row
+        throw CorruptionError("catalog damaged: looking up chunk " + id.hex() + " finds the row of chunk " +
+                              out[i]->entry.id.hex() + " (run tessera verify)");
+    }
+    st.reset();
+  }
   return out;
 }
 

@@ -132,7 +132,7 @@ class Catalog {
   Db db_;
   // Prepared once: loads and saves look chunks up one at a time. Declared
   // after db_, so they are finalized before it closes.
-  std::optional<Statement> locate_, has_chunk_;
+  std::optional<Statement> locate_, locate_by_pack_id_, has_chunk_;
 };
 
 // Row checksums (row_sum.h, CATALOG.md "Row checksums"): of a checkpoints
@@ -144,12 +144,12 @@ Value value_of_column(const Statement& st, int col, const std::string& kind);
 
 // Chunk ids are stored as 16-byte blobs; block sums as little-endian u64 arrays.
 std::string chunk_blob(const ChunkId& id);
-ChunkId chunk_from_blob(const std::string& blob);  // throws CatalogError unless 16 bytes
-std::vector<uint64_t> sums_from_blob(const std::string& blob);
+ChunkId chunk_from_blob(std::string_view blob);  // throws CatalogError unless 16 bytes
+std::vector<uint64_t> sums_from_blob(std::string_view blob);
 
 // Shapes and boxes are stored as JSON arrays of integers.
 std::string shape_to_json(const Shape& s);
-Shape shape_from_json(const std::string& json);  // throws CatalogError on malformed input
+Shape shape_from_json(std::string_view json);  // throws CatalogError on malformed input
 std::string now_iso8601();
 
 }  // namespace tessera::catalog

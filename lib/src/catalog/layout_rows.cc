@@ -146,34 +146,37 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
                             " FROM tensors t JOIN layouts l USING (layout_id) WHERE t.tensor_id = ?1");
   std::vector<TensorRecord> out;
   out.reserve(ids.size());
+  std::string what;  // reused: no allocation per tensor
   for (int64_t id : ids) {
     st.bind(1, id);
     if (!st.step()) throw CatalogError("catalog: a checkpoint lists tensor row " + std::to_string(id) + ", which is missing");
     TensorRecord t;
     t.id = id;
-    t.name = st.column_text(0);
+    t.name = st.column_text_view(0);
     t.layout_id = st.column_int(1);
-    t.dtype = st.column_text(2);
+    t.dtype = st.column_text_view(2);
     t.elem_size = st.column_int(3);
-    t.shape = shape_from_json(st.column_text(4));
+    t.shape = shape_from_json(st.column_text_view(4));
     t.raw_bytes = st.column_int(5);
     t.stored_bytes = st.column_int(6);
     // The row names this layout (its digest is in the row's checksum), and
     // the layout's contents hash to its digest: no damaged row passes.
-    const std::string digest = st.column_blob(8);
+    const std::string_view digest = st.column_blob_view(8);
     if (tensor_row_sum(id, t.name, digest) != st.column_int(7))
       throw CorruptionError("catalog damaged: the row of tensor '" + t.name + "' (id " + std::to_string(id) +
                             ") fails its checksum (run tessera verify)");
     if (with_pieces) {
-      const std::string blob = st.column_blob(9);
-      if (chunk_blob(layout_digest(t.dtype, t.elem_size, t.shape, blob)) != digest)
+      const std::string_view blob = st.column_blob_view(9);
+      const ChunkId computed = layout_digest(t.dtype, t.elem_size, t.shape, blob);
+      if (std::string_view(reinterpret_cast<const char*>(computed.bytes.data()), 16) != digest)
         throw CorruptionError("catalog damaged: the layout of tensor '" + t.name + "' does not match its digest " +
                               "(run tessera verify)");
       std::optional<Box> within;
       if (filter) within = filter(t.name);
-      if (!filter || within)
-        t.pieces = decode_pieces(blob, t.shape.size(), "layout of tensor '" + t.name + "'",
-                                 within ? &*within : nullptr);
+      if (!filter || within) {
+        what.assign("layout of tensor '").append(t.name).append("'");
+        t.pieces = decode_pieces(blob, t.shape.size(), what, within ? &*within : nullptr);
+      }
     }
     st.reset();
     out.push_back(std::move(t));

@@ -120,6 +120,14 @@ std::string Statement::column_blob(int i) const {
   const auto* p = static_cast<const char*>(sqlite3_column_blob(st_, i));
   return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string();
 }
+std::string_view Statement::column_text_view(int i) const {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, i));
+  return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string_view();
+}
+std::string_view Statement::column_blob_view(int i) const {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(st_, i));
+  return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string_view();
+}
 int Statement::column_type(int i) const { return sqlite3_column_type(st_, i); }
 
 std::string values_sql(std::string_view head, size_t columns, size_t rows) {

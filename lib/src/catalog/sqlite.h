@@ -72,6 +72,9 @@ class Statement {
   double column_double(int i) const;
   std::string column_text(int i) const;
   std::string column_blob(int i) const;
+  // The same bytes without a copy: valid until the next step() or reset().
+  std::string_view column_text_view(int i) const;
+  std::string_view column_blob_view(int i) const;
   int column_type(int i) const;  // SQLITE_INTEGER, SQLITE_FLOAT, ...
 
  private:

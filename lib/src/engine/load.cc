@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <deque>
 #include <atomic>
-#include <map>
+#include <string_view>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -165,28 +165,30 @@ struct Reader {
                               std::to_string(box.volume()) + " elements of " + to_string(box) +
                               " (damaged catalog? run tessera verify)");
     }
-    std::unordered_map<ChunkId, catalog::ChunkLocation, ChunkIdHash> locations;
-    {
-      std::vector<ChunkId> wanted;
-      std::vector<const ReadJob*> first_user;
-      for (const ReadJob& j : jobs)
-        if (locations.try_emplace(j.chunk).second) {
-          wanted.push_back(j.chunk);
-          first_user.push_back(&j);
-        }
-      std::vector<std::optional<catalog::ChunkLocation>> found;
-      {
-        std::lock_guard lock(impl.mu);
-        found = impl.catalog.locate_all(wanted);
+    // Each distinct chunk looked up once, in one catalog pass.
+    std::unordered_map<ChunkId, size_t, ChunkIdHash> position;  // in `wanted`
+    position.reserve(jobs.size());
+    std::vector<ChunkId> wanted;
+    std::vector<const ReadJob*> first_user;
+    std::vector<size_t> location_of(jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const auto [it, added] = position.try_emplace(jobs[i].chunk, wanted.size());
+      if (added) {
+        wanted.push_back(jobs[i].chunk);
+        first_user.push_back(&jobs[i]);
       }
-      for (size_t i = 0; i < wanted.size(); ++i) {
-        if (!found[i])
-          throw CorruptionError(where(*first_user[i]->tensor) + ": chunk " + wanted[i].hex() +
-                                " is missing from the catalog");
-        locations[wanted[i]] = std::move(*found[i]);
-      }
+      location_of[i] = it->second;
     }
-    pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], locations.at(jobs[i].chunk)); });
+    std::vector<std::optional<catalog::ChunkLocation>> found;
+    {
+      std::lock_guard lock(impl.mu);
+      found = impl.catalog.locate_all(wanted);
+    }
+    for (size_t i = 0; i < wanted.size(); ++i)
+      if (!found[i])
+        throw CorruptionError(where(*first_user[i]->tensor) + ": chunk " + wanted[i].hex() +
+                              " is missing from the catalog");
+    pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], *found[location_of[i]]); });
     for (const Planned& p : wave)
       if (p.entry->finish_load) p.entry->finish_load(p.cast);
     chunks_read += jobs.size();
@@ -204,48 +206,64 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     std::lock_guard lock(impl.mu);
     auto ckpt = require_checkpoint(impl, checkpoint);
     // Only the pieces each target overlaps (load_wave checks that a hook's
-    // target keeps the entry's box).
+    // target keeps the entry's box). The catalog lists tensors in id order:
+    // targets are found by hashing, not by walking the state dict's tree.
+    std::unordered_map<std::string_view, const TensorEntry*> targets;
+    targets.reserve(state.entries().size());
+    for (const auto& [name, entry] : state.entries())
+      if (const auto* te = std::get_if<TensorEntry>(&entry)) targets.emplace(name, te);
     saved_tensors = impl.catalog.tensors(ckpt.id, [&](const std::string& name) -> std::optional<Box> {
-      const auto it = state.entries().find(name);
-      const auto* te = it == state.entries().end() ? nullptr : std::get_if<TensorEntry>(&it->second);
-      return te ? local_box(te->view) : Box{{0}, {0}};  // an empty box: no pieces
+      const auto it = targets.find(name);
+      return it != targets.end() ? local_box(it->second->view) : Box{{0}, {0}};  // an empty box: no pieces
     });
     saved_values = impl.catalog.values(ckpt.id);
   }
-  std::map<std::string, const catalog::TensorRecord*> tensors;
-  std::map<std::string, const Value*> values;
-  for (const auto& t : saved_tensors) tensors[t.name] = &t;
-  for (const auto& v : saved_values) values[v.name] = &v.value;
-  for (const auto& [name, _] : tensors)
-    if (!state.contains(name)) result.unexpected_keys.push_back(name);
-  for (const auto& [name, _] : values)
-    if (!state.contains(name)) result.unexpected_keys.push_back(name);
+  // Each entry with its saved records, and the saved names the state dict
+  // lacks: one merge of three lists sorted by name.
+  std::vector<std::pair<const catalog::TensorRecord*, const Value*>> match;
+  match.reserve(state.entries().size());
+  {
+    auto t = saved_tensors.cbegin();
+    auto v = saved_values.cbegin();
+    for (const auto& [name, entry] : state.entries()) {
+      for (; t != saved_tensors.cend() && t->name < name; ++t) result.unexpected_keys.push_back(t->name);
+      for (; v != saved_values.cend() && v->name < name; ++v) result.unexpected_keys.push_back(v->name);
+      const catalog::TensorRecord* saved_t = t != saved_tensors.cend() && t->name == name ? &*t++ : nullptr;
+      const Value* saved_v = v != saved_values.cend() && v->name == name ? &(v++)->value : nullptr;
+      match.emplace_back(saved_t, saved_v);
+    }
+    for (; t != saved_tensors.cend(); ++t) result.unexpected_keys.push_back(t->name);
+    for (; v != saved_values.cend(); ++v) result.unexpected_keys.push_back(v->name);
+  }
   std::sort(result.unexpected_keys.begin(), result.unexpected_keys.end());
 
   uint64_t total = 0;  // bytes the targets found in the checkpoint hold
+  size_t k = 0;
   for (const auto& [name, entry] : state.entries())
-    if (const auto* te = std::get_if<TensorEntry>(&entry); te && tensors.count(name))
+    if (const auto* te = std::get_if<TensorEntry>(&entry); match[k++].first && te)
       total += static_cast<uint64_t>(std::max<int64_t>(volume(te->view.sizes), 0)) * te->view.elem_size;
   io::ProgressMeter meter(options.progress, "load", total);
   Reader reader{impl, checkpoint, options, PackCache(impl), meter};
   // Check every entry before reading anything.
   std::vector<Planned> planned;
+  size_t j = 0;
   for (auto& [name, entry] : state.entries()) {
-    const bool is_tensor = tensors.count(name) != 0, is_value = values.count(name) != 0;
+    const auto [saved_t, saved_v] = match[j++];
+    const bool is_tensor = saved_t != nullptr, is_value = saved_v != nullptr;
     if (!is_tensor && !is_value) {
       result.missing_keys.push_back(name);
       continue;
     }
     if (Value* v = std::get_if<Value>(&entry)) {
       if (!is_value) throw InvalidArgument("entry '" + name + "': saved as a tensor, requested as a value");
-      const Value& saved = *values[name];
+      const Value& saved = *saved_v;
       if (saved.index() != v->index())
         throw InvalidArgument("value '" + name + "': saved " + value_kind(saved) + ", target " + value_kind(*v));
       *v = saved;
       continue;
     }
     if (!is_tensor) throw InvalidArgument("entry '" + name + "': saved as a value, requested as a tensor");
-    const catalog::TensorRecord& rec = *tensors[name];
+    const catalog::TensorRecord& rec = *saved_t;
     TensorEntry& te = std::get<TensorEntry>(entry);
     check_load_target(name, te.view, /*require_data=*/!te.load_target);  // hooks' targets: in load_wave
     if (te.view.global_shape != rec.shape)

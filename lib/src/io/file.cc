@@ -94,17 +94,13 @@ ReadFile::ReadFile(std::string path) : path_(std::move(path)) {
     ::close(fd_);
     throw IoError("'" + path_ + "' is not a regular file");
   }
+  size_ = static_cast<uint64_t>(st.st_size);
 }
 
 ReadFile::~ReadFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-uint64_t ReadFile::size() const {
-  struct stat st;
-  if (::fstat(fd_, &st) != 0) fail("cannot stat", path_, errno);
-  return static_cast<uint64_t>(st.st_size);
-}
 
 void ReadFile::read_at(uint64_t offset, size_t n, void* dst) const {
   char* p = static_cast<char*>(dst);

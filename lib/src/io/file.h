@@ -63,7 +63,8 @@ class ReadFile {
   ReadFile(const ReadFile&) = delete;
   ReadFile& operator=(const ReadFile&) = delete;
 
-  uint64_t size() const;
+  // The size when opened (the store's files do not change once named).
+  uint64_t size() const { return size_; }
   // Reads exactly n bytes at `offset`; a short read is an IoError that says
   // the file is truncated.
   void read_at(uint64_t offset, size_t n, void* dst) const;
@@ -72,6 +73,7 @@ class ReadFile {
  private:
   std::string path_;
   int fd_ = -1;
+  uint64_t size_ = 0;
 };
 
 // rename(from, to), then fsync the directory of `to` so the new name is durable.
