@@ -140,16 +140,17 @@ void TensorList::add(const LayoutWriter::Written& w) {
 
 std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
                                        const PieceFilter& filter) {
+  // Ids held densely (a first checkpoint, or one that changed most of its
+  // tensors) are read in one scan of their range, others one lookup each.
+  const bool scan = !ids.empty() && ids.size() * 2 >= static_cast<uint64_t>(ids.back() - ids.front() + 1);
   Statement st = db.prepare(std::string("SELECT t.name, t.layout_id, l.dtype, l.elem_size, l.shape, l.raw_bytes, "
-                                        "l.stored_bytes, t.row_sum, l.digest") +
-                            (with_pieces ? ", l.pieces" : "") +
-                            " FROM tensors t JOIN layouts l USING (layout_id) WHERE t.tensor_id = ?1");
+                                        "l.stored_bytes, t.row_sum, l.digest, t.tensor_id") +
+                            (with_pieces ? ", l.pieces" : "") + " FROM tensors t JOIN layouts l USING (layout_id)" +
+                            (scan ? " WHERE t.tensor_id BETWEEN ?1 AND ?2 ORDER BY t.tensor_id" : " WHERE t.tensor_id = ?1"));
   std::vector<TensorRecord> out;
   out.reserve(ids.size());
   std::string what;  // reused: no allocation per tensor
-  for (int64_t id : ids) {
-    st.bind(1, id);
-    if (!st.step()) throw CatalogError("catalog: a checkpoint lists tensor row " + std::to_string(id) + ", which is missing");
+  auto read_row = [&](int64_t id) {
     TensorRecord t;
     t.id = id;
     t.name = st.column_text_view(0);
@@ -166,7 +167,7 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
       throw CorruptionError("catalog damaged: the row of tensor '" + t.name + "' (id " + std::to_string(id) +
                             ") fails its checksum (run tessera verify)");
     if (with_pieces) {
-      const std::string_view blob = st.column_blob_view(9);
+      const std::string_view blob = st.column_blob_view(10);
       const ChunkId computed = layout_digest(t.dtype, t.elem_size, t.shape, blob);
       if (std::string_view(reinterpret_cast<const char*>(computed.bytes.data()), 16) != digest)
         throw CorruptionError("catalog damaged: the layout of tensor '" + t.name + "' does not match its digest " +
@@ -178,8 +179,29 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
         t.pieces = decode_pieces(blob, t.shape.size(), what, within ? &*within : nullptr);
       }
     }
-    st.reset();
     out.push_back(std::move(t));
+  };
+  auto missing = [](int64_t id) {
+    return CatalogError("catalog: a checkpoint lists tensor row " + std::to_string(id) + ", which is missing");
+  };
+  if (scan) {
+    st.bind(1, ids.front()).bind(2, ids.back());
+    size_t next = 0;  // ids[next]: the next one to find
+    while (next < ids.size() && st.step()) {
+      const int64_t id = st.column_int(9);
+      if (id < ids[next]) continue;  // another checkpoint's tensor
+      if (id > ids[next]) throw missing(ids[next]);
+      read_row(id);
+      ++next;
+    }
+    if (next < ids.size()) throw missing(ids[next]);
+  } else {
+    for (int64_t id : ids) {
+      st.bind(1, id);
+      if (!st.step()) throw missing(id);
+      read_row(id);
+      st.reset();
+    }
   }
   std::sort(out.begin(), out.end(), [](const TensorRecord& a, const TensorRecord& b) { return a.name < b.name; });
   return out;

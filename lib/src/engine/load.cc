@@ -24,8 +24,8 @@ namespace {
 struct ReadJob {
   const std::string* tensor;
   const TensorView* target;
-  Box chunk_box;
-  Box region;  // chunk_box ∩ target box
+  const Box* chunk_box;  // the saved piece's (the saved records outlive the jobs)
+  Box region;           // *chunk_box ∩ target box
   ChunkId chunk;
 };
 
@@ -77,13 +77,13 @@ struct Reader {
     auto damaged = [&](const std::string& why) {
       return CorruptionError(where(*j.tensor) + ": chunk " + j.chunk.hex() + " in pack '" + loc.pack + "': " + why);
     };
-    if (e.raw_len != static_cast<uint64_t>(j.chunk_box.volume()) * elem)
+    if (e.raw_len != static_cast<uint64_t>(j.chunk_box->volume()) * elem)
       throw damaged("catalog says " + std::to_string(e.raw_len) + " bytes, the box needs " +
-                    std::to_string(j.chunk_box.volume() * static_cast<int64_t>(elem)));
+                    std::to_string(j.chunk_box->volume() * static_cast<int64_t>(elem)));
     const pack::PackReader& reader = open_pack(loc.pack, damaged);
     if (const std::string why = extent_problem(e, reader.size()); !why.empty()) throw damaged(why);
     std::byte* direct = nullptr;
-    if (j.region == j.chunk_box && j.target->strides == contiguous_strides(j.target->sizes)) {
+    if (j.region == *j.chunk_box && j.target->strides == contiguous_strides(j.target->sizes)) {
       auto ranges = plan::region_byte_ranges(local_box(*j.target), j.region, elem);
       if (ranges.size() == 1) direct = j.target->data + ranges[0].begin;
     }
@@ -96,7 +96,7 @@ struct Reader {
     try {
       if (e.codec == Codec::kRaw) {
         if (e.stored_len != e.raw_len) throw damaged("raw chunk with mismatched stored and raw lengths");
-        auto ranges = plan::region_byte_ranges(j.chunk_box, j.region, elem);
+        auto ranges = plan::region_byte_ranges(*j.chunk_box, j.region, elem);
         if (options.verify) ranges = plan::widen_to_blocks(ranges, pack::kBlockBytes, e.raw_len);
         for (const auto& r : ranges) {
           reader.read(e.offset + r.begin, r.size(), raw + r.begin);
@@ -129,7 +129,7 @@ struct Reader {
     } catch (const pack::PackError& ex) {
       throw damaged(ex.what());
     }
-    if (!direct) copy_region(j.region, StridedView::dense(j.chunk_box, raw), strided(*j.target), elem);
+    if (!direct) copy_region(j.region, StridedView::dense(*j.chunk_box, raw), strided(*j.target), elem);
     meter.add(static_cast<uint64_t>(j.region.volume()) * elem);
   }
 
@@ -156,7 +156,7 @@ struct Reader {
       for (const auto& piece : p.saved->pieces)
         if (auto region = intersect(piece.box, box)) {
           covered += region->volume();
-          jobs.push_back(ReadJob{p.name, target, piece.box, *region, piece.chunk});
+          jobs.push_back(ReadJob{p.name, target, &piece.box, std::move(*region), piece.chunk});
         }
       // Committed pieces tile the tensor (checked at commit); a damaged
       // catalog must not leave target elements silently unwritten.
