@@ -209,56 +209,78 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   uint64_t total = 0;
   for (const PieceTask& t : tasks) total += t.bytes;
   io::ProgressMeter meter(options.progress, "save", total);
+  // Pieces go in groups of consecutive tasks (up to kGroupPieces pieces or
+  // kGroupBytes): a group's new chunk ids are looked up in the catalog in one
+  // read transaction, as each lookup on its own takes and drops the
+  // catalog's file lock (system calls costing more than the lookup).
+  constexpr size_t kGroupPieces = 64;
+  constexpr uint64_t kGroupBytes = 8ull << 20;
+  std::vector<size_t> group_start{0};
+  for (size_t i = 0, bytes = 0; i < tasks.size(); ++i) {
+    if (i > group_start.back() && (i - group_start.back() == kGroupPieces || bytes >= kGroupBytes)) {
+      group_start.push_back(i);
+      bytes = 0;
+    }
+    bytes += tasks[i].bytes;
+  }
+  group_start.push_back(tasks.size());
   io::ThreadPool pool(options.threads);
   try {
-    pool.parallel_for(tasks.size(), [&](size_t i) {
-      const PieceTask& t = tasks[i];
-      const TensorView& v = t.source->bytes();
-      struct Done {  // the piece no longer needs the entry's bytes, however it ends
-        EntrySource* s;
+    pool.parallel_for(tasks.empty() ? 0 : group_start.size() - 1, [&](size_t g) {
+      const size_t begin = group_start[g], end = group_start[g + 1];
+      struct Done {  // the group's pieces no longer need their entries' bytes, however it ends
+        const std::vector<PieceTask>& tasks;
+        size_t begin, end;
         io::ProgressMeter& meter;
-        uint64_t bytes;
         ~Done() {
-          s->piece_done();
-          meter.add(bytes);
+          for (size_t i = begin; i < end; ++i) {
+            tasks[i].source->piece_done();
+            meter.add(tasks[i].bytes);
+          }
         }
-      } done{t.source, meter, t.bytes};
+      } done{tasks, begin, end, meter};
       thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
-      const uint64_t n = static_cast<uint64_t>(t.box.volume()) * v.elem_size;
-      const std::byte* raw = nullptr;
-      std::optional<ChunkId> in_place = id_in_place(v, t.box);
-      if (!in_place) raw = piece_bytes(v, t.box, scratch);
-      const ChunkId id = in_place ? *in_place : chunk_id_of(raw, n);
-      pieces[i] = catalog::Piece{t.box, id};
-      logical += n;
-      {
+      std::vector<size_t> to_write;  // tasks whose chunk this save writes
+      for (size_t i = begin; i < end; ++i) {
+        const PieceTask& t = tasks[i];
+        const TensorView& v = t.source->bytes();
+        const std::optional<ChunkId> in_place = id_in_place(v, t.box);
+        const ChunkId id = in_place ? *in_place : chunk_id_of(piece_bytes(v, t.box, scratch), t.bytes);
+        pieces[i] = catalog::Piece{t.box, id};
+        logical += t.bytes;
         std::lock_guard lock(claim_mu);
-        if (!claimed.insert(id).second) return;
+        if (claimed.insert(id).second) to_write.push_back(i);
       }
-      if (options.dedup) {
+      if (options.dedup && !to_write.empty()) {
         std::lock_guard lock(store.mu);
-        if (store.catalog.has_chunk(id)) return;
+        catalog::ReadScope one_lock(store.catalog.db());
+        std::erase_if(to_write, [&](size_t i) { return store.catalog.has_chunk(pieces[i].chunk); });
       }
-      if (!raw) raw = piece_bytes(v, t.box, scratch);  // to be written: gather it now
-      pack::ChunkEntry e;
-      e.id = id;
-      e.raw_len = n;
-      e.elem_size = static_cast<uint8_t>(std::min<size_t>(v.elem_size, 255));
-      Encoded enc = encode_chunk(raw, n, v.elem_size, policy);
-      e.codec = enc.codec;
-      const std::byte* stored = raw;
-      if (enc.codec == Codec::kRaw) {
-        e.block_sums = pack::block_sums_of(raw, n);
-        e.stored_len = n;
-        e.stored_sum = checksum64(e.block_sums.data(), e.block_sums.size() * 8);
-      } else {
-        stored = enc.bytes.data();
-        e.stored_len = enc.bytes.size();
-        e.stored_sum = checksum64(stored, e.stored_len);
+      for (size_t i : to_write) {
+        const PieceTask& t = tasks[i];
+        const TensorView& v = t.source->bytes();
+        const uint64_t n = t.bytes;
+        const std::byte* raw = piece_bytes(v, t.box, scratch);
+        pack::ChunkEntry e;
+        e.id = pieces[i].chunk;
+        e.raw_len = n;
+        e.elem_size = static_cast<uint8_t>(std::min<size_t>(v.elem_size, 255));
+        Encoded enc = encode_chunk(raw, n, v.elem_size, policy);
+        e.codec = enc.codec;
+        const std::byte* stored = raw;
+        if (enc.codec == Codec::kRaw) {
+          e.block_sums = pack::block_sums_of(raw, n);
+          e.stored_len = n;
+          e.stored_sum = checksum64(e.block_sums.data(), e.block_sums.size() * 8);
+        } else {
+          stored = enc.bytes.data();
+          e.stored_len = enc.bytes.size();
+          e.stored_sum = checksum64(stored, e.stored_len);
+        }
+        written_bytes += e.stored_len;
+        ++written;
+        sink.add(std::move(e), stored);
       }
-      written_bytes += e.stored_len;
-      ++written;
-      sink.add(std::move(e), stored);
     });
     m.packs = sink.finish();
     meter.finish();
