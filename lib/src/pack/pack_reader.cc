@@ -4,9 +4,9 @@
 
 namespace tessera::pack {
 
-PackReader::PackReader(std::string path) : path_(std::move(path)) {
+PackReader::PackReader(Env& env, std::string path) : path_(std::move(path)) {
   try {
-    file_ = std::make_unique<io::ReadFile>(path_);
+    file_ = env.open_file(path_);
   } catch (const io::IoError& e) {
     throw PackError(e.what());
   }

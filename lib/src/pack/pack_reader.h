@@ -22,7 +22,8 @@ class PackError : public Error {
 
 class PackReader {
  public:
-  explicit PackReader(std::string path);  // throws PackError if it cannot be opened
+  // Throws PackError if it cannot be opened. `env` must outlive the reader.
+  PackReader(Env& env, std::string path);
 
   const std::string& path() const { return path_; }
   uint64_t size() const { return file_->size(); }
@@ -35,7 +36,7 @@ class PackReader {
 
  private:
   std::string path_;
-  std::unique_ptr<io::ReadFile> file_;
+  std::unique_ptr<RandomAccessFile> file_;
 };
 
 }  // namespace tessera::pack
