@@ -161,7 +161,7 @@ Catalog Catalog::open(const std::string& path, Mode mode, bool create, std::shar
   db.exec(mode == Mode::kReadWrite ? "PRAGMA cache_size = -65536" : "PRAGMA cache_size = -16384");
   if (mode == Mode::kReadWrite) {
     db.exec("PRAGMA journal_mode = DELETE");  // no WAL: stores may live on network filesystems
-    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA synchronous = EXTRA");
     cat.migrate(path);
   } else if (version < latest_schema_version()) {
     if (tables == 0) throw CatalogError("'" + path + "' is not a tessera catalog (empty database)");
