@@ -2,7 +2,7 @@
 // what a store has committed. Schema: schema/*.sql, documented in
 // schema/CATALOG.md.
 //
-// Writers open it read-write (rollback journal, synchronous=FULL, foreign
+// Writers open it read-write (rollback journal, synchronous=EXTRA, foreign
 // keys on) and commit a checkpoint in one transaction. Readers open it
 // read-only and plan their own loads from it.
 #pragma once
