@@ -22,7 +22,7 @@
 #include <iostream>
 #include <optional>
 
-#include "io/file.h"
+#include "io/fault_injection_env.h"
 #include "tessera/c10d.h"
 #include "tessera/checkpoint.h"
 #include "tessera/torch.h"
@@ -38,6 +38,18 @@ at::Tensor full_b() { return at::arange(kCols, at::kFloat).cos_(); }
 std::pair<int64_t, int64_t> split(int64_t n, int64_t world, int64_t rank) {
   int64_t per = (n + world - 1) / world, b = std::min(n, rank * per);
   return {b, std::min(n, b + per)};
+}
+
+// An Env under which the process dies (as in a crash) at its first pack
+// write; the catalog stays on SQLite's own VFS, whose locks other ranks see.
+std::shared_ptr<tessera::Env> dying_at_first_pack_write() {
+  auto env = std::make_shared<tessera::FaultInjectionEnv>(tessera::posix_env());
+  env->let_sqlite_use_os_files(true);
+  env->set_rule([](const tessera::FaultInjectionEnv::Call& c) -> int {
+    if (c.op == tessera::FaultInjectionEnv::Op::kAppend) _exit(9);
+    return 0;
+  });
+  return env;
 }
 
 // Forwards to another plane; the process dies (as in a crash) right after
@@ -99,16 +111,18 @@ int main(int argc, char** argv) {
       if (fault == "die-after-decide" && rank == fault_rank) dying.emplace(*c10d_plane, "decision");
       if (fault == "die-after-commit" && rank == fault_rank) dying.emplace(*c10d_plane, "outcome");
       tessera::ControlPlane& plane = dying ? static_cast<tessera::ControlPlane&>(*dying) : *c10d_plane;
+      std::shared_ptr<tessera::Env> dying_env;
       auto [r0, r1] = split(kRows, world, rank);
       at::Tensor w = full_w().slice(0, r0, r1).clone().to(device()), b = full_b().to(device());
       if (fault == "fail-rank" && rank == fault_rank) r0 = kRows - 1;  // a shard that runs past the shape
       if (fault == "die-rank" && rank == fault_rank)                   // killed halfway through writing a pack
-        tessera::io::set_write_fault_hook([](const std::string&, size_t) -> int { _exit(9); });
+        dying_env = dying_at_first_pack_write();
       tessera::StateDict sd;
       tessera::add_shard(sd, "w", w, {kRows, kCols}, {r0, 0});
       tessera::add_shard(sd, "b", b, {kCols}, {0}, rank, world);  // replicated: each writes a share
       sd.add_value("world", world);
       tessera::DistributedOptions d;
+      d.env = dying_env;  // null: the posix Env
       const char* timeout_ms = std::getenv("TESSERA_SAVE_TIMEOUT_MS");
       d.timeout = std::chrono::milliseconds(timeout_ms ? std::atoll(timeout_ms) : 10'000);
       tessera::SaveOptions o;

@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 
+#include "io/fault_injection_env.h"
 #include "io/file.h"
 #include "pack/codec.h"
 #include "pack/pack_reader.h"
@@ -219,10 +220,11 @@ TEST_CASE("malformed shuffle+huffman input is an error, never an out-of-bounds a
   CHECK_THROWS(decode_chunk(Codec::kShuffleHuffman, nullptr, 0, 2, out.data(), out.size()));
 }
 
-static pack::PackInfo write_pack(const TempDir& dir, const std::vector<std::vector<std::byte>>& chunks) {
-  io::make_dirs(dir / "tmp");
-  io::make_dirs(dir / "packs");
-  pack::PackWriter w(dir / "tmp", dir / "packs");
+static pack::PackInfo write_pack(const TempDir& dir, const std::vector<std::vector<std::byte>>& chunks,
+                                 Env& env = *posix_env()) {
+  env.make_dirs(dir / "tmp");
+  env.make_dirs(dir / "packs");
+  pack::PackWriter w(env, dir / "tmp", dir / "packs");
   for (const auto& c : chunks) {
     pack::ChunkEntry e;
     e.id = chunk_id_of(c.data(), c.size());
@@ -240,7 +242,7 @@ TEST_CASE("a pack describes itself: footer round-trip, content-addressed name, n
                                                 test::random_bytes(0, 3)};
   pack::PackInfo info = write_pack(dir, chunks);
   CHECK(std::filesystem::is_empty(dir / "tmp"));
-  pack::PackReader r(dir / ("packs/" + info.name));
+  pack::PackReader r(*posix_env(), dir / ("packs/" + info.name));
   auto entries = r.read_footer();
   REQUIRE(entries == info.chunks);
   CHECK(entries[1].block_sums.size() == 4);
@@ -260,7 +262,7 @@ TEST_CASE("damaged packs are refused with the pack's path in the message") {
   const std::string path = dir / ("packs/" + info.name);
   auto message_of = [](const std::string& p) {
     try {
-      pack::PackReader(p).read_footer();
+      pack::PackReader(*posix_env(), p).read_footer();
     } catch (const pack::PackError& e) {
       return std::string(e.what());
     }
@@ -291,14 +293,14 @@ TEST_CASE("damaged packs are refused with the pack's path in the message") {
 
 TEST_CASE("a write failure (full disk) names the file and leaves no temp file") {
   TempDir dir("pack");
-  io::set_write_fault_hook([](const std::string&, size_t) { return ENOSPC; });
+  FaultInjectionEnv full(posix_env());
+  full.set_rule([](const FaultInjectionEnv::Call& c) { return c.op == FaultInjectionEnv::Op::kAppend ? ENOSPC : 0; });
   std::string message;
   try {
-    write_pack(dir, {test::random_bytes(100, 1)});
+    write_pack(dir, {test::random_bytes(100, 1)}, full);
   } catch (const io::IoError& e) {
     message = e.what();
   }
-  io::set_write_fault_hook(nullptr);
   CHECK(message.find("No space left on device") != std::string::npos);
   CHECK(message.find(".partial") != std::string::npos);
   CHECK(std::filesystem::is_empty(dir / "tmp"));

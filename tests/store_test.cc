@@ -17,6 +17,7 @@
 
 #include "engine/commit.h"
 #include "engine/shard_writer.h"
+#include "io/fault_injection_env.h"
 #include "io/file.h"
 #include "io/thread_pool.h"
 #include "tessera/checkpoint.h"
@@ -29,6 +30,23 @@ using namespace tessera;
 using tessera::test::TempDir;
 using tessera::test::error_of;
 using tessera::test::has;
+
+namespace {
+
+// The store at `dir` on a disk that fills up after `appends` pack writes.
+Store open_with_full_disk(const std::string& dir, int appends) {
+  auto env = std::make_shared<FaultInjectionEnv>(posix_env());
+  env->let_sqlite_use_os_files(true);  // as `store` beside it: the catalog's locks are the OS's
+  auto writes = std::make_shared<int>(0);
+  env->set_rule([writes, appends](const FaultInjectionEnv::Call& c) {
+    return c.op == FaultInjectionEnv::Op::kAppend && ++*writes > appends ? ENOSPC : 0;
+  });
+  StoreOptions o;
+  o.env = env;
+  return Store::open(dir, o);
+}
+
+}  // namespace
 namespace fs = std::filesystem;
 
 namespace {
@@ -315,11 +333,11 @@ TEST_CASE("auto compression stores raw on a memory filesystem; explicit codecs a
     return save(state(), store, "c", o);
   };
   TempDir disk("store");
-  if (!io::on_memory_filesystem(disk.path())) {
+  if (!posix_env()->on_memory_filesystem(disk.path())) {
     SaveResult r = save_into(disk / "auto", Compression::kAuto);
     CHECK(r.written_bytes < r.logical_bytes);
   }
-  if (!io::on_memory_filesystem("/dev/shm")) {
+  if (!posix_env()->on_memory_filesystem("/dev/shm")) {
     MESSAGE("no tmpfs at /dev/shm: the memory-filesystem half is skipped");
     return;
   }
@@ -486,10 +504,11 @@ TEST_CASE("overwrite replaces a checkpoint in the commit; a failing overwrite le
 
   // A failing overwrite (full disk while writing): "c" is still the old state.
   f.w[0] = 42;
-  int writes = 0;
-  io::set_write_fault_hook([&](const std::string&, size_t) { return ++writes > 1 ? ENOSPC : 0; });
-  CHECK(has(error_of([&] { save(f.state(), store, "c", o); }), "No space left on device"));
-  io::set_write_fault_hook(nullptr);
+  CHECK(has(error_of([&] {
+              Store full = open_with_full_disk(f.dir.path(), 1);
+              save(f.state(), full, "c", o);
+            }),
+            "No space left on device"));
   Loaded l;
   load(l.sd, store, "c");
   CHECK(l.w == old_w);
@@ -623,10 +642,10 @@ TEST_CASE("a full disk fails the save naming the file; nothing is committed or l
   save(f.state(), store, "before", f.options());
   auto packs_before = f.packs();
   f.w[0] = 99;  // so the next save has new chunks to write
-  int writes = 0;
-  io::set_write_fault_hook([&](const std::string&, size_t) { return ++writes > 2 ? ENOSPC : 0; });
-  std::string m = error_of([&] { save(f.state(), store, "after", f.options()); });
-  io::set_write_fault_hook(nullptr);
+  std::string m = error_of([&] {
+    Store full = open_with_full_disk(f.dir.path(), 2);
+    save(f.state(), full, "after", f.options());
+  });
   CHECK(has(m, "No space left on device"));
   CHECK(has(m, f.dir.path()));
   CHECK(store.checkpoints().size() == 1);

@@ -83,6 +83,9 @@ struct DistributedOptions {
   // 0 has already decided to commit: then it waits once more and, if rank 0
   // stays silent, reports what the catalog holds.
   std::chrono::milliseconds timeout = std::chrono::minutes(5);
+  // The file system of the store, as StoreOptions::env (default: the
+  // operating system's). Every rank's save goes through it.
+  std::shared_ptr<Env> env;
 };
 
 // Collective over the ranks of `plane`: all must call it, with the same

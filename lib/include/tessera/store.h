@@ -12,6 +12,11 @@
 
 namespace tessera {
 
+// Where the store's files live: every file and directory access of the store,
+// its catalog's included, goes through one Env (lib/src/io/env.h: the posix
+// file system, an in-memory one, or a fault-injecting wrapper for tests).
+class Env;
+
 struct StoreOptions {
   // Create the directory and catalog if missing. Default: true for
   // read-write opens. Ignored when read_only.
@@ -19,6 +24,10 @@ struct StoreOptions {
   // Open the catalog read-only (loads, CLI inspection). Several processes
   // may read while one writes. Default: false.
   bool read_only = false;
+  // The file system the store lives in. Default (null): the operating
+  // system's (posix_env()). Several processes may share a store only
+  // there: other Envs lock the catalog within one process.
+  std::shared_ptr<Env> env;
 };
 
 struct CheckpointSummary {
@@ -44,7 +53,7 @@ class Store {
   // not a store (and creation is off), is not a tessera catalog, or has a
   // catalog schema newer than this build.
   static Store open(const std::string& path, const StoreOptions& options = {});
-  static Store open_read_only(const std::string& path);
+  static Store open_read_only(const std::string& path, std::shared_ptr<Env> env = nullptr);
 
   const std::string& path() const;
   bool read_only() const;

@@ -115,10 +115,10 @@ namespace {
 // read-only open fails. A reader that finds a journal therefore lets a
 // short-lived read-write connection look first: SQLite rolls back only a
 // journal that no live writer holds, so this is safe while others write.
-void roll_back_hot_journal(const std::string& path) {
-  if (!io::exists(path + "-journal")) return;
+void roll_back_hot_journal(Env& env, const std::string& path, const char* vfs) {
+  if (!env.exists(path + "-journal")) return;
   try {
-    Db rw(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX);
+    Db rw(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, vfs);
     rw.pragma_int("schema_version");
   } catch (const CatalogError&) {
     // Not writable from here: the read-only open reports it.
@@ -127,17 +127,20 @@ void roll_back_hot_journal(const std::string& path) {
 
 }  // namespace
 
-Catalog Catalog::open(const std::string& path, Mode mode, bool create) {
-  if (mode == Mode::kReadOnly) roll_back_hot_journal(path);
+Catalog Catalog::open(const std::string& path, Mode mode, bool create, std::shared_ptr<Env> env) {
+  auto vfs = env->lets_sqlite_use_os_files() ? nullptr : std::make_unique<EnvVfs>(env);
+  const char* vfs_name = vfs ? vfs->name() : nullptr;
+  if (mode == Mode::kReadOnly) roll_back_hot_journal(*env, path, vfs_name);
   int flags = mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   if (mode == Mode::kReadWrite && create) flags |= SQLITE_OPEN_CREATE;
-  Catalog cat(Db(path, flags | SQLITE_OPEN_FULLMUTEX));
+  Db db_handle(path, flags | SQLITE_OPEN_FULLMUTEX, vfs_name);
+  Catalog cat(env, std::move(vfs), std::move(db_handle));
   Db& db = cat.db_;
   // Catch files that are not SQLite at all before anything else.
   try {
     db.pragma_int("schema_version");
   } catch (const CatalogError& e) {
-    if (mode == Mode::kReadOnly && io::exists(path + "-journal"))
+    if (mode == Mode::kReadOnly && cat.env().exists(path + "-journal"))
       throw CatalogError("catalog '" + path + "' was left mid-transaction by a writer that died (" + path +
                          "-journal); open the store once for writing to roll it back (" + e.what() + ")");
     throw CatalogError("'" + path + "' is not a tessera catalog (" + e.what() + ")");
@@ -162,7 +165,7 @@ Catalog Catalog::open(const std::string& path, Mode mode, bool create) {
   db.exec(mode == Mode::kReadWrite ? "PRAGMA cache_size = -65536" : "PRAGMA cache_size = -16384");
   if (mode == Mode::kReadWrite) {
     db.exec("PRAGMA journal_mode = DELETE");  // no WAL: stores may live on network filesystems
-    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA synchronous = EXTRA");
     cat.migrate(path);
   } else if (version < latest_schema_version()) {
     if (tables == 0) throw CatalogError("'" + path + "' is not a tessera catalog (empty database)");
@@ -492,7 +495,7 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
     }
     if (!c.packs_dir.empty())
       for (const auto& p : c.packs)
-        if (!io::exists(c.packs_dir + "/" + p.name))
+        if (!env_->exists(c.packs_dir + "/" + p.name))
           throw CatalogError("pack '" + p.name + "' written by this save is gone from '" + c.packs_dir +
                              "' (removed by gc after its grace period?)");
     const std::string now = now_iso8601();

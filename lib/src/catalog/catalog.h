@@ -2,7 +2,7 @@
 // what a store has committed. Schema: schema/*.sql, documented in
 // schema/CATALOG.md.
 //
-// Writers open it read-write (rollback journal, synchronous=FULL, foreign
+// Writers open it read-write (rollback journal, synchronous=EXTRA, foreign
 // keys on) and commit a checkpoint in one transaction. Readers open it
 // read-only and plan their own loads from it.
 #pragma once
@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "catalog/env_vfs.h"
 #include "catalog/layout.h"
 #include "catalog/layout_rows.h"
 #include "catalog/sqlite.h"
@@ -89,8 +90,10 @@ class Catalog {
   // Opens `path`. kReadWrite with create=true creates the file and applies
   // every migration; an existing catalog is migrated forward. A file that is
   // not a tessera catalog, or whose schema is newer than this build knows, is
-  // refused with an error that says so.
-  static Catalog open(const std::string& path, Mode mode, bool create);
+  // refused with an error that says so. Its files are reached through `env`:
+  // the posix Env lets SQLite use its own VFS; any other is reached through
+  // an EnvVfs (catalog/env_vfs.h).
+  static Catalog open(const std::string& path, Mode mode, bool create, std::shared_ptr<Env> env = posix_env());
 
   int schema_version();
   static int latest_schema_version();
@@ -124,11 +127,15 @@ class Catalog {
   int64_t commit(const NewCheckpoint& c, const std::function<void()>& before_commit = {});
 
   Db& db() { return db_; }
+  Env& env() { return *env_; }
 
  private:
-  explicit Catalog(Db db) : db_(std::move(db)) {}
+  Catalog(std::shared_ptr<Env> env, std::unique_ptr<EnvVfs> vfs, Db db)
+      : env_(std::move(env)), vfs_(std::move(vfs)), db_(std::move(db)) {}
   void migrate(const std::string& path);
   Statement& cached(std::optional<Statement>& slot, const char* sql);
+  std::shared_ptr<Env> env_;
+  std::unique_ptr<EnvVfs> vfs_;  // null on the posix Env; outlives db_
   Db db_;
   // Prepared once: loads and saves look chunks up one at a time. Declared
   // after db_, so they are finalized before it closes.

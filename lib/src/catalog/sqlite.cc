@@ -2,12 +2,26 @@
 
 #include <sqlite3.h>
 
-namespace tessera::catalog {
+#include "catalog/env_vfs.h"
 
-Db::Db(const std::string& uri, int flags) {
-  int rc = sqlite3_open_v2(uri.c_str(), &db_, flags | SQLITE_OPEN_URI, nullptr);
+namespace tessera::catalog {
+namespace {
+
+// SQLite's message, with the file error behind it when an Env VFS had one
+// ("disk I/O error (cannot fsync '/s/catalog.db-journal': Input/output error)").
+std::string message_of(sqlite3* db) {
+  std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+  const std::string cause = take_vfs_error();
+  if (!cause.empty()) msg += " (" + cause + ")";
+  return msg;
+}
+
+}  // namespace
+
+Db::Db(const std::string& uri, int flags, const char* vfs) {
+  int rc = sqlite3_open_v2(uri.c_str(), &db_, flags | SQLITE_OPEN_URI, vfs);
   if (rc != SQLITE_OK) {
-    std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    std::string msg = db_ ? message_of(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
     db_ = nullptr;
     throw CatalogError("cannot open catalog '" + uri + "': " + msg);
@@ -25,6 +39,7 @@ void Db::exec(const std::string& sql) {
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : sqlite3_errmsg(db_);
     sqlite3_free(err);
+    if (const std::string cause = take_vfs_error(); !cause.empty()) msg += " (" + cause + ")";
     throw CatalogError("catalog: " + msg + " (in: " + sql.substr(0, 120) + ")");
   }
 }
@@ -41,7 +56,7 @@ int64_t Db::changes() const { return sqlite3_changes(db_); }
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
   if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &st_, nullptr) != SQLITE_OK)
-    throw CatalogError("catalog: " + std::string(sqlite3_errmsg(db)) + " (in: " + std::string(sql.substr(0, 120)) + ")");
+    throw CatalogError("catalog: " + message_of(db) + " (in: " + std::string(sql.substr(0, 120)) + ")");
 }
 
 Statement::~Statement() {
@@ -50,7 +65,7 @@ Statement::~Statement() {
 
 void Statement::fail(const std::string& what) const {
   const char* sql = sqlite3_sql(st_);
-  throw CatalogError("catalog: " + what + ": " + sqlite3_errmsg(db_) + " (in: " +
+  throw CatalogError("catalog: " + what + ": " + message_of(db_) + " (in: " +
                      std::string(sql ? sql : "").substr(0, 120) + ")");
 }
 

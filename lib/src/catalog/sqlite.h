@@ -25,8 +25,9 @@ class Statement;
 
 class Db {
  public:
-  // `uri` is a file name or file: URI; flags are sqlite3_open_v2 flags.
-  Db(const std::string& uri, int flags);
+  // `uri` is a file name or file: URI; flags are sqlite3_open_v2 flags;
+  // `vfs` names a registered SQLite VFS (nullptr: the default one).
+  Db(const std::string& uri, int flags, const char* vfs = nullptr);
   ~Db();
   Db(Db&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
   Db(const Db&) = delete;

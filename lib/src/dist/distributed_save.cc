@@ -75,7 +75,6 @@
 // outcome (it may wait a full timeout for a rank before it can answer).
 #include <charconv>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 #include <random>
 
@@ -134,6 +133,7 @@ struct Save {
   const std::string& store_path;
   const std::string& checkpoint;
   milliseconds timeout;
+  std::shared_ptr<Env> env;  // never null
   int64_t rank, world;
   std::string prefix;  // P
   std::string failed;  // "save of checkpoint '<name>' failed: "
@@ -172,23 +172,23 @@ struct Save {
   }
 };
 
-void write_report(const std::string& path, const std::string& bytes) {
+void write_report(Env& env, const std::string& path, const std::string& bytes) {
   const std::string part = path + ".part";
   try {
-    io::WriteFile f(part);
-    f.append(bytes.data(), bytes.size());
-    f.close();
-    std::filesystem::rename(part, path);
+    auto f = env.create_file(part);
+    f->append(bytes.data(), bytes.size());
+    f->close();
+    env.rename(part, path);
   } catch (...) {
-    io::remove_file(part);
+    env.remove_file(part);
     throw;
   }
 }
 
-std::string read_report(const std::string& path) {
-  io::ReadFile f(path);
-  std::string bytes(f.size(), '\0');
-  f.read_at(0, bytes.size(), bytes.data());
+std::string read_report(Env& env, const std::string& path) {
+  auto f = env.open_file(path);
+  std::string bytes(f->size(), '\0');
+  f->read_at(0, bytes.size(), bytes.data());
   return bytes;
 }
 
@@ -211,9 +211,9 @@ std::vector<RankManifest> gather(Save& s, const std::string& token, const RankMa
   std::optional<Failure> failure = own_failure;
   for (int64_t r = 1; r < s.world; ++r) {
     const std::string path = s.report_path(token, r);
-    if (io::exists(path)) {
-      if (!failure) all.push_back(decode_manifest(read_report(path)));
-      io::remove_file(path);
+    if (s.env->exists(path)) {
+      if (!failure) all.push_back(decode_manifest(read_report(*s.env, path)));
+      s.env->remove_file(path);
     } else if (auto why = s.wait_get("error/" + std::to_string(r), milliseconds(1))) {
       if (!failure) failure = Failure::decode(*why);
     } else {
@@ -231,7 +231,9 @@ std::vector<RankManifest> gather(Save& s, const std::string& token, const RankMa
 Store open_for_save(Save& s, const std::string& token, const SaveOptions& opts) {
   std::optional<Failure> failure;
   try {
-    Store store = Store::open(s.store_path);
+    StoreOptions o;
+    o.env = s.env;
+    Store store = Store::open(s.store_path, o);
     std::lock_guard lock(store.impl().mu);
     if (!opts.overwrite && store.impl().catalog.find_checkpoint(s.checkpoint))
       throw AlreadyExistsError("checkpoint '" + s.checkpoint + "' already exists in store '" + s.store_path + "'");
@@ -287,6 +289,7 @@ SaveResult coordinate(Save& s, const StateDict& state, SaveOptions opts) {
 bool committed_in_catalog(const Save& s, const std::string& token) {
   StoreOptions o;
   o.create_if_missing = false;
+  o.env = s.env;
   Store store = Store::open(s.store_path, o);
   std::lock_guard lock(store.impl().mu);
   catalog::Transaction tx(store.impl().catalog.db(), catalog::Transaction::Kind::kWrite);
@@ -326,10 +329,10 @@ SaveResult participate(Save& s, const StateDict& state, const SaveOptions& opts)
   RankManifest mine;
   bool failed_here = false;
   try {
-    store = Store::open_read_only(s.store_path);
+    store = Store::open_read_only(s.store_path, s.env);
     mine = write_shards(state, store->impl(), opts);
     mine.rank = s.rank;
-    write_report(report, encode_manifest(mine));
+    write_report(*s.env, report, encode_manifest(mine));
   } catch (const std::exception& e) {
     s.plane.set(s.key(error_key),
                 Failure{error_kind(e), s.failed + "rank " + std::to_string(s.rank) + ": " + e.what()}.encode());
@@ -341,7 +344,7 @@ SaveResult participate(Save& s, const StateDict& state, const SaveOptions& opts)
   s.leave(outcome == kOk);
   if (is_error(outcome)) {
     if (store) discard_packs(store->impl(), mine.packs);  // each rank removes its own packs
-    io::remove_file(report);                             // if rank 0 gave up before reading it
+    s.env->remove_file(report);                          // if rank 0 gave up before reading it
     failure_of(outcome).raise();
   }
   return mine.stats;
@@ -355,6 +358,7 @@ SaveResult save(const StateDict& state, const std::string& store_path, const std
          store_path,
          checkpoint,
          dist.timeout,
+         dist.env ? dist.env : posix_env(),
          plane.rank(),
          plane.world_size(),
          "tessera/save/" + std::to_string(plane.next_save_id()) + "/" + checkpoint + "/",

@@ -106,7 +106,7 @@ class ChunkSource {
     if (!loc) throw CorruptionError(context + ": chunk " + id.hex() + " is not in the catalog");
     auto& reader = readers_[loc->pack];
     try {
-      if (!reader) reader = std::make_unique<pack::PackReader>(store_.pack_path(loc->pack));
+      if (!reader) reader = std::make_unique<pack::PackReader>(store_.env, store_.pack_path(loc->pack));
     } catch (const std::exception& e) {
       throw CorruptionError(context + ": chunk " + id.hex() + " in pack '" + loc->pack + "': " + e.what());
     }

@@ -7,9 +7,6 @@
 // chunk per piece, read and checked by the chunk reader, its rows written
 // with pwrite at the offsets plan::region_byte_ranges gives for the piece's
 // box within the row-major tensor.
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -17,7 +14,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -202,59 +198,40 @@ void lay_out(OutFile& f, const std::map<std::string, std::string>& metadata) {
   f.header += json;
 }
 
-[[noreturn]] void io_fail(const std::string& what, const std::string& path, int err) {
-  throw io::IoError(what + " '" + path + "': " + std::strerror(err));
-}
-
 // An output file being written at computed offsets from several threads.
 class PositionalFile {
  public:
-  PositionalFile(std::string path, uint64_t size) : path_(std::move(path)) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) io_fail("cannot create", path_, errno);
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) io_fail("cannot size", path_, errno);
+  PositionalFile(Env& env, const std::string& path, uint64_t size) : file_(env.open_rw_file(path, true)) {
+    file_->truncate(0);  // what a killed export left under this name
+    file_->truncate(size);
   }
-  ~PositionalFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  PositionalFile(const PositionalFile&) = delete;
-  PositionalFile& operator=(const PositionalFile&) = delete;
-
-  void write_at(uint64_t offset, const void* data, size_t n) const {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        io_fail("cannot write", path_, errno);
-      }
-      p += w;
-      n -= static_cast<size_t>(w);
-      offset += static_cast<uint64_t>(w);
-    }
-  }
+  void write_at(uint64_t offset, const void* data, size_t n) const { file_->write_at(offset, data, n); }
   void sync_and_close() {
-    if (::fdatasync(fd_) != 0) io_fail("cannot fsync", path_, errno);
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) io_fail("cannot close", path_, errno);
+    file_->sync();
+    file_.reset();
   }
 
  private:
-  std::string path_;
-  int fd_ = -1;
+  std::unique_ptr<RandomRWFile> file_;
 };
 
 // Temporary files of this export: removed unless it completes.
 class TempFiles {
  public:
+  explicit TempFiles(Env& env) : env_(env) {}
   ~TempFiles() {
-    for (const auto& p : paths_) ::unlink(p.c_str());
+    for (const auto& p : paths_) {
+      try {
+        env_.remove_file(p);
+      } catch (...) {
+      }
+    }
   }
   void add(const std::string& path) { paths_.push_back(path); }
   void release() { paths_.clear(); }
 
  private:
+  Env& env_;
   std::vector<std::string> paths_;
 };
 
@@ -361,21 +338,16 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
   }
 
   // ---- the output directory ---------------------------------------------------
-  if (!io::exists(out_dir)) {
-    io::make_dirs(out_dir);
-    const std::string parent = std::filesystem::path(out_dir).parent_path().string();
-    io::fsync_dir(parent.empty() ? "." : parent);
+  Env& env = impl.env;
+  if (!env.exists(out_dir)) {
+    env.make_dirs(out_dir);
+    env.sync_dir(parent_dir(out_dir));
   }
   std::set<std::string> earlier;  // files of an earlier export
   std::set<std::string> stale;    // temporary files of a killed one
-  {
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(out_dir, ec)) {
-      const std::string name = e.path().filename().string();
-      if (is_export_file(name)) earlier.insert(name);
-      else if (is_temp_name(name)) stale.insert(name);
-    }
-    if (ec) io_fail("cannot list", out_dir, ec.value());
+  for (const DirEntry& e : env.list_dir(out_dir)) {
+    if (is_export_file(e.name)) earlier.insert(e.name);
+    else if (is_temp_name(e.name)) stale.insert(e.name);
   }
   if (!earlier.empty() && !options.overwrite)
     throw AlreadyExistsError("'" + out_dir + "/" + *earlier.begin() + "' exists: '" + out_dir +
@@ -399,7 +371,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
 
   // ---- write: each file at its final size, filled piece by piece -------------
   auto temp_path = [&](const std::string& name) { return out_dir + "/" + temp_name(name); };
-  TempFiles temps;
+  TempFiles temps(env);
   PackCache packs(impl);
   io::ThreadPool pool(options.threads);
   std::atomic<uint64_t> bytes_read{0}, chunks_read{0};
@@ -411,7 +383,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
   for (const OutFile& f : files) {
     const std::string path = temp_path(f.name);
     temps.add(path);
-    PositionalFile out(path, f.size());
+    PositionalFile out(env, path, f.size());
     out.write_at(0, f.header.data(), f.header.size());
     const uint64_t data_start = f.header.size();
     std::vector<Job> jobs;
@@ -463,7 +435,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
     json += "\n  }\n}\n";
     const std::string path = temp_path(kIndexFile);
     temps.add(path);
-    PositionalFile out(path, json.size());
+    PositionalFile out(env, path, json.size());
     out.write_at(0, json.data(), json.size());
     out.sync_and_close();
     result.index_file = kIndexFile;
@@ -476,18 +448,16 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
   std::vector<std::string> order;
   for (const OutFile& f : files) order.push_back(f.name);
   if (!result.index_file.empty()) order.push_back(result.index_file);
-  for (const std::string& name : order)
-    if (::rename(temp_path(name).c_str(), (out_dir + "/" + name).c_str()) != 0)
-      io_fail("cannot rename to", out_dir + "/" + name, errno);
+  for (const std::string& name : order) env.rename(temp_path(name), out_dir + "/" + name);
   temps.release();
-  io::fsync_dir(out_dir);
+  env.sync_dir(out_dir);
   if (options.overwrite) earlier.insert(stale.begin(), stale.end());
   for (const std::string& name : earlier)
     if (!written.count(name)) {
-      io::remove_file(out_dir + "/" + name);
+      env.remove_file(out_dir + "/" + name);
       result.removed.push_back(name);
     }
-  if (!result.removed.empty()) io::fsync_dir(out_dir);
+  if (!result.removed.empty()) env.sync_dir(out_dir);
   meter.finish();
   result.bytes_read = bytes_read;
   result.chunks_read = chunks_read;

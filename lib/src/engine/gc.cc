@@ -2,7 +2,6 @@
 // why it is crash-safe are described in tessera/history.h and in
 // lib/src/pack/PACK_FORMAT.md ("Garbage collection").
 #include <algorithm>
-#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -17,24 +16,21 @@
 #include "tessera/history.h"
 
 namespace tessera {
-namespace fs = std::filesystem;
 namespace {
 
 using Kind = catalog::Transaction::Kind;
 
 // Whether the file's modification time is at least `grace` ago; nullopt when
 // it is gone.
-std::optional<bool> old_enough(const std::string& path, std::chrono::seconds grace) {
-  std::error_code ec;
-  const auto mtime = fs::last_write_time(path, ec);
-  if (ec) return std::nullopt;
-  return fs::file_time_type::clock::now() - mtime >= grace;
+std::optional<bool> old_enough(Env& env, const std::string& path, std::chrono::seconds grace) {
+  const auto st = env.status(path);
+  if (!st) return std::nullopt;
+  return std::chrono::system_clock::now() - st->modified >= grace;
 }
 
-uint64_t size_of(const std::string& path) {
-  std::error_code ec;
-  const auto n = fs::file_size(path, ec);
-  return ec ? 0 : static_cast<uint64_t>(n);
+uint64_t size_of(Env& env, const std::string& path) {
+  const auto st = env.status(path);
+  return st ? st->size : 0;
 }
 
 struct DirFile {
@@ -44,22 +40,26 @@ struct DirFile {
 };
 
 // Regular files directly in `dir` (ending in `suffix` when it is not empty).
-std::vector<DirFile> list_files(const std::string& dir, const std::string& suffix, std::chrono::seconds grace) {
+std::vector<DirFile> list_files(Env& env, const std::string& dir, const std::string& suffix,
+                                std::chrono::seconds grace) {
   std::vector<DirFile> out;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code type_ec;
-    // Not followed: a symbolic link (to a file outside the store, or another
-    // store's pack) is never counted or deleted.
-    if (it->symlink_status(type_ec).type() != fs::file_type::regular) continue;
-    const std::string name = it->path().filename().string();
-    if (!suffix.empty() && (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0))
-      continue;
-    const auto old = old_enough(it->path().string(), grace);
-    if (!old) continue;  // removed meanwhile
-    out.push_back(DirFile{name, size_of(it->path().string()), *old});
+  try {
+    for (const DirEntry& e : env.list_dir(dir)) {
+      // Not followed: a symbolic link (to a file outside the store, or another
+      // store's pack) is never counted or deleted.
+      if (e.type != FileType::kRegular) continue;
+      const std::string& name = e.name;
+      if (!suffix.empty() &&
+          (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0))
+        continue;
+      const std::string path = dir + "/" + name;
+      const auto old = old_enough(env, path, grace);
+      if (!old) continue;  // removed meanwhile
+      out.push_back(DirFile{name, size_of(env, path), *old});
+    }
+  } catch (const io::IoError& e) {
+    throw StoreError(e.what());
   }
-  if (ec) throw StoreError("cannot list '" + dir + "': " + ec.message());
   std::sort(out.begin(), out.end(), [](const DirFile& a, const DirFile& b) { return a.name < b.name; });
   return out;
 }
@@ -80,7 +80,7 @@ class Copier {
   void copy_pack(Rewrite& rw, const std::vector<pack::ChunkEntry>& live) {
     std::optional<pack::PackReader> reader;
     try {
-      reader.emplace(store_.pack_path(rw.old_pack));
+      reader.emplace(store_.env, store_.pack_path(rw.old_pack));
     } catch (const std::exception& e) {
       rw.abandoned = e.what();
       return;
@@ -93,7 +93,7 @@ class Copier {
         rw.abandoned = ex.what();  // copies made so far become dead bytes of the new pack
         return;
       }
-      if (!writer_) writer_.emplace(store_.tmp_dir(), store_.packs_dir());
+      if (!writer_) writer_.emplace(store_.env, store_.tmp_dir(), store_.packs_dir());
       writer_->add(e, stored.data());
       rw.copies.emplace_back(e.id, done_.size());
       history_step("gc: copied chunk");
@@ -119,7 +119,7 @@ class Copier {
     for (const auto& p : done_) {
       try {
         std::lock_guard lock(store_.mu);
-        if (!catalog::pack_known(store_.catalog.db(), p.name)) io::remove_file(store_.pack_path(p.name));
+        if (!catalog::pack_known(store_.catalog.db(), p.name)) store_.env.remove_file(store_.pack_path(p.name));
       } catch (...) {
       }
     }
@@ -223,11 +223,11 @@ std::vector<std::string> commit_catalog_changes(catalog::Db& db, const GcPlan& p
 }
 
 // Removes `path` and adds its size to the result; false when it was already gone.
-bool remove_counted(const std::string& path, int64_t& freed) {
-  const auto size = static_cast<int64_t>(size_of(path));
-  if (!io::exists(path)) return false;
+bool remove_counted(Env& env, const std::string& path, int64_t& freed) {
+  const auto size = static_cast<int64_t>(size_of(env, path));
+  if (!env.exists(path)) return false;
   history_step("gc: deleting file");
-  io::remove_file(path);
+  env.remove_file(path);
   freed += size;
   return true;
 }
@@ -252,8 +252,13 @@ bool GcPlan::empty() const {
 // link, which would make it delete files of another directory (or store).
 static void refuse_linked_dirs(const Store::Impl& impl) {
   for (const std::string& dir : {impl.packs_dir(), impl.tmp_dir()}) {
-    std::error_code ec;
-    if (fs::is_symlink(dir, ec))
+    std::optional<FileStatus> st;
+    try {
+      st = impl.env.status(dir);
+    } catch (const io::IoError& e) {
+      throw StoreError("store '" + impl.path + "': " + e.what());
+    }
+    if (st && st->type == FileType::kSymlink)
       throw StoreError("store '" + impl.path + "': '" + dir +
                        "' is a symbolic link; gc deletes files only in the store's own directories");
   }
@@ -284,7 +289,7 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
   }
   // Listed after the catalog was read: a save that commits in between shows
   // up here as a young unknown pack, which is kept.
-  for (const DirFile& f : list_files(impl.packs_dir(), pack::kPackSuffix, options.grace)) {
+  for (const DirFile& f : list_files(impl.env, impl.packs_dir(), pack::kPackSuffix, options.grace)) {
     if (known.count(f.name)) continue;
     if (f.old) {
       plan.unknown_packs.push_back(GcFile{f.name, f.size, 0, 0});
@@ -293,7 +298,7 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
       ++plan.young_unknown_packs;
     }
   }
-  for (const DirFile& f : list_files(impl.tmp_dir(), "", options.grace)) {
+  for (const DirFile& f : list_files(impl.env, impl.tmp_dir(), "", options.grace)) {
     if (f.old) plan.temp_files.push_back(GcFile{f.name, f.size, 0, 0});
     else ++plan.young_unknown_files;
   }
@@ -355,7 +360,8 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
       if (copied) copier.committed();
     }
     history_step("gc: committed");
-    for (const auto& name : result.new_packs) result.bytes_freed -= static_cast<int64_t>(size_of(impl.pack_path(name)));
+    for (const auto& name : result.new_packs)
+      result.bytes_freed -= static_cast<int64_t>(size_of(impl.env, impl.pack_path(name)));
 
     // 3. Delete files, holding the write lock so that no save commits in
     //    between the checks and the deletions. A save that renamed an
@@ -365,19 +371,19 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
     catalog::Transaction tx(db, Kind::kWrite);
     int64_t freed = 0;
     for (const auto& name : dropped)
-      if (!catalog::pack_known(db, name) && remove_counted(impl.pack_path(name), freed))
+      if (!catalog::pack_known(db, name) && remove_counted(impl.env, impl.pack_path(name), freed))
         result.deleted_packs.push_back(name);
     for (const GcFile& f : plan.unknown_packs) {
       const std::string path = impl.pack_path(f.name);
-      if (catalog::pack_known(db, f.name) || old_enough(path, options.grace) != true) continue;
-      if (remove_counted(path, freed)) result.removed_files.push_back("packs/" + f.name);
+      if (catalog::pack_known(db, f.name) || old_enough(impl.env, path, options.grace) != true) continue;
+      if (remove_counted(impl.env, path, freed)) result.removed_files.push_back("packs/" + f.name);
     }
     for (const GcFile& f : plan.temp_files) {
       const std::string path = impl.tmp_dir() + "/" + f.name;
-      if (old_enough(path, options.grace) == true && remove_counted(path, freed))
+      if (old_enough(impl.env, path, options.grace) == true && remove_counted(impl.env, path, freed))
         result.removed_files.push_back("tmp/" + f.name);
     }
-    io::fsync_dir(impl.packs_dir());
+    impl.env.sync_dir(impl.packs_dir());
     tx.commit();
     result.bytes_freed += freed;
   } catch (const catalog::CatalogError& e) {

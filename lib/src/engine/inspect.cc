@@ -155,12 +155,12 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   std::map<std::string, std::string> pack_problems;
   for (const auto& c : chunks) {
     if (readers.count(c.pack) || pack_problems.count(c.pack)) continue;
-    if (!io::exists(impl.pack_path(c.pack))) {
+    if (!impl.env.exists(impl.pack_path(c.pack))) {
       pack_problems[c.pack] = "pack file is missing";
       continue;
     }
     try {
-      auto r = std::make_unique<pack::PackReader>(impl.pack_path(c.pack));
+      auto r = std::make_unique<pack::PackReader>(impl.env, impl.pack_path(c.pack));
       auto footer = r->read_footer();  // a pack whose footer is damaged is reported for each chunk
       readers[c.pack] = std::move(r);
     } catch (const std::exception& e) {

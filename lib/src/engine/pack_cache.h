@@ -20,7 +20,7 @@ class PackCache {
   const pack::PackReader& get(const std::string& name) {
     std::lock_guard lock(mu_);
     auto& r = readers_[name];
-    if (!r) r = std::make_unique<pack::PackReader>(store_.pack_path(name));
+    if (!r) r = std::make_unique<pack::PackReader>(store_.env, store_.pack_path(name));
     return *r;
   }
 

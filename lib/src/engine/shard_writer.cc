@@ -123,7 +123,7 @@ class PackSink {
         return w;
       }
     }
-    return std::make_unique<pack::PackWriter>(store_.tmp_dir(), store_.packs_dir());
+    return std::make_unique<pack::PackWriter>(store_.env, store_.tmp_dir(), store_.packs_dir());
   }
   Store::Impl& store_;
   uint64_t pack_bytes_;
@@ -203,7 +203,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   // On a memory filesystem writing is faster than any codec (GPU bench:
   // /dev/shm saves 1.5x and loads 1.5x faster raw), so auto stores raw there.
   CompressionPolicy policy = policy_of(options.compression);
-  if (policy == CompressionPolicy::kAuto && io::on_memory_filesystem(store.packs_dir()))
+  if (policy == CompressionPolicy::kAuto && store.env.on_memory_filesystem(store.packs_dir()))
     policy = CompressionPolicy::kNone;
 
   uint64_t total = 0;
@@ -303,7 +303,7 @@ void discard_packs(Store::Impl& store, const std::vector<pack::PackInfo>& packs)
       std::lock_guard lock(store.mu);
       auto st = store.catalog.db().prepare("SELECT 1 FROM packs WHERE name = ?1");
       st.bind(1, p.name);
-      if (!st.step()) io::remove_file(store.pack_path(p.name));
+      if (!st.step()) store.env.remove_file(store.pack_path(p.name));
     } catch (...) {
     }
   }

@@ -26,16 +26,22 @@ CheckpointSummary summarize(const catalog::CheckpointInfo& c) {
 Store Store::open(const std::string& path, const StoreOptions& options) {
   using catalog::Catalog;
   const std::string db = path + "/catalog.db";
-  const bool exists = io::exists(db);
+  const std::shared_ptr<Env> env = options.env ? options.env : posix_env();
+  bool exists = false;
+  try {
+    exists = env->exists(db);
+  } catch (const io::IoError& e) {
+    throw StoreError(std::string("store '") + path + "': " + e.what());
+  }
   if (!exists && (options.read_only || !options.create_if_missing))
     throw StoreError("'" + path + "' is not a tessera store (no catalog.db)");
   try {
     if (!options.read_only) {
-      io::make_dirs(path + "/packs");
-      io::make_dirs(path + "/tmp");
+      env->make_dirs(path + "/packs");
+      env->make_dirs(path + "/tmp");
     }
     auto mode = options.read_only ? Catalog::Mode::kReadOnly : Catalog::Mode::kReadWrite;
-    auto impl = std::make_shared<Impl>(path, options.read_only, Catalog::open(db, mode, !exists));
+    auto impl = std::make_shared<Impl>(path, options.read_only, Catalog::open(db, mode, !exists, env));
     return Store(std::move(impl));
   } catch (const catalog::CatalogError& e) {
     throw StoreError(e.what());
@@ -44,9 +50,10 @@ Store Store::open(const std::string& path, const StoreOptions& options) {
   }
 }
 
-Store Store::open_read_only(const std::string& path) {
+Store Store::open_read_only(const std::string& path, std::shared_ptr<Env> env) {
   StoreOptions o;
   o.read_only = true;
+  o.env = std::move(env);
   return open(path, o);
 }
 

@@ -10,11 +10,13 @@
 namespace tessera {
 
 struct Store::Impl {
-  Impl(std::string p, bool ro, catalog::Catalog c) : path(std::move(p)), read_only(ro), catalog(std::move(c)) {}
+  Impl(std::string p, bool ro, catalog::Catalog c)
+      : path(std::move(p)), read_only(ro), catalog(std::move(c)), env(catalog.env()) {}
 
   std::string path;
   bool read_only = false;
   catalog::Catalog catalog;
+  Env& env;  // the catalog's: every file of the store goes through it
   std::mutex mu;  // serializes catalog use across threads of this process
 
   std::string catalog_path() const { return path + "/catalog.db"; }

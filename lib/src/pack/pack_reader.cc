@@ -4,9 +4,10 @@
 
 namespace tessera::pack {
 
-PackReader::PackReader(std::string path) : path_(std::move(path)) {
+PackReader::PackReader(Env& env, std::string path) : path_(std::move(path)) {
   try {
-    file_ = std::make_unique<io::ReadFile>(path_);
+    file_ = env.open_file(path_);
+    size_ = file_->size();
   } catch (const io::IoError& e) {
     throw PackError(e.what());
   }
@@ -21,7 +22,7 @@ void PackReader::read(uint64_t offset, size_t n, std::byte* dst) const {
 }
 
 std::vector<ChunkEntry> PackReader::read_footer() const {
-  const uint64_t size = file_->size();
+  const uint64_t size = size_;
   auto bad = [&](const std::string& why) { return PackError("pack '" + path_ + "': " + why); };
   if (size < kTrailerBytes) throw bad("too short to be a pack (" + std::to_string(size) + " bytes)");
   char trailer[kTrailerBytes];

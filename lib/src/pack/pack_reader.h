@@ -22,10 +22,11 @@ class PackError : public Error {
 
 class PackReader {
  public:
-  explicit PackReader(std::string path);  // throws PackError if it cannot be opened
+  // Throws PackError if it cannot be opened. `env` must outlive the reader.
+  PackReader(Env& env, std::string path);
 
   const std::string& path() const { return path_; }
-  uint64_t size() const { return file_->size(); }
+  uint64_t size() const { return size_; }  // when opened: a pack never changes once named
 
   // Parses and checks the trailer and footer.
   std::vector<ChunkEntry> read_footer() const;
@@ -35,7 +36,8 @@ class PackReader {
 
  private:
   std::string path_;
-  std::unique_ptr<io::ReadFile> file_;
+  std::unique_ptr<RandomAccessFile> file_;
+  uint64_t size_ = 0;
 };
 
 }  // namespace tessera::pack

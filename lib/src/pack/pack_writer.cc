@@ -17,15 +17,15 @@ std::string temp_name(const std::string& dir) {
 
 }  // namespace
 
-PackWriter::PackWriter(const std::string& tmp_dir, std::string packs_dir)
-    : packs_dir_(std::move(packs_dir)), file_(std::make_unique<io::WriteFile>(temp_name(tmp_dir))) {}
+PackWriter::PackWriter(Env& env, const std::string& tmp_dir, std::string packs_dir)
+    : env_(env), packs_dir_(std::move(packs_dir)), file_(env.create_file(temp_name(tmp_dir))) {}
 
 PackWriter::~PackWriter() {
   if (!finished_) {
     std::string path = file_->path();
     file_.reset();
     try {
-      io::remove_file(path);
+      env_.remove_file(path);
     } catch (...) {
     }
   }
@@ -59,7 +59,7 @@ PackInfo PackWriter::finish() {
   file_->sync();
   file_->close();
   PackInfo info{name_hash_.digest().hex() + kPackSuffix, file_->size(), entries_};
-  io::rename_durable(file_->path(), packs_dir_ + "/" + info.name);
+  rename_durable(env_, file_->path(), packs_dir_ + "/" + info.name);
   finished_ = true;
   return info;
 }

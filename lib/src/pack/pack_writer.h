@@ -22,8 +22,9 @@ struct PackInfo {
 
 class PackWriter {
  public:
-  // `tmp_dir` and `packs_dir` must be on the same filesystem.
-  PackWriter(const std::string& tmp_dir, std::string packs_dir);
+  // `tmp_dir` and `packs_dir` must be on the same filesystem of `env`, which
+  // must outlive the writer.
+  PackWriter(Env& env, const std::string& tmp_dir, std::string packs_dir);
   ~PackWriter();
 
   // Appends a chunk. `stored` holds the bytes as encoded by `entry.codec`;
@@ -40,8 +41,9 @@ class PackWriter {
  private:
   void write(const void* p, size_t n);
 
+  Env& env_;
   std::string packs_dir_;
-  std::unique_ptr<io::WriteFile> file_;
+  std::unique_ptr<WritableFile> file_;
   StreamHash128 name_hash_;
   std::vector<ChunkEntry> entries_;
   bool finished_ = false;
