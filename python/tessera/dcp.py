@@ -16,7 +16,8 @@ to the coordinator, whose finish() commits all manifests as one checkpoint
 in one catalog transaction, with DCP's Metadata (see _dcp_metadata.py) in the
 checkpoint's metadata JSON under python.dcp_metadata.
 BYTE_IO items become tessera bytes values (their torch.save bytes, listed in
-python.torch_saved). A save that fails anywhere commits nothing; packs that
+python.torch_saved), except a plain int, float or str (app.step, a learning
+rate), stored as a value of that kind so that `tessera show` and `diff` print it. A save that fails anywhere commits nothing; packs that
 ranks already wrote stay as garbage until `tessera gc` (after its grace period).
 
 Load. read_metadata() returns the stored Metadata, or for a checkpoint
@@ -116,8 +117,34 @@ __all__ = ["StorageWriter", "StorageReader"]
 @dataclasses.dataclass(frozen=True)
 class PartManifests:
     """storage_data of a rank's first WriteResult: the manifests of the parts
-    it wrote (opaque bytes for tessera._core.commit_parts)."""
+    it wrote (opaque bytes for tessera._core.commit_parts), and the byte items
+    it stored as plain values (see _plain_value)."""
     manifests: list
+    plain_values: list = dataclasses.field(default_factory=list)
+
+
+def _plain_value(blob: bytes) -> int | float | str | None:
+    """What a DCP byte item holds when that is a plain int (of int64's range),
+    float or str: stored as a tessera value of that kind, so `tessera show` and
+    `diff` print it (app.step, a learning rate, a run name); None for anything
+    else, which stays torch.save bytes. Read safely (weights_only). A reader
+    hands the planner torch.save bytes of the value again: the same object,
+    not the same bytes."""
+    if len(blob) > 64 * 1024:
+        return None
+    try:
+        obj = torch.load(io.BytesIO(blob), weights_only=True)
+    except Exception:
+        return None
+    if type(obj) is int and -2**63 <= obj < 2**63 or type(obj) is float:
+        return obj
+    if type(obj) is str:
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return obj
+    return None
 
 
 def _done(value: Any) -> Future:
@@ -221,14 +248,17 @@ class StorageWriter(_DcpWriter, AsyncStager):
             self.timings["write_data"] = time.perf_counter() - t0
 
     def _write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
-        results, entries, keep = [], [], []
+        results, entries, keep, plain = [], [], [], []
         staging = _staging.SaveStaging()
         for item in plan.items:
             data = planner.resolve_data(item)
             fqn = item.index.fqn
             if item.type == WriteItemType.BYTE_IO:
                 blob = data.getvalue() if isinstance(data, io.BytesIO) else bytes(data)
-                entries.append(("v", fqn, blob))
+                value = _plain_value(blob)
+                if value is not None:
+                    plain.append(fqn)
+                entries.append(("v", fqn, blob if value is None else value))
                 size = len(blob)
             else:
                 td = item.tensor_data
@@ -258,7 +288,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
         finally:
             staging.close()
         self.last_stats = stats
-        results[0] = dataclasses.replace(results[0], storage_data=PartManifests(manifests))
+        results[0] = dataclasses.replace(results[0], storage_data=PartManifests(manifests, plain))
         return _done(results)
 
     def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
@@ -269,10 +299,12 @@ class StorageWriter(_DcpWriter, AsyncStager):
             self.timings["finish"] = time.perf_counter() - t0
 
     def _finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
-        manifests = [m for rank_results in results for wr in rank_results if isinstance(wr.storage_data, PartManifests)
-                     for m in wr.storage_data.manifests]
+        parts = [wr.storage_data for rank_results in results for wr in rank_results
+                 if isinstance(wr.storage_data, PartManifests)]
+        manifests = [m for p in parts for m in p.manifests]
+        plain = {n for p in parts for n in p.plain_values}
         torch_saved = sorted(fqn for fqn, md in metadata.state_dict_metadata.items()
-                             if isinstance(md, BytesStorageMetadata))
+                             if isinstance(md, BytesStorageMetadata) and fqn not in plain)
         metadata = dataclasses.replace(metadata, storage_meta=self.storage_meta())
         meta = dict(self.user_metadata)
         meta[METADATA_KEY] = {"format": "dcp", "torch_saved": torch_saved, "dcp_metadata": _dcp_metadata.encode(metadata)}

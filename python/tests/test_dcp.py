@@ -44,6 +44,18 @@ def test_dcp_save_2_ranks_load_3_ranks_other_layout():
     _dcp_load_plain(store, "rows")
     meta = tessera.Store(store).checkpoint("rows")["metadata"]
     assert '"format": "dcp"' in meta and "dcp_metadata" in meta
+    # DCP's byte items holding a plain int, float or str are stored as values of that kind (show and diff print
+    # them); the tuple stays torch.save bytes, the only one listed as such.
+    import json
+    kinds = {e["name"]: e["kind"] for e in tessera._core.describe(tessera.Store(store), "rows")}
+    assert (kinds["optim.step"], kinds["optim.lr"], kinds["optim.name"], kinds["optim.betas"]) == \
+        ("int", "float", "string", "bytes"), kinds
+    assert json.loads(meta)["python"]["torch_saved"] == ["optim.betas"], meta[:200]
+    shown = subprocess.run([os.environ.get("TESSERA_CLI", "tessera"), "show", store, "rows"], capture_output=True,
+                           text=True)
+    if shown.returncode == 0:  # the C++ CLI, where this build has one
+        values = {ln.split()[0]: ln.split()[-1] for ln in shown.stdout.splitlines() if ln.startswith("optim.")}
+        assert (values["optim.step"], values["optim.lr"], values["optim.name"]) == ("3", "0.01", "adamw"), values
 
 
 def _async_save(rank, world, store):

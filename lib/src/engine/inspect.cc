@@ -1,6 +1,7 @@
 #include "tessera/inspect.h"
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -24,10 +25,10 @@ std::string printable(const Value& v) {
   switch (v.index()) {
     case 0: return std::to_string(std::get<Bytes>(v).data.size()) + " bytes";
     case 1: return std::to_string(std::get<int64_t>(v));
-    case 2: {
+    case 2: {  // the shortest text that reads back as the same double (0.0003, not 0.00029999999999999997)
       char buf[64];
-      std::snprintf(buf, sizeof buf, "%.17g", std::get<double>(v));
-      return buf;
+      const auto end = std::to_chars(buf, buf + sizeof buf, std::get<double>(v), std::chars_format::general).ptr;
+      return std::string(buf, end);
     }
     default: return std::get<std::string>(v);
   }
