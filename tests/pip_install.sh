@@ -17,6 +17,7 @@ tar -C "$src" --exclude=./.venv --exclude=./build --exclude='./build-*' --exclud
   --exclude=./.git --exclude='./.mesonpy-*' -cf - . | tar -C "$work/src" -xf -
 PATH="$bindir:$PATH" "$python" -m pip install --quiet --no-build-isolation --no-deps \
   --target "$work/site" "$work/src" > "$work/pip.log" 2>&1 || { cat "$work/pip.log"; exit 1; }
+ls -d "$work/site"/tessera_ckpt-*.dist-info > /dev/null || { echo "distribution is not tessera-ckpt: $(ls "$work/site")"; exit 1; }
 cli="$work/site/bin/tessera"
 [ -x "$cli" ] || { echo "no tessera command in the install: $(ls "$work/site")"; exit 1; }
 [ "$("$cli" --version)" = "tessera $version" ] || { echo "version: $("$cli" --version)"; exit 1; }
