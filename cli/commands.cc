@@ -263,7 +263,7 @@ const std::vector<Command>& commands() {
        {{"--dry-run", "", "print the plan; change nothing"},
         {"--rewrite-below", "F", "rewrite packs less than this fraction live (default 0.75; 0 never)"},
         {"--grace", "SECONDS", "keep unknown packs and temp files younger than this (default 3600)"},
-        kJsonFlag},
+        kJsonFlag, kQuietFlag},
        1, 1, run_gc},
       {"export", "STORE CHECKPOINT OUT", "write a checkpoint's tensors as safetensors files",
        "Writes the checkpoint's tensors (those starting with --prefix) into the\n"

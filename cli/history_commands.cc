@@ -8,6 +8,7 @@
 
 #include "geometry/box.h"  // to_string(Shape): "[2, 3]"
 #include "json.h"
+#include "progress_bar.h"
 #include "table.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
@@ -178,8 +179,9 @@ void print_plan(std::ostream& out, const GcPlan& plan, const std::string& store,
 }  // namespace
 
 int run_gc(const Invocation& inv, std::ostream& out) {
-  const GcOptions options = gc_options(inv);  // usage errors before opening
+  GcOptions options = gc_options(inv);  // usage errors before opening
   const bool dry_run = inv.has("--dry-run");
+  if (!dry_run) options.progress = progress_bar(inv);  // copying live chunks out of packs being rewritten
   StoreOptions so;
   so.create_if_missing = false;
   so.read_only = dry_run;  // a dry run changes nothing, not even the catalog's schema

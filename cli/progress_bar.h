@@ -1,5 +1,5 @@
 // The CLI's progress bar: one line on stderr, redrawn in place, for the
-// commands that read or write many bytes (verify, export). Shown only when
+// commands that read or write many bytes (verify, export, gc). Shown only when
 // stderr is a terminal and neither --quiet nor --json was given; erased when
 // the operation finishes, so the command's output is the same either way.
 #pragma once

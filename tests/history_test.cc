@@ -231,7 +231,18 @@ TEST_CASE("gc rewrites a mostly dead pack: live chunks move as stored, the old p
   CHECK(plan.orphan_chunks == 4);
   CHECK(plan.bytes_freed() == fs::file_size(dir / "packs/" + old_pack) - live);
 
-  const GcResult r = run_gc(store, plan);
+  GcOptions reporting;
+  std::vector<Progress> reports;
+  reporting.progress = [&](const Progress& p) { reports.push_back(p); };
+  const GcResult r = run_gc(store, plan, reporting);
+  // Progress counts the live bytes copied, up to the plan's total, then one finished report.
+  REQUIRE(reports.size() >= 2);
+  for (size_t i = 0; i < reports.size(); ++i) {
+    CHECK(reports[i].operation == "gc");
+    CHECK(reports[i].total_bytes == live);
+    CHECK(reports[i].finished == (i + 1 == reports.size()));
+  }
+  CHECK(reports.back().done_bytes == live);
   CHECK(r.rewritten_packs == std::vector<std::string>{old_pack});
   REQUIRE(r.new_packs.size() == 1);
   CHECK(r.chunks_moved == 2);

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/progress.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
 
@@ -58,6 +59,9 @@ struct GcOptions {
   std::chrono::seconds grace{3600};
   // Rewritten chunks go into new packs of about this many bytes (default 256 MiB).
   uint64_t pack_bytes = 256ull << 20;
+  // Called as run_gc copies live chunks out of the packs it rewrites
+  // (tessera/progress.h); total: the live bytes of the plan's rewrite packs.
+  ProgressFn progress;
 };
 
 // A file gc would delete or rewrite.

@@ -11,6 +11,7 @@
 #include "engine/history_hooks.h"
 #include "engine/store_impl.h"
 #include "io/file.h"
+#include "io/progress_meter.h"
 #include "pack/pack_writer.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
@@ -75,7 +76,8 @@ struct Rewrite {
 // they are, into new packs that are durable when this returns.
 class Copier {
  public:
-  Copier(Store::Impl& store, const GcOptions& options) : store_(store), options_(options) {}
+  Copier(Store::Impl& store, const GcOptions& options, io::ProgressMeter& meter)
+      : store_(store), options_(options), meter_(meter) {}
 
   void copy_pack(Rewrite& rw, const std::vector<pack::ChunkEntry>& live) {
     std::optional<pack::PackReader> reader;
@@ -96,6 +98,7 @@ class Copier {
       if (!writer_) writer_.emplace(store_.env, store_.tmp_dir(), store_.packs_dir());
       writer_->add(e, stored.data());
       rw.copies.emplace_back(e.id, done_.size());
+      meter_.add(e.stored_len);
       history_step("gc: copied chunk");
       if (writer_->bytes() >= options_.pack_bytes) finish_pack();
     }
@@ -136,6 +139,7 @@ class Copier {
 
   Store::Impl& store_;
   const GcOptions& options_;
+  io::ProgressMeter& meter_;
   std::optional<pack::PackWriter> writer_;
   std::vector<pack::PackInfo> done_;
   bool committed_ = false;
@@ -315,7 +319,10 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
     // 1. Copy the live chunks of packs to rewrite into new durable packs.
     //    The catalog's lock is not held while copying: saves go on.
     std::vector<Rewrite> rewrites;
-    Copier copier(impl, options);
+    uint64_t live_total = 0;
+    for (const GcFile& f : plan.rewrite_packs) live_total += f.live_bytes;
+    io::ProgressMeter meter(options.progress, "gc", live_total);
+    Copier copier(impl, options, meter);
     std::vector<pack::PackInfo> new_packs;
     bool copied = true;
     try {
@@ -338,6 +345,7 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
           copier.copy_pack(rw, now ? usage.live_entries[f.name] : std::vector<pack::ChunkEntry>{});
       }
       new_packs = copier.finish();
+      meter.finish();
     } catch (const io::IoError& e) {
       // No room to write the copies (a full disk): no pack is rewritten this
       // time, but dead packs, orphan rows and old stray files still go, and
