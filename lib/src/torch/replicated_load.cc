@@ -100,24 +100,36 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
   // 2. Agree on the replicated entries and on success.
   const bool on_gpu = replicas.getBackendName() == "nccl";
   const at::Device device = on_gpu ? at::Device(at::kCUDA, at::accelerator::getDeviceIndex()) : at::Device(at::kCPU);
-  at::Tensor mine_info = at::tensor({static_cast<int64_t>(reps.size()), static_cast<int64_t>(hash.h),
-                                     static_cast<int64_t>(failure == nullptr)},
+  // {entries, hash, -1 when this rank's load worked, else its error's ErrorKind}
+  int64_t failure_kind = -1;
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      failure_kind = static_cast<int64_t>(error_kind(e));
+    } catch (...) {
+      failure_kind = static_cast<int64_t>(ErrorKind::kError);
+    }
+  }
+  at::Tensor mine_info = at::tensor({static_cast<int64_t>(reps.size()), static_cast<int64_t>(hash.h), failure_kind},
                                     at::TensorOptions().dtype(at::kLong))
                              .to(device);
   std::vector<std::vector<at::Tensor>> gathered(1);
   for (int64_t r = 0; r < size; ++r) gathered[0].push_back(at::empty_like(mine_info));
   std::vector<at::Tensor> input{mine_info};
   replicas.allgather(gathered, input)->wait();
-  std::vector<at::Tensor> infos;  // each rank's {entries, hash, ok}, on the host
+  std::vector<at::Tensor> infos;  // each rank's {entries, hash, failure kind}, on the host
   for (const at::Tensor& t : gathered[0]) infos.push_back(t.to(at::kCPU));
   std::vector<int64_t> failed;
   for (int64_t r = 0; r < size; ++r)
-    if (infos[r].data_ptr<int64_t>()[2] == 0) failed.push_back(r);
+    if (infos[r].data_ptr<int64_t>()[2] >= 0) failed.push_back(r);
   if (!failed.empty()) {
     std::string ranks;
     for (int64_t r : failed) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
     if (failure) std::rethrow_exception(failure);  // this rank's own error, as tessera::load throws it
-    throw Error("load of checkpoint '" + checkpoint + "' failed on rank(s) " + ranks + " of the replica group");
+    // The others throw the class of the lowest failing rank's error.
+    throw_error(static_cast<ErrorKind>(infos[failed[0]].data_ptr<int64_t>()[2]),
+                "load of checkpoint '" + checkpoint + "' failed on rank(s) " + ranks + " of the replica group");
   }
   for (int64_t r = 0; r < size; ++r) {
     const int64_t* p = infos[r].data_ptr<int64_t>();
