@@ -293,7 +293,7 @@ const std::vector<Command>& commands() {
        "Runs the Python package: $TESSERA_PYTHON (default python3) -m tessera\n"
        "import-dcp, which needs tessera installed there (pip install .).",
        {{"--compression", "C", "auto (default), none, lz4, shuffle-lz4, shuffle-huffman"},
-        {"--batch-bytes", "N", "tensor bytes held in memory at once (default 256 MiB)"}},
+        {"--batch-bytes", "N", "tensor bytes held in memory at once (default 256 MiB)"}, kQuietFlag},
        3, 3, run_import_dcp},
       {"help", "[COMMAND]", "show help for tessera or one command", "", {}, 0, 1, run_help},
   };

@@ -24,6 +24,7 @@ int run_import_dcp(const Invocation& inv, std::ostream& out) {
                                     inv.args[2]};
   for (const char* flag : {"--compression", "--batch-bytes"})
     if (inv.has(flag)) words.insert(words.begin() + 4, {flag, inv.flags.at(flag)});
+  if (inv.has("--quiet")) words.insert(words.begin() + 4, "--quiet");  // else a bar when stderr is a terminal
   std::vector<char*> argv;
   for (auto& w : words) argv.push_back(w.data());
   argv.push_back(nullptr);

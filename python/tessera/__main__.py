@@ -18,11 +18,12 @@ def main(argv=None) -> int:
     imp.add_argument("checkpoint")
     imp.add_argument("--compression", default="auto", choices=["auto", "none", "lz4", "shuffle-lz4", "shuffle-huffman"])
     imp.add_argument("--batch-bytes", type=int, default=256 << 20, help="tensor bytes held in memory at once")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     args = p.parse_args(argv)
     from .import_dcp import import_dcp
     try:
         r = import_dcp(args.dir, args.store, args.checkpoint, batch_bytes=args.batch_bytes,
-                       compression=args.compression)
+                       compression=args.compression, progress=not args.quiet)
     except Exception as e:  # one line, like the C++ CLI
         print(f"tessera: import-dcp: {e}", file=sys.stderr)
         return 2

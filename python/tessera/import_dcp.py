@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
-from . import _core, _dcp_metadata
+from . import _core, _dcp_metadata, _progress
 from ._entries import METADATA_KEY, encode_object, tensor_entry
 
 
 def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20, compression: str = "auto",
-               dedup: bool = True) -> dict:
+               dedup: bool = True, progress=None) -> dict:
     """Imports the DCP checkpoint in `dcp_dir` as `checkpoint` of `store`
     (a path or tessera.Store, created if missing). Single process. Returns
-    the commit's statistics (logical_bytes, written_bytes, chunks, ...)."""
+    the commit's statistics (logical_bytes, written_bytes, chunks, ...).
+
+    progress: True for a bar on a terminal, or a callable taking a
+    tessera.Progress ("import-dcp"; the tensor bytes imported, reported once
+    per batch of `batch_bytes`)."""
     dcp_dir = os.fspath(dcp_dir)
     reader = dcp.FileSystemReader(dcp_dir)
     md = reader.read_metadata()
@@ -38,6 +43,15 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
     objects = sorted(k for k, v in md.state_dict_metadata.items() if isinstance(v, BytesStorageMetadata))
     manifests: list[bytes] = []
     opts = dict(compression=compression, dedup=dedup)
+    report = _progress.callback(progress)
+    total = sum(t.size.numel() * t.properties.dtype.itemsize for t in tensors.values())
+    done, start = 0, time.monotonic()
+
+    def advance(n: int, finished: bool = False) -> None:
+        nonlocal done
+        done += n
+        if report is not None:
+            report("import-dcp", done, total, time.monotonic() - start, finished)
 
     def load_batch(names):
         sd = {n: torch.empty(tensors[n].size, dtype=tensors[n].properties.dtype) for n in names}
@@ -45,6 +59,7 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
         return sd
 
     try:
+        advance(0)
         batch, size = [], 0
         names = sorted(tensors)
         for i, n in enumerate(names):
@@ -56,6 +71,7 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
                 m, _ = _core.write_part(s, [tensor_entry(k, v) for k, v in sd.items()], **opts)
                 manifests.append(m)
                 del sd
+                advance(size)
                 batch, size = [], 0
         if objects:
             # DCP's planner unpickles each object; keep it as torch.save bytes, as DCP wrote it.
@@ -65,7 +81,9 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
             manifests.append(m)
         meta = {METADATA_KEY: {"format": "dcp", "torch_saved": objects, "imported_from": os.path.abspath(dcp_dir),
                                "dcp_metadata": _dcp_metadata.encode(md)}}
-        return _core.commit_parts(s, checkpoint, manifests, metadata=json.dumps(meta))
+        result = _core.commit_parts(s, checkpoint, manifests, metadata=json.dumps(meta))
+        advance(0, finished=True)
+        return result
     except BaseException:
         for m in manifests:
             _core.discard_part(s, m)

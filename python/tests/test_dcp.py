@@ -341,7 +341,7 @@ def test_import_dcp_directory():
     assert "imported" in out.stdout, out.stdout
     cli = os.environ.get("TESSERA_CLI")
     if cli:  # the C++ CLI forwards to python -m tessera
-        out = subprocess.run([cli, "import-dcp", src, store, "again", "--batch-bytes", "1000"], env=env,
+        out = subprocess.run([cli, "import-dcp", src, store, "again", "--batch-bytes", "1000", "--quiet"], env=env,
                              capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         assert tessera.Store(store).checkpoint("again")["added_bytes"] == 0  # same chunks, deduplicated
@@ -352,6 +352,15 @@ def test_import_dcp_directory():
           "optim": {"step": 0, "lr": 0.0, "name": "", "betas": None}}
     tessera.load(sd, store, "imported")
     states.check_state(sd, 7)
+    # Progress: once at the start, once per batch, then one finished report at the total.
+    from tessera.import_dcp import import_dcp
+    reports = []
+    import_dcp(src, store, "with-progress", batch_bytes=1000, progress=reports.append)
+    total = sum(torch.zeros(s, dtype=d).nbytes for s, d in states.TENSORS.values())
+    assert len(reports) >= 3 and all(r.operation == "import-dcp" and r.total_bytes == total for r in reports), reports
+    assert [r.finished for r in reports] == [False] * (len(reports) - 1) + [True], reports
+    assert reports[0].done_bytes == 0 and reports[-1].done_bytes == total, reports
+    assert all(a.done_bytes <= b.done_bytes for a, b in zip(reports, reports[1:])), reports
 
 
 if __name__ == "__main__":
