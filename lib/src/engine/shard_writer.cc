@@ -56,6 +56,8 @@ class EntrySource {
     if (error_) std::rethrow_exception(error_);
     return staged_;
   }
+  // Whether bytes() stages the entry (into memory that may be bounded).
+  bool staged() const { return static_cast<bool>(entry_.stage_for_save); }
   void add_piece() { ++pending_; }
   // One of this entry's pieces is done; the last one releases the staging.
   void piece_done() {
@@ -212,12 +214,19 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   // Pieces go in groups of consecutive tasks (up to kGroupPieces pieces or
   // kGroupBytes): a group's new chunk ids are looked up in the catalog in one
   // read transaction, as each lookup on its own takes and drops the
-  // catalog's file lock (system calls costing more than the lookup).
+  // catalog's file lock (system calls costing more than the lookup). A
+  // group holds its entries' bytes until it ends, so an entry that is staged
+  // (into a pool that may be bounded, waiting for another entry to release
+  // its part) never shares a group: a worker holds one staged entry at a
+  // time, as when pieces went one by one, and staging cannot deadlock.
   constexpr size_t kGroupPieces = 64;
   constexpr uint64_t kGroupBytes = 8ull << 20;
   std::vector<size_t> group_start{0};
   for (size_t i = 0, bytes = 0; i < tasks.size(); ++i) {
-    if (i > group_start.back() && (i - group_start.back() == kGroupPieces || bytes >= kGroupBytes)) {
+    const size_t first = group_start.back();
+    const bool other_staged_entry =
+        i > first && tasks[i].source != tasks[i - 1].source && (tasks[i].source->staged() || tasks[i - 1].source->staged());
+    if (i > first && (i - first == kGroupPieces || bytes >= kGroupBytes || other_staged_entry)) {
       group_start.push_back(i);
       bytes = 0;
     }
