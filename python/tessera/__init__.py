@@ -10,6 +10,8 @@
   (also `python -m tessera import-dcp DIR STORE CHECKPOINT`).
 - progress= on save/load and the DCP storage classes: True for a bar on a
   terminal, or a callable taking a tessera.Progress (_progress.py).
+- tessera.ls / show / verify / diff / rm / gc / export: the `tessera`
+  command's verbs as functions (tools.py).
 - tessera.Store: open an existing store (create=True to make one);
   .checkpoints(metadata=False), .checkpoint(name).
 
@@ -19,8 +21,10 @@ from ._core import (AlreadyExistsError, CorruptionError, Error, InvalidArgument,
                     describe)
 from ._progress import Progress
 from .api import async_save, load, reserve_staging, save
+from .tools import diff, export, gc, ls, rm, show, verify
 
-__all__ = ["save", "async_save", "reserve_staging", "load", "Progress", "Store", "describe", "import_dcp", "dcp", "Error", "StoreError", "NotFoundError",
+__all__ = ["save", "async_save", "reserve_staging", "load", "Progress", "Store", "describe", "import_dcp", "dcp",
+           "ls", "show", "verify", "diff", "rm", "gc", "export", "Error", "StoreError", "NotFoundError",
            "AlreadyExistsError", "InvalidArgument", "CorruptionError"]
 
 

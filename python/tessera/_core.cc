@@ -42,6 +42,7 @@
 #include "tessera/parts.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
+#include "_core_tools.h"
 
 namespace py = pybind11;
 
@@ -321,6 +322,11 @@ class PyControlPlane : public tessera::ControlPlane {
 
 }  // namespace
 
+namespace tessera_py {
+tessera::ProgressFn progress_fn(const py::object& f) { return ::progress_fn(f); }
+size_t checked_threads(int64_t n) { return ::checked_threads(n); }
+}  // namespace tessera_py
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "tessera's C++ core (see tessera/__init__.py for the Python API)";
 
@@ -521,4 +527,5 @@ PYBIND11_MODULE(_core, m) {
       py::arg("threads") = 0, py::arg("max_staging_bytes") = 0, py::arg("progress") = py::none(),
       "Fills the described tensors in place (checkpoint.h); staged entries in waves of at most "
       "max_staging_bytes (0: the library's default). progress: f(operation, done, total, seconds, finished).");
+  tessera_py::bind_tools(m);  // verify, diff, rm, gc, export (_core_tools.cc)
 }

@@ -352,5 +352,56 @@ def test_extension_uses_the_shared_cpp_runtime():
     assert len(own) < 20, own[:20]  # inline template instantiations only, not the runtime (~800)
 
 
+def test_cli_verbs_as_functions():
+    store = os.path.join(harness.tmpdir(), "store")
+    w = torch.arange(64 * 1024, dtype=torch.float32)
+    tessera.save({"w": w, "b": torch.ones(10), "step": 1}, store, "a", chunk_bytes=64 * 1024)
+    w2 = w.clone()
+    w2[:100] = -1  # one chunk of four changes
+    tessera.save({"w": w2, "b": torch.ones(10), "step": 2}, store, "b", chunk_bytes=64 * 1024)
+
+    assert [c["name"] for c in tessera.ls(store)] == ["a", "b"]
+    shown = {e["name"]: e for e in tessera.show(store, "b")}
+    assert shown["w"]["kind"] == "tensor" and shown["w"]["shape"] == [64 * 1024] and shown["step"]["kind"] == "int"
+    d = tessera.diff(store, "a", "b")
+    assert not d["identical"] and d["unchanged"] == 1, d  # b unchanged; w and step changed
+    changed = {c["name"]: c for c in d["changed"]}
+    assert changed["w"]["change"] == "content" and changed["w"]["changed_chunks"] == 1, changed
+    assert changed["step"]["change"] == "value", changed
+
+    seen = []
+    v = tessera.verify(store, progress=seen.append)
+    assert v["ok"] and v["chunks_checked"] > 0 and seen[-1].finished, v
+    try:
+        tessera.diff(store, "a", "nope")
+        raise AssertionError("an unknown checkpoint was diffed")
+    except tessera.NotFoundError as e:
+        assert "nope" in str(e)
+
+    out = os.path.join(harness.tmpdir(), "export")
+    e = tessera.export(store, "b", out)
+    assert e["tensors"] == 2 and os.path.getsize(os.path.join(out, e["files"][0]["name"])) > w.nbytes, e
+
+    # rm frees nothing while b shares a's packs; rm with gc reclaims what only a used.
+    r = tessera.rm(store, ["a"], gc=True)
+    assert r["removed"] == ["a"] and r["gc"]["freed_bytes"] > 0 and not r["gc"]["dry_run"], r
+    assert [c["name"] for c in tessera.ls(store)] == ["b"]
+    assert tessera.gc(store, dry_run=True)["bytes_to_free"] == 0
+    got = {"w": torch.zeros_like(w), "b": torch.zeros(10), "step": 0}
+    tessera.load(got, store, "b")
+    assert torch.equal(got["w"], w2) and got["step"] == 2
+
+    # A damaged pack: verify names it, raises nothing.
+    pack_dir = os.path.join(store, "packs")
+    pack = os.path.join(pack_dir, sorted(os.listdir(pack_dir))[0])
+    with open(pack, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    v = tessera.verify(store)
+    assert not v["ok"] and v["damaged"] and os.path.basename(pack) in v["damaged"][0]["pack"], v
+
+
 if __name__ == "__main__":
     harness.main(globals())
