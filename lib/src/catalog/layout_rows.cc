@@ -142,7 +142,8 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
                                        const PieceFilter& filter) {
   // Ids held densely (a first checkpoint, or one that changed most of its
   // tensors) are read in one scan of their range, others one lookup each.
-  const bool scan = !ids.empty() && ids.size() * 2 >= static_cast<uint64_t>(ids.back() - ids.front() + 1);
+  // (Ids are ascending and not negative: decode_ids makes them so.)
+  const bool scan = !ids.empty() && ids.size() * 2 > static_cast<uint64_t>(ids.back() - ids.front());
   Statement st = db.prepare(std::string("SELECT t.name, t.layout_id, l.dtype, l.elem_size, l.shape, l.raw_bytes, "
                                         "l.stored_bytes, t.row_sum, l.digest, t.tensor_id") +
                             (with_pieces ? ", l.pieces" : "") + " FROM tensors t JOIN layouts l USING (layout_id)" +
