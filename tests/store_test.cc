@@ -857,6 +857,24 @@ TEST_CASE("a negative keep_last is refused naming it, before anything is written
   CHECK(f.packs().size() == 1);
 }
 
+TEST_CASE("a chunk row naming a pack row that is gone fails the load naming the chunk and the row") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  save(f.state(), store, "c", f.options());
+  store.impl().catalog.db().exec("DELETE FROM packs");  // no declared foreign key since schema 5
+  Loaded l;
+  try {
+    load(l.sd, store, "c");
+    FAIL("a load found chunks in a pack the catalog no longer names");
+  } catch (const CorruptionError& e) {
+    const std::string m = e.what();
+    CHECK(has(m, "catalog damaged: chunk "));
+    CHECK(has(m, "names pack row "));
+    CHECK(has(m, "which is missing"));
+  }
+  CHECK(l.w == std::vector<float>(64 * 1024, -1));  // nothing was read
+}
+
 TEST_CASE("loading into an expanded view (stride 0) is refused naming the tensor") {
   TempDir dir("store");
   Store store = Store::open(dir.path());

@@ -51,6 +51,9 @@ def gc(store, *, dry_run: bool = False, rewrite_below: float = 0.75, grace_s: fl
     return _core.gc(_open(store, dry_run), dry_run, rewrite_below, grace_s, _progress.callback(progress))
 
 
+_gc = gc  # for rm, whose flag is named gc too
+
+
 def rm(store, checkpoints, *, gc: bool = False) -> dict:
     """Removes checkpoints in one transaction (`tessera rm`); with gc=True a
     default gc follows and its result is under "gc"."""
@@ -59,7 +62,7 @@ def rm(store, checkpoints, *, gc: bool = False) -> dict:
     _core.remove(s, names)
     out: dict = {"removed": names}
     if gc:
-        out["gc"] = globals()["gc"](s)
+        out["gc"] = _gc(s)
     return out
 
 

@@ -45,6 +45,14 @@ constexpr const char* kChunkColumnsWithPackId =
 
 // The columns of kChunkColumns or kChunkColumnsWithPackId from `col` on;
 // `pack`: the pack's file name (the second column, or looked up by its id).
+// A damaged index can lead a lookup to another row: it must not pass for
+// the chunk asked for.
+void check_found(const ChunkId& id, const ChunkLocation& found) {
+  if (found.entry.id != id)
+    throw CorruptionError("catalog damaged: looking up chunk " + id.hex() + " finds the row of chunk " +
+                          found.entry.id.hex() + " (run tessera verify)");
+}
+
 ChunkLocation read_location(const Statement& st, int col, std::string pack) {
   ChunkLocation loc;
   loc.entry.id = chunk_from_blob(st.column_blob_view(col));
@@ -343,10 +351,7 @@ std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
   std::optional<ChunkLocation> out;
   if (st.step()) out = read_location(st, 0, st.column_text(1));
   st.reset();
-  // A damaged index can lead a lookup to another row: it must not pass for this chunk.
-  if (out && out->entry.id != id)
-    throw CorruptionError("catalog damaged: looking up chunk " + id.hex() + " finds the row of chunk " +
-                          out->entry.id.hex() + " (run tessera verify)");
+  if (out) check_found(id, *out);
   return out;
 }
 
@@ -374,9 +379,7 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<
         throw CorruptionError("catalog damaged: chunk " + id.hex() + " names pack row " +
                               std::to_string(st.column_int(1)) + ", which is missing (run tessera verify)");
       out[i] = read_location(st, 0, pack->second);
-      if (out[i]->entry.id != id)  // a damaged index leading to another row
-        throw CorruptionError("catalog damaged: looking up chunk " + id.hex() + " finds the row of chunk " +
-                              out[i]->entry.id.hex() + " (run tessera verify)");
+      check_found(id, *out[i]);
     }
     st.reset();
   }

@@ -54,14 +54,14 @@ namespace {
 
 pack::ChunkEntry read_entry(const Statement& st) {  // columns as in chunk_usage's query
   pack::ChunkEntry e;
-  e.id = chunk_from_blob(st.column_blob(0));
+  e.id = chunk_from_blob(st.column_blob_view(0));
   e.offset = static_cast<uint64_t>(st.column_int(3));
   e.stored_len = static_cast<uint64_t>(st.column_int(2));
   e.raw_len = static_cast<uint64_t>(st.column_int(4));
   e.codec = static_cast<Codec>(st.column_int(5));
   e.elem_size = static_cast<uint8_t>(st.column_int(6));
   e.stored_sum = std::bit_cast<uint64_t>(st.column_int(7));
-  e.block_sums = sums_from_blob(st.column_blob(8));
+  e.block_sums = sums_from_blob(st.column_blob_view(8));
   return e;
 }
 
@@ -83,7 +83,7 @@ ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of) {
   Statement st = db.prepare(
       "SELECT chunk_id, pack_id, stored_len, offset, raw_len, codec, elem_size, stored_sum, block_sums FROM chunks");
   while (st.step()) {
-    const ChunkId id = chunk_from_blob(st.column_blob(0));
+    const ChunkId id = chunk_from_blob(st.column_blob_view(0));
     if (!std::binary_search(live.begin(), live.end(), id)) {
       u.orphans.push_back(id);
       continue;

@@ -127,14 +127,8 @@ void Statement::reset() {
 
 int64_t Statement::column_int(int i) const { return sqlite3_column_int64(st_, i); }
 double Statement::column_double(int i) const { return sqlite3_column_double(st_, i); }
-std::string Statement::column_text(int i) const {
-  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, i));
-  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string();
-}
-std::string Statement::column_blob(int i) const {
-  const auto* p = static_cast<const char*>(sqlite3_column_blob(st_, i));
-  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string();
-}
+std::string Statement::column_text(int i) const { return std::string(column_text_view(i)); }
+std::string Statement::column_blob(int i) const { return std::string(column_blob_view(i)); }
 std::string_view Statement::column_text_view(int i) const {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, i));
   return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string_view();

@@ -319,9 +319,7 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
     // 1. Copy the live chunks of packs to rewrite into new durable packs.
     //    The catalog's lock is not held while copying: saves go on.
     std::vector<Rewrite> rewrites;
-    uint64_t live_total = 0;
-    for (const GcFile& f : plan.rewrite_packs) live_total += f.live_bytes;
-    io::ProgressMeter meter(options.progress, "gc", live_total);
+    io::ProgressMeter meter(options.progress, "gc", plan.rewrite_live_bytes);
     Copier copier(impl, options, meter);
     std::vector<pack::PackInfo> new_packs;
     bool copied = true;

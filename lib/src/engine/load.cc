@@ -202,16 +202,17 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
   LoadResult result;
   std::vector<catalog::TensorRecord> saved_tensors;
   std::vector<catalog::ValueRecord> saved_values;
+  // Only the pieces each target overlaps are read from the catalog (load_wave
+  // checks that a hook's target keeps the entry's box). The catalog lists
+  // tensors in id order: targets are found by hashing, not by walking the
+  // state dict's tree.
+  std::unordered_map<std::string_view, const TensorEntry*> targets;
+  targets.reserve(state.entries().size());
+  for (const auto& [name, entry] : state.entries())
+    if (const auto* te = std::get_if<TensorEntry>(&entry)) targets.emplace(name, te);
   {
     std::lock_guard lock(impl.mu);
     auto ckpt = require_checkpoint(impl, checkpoint);
-    // Only the pieces each target overlaps (load_wave checks that a hook's
-    // target keeps the entry's box). The catalog lists tensors in id order:
-    // targets are found by hashing, not by walking the state dict's tree.
-    std::unordered_map<std::string_view, const TensorEntry*> targets;
-    targets.reserve(state.entries().size());
-    for (const auto& [name, entry] : state.entries())
-      if (const auto* te = std::get_if<TensorEntry>(&entry)) targets.emplace(name, te);
     saved_tensors = impl.catalog.tensors(ckpt.id, [&](const std::string& name) -> std::optional<Box> {
       const auto it = targets.find(name);
       return it != targets.end() ? local_box(it->second->view) : Box{{0}, {0}};  // an empty box: no pieces
