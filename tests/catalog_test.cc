@@ -165,6 +165,57 @@ TEST_CASE("chunk rows go in batches: committed chunks keep their rows and are no
   CHECK(t->pieces.size() == 200);
 }
 
+TEST_CASE("locate_sorted finds every committed id among missing ones, dense or sparse, as locate does") {
+  TempDir dir("cat");
+  auto cat = Catalog::open(dir / "c.db", Catalog::Mode::kReadWrite, true);
+  // 2,000 committed chunks in two packs; asked for: runs of neighbours (a
+  // walk steps), lone ids far apart (it seeks), and ids never committed
+  // before, between and after them.
+  catalog::NewCheckpoint a;
+  a.name = "a";
+  a.packs.push_back(pack::PackInfo{"p0.pack", 100000, {}});
+  a.packs.push_back(pack::PackInfo{"p1.pack", 100000, {}});
+  std::vector<ChunkId> committed;
+  for (int i = 0; i < 2000; ++i) {
+    a.packs[i % 2].chunks.push_back(entry(i, 10 * i, 10));
+    committed.push_back(a.packs[i % 2].chunks.back().id);
+  }
+  a.tensors.push_back(tensor_of("t", committed));
+  cat.commit(a);
+  std::sort(committed.begin(), committed.end());
+  for (const size_t stride : {size_t{1}, size_t{3}, size_t{97}, size_t{1999}}) {
+    CAPTURE(stride);
+    std::vector<ChunkId> asked;
+    for (size_t k = 0; k < committed.size(); k += stride) asked.push_back(committed[k]);
+    for (int i = 5000; i < 5040; ++i) asked.push_back(entry(i, 0, 1).id);  // never committed
+    std::sort(asked.begin(), asked.end());
+    const auto found = cat.locate_sorted(asked);
+    REQUIRE(found.size() == asked.size());
+    size_t hits = 0;
+    for (size_t k = 0; k < asked.size(); ++k) {
+      const auto one = cat.locate(asked[k]);
+      REQUIRE(found[k].has_value() == one.has_value());
+      if (!one) continue;
+      ++hits;
+      CHECK(found[k]->entry.id == asked[k]);
+      CHECK(found[k]->pack == one->pack);
+      CHECK(found[k]->pack_id == one->pack_id);
+      CHECK(found[k]->entry.offset == one->entry.offset);
+      CHECK(found[k]->entry.block_sums == one->entry.block_sums);
+    }
+    CHECK(hits == (committed.size() + stride - 1) / stride);
+  }
+  CHECK(cat.locate_sorted({}).empty());
+  // locate_all: any order, repeats allowed.
+  const std::vector<ChunkId> mixed{committed[7], entry(9999, 0, 1).id, committed[3], committed[7]};
+  const auto all = cat.locate_all(mixed);
+  REQUIRE(all.size() == 4);
+  CHECK((all[0] && all[0]->entry.id == committed[7]));
+  CHECK(!all[1]);
+  CHECK((all[2] && all[2]->entry.id == committed[3]));
+  CHECK((all[3] && all[3]->entry.id == committed[7]));
+}
+
 TEST_CASE("shapes round-trip through JSON") {
   for (Shape s : {Shape{}, Shape{0}, Shape{1, 2, 3}, Shape{int64_t{1} << 40}})
     CHECK(catalog::shape_from_json(catalog::shape_to_json(s)) == s);

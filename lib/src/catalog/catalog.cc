@@ -37,14 +37,12 @@ std::vector<uint64_t> sums_from_blob(std::string_view b) {
 
 namespace {
 
-// SELECT list and reader for a chunk row joined with its pack.
-constexpr const char* kChunkColumns =
-    "c.chunk_id, p.name, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
+// SELECT list and reader for a chunk row.
 constexpr const char* kChunkColumnsWithPackId =
     "c.chunk_id, c.pack_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
 
-// The columns of kChunkColumns or kChunkColumnsWithPackId from `col` on;
-// `pack`: the pack's file name (the second column, or looked up by its id).
+// The columns of kChunkColumnsWithPackId from `col` on; `pack`: the pack's
+// file name.
 // A damaged index can lead a lookup to another row: it must not pass for
 // the chunk asked for.
 void check_found(const ChunkId& id, const ChunkLocation& found) {
@@ -57,6 +55,7 @@ ChunkLocation read_location(const Statement& st, int col, std::string pack) {
   ChunkLocation loc;
   loc.entry.id = chunk_from_blob(st.column_blob_view(col));
   loc.pack = std::move(pack);
+  loc.pack_id = st.column_int(col + 1);
   loc.entry.offset = static_cast<uint64_t>(st.column_int(col + 2));
   loc.entry.stored_len = static_cast<uint64_t>(st.column_int(col + 3));
   loc.entry.raw_len = static_cast<uint64_t>(st.column_int(col + 4));
@@ -345,44 +344,87 @@ Statement& Catalog::cached(std::optional<Statement>& slot, const char* sql) {
 
 std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
   static const std::string sql =
-      std::string("SELECT ") + kChunkColumns + " FROM chunks c JOIN packs p USING (pack_id) WHERE c.chunk_id = ?1";
+      std::string("SELECT ") + kChunkColumnsWithPackId +
+      ", p.name FROM chunks c JOIN packs p USING (pack_id) WHERE c.chunk_id = ?1";
   Statement& st = cached(locate_, sql.c_str());
   st.bind_blob(1, id.bytes.data(), 16);
   std::optional<ChunkLocation> out;
-  if (st.step()) out = read_location(st, 0, st.column_text(1));
+  if (st.step()) out = read_location(st, 0, st.column_text(9));
   st.reset();
   if (out) check_found(id, *out);
   return out;
 }
 
 std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<ChunkId>& ids) {
-  std::vector<size_t> order(ids.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a] < ids[b]; });
+  std::vector<ChunkId> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::vector<std::optional<ChunkLocation>> found = locate_sorted(sorted);
+  std::vector<std::optional<ChunkLocation>> out(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const size_t k = static_cast<size_t>(std::lower_bound(sorted.begin(), sorted.end(), ids[i]) - sorted.begin());
+    if (found[k] && found[k]->pack.empty())
+      throw CorruptionError("catalog damaged: chunk " + ids[i].hex() + " names pack row " +
+                            std::to_string(found[k]->pack_id) + ", which is missing (run tessera verify)");
+    out[i] = found[k];
+  }
+  return out;
+}
+
+std::vector<std::optional<ChunkLocation>> Catalog::locate_sorted(const std::vector<ChunkId>& ids) {
+  // A seek costs about as much as stepping over kStepsPerSeek rows. Ids are
+  // hashes, spread evenly: the rows stepped so far per unit of id prefix
+  // passed tell how many rows lie before the next id, so the walk steps to
+  // it or seeks it, whichever is cheaper. Until it knows, it steps at most
+  // kStepsPerSeek rows.
+  constexpr double kStepsPerSeek = 4;
   ReadScope scope(db_);
-  // Pack names read once (a store has thousands of packs, a load may want
-  // millions of chunks): each chunk costs one lookup, not a join.
+  // Pack names read once (a store has thousands of packs, a walk may want
+  // millions of chunks): each chunk costs a step, not a join.
   std::unordered_map<int64_t, std::string> pack_names;
   {
     Statement st = db_.prepare("SELECT pack_id, name FROM packs");
     while (st.step()) pack_names.emplace(st.column_int(0), st.column_text(1));
   }
-  static const std::string sql = std::string("SELECT ") + kChunkColumnsWithPackId + " FROM chunks c WHERE c.chunk_id = ?1";
-  Statement& st = cached(locate_by_pack_id_, sql.c_str());
+  static const std::string sql =
+      std::string("SELECT ") + kChunkColumnsWithPackId + " FROM chunks c WHERE c.chunk_id >= ?1 ORDER BY c.chunk_id";
+  Statement& st = cached(locate_from_, sql.c_str());
   std::vector<std::optional<ChunkLocation>> out(ids.size());
-  for (size_t i : order) {
-    const ChunkId& id = ids[i];
-    st.bind_blob_static(1, id.bytes.data(), 16);
-    if (st.step()) {
-      const auto pack = pack_names.find(st.column_int(1));
-      if (pack == pack_names.end())
-        throw CorruptionError("catalog damaged: chunk " + id.hex() + " names pack row " +
-                              std::to_string(st.column_int(1)) + ", which is missing (run tessera verify)");
-      out[i] = read_location(st, 0, pack->second);
-      check_found(id, *out[i]);
-    }
+  double rows_stepped = 0, prefix_passed = 0;  // over every walk so far
+  size_t i = 0;
+  bool table_ended = false;
+  while (i < ids.size() && !table_ended) {
     st.reset();
+    st.bind_blob_static(1, ids[i].bytes.data(), 16);
+    std::optional<uint64_t> walk_start;  // the prefix of the walk's first row
+    double skipped = 0;
+    while (true) {
+      if (!st.step()) {
+        table_ended = true;  // the ids left are not in the catalog
+        break;
+      }
+      const ChunkId row = chunk_from_blob(st.column_blob_view(0));
+      if (!walk_start) walk_start = row.prefix();
+      rows_stepped += 1;
+      prefix_passed += static_cast<double>(row.prefix() - *walk_start);
+      walk_start = row.prefix();
+      while (i < ids.size() && ids[i] < row) ++i;  // not in the catalog
+      if (i == ids.size()) break;
+      if (row == ids[i]) {
+        const auto pack = pack_names.find(st.column_int(1));
+        out[i] = read_location(st, 0, pack == pack_names.end() ? std::string() : pack->second);
+        if (++i == ids.size()) break;
+        skipped = 0;
+      } else {
+        ++skipped;
+      }
+      // Rows before ids[i], expected: step on, or seek it.
+      const double ahead = prefix_passed > 0 ? static_cast<double>(ids[i].prefix() - row.prefix()) * rows_stepped / prefix_passed
+                                             : (skipped < kStepsPerSeek ? 0 : kStepsPerSeek + 1);
+      if (ahead > kStepsPerSeek) break;
+    }
   }
+  st.reset();  // a statement left stepping holds the catalog's read lock
   return out;
 }
 

@@ -53,7 +53,8 @@ struct CheckpointInfo {
 
 // Where a chunk lives.
 struct ChunkLocation {
-  std::string pack;  // file name under packs/
+  std::string pack;  // file name under packs/; empty when the row names a pack row that is missing
+  int64_t pack_id = 0;
   pack::ChunkEntry entry;
 };
 
@@ -113,8 +114,15 @@ class Catalog {
   std::vector<ValueRecord> values(int64_t checkpoint_id);
 
   std::optional<ChunkLocation> locate(const ChunkId& id);
-  // Several at once (looked up in id order, for locality); out[i] is ids[i]'s.
+  // Several at once; out[i] is ids[i]'s. Throws CorruptionError for a row
+  // that names a missing pack row.
   std::vector<std::optional<ChunkLocation>> locate_all(const std::vector<ChunkId>& ids);
+  // `ids` ascending without repeats, looked up in one walk of the chunks
+  // table in key order: an id near the last costs a step, a far one a seek,
+  // so a million ids cost about a scan of the table, a few ids a lookup
+  // each. out[i] is ids[i]'s row; a row naming a missing pack row comes back
+  // with an empty `pack` (its pack_id says which).
+  std::vector<std::optional<ChunkLocation>> locate_sorted(const std::vector<ChunkId>& ids);
   bool has_chunk(const ChunkId& id);
   // Chunk ids referenced by the named checkpoint.
   std::vector<ChunkId> chunk_ids(int64_t checkpoint_id);
@@ -139,7 +147,7 @@ class Catalog {
   Db db_;
   // Prepared once: loads and saves look chunks up one at a time. Declared
   // after db_, so they are finalized before it closes.
-  std::optional<Statement> locate_, locate_by_pack_id_, has_chunk_;
+  std::optional<Statement> locate_, locate_from_, has_chunk_;
 };
 
 // Row checksums (row_sum.h, CATALOG.md "Row checksums"): of a checkpoints

@@ -44,9 +44,9 @@ int64_t value_size(const Value& v) {
 
 // SQLite's own check of the file, then each checkpoint's rows as a load
 // reads them, against their checksums. The chunks of the checkpoints whose
-// rows pass are added to `raw_len` with the raw bytes their boxes hold;
-// rows_ok[k] says whether ckpts[k]'s rows passed.
-using RawLengths = std::unordered_map<ChunkId, uint64_t, ChunkIdHash>;
+// rows pass go to `raw_len` with the raw bytes their boxes hold, sorted by
+// id, each once; rows_ok[k] says whether ckpts[k]'s rows passed.
+using RawLengths = std::vector<std::pair<ChunkId, uint64_t>>;
 std::vector<CatalogProblem> check_catalog(catalog::Catalog& cat, const std::vector<catalog::CheckpointInfo>& ckpts,
                                           std::vector<bool>& rows_ok, RawLengths& raw_len) {
   std::vector<CatalogProblem> out;
@@ -65,13 +65,16 @@ std::vector<CatalogProblem> check_catalog(catalog::Catalog& cat, const std::vect
       cat.values(ckpts[k].id);
       for (const auto& t : cat.tensors(ckpts[k].id))
         if (layouts.insert(t.layout_id).second)
-          for (const auto& p : t.pieces)
-            raw_len.emplace(p.chunk, static_cast<uint64_t>(p.box.volume() * t.elem_size));
+          for (const auto& p : t.pieces) raw_len.emplace_back(p.chunk, static_cast<uint64_t>(p.box.volume() * t.elem_size));
       rows_ok[k] = true;
     } catch (const std::exception& e) {
       out.push_back(CatalogProblem{ckpts[k].name, e.what()});
     }
   }
+  // By id, the first of each id kept (stable: as the rows list them).
+  std::stable_sort(raw_len.begin(), raw_len.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  raw_len.erase(std::unique(raw_len.begin(), raw_len.end(), [](const auto& a, const auto& b) { return a.first == b.first; }),
+                raw_len.end());
   return out;
 }
 
@@ -124,48 +127,42 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
     report.catalog = check_catalog(impl.catalog, ckpts, rows_ok, raw_len);
     report.catalog.insert(report.catalog.end(), unreadable.begin(), unreadable.end());
     std::vector<ChunkId> ids;
+    ids.reserve(raw_len.size());
     for (const auto& [id, len] : raw_len) ids.push_back(id);
-    std::sort(ids.begin(), ids.end());  // looked up in id order, for locality
-    catalog::ReadScope scope(impl.catalog.db());
-    for (const ChunkId& id : ids) {
-      std::optional<catalog::ChunkLocation> found;
-      try {
-        found = impl.catalog.locate(id);
-      } catch (const CorruptionError& e) {  // an index that leads elsewhere
-        report.catalog.push_back(CatalogProblem{"", e.what()});
+    std::vector<std::optional<catalog::ChunkLocation>> found = impl.catalog.locate_sorted(ids);
+    chunks.reserve(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!found[i] || found[i]->pack.empty()) {  // foreign keys forbid this; report it rather than crash
+        found[i] = catalog::ChunkLocation{"(no pack in the catalog)", -1, {}};
+        found[i]->entry.id = ids[i];
+      } else if (found[i]->entry.raw_len != raw_len[i].second) {  // decoding it would size a buffer by a damaged length
+        report.catalog.push_back(CatalogProblem{"", "the row of chunk " + ids[i].hex() + " says " +
+                                                        std::to_string(found[i]->entry.raw_len) + " raw bytes, its box holds " +
+                                                        std::to_string(raw_len[i].second)});
         continue;
       }
-      if (!found) {  // foreign keys forbid this; report it rather than crash
-        found = catalog::ChunkLocation{"(no pack in the catalog)", {}};
-        found->entry.id = id;
-      } else if (found->entry.raw_len != raw_len.at(id)) {  // decoding it would size a buffer by a damaged length
-        report.catalog.push_back(CatalogProblem{"", "the row of chunk " + id.hex() + " says " +
-                                                        std::to_string(found->entry.raw_len) + " raw bytes, its box holds " +
-                                                        std::to_string(raw_len.at(id))});
-        continue;
-      }
-      chunks.push_back(std::move(*found));
+      chunks.push_back(std::move(*found[i]));
     }
   }
   // Pack by pack, in file order: reading is sequential.
   std::sort(chunks.begin(), chunks.end(), [](const catalog::ChunkLocation& a, const catalog::ChunkLocation& b) {
-    return a.pack != b.pack ? a.pack < b.pack : a.entry.offset < b.entry.offset;
+    return a.pack_id != b.pack_id ? a.pack_id < b.pack_id : a.entry.offset < b.entry.offset;
   });
-  std::mutex mu;
   std::map<std::string, std::unique_ptr<pack::PackReader>> readers;
   std::map<std::string, std::string> pack_problems;
-  for (const auto& c : chunks) {
-    if (readers.count(c.pack) || pack_problems.count(c.pack)) continue;
-    if (!impl.env.exists(impl.pack_path(c.pack))) {
-      pack_problems[c.pack] = "pack file is missing";
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const std::string& pack = chunks[i].pack;
+    if (i > 0 && chunks[i - 1].pack_id == chunks[i].pack_id) continue;  // one pack's chunks are adjacent
+    if (!impl.env.exists(impl.pack_path(pack))) {
+      pack_problems[pack] = "pack file is missing";
       continue;
     }
     try {
-      auto r = std::make_unique<pack::PackReader>(impl.env, impl.pack_path(c.pack));
+      auto r = std::make_unique<pack::PackReader>(impl.env, impl.pack_path(pack));
       auto footer = r->read_footer();  // a pack whose footer is damaged is reported for each chunk
-      readers[c.pack] = std::move(r);
+      readers[pack] = std::move(r);
     } catch (const std::exception& e) {
-      pack_problems[c.pack] = e.what();
+      pack_problems[pack] = e.what();
     }
   }
   // Runs of nearby chunks of one pack are read with one read of at most
@@ -182,7 +179,7 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
     if (!spans.empty()) {
       const auto& start = chunks[spans.back().first];
       const auto& prev = chunks[i - 1].entry;
-      if (start.pack == chunks[i].pack && e.offset >= prev.offset + prev.stored_len &&
+      if (start.pack_id == chunks[i].pack_id && e.offset >= prev.offset + prev.stored_len &&
           e.offset - (prev.offset + prev.stored_len) <= kMaxGap &&
           e.offset + e.stored_len - start.entry.offset <= kSpanBytes) {
         spans.back().last = i + 1;

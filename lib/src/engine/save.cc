@@ -15,15 +15,18 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
     if (!options.overwrite && impl.catalog.find_checkpoint(checkpoint))
       throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + impl.path + "'");
   }
-  RankManifest m = write_shards(state, impl, options);
+  std::vector<RankManifest> manifests(1);
+  manifests[0] = write_shards(state, impl, options);
+  SaveResult stats = manifests[0].stats;
+  const std::vector<pack::PackInfo> packs = manifests[0].packs;  // the commit takes the manifest (no copy of its tensors)
   try {
-    commit_checkpoint(impl, checkpoint, {m}, options);
+    commit_checkpoint(impl, checkpoint, std::move(manifests), options);
   } catch (...) {
-    discard_packs(impl, m.packs);
+    discard_packs(impl, packs);
     throw;
   }
-  apply_retention_after_commit(store, options.keep_last, checkpoint, m.stats);
-  return m.stats;
+  apply_retention_after_commit(store, options.keep_last, checkpoint, stats);
+  return stats;
 }
 
 }  // namespace tessera

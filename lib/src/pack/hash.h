@@ -27,6 +27,9 @@ struct ChunkId {
     return half(8) <=> o.half(8);
   }
 
+  // The first 8 bytes as a number: ids in order have ascending prefixes.
+  uint64_t prefix() const { return half(0); }
+
  private:
   uint64_t half(size_t at) const {
     uint64_t v;
