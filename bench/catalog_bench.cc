@@ -440,6 +440,9 @@ class RecordingPlane : public ControlPlane {
   }
   std::unique_ptr<ControlPlane> inner_;
   PlaneLog& log_;
+
+ public:
+  const ControlPlane& inner() const { return *inner_; }
 };
 
 // ---- scenario A --------------------------------------------------------------
@@ -454,6 +457,8 @@ struct DistSave {
   uint64_t rss_before = 0, rss_tail_start = 0, rss_tail_peak = 0, rss_peak = 0;
   uint64_t chunks = 0, chunks_written = 0, written_bytes = 0, packs = 0;
   uint64_t max_calls_per_rank = 0, rank0_calls = 0, keys = 0, bytes_set = 0;
+  uint64_t max_waits_other_rank = 0, rank0_waits = 0;  // rounds: calls that wait for other ranks
+  uint64_t keys_left = 0;                               // in the control plane once every rank returned
   uint64_t catalog_bytes = 0;
 };
 
@@ -540,6 +545,9 @@ DistSave dist_save(const std::vector<StateDict>& sds, const std::string& store_d
     d.bytes_set += rl.bytes_set;
   }
   d.rank0_calls = log.ranks[0].sets + log.ranks[0].waits;
+  d.rank0_waits = log.ranks[0].waits;
+  for (size_t r = 1; r < log.ranks.size(); ++r) d.max_waits_other_rank = std::max(d.max_waits_other_rank, log.ranks[r].waits);
+  d.keys_left = in_process_key_count(static_cast<const RecordingPlane&>(*planes[0]).inner());
   d.keys = log.keys.size();
   d.catalog_bytes = file_bytes(store_dir + "/catalog.db");
   return d;
@@ -702,7 +710,8 @@ std::string json_save(const DistSave& d) {
                 "\"tail_wall_s\":%.4f,\"tail_cpu_s\":%.4f,\"after_wait_cpu_s\":%.4f,\"rss_before\":%llu,\"rss_tail_start\":%llu,"
                 "\"rss_tail_peak\":%llu,\"rss_peak\":%llu,\"chunks\":%llu,\"chunks_written\":%llu,"
                 "\"written_bytes\":%llu,\"packs\":%llu,\"max_plane_calls_per_rank\":%llu,\"rank0_plane_calls\":%llu,"
-                "\"plane_keys\":%llu,\"plane_bytes\":%llu,\"catalog_bytes\":%llu}",
+                "\"plane_keys\":%llu,\"plane_bytes\":%llu,\"rank0_waits\":%llu,\"max_waits_other_rank\":%llu,"
+                "\"plane_keys_left\":%llu,\"catalog_bytes\":%llu}",
                 d.ok ? "true" : "false", d.wall, d.rank0_cpu, d.others_cpu_median, d.others_cpu_max, d.tail_wall,
                 d.tail_cpu, d.after_wait_cpu, static_cast<unsigned long long>(d.rss_before),
                 static_cast<unsigned long long>(d.rss_tail_start), static_cast<unsigned long long>(d.rss_tail_peak),
@@ -710,7 +719,9 @@ std::string json_save(const DistSave& d) {
                 static_cast<unsigned long long>(d.chunks_written), static_cast<unsigned long long>(d.written_bytes),
                 static_cast<unsigned long long>(d.packs), static_cast<unsigned long long>(d.max_calls_per_rank),
                 static_cast<unsigned long long>(d.rank0_calls), static_cast<unsigned long long>(d.keys),
-                static_cast<unsigned long long>(d.bytes_set), static_cast<unsigned long long>(d.catalog_bytes));
+                static_cast<unsigned long long>(d.bytes_set), static_cast<unsigned long long>(d.rank0_waits),
+                static_cast<unsigned long long>(d.max_waits_other_rank), static_cast<unsigned long long>(d.keys_left),
+                static_cast<unsigned long long>(d.catalog_bytes));
   return buf;
 }
 
@@ -972,10 +983,13 @@ bool scenario_a(const Options& o, std::string& json) {
               sa.chunks ? static_cast<double>(catalog_a) / static_cast<double>(sa.chunks) : 0.0,
               human_bytes(static_cast<double>(pack_bytes)).c_str());
   std::printf("control plane, save a: %llu keys, %s of keys+values set (%.0f B per chunk ref), at most %llu calls by "
-              "one rank (rank 0: %llu)\n",
+              "one rank (rank 0: %llu); rounds (calls that wait for other ranks): rank 0 %llu, others at most %llu; "
+              "%llu keys left after the save\n",
               static_cast<unsigned long long>(sa.keys), human_bytes(static_cast<double>(sa.bytes_set)).c_str(),
               sa.chunks ? static_cast<double>(sa.bytes_set) / static_cast<double>(sa.chunks) : 0.0,
-              static_cast<unsigned long long>(sa.max_calls_per_rank), static_cast<unsigned long long>(sa.rank0_calls));
+              static_cast<unsigned long long>(sa.max_calls_per_rank), static_cast<unsigned long long>(sa.rank0_calls),
+              static_cast<unsigned long long>(sa.rank0_waits), static_cast<unsigned long long>(sa.max_waits_other_rank),
+              static_cast<unsigned long long>(sa.keys_left));
   std::printf("ranks' save CPU: rank 0 %.2f s, others median %.3f s, max %.3f s; process peak RSS so far %.0f MiB\n\n",
               sa.rank0_cpu, sa.others_cpu_median, sa.others_cpu_max, mib(max_rss_bytes()));
 
