@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "catalog/layout_rows.h"
+#include "catalog/maintenance.h"
 #include "catalog/migrations.h"
 #include "catalog/row_sum.h"
 #include "catalog/upgrade.h"
@@ -35,14 +36,21 @@ std::vector<uint64_t> sums_from_blob(std::string_view b) {
   return sums;
 }
 
+pack::ChunkEntry read_chunk_row(const Statement& st, int col) {
+  pack::ChunkEntry e;
+  e.id = chunk_from_blob(st.column_blob_view(col));
+  e.offset = static_cast<uint64_t>(st.column_int(col + 2));
+  e.stored_len = static_cast<uint64_t>(st.column_int(col + 3));
+  e.raw_len = static_cast<uint64_t>(st.column_int(col + 4));
+  e.codec = static_cast<Codec>(st.column_int(col + 5));
+  e.elem_size = static_cast<uint8_t>(st.column_int(col + 6));
+  e.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 7));
+  e.block_sums = sums_from_blob(st.column_blob_view(col + 8));
+  return e;
+}
+
 namespace {
 
-// SELECT list and reader for a chunk row.
-constexpr const char* kChunkColumnsWithPackId =
-    "c.chunk_id, c.pack_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
-
-// The columns of kChunkColumnsWithPackId from `col` on; `pack`: the pack's
-// file name.
 // A damaged index can lead a lookup to another row: it must not pass for
 // the chunk asked for.
 void check_found(const ChunkId& id, const ChunkLocation& found) {
@@ -51,19 +59,9 @@ void check_found(const ChunkId& id, const ChunkLocation& found) {
                           found.entry.id.hex() + " (run tessera verify)");
 }
 
+// kChunkRowColumns from `col` on; `pack`: the pack's file name.
 ChunkLocation read_location(const Statement& st, int col, std::string pack) {
-  ChunkLocation loc;
-  loc.entry.id = chunk_from_blob(st.column_blob_view(col));
-  loc.pack = std::move(pack);
-  loc.pack_id = st.column_int(col + 1);
-  loc.entry.offset = static_cast<uint64_t>(st.column_int(col + 2));
-  loc.entry.stored_len = static_cast<uint64_t>(st.column_int(col + 3));
-  loc.entry.raw_len = static_cast<uint64_t>(st.column_int(col + 4));
-  loc.entry.codec = static_cast<Codec>(st.column_int(col + 5));
-  loc.entry.elem_size = static_cast<uint8_t>(st.column_int(col + 6));
-  loc.entry.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 7));
-  loc.entry.block_sums = sums_from_blob(st.column_blob_view(col + 8));
-  return loc;
+  return ChunkLocation{std::move(pack), st.column_int(col + 1), read_chunk_row(st, col)};
 }
 
 }  // namespace
@@ -344,7 +342,7 @@ Statement& Catalog::cached(std::optional<Statement>& slot, const char* sql) {
 
 std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
   static const std::string sql =
-      std::string("SELECT ") + kChunkColumnsWithPackId +
+      std::string("SELECT ") + kChunkRowColumns +
       ", p.name FROM chunks c JOIN packs p USING (pack_id) WHERE c.chunk_id = ?1";
   Statement& st = cached(locate_, sql.c_str());
   st.bind_blob(1, id.bytes.data(), 16);
@@ -387,7 +385,7 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_sorted(const std::vect
     while (st.step()) pack_names.emplace(st.column_int(0), st.column_text(1));
   }
   static const std::string sql =
-      std::string("SELECT ") + kChunkColumnsWithPackId + " FROM chunks c WHERE c.chunk_id >= ?1 ORDER BY c.chunk_id";
+      std::string("SELECT ") + kChunkRowColumns + " FROM chunks c WHERE c.chunk_id >= ?1 ORDER BY c.chunk_id";
   Statement& st = cached(locate_from_, sql.c_str());
   std::vector<std::optional<ChunkLocation>> out(ids.size());
   double rows_stepped = 0, prefix_passed = 0;  // over every walk so far
@@ -521,99 +519,99 @@ FreshChunks insert_chunks(Db& db, std::vector<NewChunk>& chunks) {
   return fresh;
 }
 
+// The steps of Catalog::commit, each inside its transaction.
+
+// Removes checkpoint `name` for an overwrite; returns whether there was one.
+// Its values go with it (ON DELETE CASCADE); its tensors rows and layouts
+// stay for the new checkpoint to reuse, and the rest is pruned after it.
+bool remove_replaced(Db& db, const NewCheckpoint& c) {
+  Statement st = db.prepare("SELECT 1 FROM checkpoints WHERE name = ?1");
+  st.bind(1, c.name);
+  if (!st.step()) return false;
+  if (!c.replace_existing) throw CatalogError("checkpoint '" + c.name + "' already exists");
+  db.prepare("DELETE FROM checkpoints WHERE name = ?1").bind(1, c.name).run();
+  return true;
+}
+
+// Pack rows and their chunk rows; a chunk already committed keeps its row.
+// Returns the chunks this commit added.
+FreshChunks insert_packs(Db& db, const std::vector<pack::PackInfo>& packs, const std::string& now) {
+  std::vector<NewChunk> new_chunks;
+  for (const auto& p : packs) {
+    const int64_t pack_id = upsert_pack(db, p.name, p.size, now);
+    for (const auto& e : p.chunks) new_chunks.push_back(NewChunk{e.id, &e, pack_id});
+  }
+  return insert_chunks(db, new_chunks);
+}
+
+// The checkpoints row with its totals and its checksum; returns its id.
+int64_t insert_checkpoint_row(Db& db, const NewCheckpoint& c, const TensorList& list, int64_t added_bytes,
+                              const std::string& now) {
+  const std::string ids = encode_ids(list.ids);
+  Statement ins = db.prepare(
+      "INSERT INTO checkpoints (name, created_at, world_size, metadata, save_token, tensor_ids, tensor_count, "
+      "value_count, logical_bytes, stored_bytes, added_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+  ins.bind(1, c.name)
+      .bind(2, now)
+      .bind(3, c.world_size)
+      .bind(4, c.metadata)
+      .bind(5, c.save_token)
+      .bind_blob(6, ids.data(), ids.size())
+      .bind(7, static_cast<int64_t>(list.ids.size()))
+      .bind(8, static_cast<int64_t>(c.values.size()))
+      .bind(9, list.logical_bytes)
+      .bind(10, list.stored_bytes)
+      .bind(11, added_bytes);
+  ins.run();
+  const int64_t id = db.last_insert_rowid();
+  const CheckpointInfo row{id, c.name, now, c.world_size, c.metadata, static_cast<int64_t>(list.ids.size()),
+                           static_cast<int64_t>(c.values.size()), list.logical_bytes, list.stored_bytes, added_bytes,
+                           c.save_token};
+  db.prepare("UPDATE checkpoints SET row_sum = ?1 WHERE checkpoint_id = ?2")
+      .bind(1, checkpoint_row_sum(row, ids)).bind(2, id).run();
+  return id;
+}
+
+void insert_values(Db& db, int64_t checkpoint_id, const std::vector<ValueRecord>& values) {
+  Statement ins = db.prepare("INSERT INTO entries (checkpoint_id, name, kind, value, row_sum) VALUES (?1, ?2, ?3, ?4, ?5)");
+  for (const auto& v : values) {
+    ins.bind(1, checkpoint_id).bind(2, v.name).bind(3, std::string_view(value_kind(v.value)))
+        .bind(5, value_row_sum(checkpoint_id, v));
+    std::visit(
+        [&](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, Bytes>) ins.bind_blob(4, x.data.data(), x.data.size());
+          else if constexpr (std::is_same_v<T, std::string>) ins.bind(4, std::string_view(x));
+          else ins.bind(4, x);
+        },
+        v.value);
+    ins.run();
+  }
+}
+
 }  // namespace
 
 int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& before_commit) {
-  db_.exec("BEGIN IMMEDIATE");
-  try {
-    bool replaced = false;
-    {
-      Statement st = db_.prepare("SELECT 1 FROM checkpoints WHERE name = ?1");
-      st.bind(1, c.name);
-      if (st.step()) {
-        if (!c.replace_existing) throw CatalogError("checkpoint '" + c.name + "' already exists");
-        // Its values go with it (ON DELETE CASCADE); its tensors rows and
-        // layouts stay for the new checkpoint to reuse, the rest is pruned below.
-        db_.prepare("DELETE FROM checkpoints WHERE name = ?1").bind(1, c.name).run();
-        replaced = true;
-      }
-    }
-    if (!c.packs_dir.empty())
-      for (const auto& p : c.packs)
-        if (!env_->exists(c.packs_dir + "/" + p.name))
-          throw CatalogError("pack '" + p.name + "' written by this save is gone from '" + c.packs_dir +
-                             "' (removed by gc after its grace period?)");
-    const std::string now = now_iso8601();
-    // 1. Packs and their chunks; a chunk already committed keeps its row.
-    Statement ins_pack = db_.prepare(
-        "INSERT INTO packs (name, size_bytes, created_at) VALUES (?1, ?2, ?3) "
-        "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING pack_id");
-    std::vector<NewChunk> new_chunks;
-    for (const auto& p : c.packs) {
-      ins_pack.bind(1, p.name).bind(2, static_cast<int64_t>(p.size)).bind(3, now);
-      ins_pack.step();
-      const int64_t pack_id = ins_pack.column_int(0);
-      ins_pack.reset();
-      for (const auto& e : p.chunks) new_chunks.push_back(NewChunk{e.id, &e, pack_id});
-    }
-    const FreshChunks added = insert_chunks(db_, new_chunks);
-    const int64_t added_bytes = added.stored_bytes();
-    // 2. Tensors: a layout committed before is reused as it is.
-    if (auto twice = listed_twice(c.tensors)) throw CatalogError("tensor '" + *twice + "' is listed twice");
-    LayoutWriter layouts(db_, &added);
-    TensorList list;
-    for (const TensorRecord& t : c.tensors) list.add(layouts.put(t));
-    // 3. The checkpoint row, with its totals, and its values.
-    const std::string ids = encode_ids(list.ids);
-    Statement ins_ckpt = db_.prepare(
-        "INSERT INTO checkpoints (name, created_at, world_size, metadata, save_token, tensor_ids, tensor_count, "
-        "value_count, logical_bytes, stored_bytes, added_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
-    ins_ckpt.bind(1, c.name)
-        .bind(2, now)
-        .bind(3, c.world_size)
-        .bind(4, c.metadata)
-        .bind(5, c.save_token)
-        .bind_blob(6, ids.data(), ids.size())
-        .bind(7, static_cast<int64_t>(list.ids.size()))
-        .bind(8, static_cast<int64_t>(c.values.size()))
-        .bind(9, list.logical_bytes)
-        .bind(10, list.stored_bytes)
-        .bind(11, added_bytes);
-    ins_ckpt.run();
-    const int64_t ckpt_id = db_.last_insert_rowid();
-    {
-      CheckpointInfo row{ckpt_id, c.name, now, c.world_size, c.metadata, static_cast<int64_t>(list.ids.size()),
-                         static_cast<int64_t>(c.values.size()), list.logical_bytes, list.stored_bytes, added_bytes,
-                         c.save_token};
-      db_.prepare("UPDATE checkpoints SET row_sum = ?1 WHERE checkpoint_id = ?2")
-          .bind(1, checkpoint_row_sum(row, ids)).bind(2, ckpt_id).run();
-    }
-    Statement ins_value = db_.prepare(
-        "INSERT INTO entries (checkpoint_id, name, kind, value, row_sum) VALUES (?1, ?2, ?3, ?4, ?5)");
-    for (const auto& v : c.values) {
-      ins_value.bind(1, ckpt_id).bind(2, v.name).bind(3, std::string_view(value_kind(v.value)))
-          .bind(5, value_row_sum(ckpt_id, v));
-      std::visit(
-          [&](const auto& x) {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, Bytes>) ins_value.bind_blob(4, x.data.data(), x.data.size());
-            else if constexpr (std::is_same_v<T, std::string>) ins_value.bind(4, std::string_view(x));
-            else ins_value.bind(4, x);
-          },
-          v.value);
-      ins_value.run();
-    }
-    if (replaced) prune_unreferenced(db_);
-    if (before_commit) before_commit();
-    db_.exec("COMMIT");
-    return ckpt_id;
-  } catch (...) {
-    try {
-      db_.exec("ROLLBACK");
-    } catch (...) {
-    }
-    throw;
-  }
+  Transaction tx(db_, Transaction::Kind::kWrite);
+  const bool replaced = remove_replaced(db_, c);
+  if (!c.packs_dir.empty())
+    for (const auto& p : c.packs)
+      if (!env_->exists(c.packs_dir + "/" + p.name))
+        throw CatalogError("pack '" + p.name + "' written by this save is gone from '" + c.packs_dir +
+                           "' (removed by gc after its grace period?)");
+  if (auto twice = listed_twice(c.tensors)) throw CatalogError("tensor '" + *twice + "' is listed twice");
+  const std::string now = now_iso8601();
+  const FreshChunks added = insert_packs(db_, c.packs, now);
+  // Tensors: a layout committed before is reused as it is.
+  LayoutWriter layouts(db_, &added);
+  TensorList list;
+  for (const TensorRecord& t : c.tensors) list.add(layouts.put(t));
+  const int64_t id = insert_checkpoint_row(db_, c, list, added.stored_bytes(), now);
+  insert_values(db_, id, c.values);
+  if (replaced) prune_unreferenced(db_);
+  if (before_commit) before_commit();
+  tx.commit();
+  return id;
 }
 
 }  // namespace tessera::catalog

@@ -19,7 +19,7 @@
 #include "catalog/layout_rows.h"
 #include "catalog/sqlite.h"
 #include "geometry/box.h"
-#include "pack/pack_writer.h"
+#include "pack/pack_format.h"
 #include "tessera/value.h"
 
 namespace tessera::catalog {
@@ -161,6 +161,12 @@ Value value_of_column(const Statement& st, int col, const std::string& kind);
 std::string chunk_blob(const ChunkId& id);
 ChunkId chunk_from_blob(std::string_view blob);  // throws CatalogError unless 16 bytes
 std::vector<uint64_t> sums_from_blob(std::string_view blob);
+
+// A chunks row as a SELECT list (the table aliased `c`), and its reader: the
+// row's columns from `col` on, in this order.
+inline constexpr const char* kChunkRowColumns =
+    "c.chunk_id, c.pack_id, c.offset, c.stored_len, c.raw_len, c.codec, c.elem_size, c.stored_sum, c.block_sums";
+pack::ChunkEntry read_chunk_row(const Statement& st, int col);
 
 // Shapes and boxes are stored as JSON arrays of integers.
 std::string shape_to_json(const Shape& s);

@@ -50,23 +50,6 @@ const PackUsage* ChunkUsage::pack(const std::string& name) const {
   return it != packs.end() && it->name == name ? &*it : nullptr;
 }
 
-namespace {
-
-pack::ChunkEntry read_entry(const Statement& st) {  // columns as in chunk_usage's query
-  pack::ChunkEntry e;
-  e.id = chunk_from_blob(st.column_blob_view(0));
-  e.offset = static_cast<uint64_t>(st.column_int(3));
-  e.stored_len = static_cast<uint64_t>(st.column_int(2));
-  e.raw_len = static_cast<uint64_t>(st.column_int(4));
-  e.codec = static_cast<Codec>(st.column_int(5));
-  e.elem_size = static_cast<uint8_t>(st.column_int(6));
-  e.stored_sum = std::bit_cast<uint64_t>(st.column_int(7));
-  e.block_sums = sums_from_blob(st.column_blob_view(8));
-  return e;
-}
-
-}  // namespace
-
 ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of) {
   ChunkUsage u;
   {
@@ -80,8 +63,7 @@ ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of) {
     if (entries_of.count(u.packs[i].name)) wanted[u.packs[i].id] = &u.live_entries[u.packs[i].name];
   }
   const std::vector<ChunkId> live = live_chunk_ids(db);
-  Statement st = db.prepare(
-      "SELECT chunk_id, pack_id, stored_len, offset, raw_len, codec, elem_size, stored_sum, block_sums FROM chunks");
+  Statement st = db.prepare(std::string("SELECT ") + kChunkRowColumns + " FROM chunks c");
   while (st.step()) {
     const ChunkId id = chunk_from_blob(st.column_blob_view(0));
     if (!std::binary_search(live.begin(), live.end(), id)) {
@@ -91,9 +73,9 @@ ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of) {
     const int64_t pack_id = st.column_int(1);
     if (auto it = index.find(pack_id); it != index.end()) {
       ++u.packs[it->second].live_chunks;
-      u.packs[it->second].live_bytes += st.column_int(2);
+      u.packs[it->second].live_bytes += st.column_int(3);  // stored_len
     }
-    if (auto it = wanted.find(pack_id); it != wanted.end()) it->second->push_back(read_entry(st));
+    if (auto it = wanted.find(pack_id); it != wanted.end()) it->second->push_back(read_chunk_row(st, 0));
   }
   std::sort(u.orphans.begin(), u.orphans.end());
   for (auto& [_, entries] : u.live_entries)
@@ -114,11 +96,11 @@ int64_t drop_chunks(Db& db, const std::vector<ChunkId>& ids) {
   return n;
 }
 
-int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes) {
+int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes, const std::string& created_at) {
   Statement st = db.prepare(
       "INSERT INTO packs (name, size_bytes, created_at) VALUES (?1, ?2, ?3) "
       "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING pack_id");
-  st.bind(1, name).bind(2, static_cast<int64_t>(size_bytes)).bind(3, now_iso8601());
+  st.bind(1, name).bind(2, static_cast<int64_t>(size_bytes)).bind(3, created_at.empty() ? now_iso8601() : created_at);
   if (!st.step()) throw CatalogError("catalog: no pack id returned for '" + name + "'");
   const int64_t id = st.column_int(0);
   st.reset();

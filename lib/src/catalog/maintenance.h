@@ -62,9 +62,10 @@ std::vector<PackUsage> pack_usage(Db& db);  // chunk_usage(db).packs
 // Deletes the chunk rows `ids`; returns how many there were.
 int64_t drop_chunks(Db& db, const std::vector<ChunkId>& ids);
 
-// Adds a pack row (created now) unless one of this name exists; returns
-// the row's id. Same name, same bytes: pack names hash the whole file.
-int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes);
+// Adds a pack row (created at `created_at`, ISO 8601; now when empty) unless
+// one of this name exists; returns the row's id. Same name, same bytes: pack
+// names hash the whole file.
+int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes, const std::string& created_at = "");
 
 // Points chunk `id`, stored in `from_pack`, at `offset` of `to_pack`. Returns
 // false (changing nothing) when its row is not in `from_pack`.

@@ -36,6 +36,13 @@ struct ChunkEntry {
   bool operator==(const ChunkEntry&) const = default;
 };
 
+// A finished pack file: its name and the chunks its footer lists.
+struct PackInfo {
+  std::string name;  // file name within the packs directory
+  uint64_t size = 0;
+  std::vector<ChunkEntry> chunks;
+};
+
 // Number of blocks a raw chunk of `raw_len` bytes has.
 inline uint64_t block_count(uint64_t raw_len) { return (raw_len + kBlockBytes - 1) / kBlockBytes; }
 std::vector<uint64_t> block_sums_of(const std::byte* raw, uint64_t raw_len);

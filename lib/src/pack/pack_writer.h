@@ -14,12 +14,6 @@
 
 namespace tessera::pack {
 
-struct PackInfo {
-  std::string name;  // file name within the packs directory
-  uint64_t size = 0;
-  std::vector<ChunkEntry> chunks;
-};
-
 class PackWriter {
  public:
   // `tmp_dir` and `packs_dir` must be on the same filesystem of `env`, which
