@@ -258,7 +258,7 @@ def test_reading_a_store_runs_no_code_from_it():
     import pickle
 
     from tessera import _core
-    from tessera._entries import encode_object, tensor_entry
+    from tessera._entries import encode_object, tensor_entry, value_entry
     d = harness.tmpdir()
     store, marker = os.path.join(d, "store"), os.path.join(d, "code-ran")
     # A hostile checkpoint: DCP metadata as a pickle (as tessera wrote it before) and a torch.save'd value
@@ -266,7 +266,7 @@ def test_reading_a_store_runs_no_code_from_it():
     meta = {"python": {"format": "dcp", "torch_saved": ["obj"],
                        "dcp_metadata": base64.b64encode(pickle.dumps(_Evil(marker))).decode()}}
     w = torch.arange(6.0).reshape(2, 3)
-    _core.save(tessera.Store(store, create=True), "c", [tensor_entry("w", w), ("v", "obj", encode_object(_Evil(marker)))],
+    _core.save(tessera.Store(store, create=True), "c", [tensor_entry("w", w), value_entry("obj", encode_object(_Evil(marker)))],
                metadata=json.dumps(meta))
     md = StorageReader(store, "c").read_metadata()  # the pickle is ignored: the catalog describes the entries
     assert set(md.state_dict_metadata) == {"w", "obj"}
