@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     except Exception as e:  # one line, like the C++ CLI
         print(f"tessera: import-dcp: {e}", file=sys.stderr)
         return 2
-    print(f"imported '{args.dir}' as '{args.checkpoint}': {r['logical_bytes']} bytes, "
-          f"{r['chunks']} chunks ({r['chunks_written']} written, {r['written_bytes']} bytes stored)")
+    print(f"imported '{args.dir}' as '{args.checkpoint}': {r.logical_bytes} bytes, "
+          f"{r.chunks} chunks ({r.chunks_written} written, {r.written_bytes} bytes stored)")
     return 0
 
 

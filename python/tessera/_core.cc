@@ -1,26 +1,31 @@
 // tessera._core: the Python binding over the LibTorch-free core library.
 //
 // Tensors cross the boundary as plain descriptions, never as torch objects,
-// so this file needs no LibTorch headers (it compiles in seconds):
+// so this file needs no LibTorch headers (it compiles in seconds). Entries
+// are built by keyword (see _core.pyi):
 //
-//   ("t", name, data_ptr, dtype, elem_size, sizes, strides,
-//         global_shape, offsets, replica_index, replica_count)
-//   ("s", name, dtype, elem_size, sizes, global_shape, offsets,
-//         replica_index, replica_count, acquire, release)
-//   ("v", name, value)        value: int | float | str | bytes
+//   TensorDesc(name=, data_ptr=, dtype=, elem_size=, sizes=, strides=,
+//              global_shape=None, offsets=None, replica_index=0, replica_count=1)
+//   StagedDesc(name=, dtype=, elem_size=, sizes=, global_shape=None, offsets=None,
+//              replica_index=0, replica_count=1, acquire=, release=)
+//   ValueDesc(name=, value=)        value: int | float | str | bytes
 //
+// global_shape None is the tensor's own shape, offsets None all zeros.
 // data_ptr is the address of the local element at index 0 of a CPU tensor
 // that the caller keeps alive (and, for loads, writable) for the call. For
 // loads a value entry's value is a template of the expected kind; the loaded
-// values come back in the result's "values" dict.
+// values come back in the result's `values` dict.
 //
-// A staged ("s") entry has no host bytes of its own (a CUDA tensor): its
-// bytes pass through a contiguous host buffer that Python provides when
-// they move. acquire() -> data_ptr returns that buffer, filled
-// for a save (TensorEntry::stage_for_save; called lazily from a worker
-// thread) or to be filled for a load (load_target); release(cast: bool) is
-// called once the buffer is no longer needed (after_save; for a load,
-// finish_load: the bytes have landed and may be copied to the device).
+// A staged entry has no host bytes of its own (a CUDA tensor): its bytes
+// pass through a contiguous host buffer that Python provides when they
+// move. acquire() -> data_ptr returns that buffer, filled for a save
+// (TensorEntry::stage_for_save; called lazily from a worker thread) or to be
+// filled for a load (load_target); release(cast: bool) is called once the
+// buffer is no longer needed (after_save; for a load, finish_load: the bytes
+// have landed and may be copied to the device).
+//
+// Results are typed records (_core_records.h): SaveResult, LoadResult,
+// CheckpointSummary, EntryInfo here; the tools' in _core_tools.cc.
 //
 // Every call that reads or writes chunks releases the GIL; the control
 // plane's callbacks take it back for their Python calls.
@@ -42,6 +47,7 @@
 #include "tessera/parts.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
+#include "_core_records.h"
 #include "_core_tools.h"
 
 namespace py = pybind11;
@@ -49,12 +55,6 @@ namespace py = pybind11;
 namespace {
 
 using tessera::Shape;
-
-Shape to_shape(const py::handle& seq) {
-  Shape s;
-  for (auto x : seq) s.push_back(x.cast<int64_t>());
-  return s;
-}
 
 tessera::Value to_value(const std::string& name, const py::handle& v) {
   if (py::isinstance<py::bool_>(v))
@@ -123,21 +123,67 @@ tessera::ProgressFn progress_fn(const py::object& f) {
   };
 }
 
-// A staged entry ("s", see the top of the file).
-tessera::TensorEntry staged_entry(const std::string& name, const py::tuple& t) {
-  if (t.size() != 11) throw tessera::InvalidArgument("entry '" + name + "': malformed staged description");
+}  // namespace
+
+namespace tessera_py {
+
+// The entry descriptions (see the top of the file), as Python builds them.
+struct TensorDesc {
+  std::string name;
+  uintptr_t data_ptr = 0;
+  std::string dtype;
+  size_t elem_size = 0;
+  Shape sizes, strides, global_shape, offsets;
+  int64_t replica_index = 0, replica_count = 1;
+};
+
+struct StagedDesc {
+  std::string name, dtype;
+  size_t elem_size = 0;
+  Shape sizes, global_shape, offsets;
+  int64_t replica_index = 0, replica_count = 1;
+  py::object acquire, release;
+};
+
+struct ValueDesc {
+  std::string name;
+  tessera::Value value;
+};
+
+// The records of _core.cc (see _core_records.h); the tools' are in _core_tools.cc.
+struct LoadResult {
+  std::vector<std::string> missing_keys, unexpected_keys;
+  uint64_t bytes_read = 0, chunks_read = 0;
+  py::dict values;
+};
+
+struct CheckpointSummary {
+  std::string name, created_at;
+  int64_t world_size = 1, tensors = 0, values = 0, logical_bytes = 0, stored_bytes = 0, added_bytes = 0;
+  std::optional<std::string> metadata;  // None: not read (Store.checkpoints(metadata=False))
+};
+
+}  // namespace tessera_py
+
+namespace {
+
+using tessera_py::StagedDesc;
+using tessera_py::TensorDesc;
+using tessera_py::ValueDesc;
+
+tessera::TensorEntry staged_entry(const StagedDesc& d) {
   tessera::TensorEntry e;
   tessera::TensorView& v = e.view;
-  v.dtype = t[2].cast<std::string>();
-  v.elem_size = t[3].cast<size_t>();
-  v.sizes = to_shape(t[4]);
+  v.dtype = d.dtype;
+  v.elem_size = d.elem_size;
+  v.sizes = d.sizes;
   v.strides = tessera::TensorView::contiguous(v.dtype, v.elem_size, nullptr, v.sizes).strides;
-  v.global_shape = to_shape(t[5]);
-  v.offsets = to_shape(t[6]);
-  v.replica_index = t[7].cast<int64_t>();
-  v.replica_count = t[8].cast<int64_t>();
-  auto acquire = std::make_shared<PyCallback>("tensor '" + name + "': staging", py::reinterpret_borrow<py::object>(t[9]));
-  auto release = std::make_shared<PyCallback>("tensor '" + name + "': staging", py::reinterpret_borrow<py::object>(t[10]));
+  v.global_shape = d.global_shape;
+  v.offsets = d.offsets;
+  v.replica_index = d.replica_index;
+  v.replica_count = d.replica_count;
+  auto acquire = std::make_shared<PyCallback>("tensor '" + d.name + "': staging", d.acquire);
+  auto release = std::make_shared<PyCallback>("tensor '" + d.name + "': staging", d.release);
   auto host_view = [acquire, base = v] {  // the buffer is contiguous: only its address is new
     return acquire->call_and([&](const py::object& r) {
       tessera::TensorView h = base;
@@ -154,28 +200,29 @@ tessera::TensorEntry staged_entry(const std::string& name, const py::tuple& t) {
 
 // Adds one entry description (see the top of the file) to `state`.
 void add_entry(tessera::StateDict& state, const py::handle& entry) {
-  auto t = entry.cast<py::tuple>();
-  const std::string kind = t[0].cast<std::string>(), name = t[1].cast<std::string>();
-  if (kind == "v") {
-    state.add_value(name, to_value(name, t[2]));
-    return;
+  if (py::isinstance<ValueDesc>(entry)) {
+    const auto& d = entry.cast<const ValueDesc&>();
+    state.add_value(d.name, d.value);
+  } else if (py::isinstance<StagedDesc>(entry)) {
+    const auto& d = entry.cast<const StagedDesc&>();
+    state.add_tensor(d.name, staged_entry(d));
+  } else if (py::isinstance<TensorDesc>(entry)) {
+    const auto& d = entry.cast<const TensorDesc&>();
+    tessera::TensorView v;
+    v.data = reinterpret_cast<std::byte*>(d.data_ptr);
+    v.dtype = d.dtype;
+    v.elem_size = d.elem_size;
+    v.sizes = d.sizes;
+    v.strides = d.strides;
+    v.global_shape = d.global_shape;
+    v.offsets = d.offsets;
+    v.replica_index = d.replica_index;
+    v.replica_count = d.replica_count;
+    state.add_tensor(d.name, std::move(v));
+  } else {
+    throw tessera::InvalidArgument("an entry must be a TensorDesc, StagedDesc or ValueDesc, got " +
+                                   py::str(py::type::of(entry)).cast<std::string>());
   }
-  if (kind == "s") {
-    state.add_tensor(name, staged_entry(name, t));
-    return;
-  }
-  if (kind != "t" || t.size() != 11) throw tessera::InvalidArgument("entry '" + name + "': malformed description");
-  tessera::TensorView v;
-  v.data = reinterpret_cast<std::byte*>(t[2].cast<uintptr_t>());
-  v.dtype = t[3].cast<std::string>();
-  v.elem_size = t[4].cast<size_t>();
-  v.sizes = to_shape(t[5]);
-  v.strides = to_shape(t[6]);
-  v.global_shape = to_shape(t[7]);
-  v.offsets = to_shape(t[8]);
-  v.replica_index = t[9].cast<int64_t>();
-  v.replica_count = t[10].cast<int64_t>();
-  state.add_tensor(name, std::move(v));
 }
 
 tessera::StateDict to_state(const py::iterable& entries) {
@@ -221,30 +268,18 @@ tessera::SaveOptions save_options(const py::dict& kw) {
   return o;
 }
 
-py::dict stats_dict(const tessera::SaveResult& r) {
-  py::dict d;
-  d["logical_bytes"] = r.logical_bytes;
-  d["written_bytes"] = r.written_bytes;
-  d["chunks"] = r.chunks;
-  d["chunks_written"] = r.chunks_written;
-  d["packs"] = r.packs;
-  d["removed"] = r.removed;
-  d["freed_bytes"] = r.freed_bytes;
-  return d;
-}
-
-py::dict summary_dict(const tessera::CheckpointSummary& s) {
-  py::dict d;
-  d["name"] = s.name;
-  d["created_at"] = s.created_at;
-  d["world_size"] = s.world_size;
-  d["tensors"] = s.tensors;
-  d["values"] = s.values;
-  d["logical_bytes"] = s.logical_bytes;
-  d["stored_bytes"] = s.stored_bytes;
-  d["added_bytes"] = s.added_bytes;
-  d["metadata"] = s.metadata;
-  return d;
+tessera_py::CheckpointSummary summary_of(const tessera::CheckpointSummary& s, bool metadata) {
+  tessera_py::CheckpointSummary out;
+  out.name = s.name;
+  out.created_at = s.created_at;
+  out.world_size = s.world_size;
+  out.tensors = s.tensors;
+  out.values = s.values;
+  out.logical_bytes = s.logical_bytes;
+  out.stored_bytes = s.stored_bytes;
+  out.added_bytes = s.added_bytes;
+  if (metadata) out.metadata = s.metadata;
+  return out;
 }
 
 // A ControlPlane whose key/value operations are Python callables — in the
@@ -349,6 +384,145 @@ PYBIND11_MODULE(_core, m) {
   for (auto& [kind, cls] : kinds) error_kinds[static_cast<size_t>(kind)] = cls;
   m.attr("error_kinds") = py::tuple(error_kinds);
 
+  // Entry descriptions (see the top of the file), built by keyword.
+  using OptShape = std::optional<Shape>;
+  auto box_of = [](const Shape& sizes, const OptShape& global_shape, const OptShape& offsets) {
+    return std::make_pair(global_shape ? *global_shape : sizes, offsets ? *offsets : Shape(sizes.size(), 0));
+  };
+  py::class_<TensorDesc>(m, "TensorDesc",
+                         "A CPU tensor's bytes in place: data_ptr is the address of its element at index 0 (the "
+                         "caller keeps the tensor alive, and writable for a load, for the call). global_shape "
+                         "None: its own shape; offsets None: the origin.")
+      .def(py::init([box_of](std::string name, uintptr_t data_ptr, std::string dtype, size_t elem_size, Shape sizes,
+                             Shape strides, const OptShape& global_shape, const OptShape& offsets,
+                             int64_t replica_index, int64_t replica_count) {
+             TensorDesc d;
+             d.name = std::move(name);
+             d.data_ptr = data_ptr;
+             d.dtype = std::move(dtype);
+             d.elem_size = elem_size;
+             d.sizes = std::move(sizes);
+             d.strides = std::move(strides);
+             std::tie(d.global_shape, d.offsets) = box_of(d.sizes, global_shape, offsets);
+             d.replica_index = replica_index;
+             d.replica_count = replica_count;
+             return d;
+           }),
+           py::kw_only(), py::arg("name"), py::arg("data_ptr"), py::arg("dtype"), py::arg("elem_size"),
+           py::arg("sizes"), py::arg("strides"), py::arg("global_shape") = py::none(),
+           py::arg("offsets") = py::none(), py::arg("replica_index") = 0, py::arg("replica_count") = 1)
+      .def_readonly("name", &TensorDesc::name)
+      .def_readonly("data_ptr", &TensorDesc::data_ptr)
+      .def_readonly("dtype", &TensorDesc::dtype)
+      .def_readonly("elem_size", &TensorDesc::elem_size)
+      .def_readonly("sizes", &TensorDesc::sizes)
+      .def_readonly("strides", &TensorDesc::strides)
+      .def_readonly("global_shape", &TensorDesc::global_shape)
+      .def_readonly("offsets", &TensorDesc::offsets)
+      .def_readonly("replica_index", &TensorDesc::replica_index)
+      .def_readonly("replica_count", &TensorDesc::replica_count)
+      .def("__repr__", [](const TensorDesc& d) {
+        return "TensorDesc(name=" + py::repr(py::str(d.name)).cast<std::string>() + ", dtype=" + d.dtype +
+               ", sizes=" + py::repr(py::cast(d.sizes)).cast<std::string>() + ")";
+      });
+  py::class_<StagedDesc>(m, "StagedDesc",
+                         "A tensor without host bytes of its own (a CUDA tensor), staged through a contiguous "
+                         "host buffer when its bytes move: acquire() -> data_ptr of that buffer (filled, for a "
+                         "save), release(cast: bool) once it is no longer needed (see _core.cc).")
+      .def(py::init([box_of](std::string name, std::string dtype, size_t elem_size, Shape sizes,
+                             const OptShape& global_shape, const OptShape& offsets, int64_t replica_index,
+                             int64_t replica_count, py::function acquire, py::function release) {
+             StagedDesc d;
+             d.name = std::move(name);
+             d.dtype = std::move(dtype);
+             d.elem_size = elem_size;
+             d.sizes = std::move(sizes);
+             std::tie(d.global_shape, d.offsets) = box_of(d.sizes, global_shape, offsets);
+             d.replica_index = replica_index;
+             d.replica_count = replica_count;
+             d.acquire = std::move(acquire);
+             d.release = std::move(release);
+             return d;
+           }),
+           py::kw_only(), py::arg("name"), py::arg("dtype"), py::arg("elem_size"), py::arg("sizes"),
+           py::arg("global_shape") = py::none(), py::arg("offsets") = py::none(), py::arg("replica_index") = 0,
+           py::arg("replica_count") = 1, py::arg("acquire"), py::arg("release"))
+      .def_readonly("name", &StagedDesc::name)
+      .def_readonly("dtype", &StagedDesc::dtype)
+      .def_readonly("elem_size", &StagedDesc::elem_size)
+      .def_readonly("sizes", &StagedDesc::sizes)
+      .def_readonly("global_shape", &StagedDesc::global_shape)
+      .def_readonly("offsets", &StagedDesc::offsets)
+      .def_readonly("replica_index", &StagedDesc::replica_index)
+      .def_readonly("replica_count", &StagedDesc::replica_count)
+      .def("__repr__", [](const StagedDesc& d) {
+        return "StagedDesc(name=" + py::repr(py::str(d.name)).cast<std::string>() + ", dtype=" + d.dtype +
+               ", sizes=" + py::repr(py::cast(d.sizes)).cast<std::string>() + ")";
+      });
+  py::class_<ValueDesc>(m, "ValueDesc",
+                        "A value: int (64-bit), float, str or bytes (bool is refused: encode it first). For a load, "
+                        "a template of the kind expected.")
+      .def(py::init([](std::string name, const py::object& value) {
+             tessera::Value v = to_value(name, value);
+             return ValueDesc{std::move(name), std::move(v)};
+           }),
+           py::kw_only(), py::arg("name"), py::arg("value"))
+      .def_readonly("name", &ValueDesc::name)
+      .def_property_readonly("value", [](const ValueDesc& d) { return from_value(d.value); })
+      .def("__repr__", [](const ValueDesc& d) {
+        return "ValueDesc(name=" + py::repr(py::str(d.name)).cast<std::string>() +
+               ", value=" + py::repr(from_value(d.value)).cast<std::string>() + ")";
+      });
+
+  // Results (see _core_records.h).
+  tessera_py::Record<tessera::SaveResult>(m, "SaveResult", "What a save (or one rank's part of it) wrote.")
+      .field("logical_bytes", &tessera::SaveResult::logical_bytes, "raw bytes of every tensor piece saved")
+      .field("written_bytes", &tessera::SaveResult::written_bytes, "stored bytes written into new packs")
+      .field("chunks", &tessera::SaveResult::chunks, "chunk references recorded")
+      .field("chunks_written", &tessera::SaveResult::chunks_written, "of which written now (the rest deduplicated)")
+      .field("packs", &tessera::SaveResult::packs, "packs written")
+      .field("removed", &tessera::SaveResult::removed,
+             "checkpoints keep_last removed, oldest first (the committing rank only)")
+      .field("freed_bytes", &tessera::SaveResult::freed_bytes,
+             "bytes of packs deleted after that removal (the committing rank only)")
+      .done();
+  using tessera_py::LoadResult;
+  tessera_py::Record<LoadResult>(m, "LoadResult", "What a load read (this rank's reads).")
+      .field("missing_keys", &LoadResult::missing_keys, "asked for, not in the checkpoint (strict=False)")
+      .field("unexpected_keys", &LoadResult::unexpected_keys, "in the checkpoint, not asked for")
+      .field("bytes_read", &LoadResult::bytes_read, "bytes read from packs")
+      .field("chunks_read", &LoadResult::chunks_read, "chunk reads")
+      .field("values", &LoadResult::values,
+             "_core.load: the loaded values by name (tessera.load puts them into the state dict: empty there)")
+      .done();
+  using Summary = tessera_py::CheckpointSummary;
+  tessera_py::Record<Summary>(m, "CheckpointSummary", "One checkpoint of a store (`tessera ls`).")
+      .field("name", &Summary::name)
+      .field("created_at", &Summary::created_at, "ISO 8601 UTC")
+      .field("world_size", &Summary::world_size)
+      .field("tensors", &Summary::tensors)
+      .field("values", &Summary::values)
+      .field("logical_bytes", &Summary::logical_bytes, "raw bytes of all tensors")
+      .field("stored_bytes", &Summary::stored_bytes, "stored bytes of the distinct chunks it references")
+      .field("added_bytes", &Summary::added_bytes, "of which no earlier checkpoint referenced")
+      .field("metadata", &Summary::metadata,
+             "the metadata JSON; None where not read (Store.checkpoints() without metadata=True)")
+      .done();
+  tessera_py::Record<tessera::EntryInfo>(m, "EntryInfo", "One entry of a checkpoint (`tessera show`).")
+      .field("name", &tessera::EntryInfo::name)
+      .field("kind", &tessera::EntryInfo::kind, "\"tensor\", or a value kind: \"int\", \"float\", \"string\", \"bytes\"")
+      .field("dtype", &tessera::EntryInfo::dtype, "tensors only")
+      .field("shape", &tessera::EntryInfo::shape, "tensors only: the global shape")
+      .field("chunks", &tessera::EntryInfo::chunks, "tensors only: chunk references")
+      .field("logical_bytes", &tessera::EntryInfo::logical_bytes, "tensors: raw bytes; values: size of the value")
+      .field("stored_bytes", &tessera::EntryInfo::stored_bytes, "tensors: stored bytes of the distinct chunks")
+      .field("value", &tessera::EntryInfo::value, "values only: printable form (bytes as a length)")
+      .field("shared_with_previous", &tessera::EntryInfo::shared_with_previous,
+             "tensors only: the previous checkpoint has the same boxes and chunks")
+      .field("row_starts", &tessera::EntryInfo::row_starts,
+             "tensors: the dimension-0 offsets at which stored pieces start, ascending")
+      .done();
+
   py::class_<tessera::Store>(m, "Store")
       .def(py::init([](const std::string& path, bool read_only, bool create) {
              py::gil_scoped_release nogil;
@@ -365,17 +539,16 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "checkpoints",
           [](const tessera::Store& s, bool metadata) {
-            py::list out;
-            for (const auto& c : s.checkpoints()) {
-              py::dict d = summary_dict(c);
-              if (!metadata) PyDict_DelItemString(d.ptr(), "metadata");
-              out.append(d);
-            }
+            std::vector<tessera_py::CheckpointSummary> out;
+            for (const auto& c : s.checkpoints()) out.push_back(summary_of(c, metadata));
             return out;
           },
           py::arg("metadata") = false,
           "One record per checkpoint, oldest first; its metadata JSON only with metadata=True (it can be large).")
-      .def("checkpoint", [](const tessera::Store& s, const std::string& name) { return summary_dict(s.checkpoint(name)); });
+      .def(
+          "checkpoint",
+          [](const tessera::Store& s, const std::string& name) { return summary_of(s.checkpoint(name), true); },
+          py::arg("name"), "The checkpoint's record, its metadata JSON included. Throws NotFoundError.");
 
   py::class_<PyControlPlane>(m, "ControlPlane")
       .def(py::init<int64_t, int64_t, py::object, py::object, py::object, py::object, py::object>(),
@@ -392,20 +565,7 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release nogil;
           entries = tessera::describe(store, checkpoint);
         }
-        py::list out;
-        for (const auto& e : entries) {
-          py::dict d;
-          d["name"] = e.name;
-          d["kind"] = e.kind;
-          d["dtype"] = e.dtype;
-          d["shape"] = e.shape;
-          d["chunks"] = e.chunks;
-          d["logical_bytes"] = e.logical_bytes;
-          d["stored_bytes"] = e.stored_bytes;
-          d["row_starts"] = e.row_starts;
-          out.append(d);
-        }
-        return out;
+        return entries;
       },
       py::arg("store"), py::arg("checkpoint"), "Entries of a checkpoint: name, kind, dtype, global shape, ...");
 
@@ -419,7 +579,7 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release nogil;
           r = tessera::save(state, store, checkpoint, o);
         }
-        return stats_dict(r);
+        return r;
       },
       py::arg("store"), py::arg("checkpoint"), py::arg("entries"), "Single-process save (checkpoint.h).");
 
@@ -450,7 +610,7 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release nogil;
           r = tessera::save(state, store_path, checkpoint, plane, o, d);
         }
-        return stats_dict(r);
+        return r;
       },
       py::arg("plane"), py::arg("store_path"), py::arg("checkpoint"), py::arg("entries"),
       py::arg("timeout_seconds") = 300.0, py::arg("failure") = "", py::arg("failure_kind") = 0,
@@ -468,7 +628,7 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release nogil;
           part = tessera::write_part(state, store, o, rank);
         }
-        return py::make_tuple(py::bytes(part.manifest), stats_dict(part.stats));
+        return py::make_tuple(py::bytes(part.manifest), part.stats);
       },
       py::arg("store"), py::arg("entries"), py::arg("rank") = 0, "First phase of a save (parts.h).");
 
@@ -484,7 +644,7 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release nogil;
           r = tessera::commit_parts(store, checkpoint, blobs, o);
         }
-        return stats_dict(r);
+        return r;
       },
       py::arg("store"), py::arg("checkpoint"), py::arg("manifests"), "Second phase of a save (parts.h).");
 
@@ -513,15 +673,14 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release nogil;
           r = tessera::load(state, store, checkpoint, o);
         }
-        py::dict d, values;
-        d["missing_keys"] = r.missing_keys;
-        d["unexpected_keys"] = r.unexpected_keys;
-        d["bytes_read"] = r.bytes_read;
-        d["chunks_read"] = r.chunks_read;
+        LoadResult out;
+        out.missing_keys = std::move(r.missing_keys);
+        out.unexpected_keys = std::move(r.unexpected_keys);
+        out.bytes_read = r.bytes_read;
+        out.chunks_read = r.chunks_read;
         for (const auto& [name, entry] : state.entries())
-          if (auto* v = std::get_if<tessera::Value>(&entry)) values[py::str(name)] = from_value(*v);
-        d["values"] = values;
-        return d;
+          if (auto* v = std::get_if<tessera::Value>(&entry)) out.values[py::str(name)] = from_value(*v);
+        return out;
       },
       py::arg("store"), py::arg("checkpoint"), py::arg("entries"), py::arg("strict") = true, py::arg("verify") = true,
       py::arg("threads") = 0, py::arg("max_staging_bytes") = 0, py::arg("progress") = py::none(),

@@ -1,12 +1,14 @@
 // tessera._core's store tools: the C++ library's verify, diff_checkpoints,
 // remove_checkpoints, plan_gc/run_gc and export_safetensors, their results
-// as dicts. Python wraps them in tessera/tools.py (a path or a Store,
-// progress=True).
+// as typed records (_core_records.h): VerifyReport, DiffReport, GcResult,
+// RemoveResult, ExportResult. Python wraps them in tessera/tools.py (a path
+// or a Store, progress=True).
 #include "_core_tools.h"
 
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,96 +16,177 @@
 #include "tessera/history.h"
 #include "tessera/inspect.h"
 #include "tessera/store.h"
+#include "_core_records.h"
 
 namespace py = pybind11;
 
 namespace tessera_py {
+
+// gc's result: the plan, and unless dry_run what was done (zeros and empty
+// lists on a dry run).
+struct GcReport {
+  bool dry_run = false;
+  std::vector<std::string> delete_packs, rewrite_packs, unknown_packs, temp_files;
+  uint64_t young_unknown_files = 0, young_unknown_packs = 0, orphan_chunks = 0, rewrite_live_bytes = 0,
+           bytes_to_free = 0;
+  std::vector<std::string> deleted_packs, rewritten_packs, new_packs, removed_files;
+  uint64_t chunks_dropped = 0, chunks_moved = 0;
+  int64_t freed_bytes = 0;
+  std::vector<std::string> skipped;
+};
+
+// rm's result: the checkpoints removed, and the gc that followed (gc=True).
+struct RemoveReport {
+  std::vector<std::string> removed;
+  std::optional<GcReport> gc;
+};
+
 namespace {
 
-py::dict verify_dict(const tessera::VerifyReport& r) {
-  py::list damaged, catalog;
-  for (const auto& d : r.damaged) {
-    py::dict x;
-    x["chunk"] = d.chunk;
-    x["pack"] = d.pack;
-    x["problem"] = d.problem;
-    x["users"] = d.users;
-    damaged.append(x);
-  }
-  for (const auto& c : r.catalog) {
-    py::dict x;
-    x["checkpoint"] = c.checkpoint;
-    x["problem"] = c.problem;
-    catalog.append(x);
-  }
-  py::dict d;
-  d["ok"] = r.ok();
-  d["chunks_checked"] = r.chunks_checked;
-  d["bytes_checked"] = r.bytes_checked;
-  d["damaged"] = damaged;
-  d["catalog"] = catalog;
-  return d;
-}
-
-py::dict diff_dict(const tessera::DiffReport& r) {
-  py::list changed;
-  for (const auto& e : r.changed) {
-    py::dict x;
-    x["name"] = e.name;
-    x["change"] = e.change;
-    x["kind_a"] = e.kind_a;
-    x["kind_b"] = e.kind_b;
-    x["dtype_a"] = e.dtype_a;
-    x["dtype_b"] = e.dtype_b;
-    x["shape_a"] = e.shape_a;
-    x["shape_b"] = e.shape_b;
-    x["changed_chunks"] = e.changed_chunks;
-    x["changed_bytes"] = e.changed_bytes;
-    x["chunks"] = e.chunks;
-    x["logical_bytes"] = e.logical_bytes;
-    if (e.has_stats) {
-      py::dict st;
-      st["max_abs_diff"] = e.stats.max_abs_diff;
-      st["relative_l2"] = e.stats.relative_l2;
-      st["elements"] = e.stats.elements;
-      x["stats"] = st;
-    }
-    changed.append(x);
-  }
-  py::dict d;
-  d["a"] = r.a;
-  d["b"] = r.b;
-  d["identical"] = r.identical();
-  d["added"] = r.added;
-  d["removed"] = r.removed;
-  d["changed"] = changed;
-  d["unchanged"] = r.unchanged;
-  d["unchanged_bytes"] = r.unchanged_bytes;
-  return d;
-}
-
-py::list file_names(const std::vector<tessera::GcFile>& files) {
-  py::list out;
-  for (const auto& f : files) out.append(f.name);
+std::vector<std::string> file_names(const std::vector<tessera::GcFile>& files) {
+  std::vector<std::string> out;
+  for (const auto& f : files) out.push_back(f.name);
   return out;
 }
 
-py::dict gc_plan_dict(const tessera::GcPlan& p) {
-  py::dict d;
-  d["delete_packs"] = file_names(p.delete_packs);
-  d["rewrite_packs"] = file_names(p.rewrite_packs);
-  d["unknown_packs"] = file_names(p.unknown_packs);
-  d["temp_files"] = file_names(p.temp_files);
-  d["young_unknown_files"] = p.young_unknown_files;
-  d["orphan_chunks"] = p.orphan_chunks;
-  d["rewrite_live_bytes"] = p.rewrite_live_bytes;
-  d["bytes_to_free"] = p.bytes_freed();
-  return d;
+GcReport gc_report(const tessera::GcPlan& p, const tessera::GcResult* r) {
+  GcReport g;
+  g.dry_run = r == nullptr;
+  g.delete_packs = file_names(p.delete_packs);
+  g.rewrite_packs = file_names(p.rewrite_packs);
+  g.unknown_packs = file_names(p.unknown_packs);
+  g.temp_files = file_names(p.temp_files);
+  g.young_unknown_files = p.young_unknown_files;
+  g.young_unknown_packs = p.young_unknown_packs;
+  g.orphan_chunks = p.orphan_chunks;
+  g.rewrite_live_bytes = p.rewrite_live_bytes;
+  g.bytes_to_free = p.bytes_freed();
+  if (r != nullptr) {
+    g.deleted_packs = r->deleted_packs;
+    g.rewritten_packs = r->rewritten_packs;
+    g.new_packs = r->new_packs;
+    g.removed_files = r->removed_files;
+    g.chunks_dropped = r->chunks_dropped;
+    g.chunks_moved = r->chunks_moved;
+    g.freed_bytes = r->bytes_freed;
+    g.skipped = r->skipped;
+  }
+  return g;
+}
+
+void bind_records(py::module_& m) {
+  using tessera::CatalogProblem;
+  using tessera::DamagedChunk;
+  using tessera::VerifyReport;
+  Record<DamagedChunk>(m, "DamagedChunk", "A chunk that failed verification.")
+      .field("chunk", &DamagedChunk::chunk, "id, hex")
+      .field("pack", &DamagedChunk::pack, "pack file name")
+      .field("problem", &DamagedChunk::problem, "what is wrong")
+      .field("users", &DamagedChunk::users, "\"checkpoint: tensor\" for every user")
+      .done();
+  Record<CatalogProblem>(m, "CatalogProblem", "Damaged catalog rows.")
+      .field("checkpoint", &CatalogProblem::checkpoint, "whose rows are damaged; \"\" for the catalog as a whole")
+      .field("problem", &CatalogProblem::problem, "what is wrong, naming the tensor or value")
+      .done();
+  Record<VerifyReport>(m, "VerifyReport", "What verify checked and found (`tessera verify`).")
+      .computed("ok", &VerifyReport::ok, "no damage found")
+      .field("chunks_checked", &VerifyReport::chunks_checked)
+      .field("bytes_checked", &VerifyReport::bytes_checked, "stored bytes re-read")
+      .field("damaged", &VerifyReport::damaged)
+      .field("catalog", &VerifyReport::catalog)
+      .done();
+
+  using tessera::DiffReport;
+  using tessera::EntryDiff;
+  using tessera::ValueStats;
+  Record<ValueStats>(m, "ValueStats", "Statistics over the elements of a tensor's changed pieces.")
+      .field("max_abs_diff", &ValueStats::max_abs_diff)
+      .field("relative_l2", &ValueStats::relative_l2)
+      .field("elements", &ValueStats::elements, "elements compared")
+      .done();
+  Record<EntryDiff>(m, "EntryDiff", "An entry in both checkpoints whose dtype, shape, kind or content differs.")
+      .field("name", &EntryDiff::name)
+      .field("change", &EntryDiff::change, "\"dtype\", \"shape\", \"content\", \"kind\" or \"value\"")
+      .field("kind_a", &EntryDiff::kind_a)
+      .field("kind_b", &EntryDiff::kind_b)
+      .field("dtype_a", &EntryDiff::dtype_a)
+      .field("dtype_b", &EntryDiff::dtype_b)
+      .field("shape_a", &EntryDiff::shape_a)
+      .field("shape_b", &EntryDiff::shape_b)
+      .field("changed_chunks", &EntryDiff::changed_chunks)
+      .field("changed_bytes", &EntryDiff::changed_bytes)
+      .field("chunks", &EntryDiff::chunks, "pieces of B's tensor")
+      .field("logical_bytes", &EntryDiff::logical_bytes, "of B's entry")
+      .property(
+          "stats",
+          [](const EntryDiff& e) -> py::object { return e.has_stats ? py::cast(e.stats) : py::none(); },
+          [](EntryDiff& e, py::handle v) {
+            e.has_stats = !v.is_none();
+            e.stats = e.has_stats ? v.cast<ValueStats>() : ValueStats{};
+          },
+          "ValueStats with diff(values=True) for a float tensor, else None")
+      .done();
+  Record<DiffReport>(m, "DiffReport", "What changed from checkpoint a to checkpoint b (`tessera diff`).")
+      .field("a", &DiffReport::a)
+      .field("b", &DiffReport::b)
+      .computed("identical", &DiffReport::identical)
+      .field("added", &DiffReport::added, "entries only in b (sorted)")
+      .field("removed", &DiffReport::removed, "entries only in a (sorted)")
+      .field("changed", &DiffReport::changed, "sorted by name")
+      .field("unchanged", &DiffReport::unchanged, "entries equal in both")
+      .field("unchanged_bytes", &DiffReport::unchanged_bytes, "their logical bytes")
+      .done();
+
+  Record<GcReport>(m, "GcResult", "A gc's plan and, unless dry_run, what it did (`tessera gc`).")
+      .field("dry_run", &GcReport::dry_run)
+      .field("delete_packs", &GcReport::delete_packs, "catalog packs no chunk in use is in")
+      .field("rewrite_packs", &GcReport::rewrite_packs, "packs mostly dead: live chunks copied, then deleted")
+      .field("unknown_packs", &GcReport::unknown_packs, "packs the catalog does not know, older than grace")
+      .field("temp_files", &GcReport::temp_files, "temporary files older than grace")
+      .field("young_unknown_files", &GcReport::young_unknown_files, "unknown packs and temp files kept (young)")
+      .field("young_unknown_packs", &GcReport::young_unknown_packs, "of which packs (a save may be writing them)")
+      .field("orphan_chunks", &GcReport::orphan_chunks, "chunk rows no tensor references")
+      .field("rewrite_live_bytes", &GcReport::rewrite_live_bytes, "bytes rewriting copies")
+      .field("bytes_to_free", &GcReport::bytes_to_free, "what the plan frees")
+      .field("deleted_packs", &GcReport::deleted_packs, "(run) catalog packs removed, rewritten ones included")
+      .field("rewritten_packs", &GcReport::rewritten_packs, "(run)")
+      .field("new_packs", &GcReport::new_packs, "(run) written by the rewrite")
+      .field("removed_files", &GcReport::removed_files, "(run) unknown packs and temp files removed")
+      .field("chunks_dropped", &GcReport::chunks_dropped, "(run)")
+      .field("chunks_moved", &GcReport::chunks_moved, "(run)")
+      .field("freed_bytes", &GcReport::freed_bytes, "(run)")
+      .field("skipped", &GcReport::skipped, "(run) what was left alone, and why")
+      .done();
+  Record<RemoveReport>(m, "RemoveResult", "What rm removed (`tessera rm`), and the gc that followed (gc=True).")
+      .field("removed", &RemoveReport::removed)
+      .field("gc", &RemoveReport::gc, "GcResult with gc=True, else None")
+      .done();
+
+  using tessera::ExportedFile;
+  using tessera::ExportResult;
+  Record<ExportedFile>(m, "ExportedFile", "One safetensors file an export wrote.")
+      .field("name", &ExportedFile::name, "file name in the output directory")
+      .field("file_bytes", &ExportedFile::file_bytes, "size of the file (header included)")
+      .field("tensor_bytes", &ExportedFile::tensor_bytes, "of which tensor data")
+      .field("tensors", &ExportedFile::tensors, "output names, in layout order")
+      .done();
+  Record<ExportResult>(m, "ExportResult", "What an export wrote (`tessera export`).")
+      .field("files", &ExportResult::files, "data files, in shard order")
+      .field("index_file", &ExportResult::index_file, "\"model.safetensors.index.json\", or \"\" when unsharded")
+      .field("tensors", &ExportResult::tensors, "tensors exported")
+      .field("total_size", &ExportResult::total_size, "their bytes")
+      .field("skipped", &ExportResult::skipped, "\"name (dtype)\": unsupported, skip_unsupported set")
+      .field("values_skipped", &ExportResult::values_skipped, "non-tensor entries, not exported")
+      .field("chunks_read", &ExportResult::chunks_read)
+      .field("bytes_read", &ExportResult::bytes_read, "stored bytes read from packs")
+      .field("removed", &ExportResult::removed, "files of an earlier export removed (overwrite)")
+      .done();
 }
 
 }  // namespace
 
 void bind_tools(py::module_& m) {
+  bind_records(m);
   m.def(
       "verify",
       [](const tessera::Store& store, const std::vector<std::string>& checkpoints, int64_t threads,
@@ -115,7 +198,7 @@ void bind_tools(py::module_& m) {
           py::gil_scoped_release nogil;
           r = tessera::verify(store, checkpoints, n, report);
         }
-        return verify_dict(r);
+        return r;
       },
       py::arg("store"), py::arg("checkpoints") = std::vector<std::string>{}, py::arg("threads") = 0,
       py::arg("progress") = py::none(),
@@ -131,15 +214,18 @@ void bind_tools(py::module_& m) {
           py::gil_scoped_release nogil;
           r = tessera::diff_checkpoints(store, a, b, o);
         }
-        return diff_dict(r);
+        return r;
       },
       py::arg("store"), py::arg("a"), py::arg("b"), py::arg("values") = false, py::arg("threads") = 0,
       "What changed from checkpoint a to checkpoint b.");
   m.def(
       "remove",
       [](tessera::Store& store, const std::vector<std::string>& checkpoints) {
-        py::gil_scoped_release nogil;
-        tessera::remove_checkpoints(store, checkpoints);
+        {
+          py::gil_scoped_release nogil;
+          tessera::remove_checkpoints(store, checkpoints);
+        }
+        return RemoveReport{checkpoints, std::nullopt};
       },
       py::arg("store"), py::arg("checkpoints"), "Removes checkpoints from the catalog in one transaction.");
   m.def(
@@ -156,19 +242,7 @@ void bind_tools(py::module_& m) {
           plan = tessera::plan_gc(store, o);
           if (!dry_run) r = tessera::run_gc(store, plan, o);
         }
-        py::dict d = gc_plan_dict(plan);
-        d["dry_run"] = dry_run;
-        if (!dry_run) {
-          d["deleted_packs"] = r.deleted_packs;
-          d["rewritten_packs"] = r.rewritten_packs;
-          d["new_packs"] = r.new_packs;
-          d["removed_files"] = r.removed_files;
-          d["chunks_dropped"] = r.chunks_dropped;
-          d["chunks_moved"] = r.chunks_moved;
-          d["freed_bytes"] = r.bytes_freed;
-          d["skipped"] = r.skipped;
-        }
-        return d;
+        return gc_report(plan, dry_run ? nullptr : &r);
       },
       py::arg("store"), py::arg("dry_run") = false, py::arg("rewrite_below") = 0.75, py::arg("grace_s") = 3600.0,
       py::arg("progress") = py::none(), "Plans, and unless dry_run runs, a garbage collection.");
@@ -190,25 +264,7 @@ void bind_tools(py::module_& m) {
           py::gil_scoped_release nogil;
           r = tessera::export_safetensors(store, checkpoint, out_dir, o);
         }
-        py::list files;
-        for (const auto& f : r.files) {
-          py::dict x;
-          x["name"] = f.name;
-          x["file_bytes"] = f.file_bytes;
-          x["tensor_bytes"] = f.tensor_bytes;
-          x["tensors"] = f.tensors;
-          files.append(x);
-        }
-        py::dict d;
-        d["files"] = files;
-        d["index_file"] = r.index_file;
-        d["tensors"] = r.tensors;
-        d["total_size"] = r.total_size;
-        d["skipped"] = r.skipped;
-        d["values_skipped"] = r.values_skipped;
-        d["bytes_read"] = r.bytes_read;
-        d["removed"] = r.removed;
-        return d;
+        return r;
       },
       py::arg("store"), py::arg("checkpoint"), py::arg("out_dir"), py::arg("prefix") = "",
       py::arg("strip_prefix") = false, py::arg("max_shard_bytes") = uint64_t{5} << 30,

@@ -21,6 +21,7 @@ import datetime
 import torch.distributed as dist
 
 from . import _core
+from ._torch_compat import default_store
 
 _planes: dict[int, tuple[object, _core.ControlPlane]] = {}
 
@@ -31,7 +32,7 @@ def is_distributed() -> bool:
 
 def control_plane() -> _core.ControlPlane:
     """The control plane of the default process group (created on first use)."""
-    base = dist.distributed_c10d._get_default_store()
+    base = default_store()
     key = id(base)
     if key in _planes and _planes[key][0] is base:
         return _planes[key][1]

@@ -1,9 +1,9 @@
 """Tensors and values <-> the entry descriptions tessera._core takes.
 
-A tensor entry is ("t", name, data_ptr, dtype, elem_size, sizes, strides,
-global_shape, offsets, replica_index, replica_count) over a CPU tensor the
-caller keeps alive; a value entry is ("v", name, value) with value an int,
-float, str or bytes (see _core.cc). Other Python objects are stored as bytes
+A tensor entry is a _core.TensorDesc over a CPU tensor the caller keeps
+alive (tensor_entry); a value entry a _core.ValueDesc with an int, float,
+str or bytes (value_entry); a device tensor's is a _core.StagedDesc
+(_staging.py). See _core.pyi. Other Python objects are stored as bytes
 in torch.save format (DCP's own encoding for non-tensor items); the
 checkpoint's metadata JSON lists their names under
 python.torch_saved, so a loader knows to decode them.
@@ -34,13 +34,27 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def tensor_entry(name: str, t: torch.Tensor, global_shape=None, offsets=None,
-                 replica_index: int = 0, replica_count: int = 1) -> tuple:
+                 replica_index: int = 0, replica_count: int = 1) -> _core.TensorDesc:
     """REQUIRES: t on the CPU, strided, alive for the call that uses the entry."""
-    sizes = list(t.shape)
-    return ("t", name, t.data_ptr(), dtype_name(t.dtype), t.element_size(), sizes, list(t.stride()),
-            list(sizes if global_shape is None else global_shape),
-            [0] * len(sizes) if offsets is None else list(offsets),
-            int(replica_index), int(replica_count))
+    return _core.TensorDesc(name=name, data_ptr=t.data_ptr(), dtype=dtype_name(t.dtype), elem_size=t.element_size(),
+                            sizes=list(t.shape), strides=list(t.stride()),
+                            global_shape=None if global_shape is None else list(global_shape),
+                            offsets=None if offsets is None else list(offsets),
+                            replica_index=int(replica_index), replica_count=int(replica_count))
+
+
+def value_entry(name: str, value: int | float | str | bytes) -> _core.ValueDesc:
+    """A value entry (for a load: a template of the kind expected, see VALUE_TEMPLATES)."""
+    return _core.ValueDesc(name=name, value=value)
+
+
+def sum_save_results(results) -> _core.SaveResult:
+    """The statistics of several parts of one save, summed (removed/freed_bytes: the commit's only)."""
+    total = dict(logical_bytes=0, written_bytes=0, chunks=0, chunks_written=0, packs=0)
+    for r in results:
+        for k in total:
+            total[k] += getattr(r, k)
+    return _core.SaveResult(**total)
 
 
 def native_value(v: Any) -> bool:

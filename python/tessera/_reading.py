@@ -57,8 +57,8 @@ def read_boxes(store: _core.Store, checkpoint: str, boxes: list[Box], saved_dtyp
                     entries.append(tensor_entry(b.name, dest, b.global_shape, b.offsets))
             r = _core.load(store, checkpoint, entries, verify=verify, threads=threads,
                            max_staging_bytes=staging.wave_bytes, progress=progress)
-            total["bytes_read"] += r["bytes_read"]
-            total["chunks_read"] += r["chunks_read"]
+            total["bytes_read"] += r.bytes_read
+            total["chunks_read"] += r.chunks_read
             with torch.no_grad():
                 for dest, tmp in converts:
                     dest.copy_(tmp)

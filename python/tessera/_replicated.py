@@ -78,10 +78,11 @@ def _split_rows(begin: int, end: int, n: int, row_starts) -> list[tuple[int, int
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, dict]) -> ReadOncePlan:
+def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, _core.EntryInfo]) -> ReadOncePlan:
     """The read-once plan for a job whose rank r needs boxes_by_rank[r].
     `entries` maps tensor names to tessera._core.describe() entries (dtype,
-    row_starts). Deterministic: every rank computes the same plan."""
+    row_starts, stored and logical bytes). Deterministic: every rank computes
+    the same plan."""
     plan = ReadOncePlan()
     needers: dict[Key, list[int]] = {}
     for rank, keys in enumerate(boxes_by_rank):
@@ -96,16 +97,16 @@ def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, dict]) -> 
         info = entries.get(name)
         if len(ranks) < 2 or info is None:
             continue
-        itemsize = getattr(torch, info["dtype"]).itemsize
+        itemsize = getattr(torch, info.dtype).itemsize
         numel = math.prod(lengths)
         if numel * itemsize < MIN_SHARED_BYTES:
             continue
         if lengths:
-            ranges = _split_rows(start[0], start[0] + lengths[0], len(ranks), info.get("row_starts", []))
+            ranges = _split_rows(start[0], start[0] + lengths[0], len(ranks), info.row_starts)
         else:
             ranges = [(0, 1)]
         # Balance by the bytes a reader fetches: stored (compressed) bytes, not logical.
-        ratio = info.get("stored_bytes", 0) / info["logical_bytes"] if info.get("logical_bytes") else 1.0
+        ratio = info.stored_bytes / info.logical_bytes if info.logical_bytes else 1.0
         row_bytes = (numel * itemsize // max(lengths[0], 1) if lengths else numel * itemsize) * ratio
         parts = []
         for a, b in sorted(ranges, key=lambda r: (-(r[1] - r[0]), r[0])):  # largest first, to the least loaded

@@ -8,8 +8,8 @@ save and load, instead of a pageable copy of the whole state per call:
   handed out as leases of aligned byte ranges. A lease may be returned at
   once or after a CUDA event (a host-to-device copy still reading from it).
   take() waits while the arena is at its bound; an arena never shrinks.
-- save_entry / load_entry: the staged ("s") entry descriptions of tessera._core
-  for one device tensor; the core calls their acquire/release hooks when the
+- save_entry / LoadStaging.entry: the staged entry descriptions
+  (tessera._core.StagedDesc) for one device tensor; the core calls their acquire/release hooks when the
   bytes move (see _core.cc). A save stages an entry when a worker first
   needs its bytes and releases it once its chunks are written, so the copies
   of later tensors overlap the hashing and writing of earlier ones and host
@@ -34,6 +34,8 @@ import torch
 
 from . import _core
 from ._entries import dtype_name, tensor_entry
+from ._torch_compat import (cuda_in_bad_fork, dtensor_from_parts, dtensor_parts, new_shared_storage, pin,
+                            unpin)
 
 MiB = 1 << 20
 BLOCK_BYTES = 256 * MiB  # blocks are powers of two of at least this, so PyTorch's pinned allocator wastes nothing
@@ -57,7 +59,7 @@ def _pow2_at_least(n: int, smallest: int = BLOCK_BYTES) -> int:
 def pinned_available() -> bool:
     """Whether host memory can be pinned here: CUDA present, and this is not a
     process forked after CUDA started in its parent (CUDA cannot start there)."""
-    return torch.cuda.is_available() and not torch.cuda._is_in_bad_fork()
+    return torch.cuda.is_available() and not cuda_in_bad_fork()
 
 
 class Lease:
@@ -167,11 +169,10 @@ class Arena:
         n = _pow2_at_least(size, self.block_bytes)
         self.blocks_added += 1
         if self.shared:
-            block = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(n))
+            block = torch.empty(0, dtype=torch.uint8).set_(new_shared_storage(n))
             if self.pinned:
-                import torch.cuda._pin_memory_utils as pin_memory_utils
-                pin_memory_utils.pin_memory(block.data_ptr(), n)
-                self._unpins.append(weakref.finalize(block, pin_memory_utils.unpin_memory, block.data_ptr()))
+                pin(block.data_ptr(), n)
+                self._unpins.append(weakref.finalize(block, unpin, block.data_ptr()))
         else:
             block = torch.empty(n, dtype=torch.uint8, pin_memory=self.pinned)
         self._blocks.append(block)
@@ -295,7 +296,7 @@ class SaveStaging:
         self.stream = torch.cuda.current_stream() if torch.cuda.is_initialized() else None
 
     def entry(self, name: str, t: torch.Tensor, global_shape, offsets, replica_index: int = 0,
-              replica_count: int = 1) -> tuple:
+              replica_count: int = 1) -> _core.StagedDesc:
         """The staged entry of device tensor `t` (kept alive by the entry)."""
         holder: dict = {}
 
@@ -320,10 +321,11 @@ class SaveStaging:
             if lease is not None:
                 lease.release()
 
-        return ("s", name, dtype_name(t.dtype), t.element_size(), list(t.shape),
-                list(t.shape if global_shape is None else global_shape),
-                [0] * t.dim() if offsets is None else list(offsets), int(replica_index), int(replica_count),
-                acquire, release)
+        return _core.StagedDesc(name=name, dtype=dtype_name(t.dtype), elem_size=t.element_size(),
+                                sizes=list(t.shape), global_shape=None if global_shape is None else list(global_shape),
+                                offsets=None if offsets is None else list(offsets),
+                                replica_index=int(replica_index), replica_count=int(replica_count),
+                                acquire=acquire, release=release)
 
     def _stream_for(self, t: torch.Tensor):
         if self.stream is not None and self.stream.device == t.device:
@@ -348,7 +350,8 @@ class LoadStaging:
         self.arena = arena or LOAD
         self.wave_bytes = max((self.arena.bound or LOAD_BYTES) // 2, ALIGN)
 
-    def entry(self, name: str, target: torch.Tensor, saved_dtype: torch.dtype, global_shape, offsets) -> tuple:
+    def entry(self, name: str, target: torch.Tensor, saved_dtype: torch.dtype, global_shape,
+              offsets) -> _core.StagedDesc:
         """The staged entry filling device tensor `target`."""
         holder: dict = {}
 
@@ -371,9 +374,10 @@ class LoadStaging:
                     event.record()
                 lease.release(after=event)
 
-        return ("s", name, dtype_name(saved_dtype), saved_dtype.itemsize,
-                list(target.shape), list(target.shape if global_shape is None else global_shape),
-                [0] * target.dim() if offsets is None else list(offsets), 0, 1, acquire, release)
+        return _core.StagedDesc(name=name, dtype=dtype_name(saved_dtype), elem_size=saved_dtype.itemsize,
+                                sizes=list(target.shape),
+                                global_shape=None if global_shape is None else list(global_shape),
+                                offsets=None if offsets is None else list(offsets), acquire=acquire, release=release)
 
     def finish(self) -> None:
         """Waits until every queued copy has run (the targets hold the loaded
@@ -404,8 +408,7 @@ class _DTensorParts:
 
 
 def _rebuild_dtensor(local: torch.Tensor, spec):
-    from torch.distributed.tensor import DTensor
-    return DTensor(local, spec, requires_grad=False)
+    return dtensor_from_parts(local, spec)
 
 
 def _map_tensors(v, on_dtensor, on_tensor):
@@ -424,7 +427,7 @@ def _map_tensors(v, on_dtensor, on_tensor):
 
 
 def _picklable(v):
-    return _map_tensors(v, lambda d: _DTensorParts(d._local_tensor, d._spec), lambda t: t)
+    return _map_tensors(v, lambda d: _DTensorParts(*dtensor_parts(d)), lambda t: t)
 
 
 def refuse_quantized(name: str, t: torch.Tensor) -> None:
@@ -454,7 +457,6 @@ def stage_state_dict(state_dict: dict, arena: Arena | None = None, timeout: floa
     Waits first until the previous staged state dict of `arena` has been
     released (its save has written it), so one state's worth is staged at a
     time; raises TimeoutError after `timeout` seconds."""
-    from torch.distributed.tensor import DTensor
     arena = arena or ASYNC
     arena.wait_idle(timeout)
     leases: list[Lease] = []
@@ -475,7 +477,7 @@ def stage_state_dict(state_dict: dict, arena: Arena | None = None, timeout: floa
 
     try:
         staged = StagedStateDict(_map_tensors(
-            state_dict, lambda d: DTensor(stage(d._local_tensor), d._spec, requires_grad=False), stage))
+            state_dict, lambda d: _staged_dtensor(d, stage), stage))
         for device in devices:
             torch.cuda.current_stream(device).synchronize()
     except BaseException:
@@ -492,8 +494,13 @@ def stage_state_dict(state_dict: dict, arena: Arena | None = None, timeout: floa
     return staged
 
 
+def _staged_dtensor(d, stage):
+    local, spec = dtensor_parts(d)
+    return dtensor_from_parts(stage(local), spec)
+
+
 def save_entry(name: str, t: torch.Tensor, staging: SaveStaging, keep: list, global_shape=None, offsets=None,
-               replica_index: int = 0, replica_count: int = 1) -> tuple:
+               replica_index: int = 0, replica_count: int = 1) -> _core.TensorDesc | _core.StagedDesc:
     """The tessera._core entry that saves tensor `t`: a CUDA tensor is staged
     through `staging` when its bytes are needed; a CPU tensor is described in
     place. Tensors the entry points into are appended to `keep` (keep it alive

@@ -33,15 +33,15 @@ import json
 import os
 
 import torch
-from torch.distributed.checkpoint._nested_dict import flatten_state_dict
-from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.stateful import Stateful
 from torch.distributed.tensor import DTensor
 
 from . import _core, _dist, _progress, _replicated, _staging
 from ._entries import (METADATA_KEY, VALUE_TEMPLATES, decode_object, dtype_name, encode_object, native_value,
-                       torch_dtype)
+                       value_entry)
 from ._reading import Box, read_boxes
+from ._torch_compat import dtensor_box as _dtensor_box
+from ._torch_compat import flatten_state_dict, set_element
 
 
 def _store_path(store) -> str:
@@ -69,7 +69,6 @@ def _rank_world() -> tuple[int, int]:
 def dtensor_box(name: str, dt: DTensor):
     """(local tensor, global shape, offsets, replica_index, replica_count) of
     this rank's shard, or None when this rank is not in the DTensor's mesh."""
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
     mesh = dt.device_mesh
     coord = mesh.get_coordinate()
     if coord is None:
@@ -81,7 +80,7 @@ def dtensor_box(name: str, dt: DTensor):
         if p.is_replicate():
             replica_index = replica_index * mesh.size(dim) + coord[dim]
             replica_count *= mesh.size(dim)
-    local_shape, offsets = compute_local_shape_and_global_offset(dt.shape, mesh, dt.placements)
+    local_shape, offsets = _dtensor_box(dt)
     with torch.no_grad():
         local = dt.to_local()
     if tuple(local.shape) != tuple(local_shape):
@@ -148,7 +147,7 @@ def _wait_for_async_saves() -> None:
 
 def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
          dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
-         timeout: float = 300.0, overwrite: bool = False, progress=None) -> dict:
+         timeout: float = 300.0, overwrite: bool = False, progress=None) -> _core.SaveResult:
     """Saves `state_dict` as `checkpoint` of `store` (a path or tessera.Store).
 
     With a default process group of several ranks this is a collective: every
@@ -157,7 +156,9 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
     same message, whichever rank failed (tessera.Error for an exception that is
     not tessera's; a rank that dies makes the others fail after `timeout`
     seconds, or twice that when it is rank 0). Returns this rank's
-    statistics: logical_bytes, written_bytes, chunks, chunks_written, packs.
+    statistics, a tessera.SaveResult: logical_bytes, written_bytes, chunks,
+    chunks_written, packs (and on the committing rank, removed and
+    freed_bytes of keep_last).
 
     CUDA tensors are staged through tessera's pinned save staging (1 GiB,
     reused): each is copied when a writer thread first needs it, and its
@@ -180,7 +181,7 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
 
 def _save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto", chunk_bytes: int | None = None,
           dedup: bool = True, threads: int = 0, keep_last: int = 0, metadata: dict | None = None,
-          timeout: float = 300.0, overwrite: bool = False, progress=None) -> dict:
+          timeout: float = 300.0, overwrite: bool = False, progress=None) -> _core.SaveResult:
     rank, world = _rank_world()
     report = _progress.callback(progress)
     path = _store_path(store)
@@ -227,9 +228,9 @@ def _describe_for_save(state_dict: dict, rank: int, world: int, staging: _stagin
         elif isinstance(v, torch.Tensor):
             entries.append(_staging.save_entry(name, v, staging, keep, None, None, rank, world))
         elif native_value(v):
-            entries.append(("v", name, v))
+            entries.append(value_entry(name, v))
         else:
-            entries.append(("v", name, encode_object(v)))
+            entries.append(value_entry(name, encode_object(v)))
             torch_saved.append(name)
     return entries, keep, torch_saved
 
@@ -237,25 +238,26 @@ def _describe_for_save(state_dict: dict, rank: int, world: int, staging: _stagin
 def checkpoint_metadata(store: _core.Store, checkpoint: str) -> dict:
     """The Python package's part of a checkpoint's metadata JSON ({} if none)."""
     try:
-        meta = json.loads(store.checkpoint(checkpoint)["metadata"] or "{}")
+        meta = json.loads(store.checkpoint(checkpoint).metadata or "{}")
     except json.JSONDecodeError:
         return {}
     return meta.get(METADATA_KEY, {}) if isinstance(meta, dict) else {}
 
 
-def _refuse_other_dtype(checkpoint: str, name: str, saved: dict, dest: torch.Tensor) -> None:
+def _refuse_other_dtype(checkpoint: str, name: str, saved: _core.EntryInfo, dest: torch.Tensor) -> None:
     """tessera.load fills tensors of the saved dtype only (the core's message
     names a C++ option Python does not have): says what a Python caller can do."""
-    if saved["kind"] == "tensor" and saved["dtype"] != dtype_name(dest.dtype):
+    if saved.kind == "tensor" and saved.dtype != dtype_name(dest.dtype):
         raise _core.InvalidArgument(
-            f"checkpoint '{checkpoint}', tensor '{name}': saved dtype {saved['dtype']}, target "
-            f"{dtype_name(dest.dtype)} (tessera.load does not convert: load into a {saved['dtype']} tensor and "
+            f"checkpoint '{checkpoint}', tensor '{name}': saved dtype {saved.dtype}, target "
+            f"{dtype_name(dest.dtype)} (tessera.load does not convert: load into a {saved.dtype} tensor and "
             f"convert it with .to(torch.{dtype_name(dest.dtype)}), or load through tessera.dcp.StorageReader, "
             "which converts)")
 
 
 def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verify: bool = True,
-         threads: int = 0, read_once: bool = True, trust_objects: bool = False, progress=None) -> dict:
+         threads: int = 0, read_once: bool = True, trust_objects: bool = False,
+         progress=None) -> _core.LoadResult:
     """Fills `state_dict` in place from `checkpoint` of `store` (a path or
     tessera.Store): tensors and DTensor shards get the bytes of their boxes,
     values are replaced, Stateful objects get load_state_dict(). Any layout and
@@ -281,8 +283,9 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
     checkpoint lacks, tessera.InvalidArgument naming the tensor for a shape or
     dtype mismatch (tensors load in their saved dtype: load into one and
     .to() it, or use tessera.dcp.StorageReader, which converts) or an expanded
-    (stride 0) target, tessera.CorruptionError on damaged data. Returns
-    missing_keys, unexpected_keys, bytes_read, chunks_read (this rank's reads).
+    (stride 0) target, tessera.CorruptionError on damaged data. Returns a
+    tessera.LoadResult: missing_keys, unexpected_keys, bytes_read,
+    chunks_read (this rank's reads).
 
     progress: True for a progress bar on a terminal, or a callable taking a
     tessera.Progress (the bytes this rank's tensors receive from storage).
@@ -293,7 +296,7 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
     try:
         s = store if isinstance(store, _core.Store) else _core.Store(_store_path(store), read_only=True)
         torch_saved = set(checkpoint_metadata(s, checkpoint).get("torch_saved", []))
-        saved = {e["name"]: e for e in _core.describe(s, checkpoint)}
+        saved = {e.name: e for e in _core.describe(s, checkpoint)}
         plain, stateful = _unwrap_stateful(state_dict)
         flat, mapping = flatten_state_dict(plain)
         boxes, value_entries, requested = [], [], set()
@@ -313,7 +316,7 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
             else:
                 requested.add(name)
                 if name in saved:
-                    value_entries.append(("v", name, VALUE_TEMPLATES.get(saved[name]["kind"], b"")))
+                    value_entries.append(value_entry(name, VALUE_TEMPLATES.get(saved[name].kind, b"")))
         missing = sorted(requested - set(saved))
         if missing and strict:
             shown = ", ".join(f"'{m}'" for m in missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
@@ -337,7 +340,7 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
     else:
         stats = read_boxes(s, checkpoint, [b for _, b in boxes], {}, verify=verify, threads=threads,
                            progress=report)
-    values = _core.load(s, checkpoint, value_entries, verify=verify)["values"] if value_entries else {}
+    values = _core.load(s, checkpoint, value_entries, verify=verify).values if value_entries else {}
     for name, v in values.items():
         set_element(plain, mapping[name], decode_object(name, v, trust_objects) if name in torch_saved else v)
     for k, obj in stateful.items():
@@ -345,5 +348,5 @@ def load(state_dict: dict, store, checkpoint: str, *, strict: bool = True, verif
     for k in state_dict:
         if k not in stateful:
             state_dict[k] = plain[k]
-    return {"missing_keys": missing, "unexpected_keys": sorted(set(saved) - requested),
-            "bytes_read": stats["bytes_read"], "chunks_read": stats["chunks_read"]}
+    return _core.LoadResult(missing_keys=missing, unexpected_keys=sorted(set(saved) - requested),
+                            bytes_read=stats["bytes_read"], chunks_read=stats["chunks_read"])

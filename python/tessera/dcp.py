@@ -106,7 +106,8 @@ from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
 from . import _core, _dcp_metadata, _progress, _replicated, _staging
-from ._entries import METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, torch_dtype, unique_rounds
+from ._entries import (METADATA_KEY, VALUE_TEMPLATES, decode_object, encode_object, sum_save_results, torch_dtype,
+                       unique_rounds, value_entry)
 from ._reading import Box, read_boxes
 from ._staging import save_entry
 from .api import _store_path, checkpoint_metadata
@@ -181,8 +182,8 @@ class StorageWriter(_DcpWriter, AsyncStager):
         self.user_metadata = dict(metadata or {})
         self.is_coordinator = False
         self.rank = 0
-        self.last_stats: dict | None = None  # this rank's write statistics after write_data
-        self.commit_stats: dict | None = None  # the coordinator's totals after finish
+        self.last_stats: _core.SaveResult | None = None  # this rank's write statistics after write_data
+        self.commit_stats: _core.SaveResult | None = None  # the coordinator's totals after finish
         self.timings: dict[str, float] = {}  # seconds this rank spent in write_data and finish
         self._staged: _staging.StagedStateDict | None = None  # from stage(), released after write_data
 
@@ -228,7 +229,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
         self.rank = kwargs.get("rank", torch.distributed.get_rank() if torch.distributed.is_initialized() else 0)
         if is_coordinator:  # creates the store, and fails early (on every rank, via DCP) for a taken name
             store = _core.Store(self.store_path, create=True)
-            names = {c["name"] for c in store.checkpoints()}
+            names = {c.name for c in store.checkpoints()}
             if self.checkpoint in names and not self.overwrite:
                 raise _core.AlreadyExistsError(
                     f"checkpoint '{self.checkpoint}' already exists in store '{self.store_path}'")
@@ -258,7 +259,7 @@ class StorageWriter(_DcpWriter, AsyncStager):
                 value = _plain_value(blob)
                 if value is not None:
                     plain.append(fqn)
-                entries.append(("v", fqn, blob if value is None else value))
+                entries.append(value_entry(fqn, blob if value is None else value))
                 size = len(blob)
             else:
                 td = item.tensor_data
@@ -266,28 +267,26 @@ class StorageWriter(_DcpWriter, AsyncStager):
                 size = data.numel() * data.element_size()
             results.append(WriteResult(index=item.index, size_in_bytes=size, storage_data=None))
         if not entries:
-            self.last_stats = {}
+            self.last_stats = _core.SaveResult()
             return _done(results)
         # The store exists (the coordinator created it before DCP's plan exchange); only the commit writes the catalog.
         store = _core.Store(self.store_path, read_only=True)
-        manifests, stats = [], {}
+        manifests, stats = [], []
         options = dict(self.options)
         if (report := _progress.callback(self.progress)) is not None:
             options["progress"] = report
         try:
-            for part in unique_rounds(entries, key=lambda e: e[1]):
+            for part in unique_rounds(entries, key=lambda e: e.name):
                 m, s = _core.write_part(store, part, self.rank, **options)
                 manifests.append(m)
-                for k, v in s.items():
-                    if isinstance(v, int):
-                        stats[k] = stats.get(k, 0) + v
+                stats.append(s)
         except BaseException:
             for m in manifests:
                 _core.discard_part(store, m)
             raise
         finally:
             staging.close()
-        self.last_stats = stats
+        self.last_stats = sum_save_results(stats)
         results[0] = dataclasses.replace(results[0], storage_data=PartManifests(manifests, plain))
         return _done(results)
 
@@ -361,7 +360,7 @@ class StorageReader(_DcpReader):
         self._store: _core.Store | None = None
         self._kinds: dict[str, str] = {}
         self._dtypes: dict[str, str] = {}
-        self._described: dict[str, dict] = {}
+        self._described: dict[str, _core.EntryInfo] = {}
         self._torch_saved: set[str] = set()
 
     def reset(self, checkpoint_id: str | os.PathLike | None = None) -> None:
@@ -405,17 +404,17 @@ class StorageReader(_DcpReader):
         catalog: dict = {}
         self._kinds = {}
         for e in _core.describe(store, self.checkpoint):  # the catalog is the source of truth
-            name, kind = e["name"], e["kind"]
+            name, kind = e.name, e.kind
             self._kinds[name] = kind
-            self._dtypes[name] = e["dtype"]
+            self._dtypes[name] = e.dtype
             self._described[name] = e
             if kind != "tensor":
                 catalog[name] = BytesStorageMetadata()
                 continue
-            shape = torch.Size(e["shape"])
+            shape = torch.Size(e.shape)
             old = saved.get(name)
             props = old.properties if isinstance(old, TensorStorageMetadata) else TensorProperties(
-                dtype=torch_dtype(e["dtype"]))
+                dtype=torch_dtype(e.dtype))
             catalog[name] = TensorStorageMetadata(
                 properties=props, size=shape,
                 chunks=[ChunkStorageMetadata(offsets=torch.Size([0] * len(shape)), sizes=shape)])
@@ -461,7 +460,7 @@ class StorageReader(_DcpReader):
         return [dataclasses.replace(p, storage_data=once) for p in plans]
 
     def _start(self, it) -> list:
-        shape = self._shapes[it.storage_index.fqn] if self._shapes else self._described[it.storage_index.fqn]["shape"]
+        shape = self._shapes[it.storage_index.fqn] if self._shapes else self._described[it.storage_index.fqn].shape
         return [o + s for o, s in zip(it.storage_index.offset or [0] * len(shape), it.storage_offsets)]
 
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
@@ -478,8 +477,8 @@ class StorageReader(_DcpReader):
         self._read_tensors(store, plan, planner, tensor_items)
         if byte_items:
             names = sorted({it.storage_index.fqn for it in byte_items})
-            entries = [("v", n, VALUE_TEMPLATES.get(self._kinds.get(n, "bytes"), b"")) for n in names]
-            values = _core.load(store, self.checkpoint, entries, verify=self.verify)["values"]
+            entries = [value_entry(n, VALUE_TEMPLATES.get(self._kinds.get(n, "bytes"), b"")) for n in names]
+            values = _core.load(store, self.checkpoint, entries, verify=self.verify).values
             for it in byte_items:
                 fqn = it.storage_index.fqn
                 v = values[fqn]

@@ -21,14 +21,15 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
 from . import _core, _dcp_metadata, _progress
-from ._entries import METADATA_KEY, encode_object, tensor_entry
+from ._entries import METADATA_KEY, encode_object, tensor_entry, value_entry
 
 
 def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20, compression: str = "auto",
-               dedup: bool = True, progress=None) -> dict:
+               dedup: bool = True, progress=None) -> _core.SaveResult:
     """Imports the DCP checkpoint in `dcp_dir` as `checkpoint` of `store`
     (a path or tessera.Store, created if missing). Single process. Returns
-    the commit's statistics (logical_bytes, written_bytes, chunks, ...).
+    the commit's statistics, a tessera.SaveResult (logical_bytes,
+    written_bytes, chunks, ...).
 
     progress: True for a bar on a terminal, or a callable taking a
     tessera.Progress ("import-dcp"; the tensor bytes imported, reported once
@@ -37,7 +38,7 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
     reader = dcp.FileSystemReader(dcp_dir)
     md = reader.read_metadata()
     s = store if isinstance(store, _core.Store) else _core.Store(os.fspath(store), create=True)
-    if checkpoint in {c["name"] for c in s.checkpoints()}:
+    if checkpoint in {c.name for c in s.checkpoints()}:
         raise _core.AlreadyExistsError(f"checkpoint '{checkpoint}' already exists in store '{s.path}'")
     tensors = {k: v for k, v in md.state_dict_metadata.items() if isinstance(v, TensorStorageMetadata)}
     objects = sorted(k for k, v in md.state_dict_metadata.items() if isinstance(v, BytesStorageMetadata))
@@ -77,7 +78,7 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
             # DCP's planner unpickles each object; keep it as torch.save bytes, as DCP wrote it.
             sd = {n: None for n in objects}
             dcp.load(sd, storage_reader=dcp.FileSystemReader(dcp_dir), no_dist=True)
-            m, _ = _core.write_part(s, [("v", n, encode_object(sd[n])) for n in objects], **opts)
+            m, _ = _core.write_part(s, [value_entry(n, encode_object(sd[n])) for n in objects], **opts)
             manifests.append(m)
         meta = {METADATA_KEY: {"format": "dcp", "torch_saved": objects, "imported_from": os.path.abspath(dcp_dir),
                                "dcp_metadata": _dcp_metadata.encode(md)}}

@@ -4,8 +4,12 @@
 verbs that only read. Errors are tessera.Error subclasses, as from the CLI.
 
     import tessera
-    tessera.verify("/ckpt/run-7")["ok"]
-    tessera.rm("/ckpt/run-7", ["step-100"], gc=True)["gc"]["freed_bytes"]
+    tessera.verify("/ckpt/run-7").ok
+    tessera.rm("/ckpt/run-7", ["step-100"], gc=True).gc.freed_bytes
+
+Results are typed records (tessera.CheckpointSummary, EntryInfo,
+VerifyReport, DiffReport, GcResult, RemoveResult, ExportResult; see
+tessera/__init__.py on the dict-style access they keep for one release).
 """
 from __future__ import annotations
 
@@ -17,17 +21,17 @@ def _open(store, read_only: bool) -> _core.Store:
     return store if isinstance(store, _core.Store) else _core.Store(_store_path(store), read_only=read_only)
 
 
-def ls(store) -> list[dict]:
+def ls(store) -> list[_core.CheckpointSummary]:
     """One record per checkpoint, oldest first (`tessera ls`)."""
     return _open(store, True).checkpoints()
 
 
-def show(store, checkpoint: str) -> list[dict]:
+def show(store, checkpoint: str) -> list[_core.EntryInfo]:
     """The checkpoint's entries: name, kind, dtype, shape, chunks, bytes (`tessera show`)."""
     return _core.describe(_open(store, True), checkpoint)
 
 
-def verify(store, checkpoints=(), *, threads: int = 0, progress=None) -> dict:
+def verify(store, checkpoints=(), *, threads: int = 0, progress=None) -> _core.VerifyReport:
     """Checks the catalog and re-reads every chunk of `checkpoints` (all when
     empty) (`tessera verify`). Damage is reported, not raised: ok, damaged
     [{chunk, pack, problem, users}], catalog [{checkpoint, problem}],
@@ -36,7 +40,7 @@ def verify(store, checkpoints=(), *, threads: int = 0, progress=None) -> dict:
     return _core.verify(_open(store, True), list(checkpoints), threads, _progress.callback(progress))
 
 
-def diff(store, a: str, b: str, *, values: bool = False, threads: int = 0) -> dict:
+def diff(store, a: str, b: str, *, values: bool = False, threads: int = 0) -> _core.DiffReport:
     """What changed from checkpoint `a` to `b` (`tessera diff`): identical,
     added, removed, changed [{name, change, changed_chunks, changed_bytes, ...,
     stats with values=True}], unchanged."""
@@ -44,7 +48,7 @@ def diff(store, a: str, b: str, *, values: bool = False, threads: int = 0) -> di
 
 
 def gc(store, *, dry_run: bool = False, rewrite_below: float = 0.75, grace_s: float = 3600,
-       progress=None) -> dict:
+       progress=None) -> _core.GcResult:
     """Deletes packs no checkpoint uses and rewrites mostly dead ones
     (`tessera gc`): the plan (delete_packs, rewrite_packs, bytes_to_free, ...)
     and, unless dry_run, what was done (freed_bytes, deleted_packs, skipped, ...)."""
@@ -54,21 +58,18 @@ def gc(store, *, dry_run: bool = False, rewrite_below: float = 0.75, grace_s: fl
 _gc = gc  # for rm, whose flag is named gc too
 
 
-def rm(store, checkpoints, *, gc: bool = False) -> dict:
+def rm(store, checkpoints, *, gc: bool = False) -> _core.RemoveResult:
     """Removes checkpoints in one transaction (`tessera rm`); with gc=True a
-    default gc follows and its result is under "gc"."""
+    default gc follows and its result is the RemoveResult's `gc`."""
     names = [checkpoints] if isinstance(checkpoints, str) else list(checkpoints)
     s = _open(store, False)
-    _core.remove(s, names)
-    out: dict = {"removed": names}
-    if gc:
-        out["gc"] = _gc(s)
-    return out
+    removed = _core.remove(s, names)
+    return _core.RemoveResult(removed=removed.removed, gc=_gc(s)) if gc else removed
 
 
 def export(store, checkpoint: str, out_dir, *, prefix: str = "", strip_prefix: bool = False,
            max_shard_bytes: int = 5 << 30, skip_unsupported: bool = False, overwrite: bool = False,
-           threads: int = 0, progress=None) -> dict:
+           threads: int = 0, progress=None) -> _core.ExportResult:
     """Writes the checkpoint's tensors as safetensors files in `out_dir`
     (`tessera export`): files, index_file, tensors, total_size, skipped, ..."""
     import os

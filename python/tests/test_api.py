@@ -1,49 +1,46 @@
 """tessera.save / tessera.load: single process and several Gloo ranks."""
 import os
+import re
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+import pytest
+import states
+import torch
 
-import harness  # noqa: E402
-import states  # noqa: E402
-import torch  # noqa: E402
-
-import tessera  # noqa: E402
+import tessera
+from tessera._torch_compat import default_store
 
 
-def test_roundtrip_values_and_stateful():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_roundtrip_values_and_stateful(store):
     lin = torch.nn.Linear(8, 4)
     sd = {"model": lin, "extra": {"w": torch.randn(5, 6).t(), "step": 12, "lr": 1e-3, "tag": "run-7", "raw": b"\x00\x01",
                                    "big": 2**70, "flag": True, "sched": {"milestones": [1, 2]}}}
     r = tessera.save(sd, store, "a")
-    assert r["chunks_written"] == 3 and r["packs"] >= 1, r  # packs: one per writer thread that got work
+    assert r.chunks_written == 3 and r.packs >= 1, r  # packs: one per writer thread that got work
     lin2 = torch.nn.Linear(8, 4)
     target = {"model": lin2, "extra": {"w": torch.zeros(6, 5), "step": 0, "lr": 0.0, "tag": "", "raw": b"", "big": 0,
                                        "flag": None, "sched": {"milestones": None}}}
     res = tessera.load(target, store, "a")
-    assert res["missing_keys"] == [] and res["unexpected_keys"] == [], res
+    assert res.missing_keys == [] and res.unexpected_keys == [], res
     assert torch.equal(lin2.weight, lin.weight) and torch.equal(lin2.bias, lin.bias)
     e = target["extra"]
     assert torch.equal(e["w"], sd["extra"]["w"])
     assert (e["step"], e["lr"], e["tag"], e["raw"], e["big"], e["flag"]) == (12, 1e-3, "run-7", b"\x00\x01", 2**70, True)
     assert e["sched"]["milestones"] == [1, 2]
     info = tessera.Store(store, read_only=True).checkpoint("a")
-    assert info["tensors"] == 3 and info["values"] == 7, info
+    assert info.tensors == 3 and info.values == 7, info
 
 
-def test_dedup_second_save_writes_nothing():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_dedup_second_save_writes_nothing(store):
     sd = {"w": torch.randn(512, 512), "b": torch.randn(300)}
     first = tessera.save(sd, store, "one", chunk_bytes=64 << 10)
     second = tessera.save(sd, store, "two", chunk_bytes=64 << 10)
-    assert first["written_bytes"] > 0 and first["chunks_written"] == first["chunks"]
-    assert second["written_bytes"] == 0 and second["chunks_written"] == 0 and second["packs"] == 0, second
-    assert tessera.Store(store).checkpoint("two")["added_bytes"] == 0
+    assert first.written_bytes > 0 and first.chunks_written == first.chunks
+    assert second.written_bytes == 0 and second.chunks_written == 0 and second.packs == 0, second
+    assert tessera.Store(store).checkpoint("two").added_bytes == 0
 
 
-def test_progress_callbacks_see_bytes_rise_to_the_total():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_progress_callbacks_see_bytes_rise_to_the_total(store):
     sd = {"w": torch.randn(512, 512), "b": torch.randn(300), "step": 3}
     total = (512 * 512 + 300) * 4
     for op, run in [("save", lambda cb: tessera.save(sd, store, "p", chunk_bytes=64 << 10, progress=cb)),
@@ -80,77 +77,83 @@ def test_progress_callbacks_see_bytes_rise_to_the_total():
     assert torch.equal(got["w"], sd["w"])
 
 
-def test_reading_never_creates_a_store_and_records_are_lean():
+def test_reading_never_creates_a_store_and_records_are_lean(tmp_path):
     from tessera.dcp import StorageReader
-    d = harness.tmpdir()
+    d = str(tmp_path)
     for path in (d, os.path.join(d, "missing")):  # an existing non-store directory, and no directory at all
         before = sorted(os.listdir(d))
-        harness.expect_raises(tessera.StoreError, tessera.Store, path, match=path)
-        harness.expect_raises(tessera.StoreError, tessera.load, {"w": torch.zeros(2)}, path, "c", match=path)
+        with pytest.raises(tessera.StoreError, match=re.escape(path)):
+            tessera.Store(path)
+        with pytest.raises(tessera.StoreError, match=re.escape(path)):
+            tessera.load({"w": torch.zeros(2)}, path, "c")
         md = StorageReader(path, "c").read_metadata()  # DCP swallows this error; the reader keeps it
         assert md.state_dict_metadata == {}
         assert sorted(os.listdir(d)) == before, "a read created files"
     store = os.path.join(d, "store")
     tessera.save({"w": torch.ones(3)}, store, "c", metadata={"note": "x" * 10000})
     rec = tessera.Store(store).checkpoints()
-    assert "metadata" not in rec[0] and rec[0]["name"] == "c"
-    assert "x" * 10000 in tessera.Store(store).checkpoints(metadata=True)[0]["metadata"]
+    assert rec[0].metadata is None and rec[0].name == "c"
+    assert "x" * 10000 in tessera.Store(store).checkpoints(metadata=True)[0].metadata
 
 
-def test_bad_inputs_from_python_are_refused_naming_them():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_bad_inputs_from_python_are_refused_naming_them(store):
     tessera.save({"w": torch.arange(6.0)}, store, "c")
     q = torch.quantize_per_tensor(torch.tensor([1.5, -0.3, 0.7]), 0.1, 0, torch.qint8)
-    harness.expect_raises(tessera.InvalidArgument, tessera.save, {"q": q}, store, "q", match="'q'")  # would lose scale
+    with pytest.raises(tessera.InvalidArgument, match=re.escape("'q'")):
+        tessera.save({"q": q}, store, "q")  # would lose scale
     # Thread counts: at most 1024 in every API (the library refuses more before starting any thread).
     threads_before = len(os.listdir("/proc/self/task"))
     too_many = "threads must be between 0 (one per core) and 1024, got 1000000"
-    harness.expect_raises(tessera.InvalidArgument, tessera.save, {"w": torch.ones(2)}, store, "t", threads=10**6,
-                          match=too_many)
-    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(6)}, store, "c", threads=10**6,
-                          match=too_many)
+    with pytest.raises(tessera.InvalidArgument, match=re.escape(too_many)):
+        tessera.save({"w": torch.ones(2)}, store, "t", threads=10**6)
+    with pytest.raises(tessera.InvalidArgument, match=re.escape(too_many)):
+        tessera.load({"w": torch.zeros(6)}, store, "c", threads=10**6)
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.api import CheckpointException  # DCP wraps every rank's error
     from tessera.dcp import StorageReader
-    harness.expect_raises(CheckpointException, dcp.load, {"w": torch.zeros(6)},
-                          storage_reader=StorageReader(store, "c", threads=10**6), match=too_many)
+    with pytest.raises(CheckpointException, match=re.escape(too_many)):
+        dcp.load({"w": torch.zeros(6)}, storage_reader=StorageReader(store, "c", threads=10**6))
     assert len(os.listdir("/proc/self/task")) == threads_before
-    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(6)}, store, "c", threads=-1,
-                          match="threads")
-    harness.expect_raises(tessera.InvalidArgument, tessera.save, {"w": torch.ones(2)}, store, "k", keep_last=-1,
-                          match="keep_last must be 0 (keep all) or positive, got -1")
+    with pytest.raises(tessera.InvalidArgument, match=re.escape("threads")):
+        tessera.load({"w": torch.zeros(6)}, store, "c", threads=-1)
+    with pytest.raises(tessera.InvalidArgument, match=re.escape("keep_last must be 0 (keep all) or positive, got -1")):
+        tessera.save({"w": torch.ones(2)}, store, "k", keep_last=-1)
     expanded = torch.zeros(1).expand(6)  # six views of one element
-    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": expanded}, store, "c", match="'w'")
+    with pytest.raises(tessera.InvalidArgument, match=re.escape("'w'")):
+        tessera.load({"w": expanded}, store, "c")
     assert torch.equal(expanded, torch.zeros(6))
-    assert [c["name"] for c in tessera.Store(store).checkpoints()] == ["c"]
+    assert [c.name for c in tessera.Store(store).checkpoints()] == ["c"]
     assert len(os.listdir(os.path.join(store, "packs"))) == 1, "a refused save wrote a pack"
 
 
-def test_errors_name_the_culprit():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_errors_name_the_culprit(store):
     tessera.save({"w": torch.ones(4, 3), "n": 1}, store, "c")
-    harness.expect_raises(tessera.NotFoundError, tessera.load, {"w": torch.zeros(4, 3)}, store, "nope", match="'nope'")
-    harness.expect_raises(tessera.NotFoundError, tessera.load, {"w": torch.zeros(4, 3), "v": torch.zeros(2)}, store,
-                          "c", match="'v'")
-    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(3, 4)}, store, "c",
-                          match="tensor 'w': saved shape [4, 3], target [3, 4]")
-    e = harness.expect_raises(tessera.InvalidArgument, tessera.load, {"w": torch.zeros(4, 3, dtype=torch.float64)},
-                              store, "c", match="tensor 'w': saved dtype float32, target float64")
+    with pytest.raises(tessera.NotFoundError, match=re.escape("'nope'")):
+        tessera.load({"w": torch.zeros(4, 3)}, store, "nope")
+    with pytest.raises(tessera.NotFoundError, match=re.escape("'v'")):
+        tessera.load({"w": torch.zeros(4, 3), "v": torch.zeros(2)}, store, "c")
+    with pytest.raises(tessera.InvalidArgument, match=re.escape("tensor 'w': saved shape [4, 3], target [3, 4]")):
+        tessera.load({"w": torch.zeros(3, 4)}, store, "c")
+    with pytest.raises(tessera.InvalidArgument, match=re.escape("tensor 'w': saved dtype float32, target float64")) as raised:
+        tessera.load({"w": torch.zeros(4, 3, dtype=torch.float64)}, store, "c")
+    e = raised.value
     # What a Python caller can do, not a C++ option Python does not have.
     assert "LoadOptions" not in str(e) and "allow_cast" not in str(e), str(e)
     assert ".to(torch.float64)" in str(e) and "tessera.dcp.StorageReader" in str(e), str(e)
-    harness.expect_raises(tessera.InvalidArgument, tessera.load, {"n": torch.zeros(1)}, store, "c", match="'n'")
-    harness.expect_raises(tessera.AlreadyExistsError, tessera.save, {"w": torch.ones(1)}, store, "c",
-                          match="already exists")
+    with pytest.raises(tessera.InvalidArgument, match=re.escape("'n'")):
+        tessera.load({"n": torch.zeros(1)}, store, "c")
+    with pytest.raises(tessera.AlreadyExistsError, match=re.escape("already exists")):
+        tessera.save({"w": torch.ones(1)}, store, "c")
     res = tessera.load({"w": torch.zeros(4, 3), "v": torch.zeros(2)}, store, "c", strict=False)
-    assert res["missing_keys"] == ["v"] and res["unexpected_keys"] == ["n"], res
-    harness.expect_raises(tessera.StoreError, tessera.Store, os.path.join(store, "catalog.db"), read_only=True)
+    assert res.missing_keys == ["v"] and res.unexpected_keys == ["n"], res
+    with pytest.raises(tessera.StoreError):
+        tessera.Store(os.path.join(store, "catalog.db"), read_only=True)
 
 
 def _store_keys() -> int:
     """Keys in the job's Store (torch.distributed's default), counted between barriers."""
     torch.distributed.barrier()
-    n = torch.distributed.distributed_c10d._get_default_store().num_keys()
+    n = default_store().num_keys()
     torch.distributed.barrier()
     return n
 
@@ -159,7 +162,7 @@ def _save_sharded(rank, world, store, dim):
     sd = states.state(states.mesh1d(), dim)
     keys = _store_keys()
     r = tessera.save(sd, store, f"dim{dim}-w{world}", chunk_bytes=4096)
-    assert r["logical_bytes"] > 0
+    assert r.logical_bytes > 0
     assert _store_keys() == keys, "the save left keys in the job's Store"
 
 
@@ -176,13 +179,12 @@ def _load_plain(store, saved):
     states.check_state(sd)
 
 
-def test_dtensor_save_2_ranks_load_3_ranks_other_layout():
-    store = os.path.join(harness.tmpdir(), "store")
-    harness.run_ranks(_save_sharded, 2, store, 0)
-    harness.run_ranks(_load_sharded, 3, store, "dim0-w2", 1)  # rows -> columns (uneven: 50 columns on 3 ranks)
+def test_dtensor_save_2_ranks_load_3_ranks_other_layout(store, ranks):
+    ranks(_save_sharded, 2, store, 0)
+    ranks(_load_sharded, 3, store, "dim0-w2", 1)  # rows -> columns (uneven: 50 columns on 3 ranks)
     _load_plain(store, "dim0-w2")  # one process, whole tensors
     info = tessera.Store(store).checkpoint("dim0-w2")
-    assert info["world_size"] == 2, info
+    assert info.world_size == 2, info
 
 
 def _save_2d(rank, world, store):
@@ -196,18 +198,17 @@ def _save_2d(rank, world, store):
     r = tessera.save(sd, store, "2d", chunk_bytes=1024)
     # Replicas split the chunks: all ranks together write each chunk once.
     counts = [None] * world
-    torch.distributed.all_gather_object(counts, (r["chunks"], r["logical_bytes"]))
+    torch.distributed.all_gather_object(counts, (r.chunks, r.logical_bytes))
     if rank == 0:
         entries = tessera.describe(tessera.Store(store, read_only=True), "2d")
-        tensors = [e for e in entries if e["kind"] == "tensor"]
-        assert sum(c for c, _ in counts) == sum(e["chunks"] for e in tensors), (counts, tensors)
-        assert sum(b for _, b in counts) == sum(e["logical_bytes"] for e in tensors), counts
+        tensors = [e for e in entries if e.kind == "tensor"]
+        assert sum(c for c, _ in counts) == sum(e.chunks for e in tensors), (counts, tensors)
+        assert sum(b for _, b in counts) == sum(e.logical_bytes for e in tensors), counts
         assert all(c > 0 for c, _ in counts), counts  # every replica wrote its share
 
 
-def test_replicated_dims_write_each_chunk_once():
-    store = os.path.join(harness.tmpdir(), "store")
-    harness.run_ranks(_save_2d, 4, store)
+def test_replicated_dims_write_each_chunk_once(store, ranks):
+    ranks(_save_2d, 4, store)
     _load_plain(store, "2d")
 
 
@@ -227,7 +228,9 @@ def _failing_rank(rank, world, store, how):
             raise cls("injected on rank 1 (the words 'already exists' do not decide the class)")
         api._describe_for_save = fail
     keys = _store_keys()
-    e = harness.expect_raises(tessera.Error, tessera.save, sd, store, "bad", timeout=60)
+    with pytest.raises(tessera.Error) as raised:
+        tessera.save(sd, store, "bad", timeout=60)
+    e = raised.value
     assert _store_keys() == keys, "the failed save left keys in the job's Store"
     # The same class on every rank: that of the failure, whichever rank saw it (tessera.Error for a foreign one).
     expected = {"python": tessera.InvalidArgument, "shape": tessera.InvalidArgument,
@@ -240,15 +243,14 @@ def _failing_rank(rank, world, store, how):
     else:
         assert "failed: rank 1: " in str(e) and "injected on rank 1" in str(e), str(e)
     torch.distributed.barrier()
-    assert "bad" not in {c["name"] for c in tessera.Store(store, read_only=True).checkpoints()}
+    assert "bad" not in {c.name for c in tessera.Store(store, read_only=True).checkpoints()}
 
 
-def test_a_failing_rank_fails_the_save_everywhere():
-    store = os.path.join(harness.tmpdir(), "store")
-    harness.run_ranks(_failing_rank, 2, store, "python")   # a rank fails in Python, before the C++ save
-    harness.run_ranks(_failing_rank, 2, store, "shape")    # ranks disagree on a global shape: the commit refuses
-    harness.run_ranks(_failing_rank, 2, store, "corrupt")  # a tessera.Error subclass raised in Python
-    harness.run_ranks(_failing_rank, 2, store, "foreign")  # an exception that is not tessera's
+def test_a_failing_rank_fails_the_save_everywhere(store, ranks):
+    ranks(_failing_rank, 2, store, "python")   # a rank fails in Python, before the C++ save
+    ranks(_failing_rank, 2, store, "shape")    # ranks disagree on a global shape: the commit refuses
+    ranks(_failing_rank, 2, store, "corrupt")  # a tessera.Error subclass raised in Python
+    ranks(_failing_rank, 2, store, "foreign")  # an exception that is not tessera's
 
 
 def _typed_everywhere(rank, world, store):
@@ -257,16 +259,22 @@ def _typed_everywhere(rank, world, store):
     w = torch.arange(512 * 1024, dtype=torch.float32).reshape(512, 1024)  # 2 MiB: replicas read it once
     tessera.save({"w": w}, store, "w", chunk_bytes=256 << 10)  # a replica on every rank
     # Rank 0 refuses the save (the name exists): AlreadyExistsError on every rank.
-    e = harness.expect_raises(tessera.Error, tessera.save, {"w": w}, store, "w", timeout=60)
+    with pytest.raises(tessera.Error) as raised:
+        tessera.save({"w": w}, store, "w", timeout=60)
+    e = raised.value
     assert type(e) is tessera.AlreadyExistsError, (rank, type(e), str(e))
     # A bad option, refused inside the protocol on every rank.
-    e = harness.expect_raises(tessera.Error, tessera.save, {"w": w}, store, "k", keep_last=-1, timeout=60)
+    with pytest.raises(tessera.Error) as raised:
+        tessera.save({"w": w}, store, "k", keep_last=-1, timeout=60)
+    e = raised.value
     assert type(e) is tessera.InvalidArgument and "keep_last" in str(e), (rank, type(e), str(e))
     # tessera.load: rank 1 asks for a key the checkpoint lacks: NotFoundError on every rank, naming it.
     want = {"w": torch.zeros(512, 1024)}
     if rank == 1:
         want["missing"] = torch.zeros(2)
-    e = harness.expect_raises(tessera.Error, tessera.load, want, store, "w")
+    with pytest.raises(tessera.Error) as raised:
+        tessera.load(want, store, "w")
+    e = raised.value
     assert type(e) is tessera.NotFoundError and "'missing'" in str(e), (rank, type(e), str(e))
     if rank != 1:
         assert "failed on rank(s) 1" in str(e), str(e)
@@ -275,13 +283,15 @@ def _typed_everywhere(rank, world, store):
         def broken(*args, **kwargs):
             raise tessera.CorruptionError("injected: pack unreadable on rank 2")
         _replicated.read_boxes = broken
-    e = harness.expect_raises(tessera.Error, tessera.load, {"w": torch.zeros(512, 1024)}, store, "w")
+    with pytest.raises(tessera.Error) as raised:
+        tessera.load({"w": torch.zeros(512, 1024)}, store, "w")
+    e = raised.value
     assert type(e) is tessera.CorruptionError, (rank, type(e), str(e))
     assert ("injected" in str(e)) if rank == 2 else ("failed on rank(s) 2" in str(e)), str(e)
 
 
-def test_a_failure_raises_the_same_class_on_every_rank():
-    harness.run_ranks(_typed_everywhere, 3, os.path.join(harness.tmpdir(), "store"))
+def test_a_failure_raises_the_same_class_on_every_rank(store, ranks):
+    ranks(_typed_everywhere, 3, store)
 
 
 def _empty_shards(rank, world, store):
@@ -304,17 +314,16 @@ def _empty_shards(rank, world, store):
         assert torch.equal(t["x"].full_tensor(), full), name
 
 
-def test_empty_shards_and_empty_tensors():
-    harness.run_ranks(_empty_shards, 3, os.path.join(harness.tmpdir(), "store"))
+def test_empty_shards_and_empty_tensors(store, ranks):
+    ranks(_empty_shards, 3, store)
 
 
-def test_an_io_failure_is_a_tessera_error_naming_the_file():
+def test_an_io_failure_is_a_tessera_error_naming_the_file(store):
     # Files capped at 64 KiB (as a full disk would stop them): the pack
     # write fails; Python sees tessera.Error (not a bare RuntimeError), and
     # the store keeps nothing of the failed save.
     import subprocess
     import textwrap
-    store = os.path.join(harness.tmpdir(), "store")
     code = textwrap.dedent(f"""
         import resource, signal, sys, torch, tessera
         tessera.save({{"small": torch.ones(4)}}, {store!r}, "before")
@@ -330,7 +339,7 @@ def test_an_io_failure_is_a_tessera_error_naming_the_file():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
     assert r.stdout.startswith("ERROR"), (r.stdout, r.stderr)
     assert "File too large" in r.stdout and store in r.stdout, r.stdout
-    assert [c["name"] for c in tessera.Store(store).checkpoints()] == ["before"]
+    assert [c.name for c in tessera.Store(store).checkpoints()] == ["before"]
 
 
 def test_extension_uses_the_shared_cpp_runtime():
@@ -342,8 +351,7 @@ def test_extension_uses_the_shared_cpp_runtime():
     import subprocess
     from tessera import _core
     if not shutil.which("readelf") or not shutil.which("nm"):
-        print("skipped: no readelf/nm")
-        return
+        pytest.skip("no readelf/nm")
     needed = subprocess.run(["readelf", "-d", _core.__file__], capture_output=True, text=True, check=True).stdout
     assert "libstdc++.so.6" in needed, needed
     symbols = subprocess.run(["nm", "-C", "--defined-only", _core.__file__], capture_output=True, text=True,
@@ -352,41 +360,40 @@ def test_extension_uses_the_shared_cpp_runtime():
     assert len(own) < 20, own[:20]  # inline template instantiations only, not the runtime (~800)
 
 
-def test_cli_verbs_as_functions():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_cli_verbs_as_functions(store, tmp_path):
     w = torch.arange(64 * 1024, dtype=torch.float32)
     tessera.save({"w": w, "b": torch.ones(10), "step": 1}, store, "a", chunk_bytes=64 * 1024)
     w2 = w.clone()
     w2[:100] = -1  # one chunk of four changes
     tessera.save({"w": w2, "b": torch.ones(10), "step": 2}, store, "b", chunk_bytes=64 * 1024)
 
-    assert [c["name"] for c in tessera.ls(store)] == ["a", "b"]
-    shown = {e["name"]: e for e in tessera.show(store, "b")}
-    assert shown["w"]["kind"] == "tensor" and shown["w"]["shape"] == [64 * 1024] and shown["step"]["kind"] == "int"
+    assert [c.name for c in tessera.ls(store)] == ["a", "b"]
+    shown = {e.name: e for e in tessera.show(store, "b")}
+    assert shown["w"].kind == "tensor" and shown["w"].shape == [64 * 1024] and shown["step"].kind == "int"
     d = tessera.diff(store, "a", "b")
-    assert not d["identical"] and d["unchanged"] == 1, d  # b unchanged; w and step changed
-    changed = {c["name"]: c for c in d["changed"]}
-    assert changed["w"]["change"] == "content" and changed["w"]["changed_chunks"] == 1, changed
-    assert changed["step"]["change"] == "value", changed
+    assert not d.identical and d.unchanged == 1, d  # b unchanged; w and step changed
+    changed = {c.name: c for c in d.changed}
+    assert changed["w"].change == "content" and changed["w"].changed_chunks == 1, changed
+    assert changed["step"].change == "value", changed
 
     seen = []
     v = tessera.verify(store, progress=seen.append)
-    assert v["ok"] and v["chunks_checked"] > 0 and seen[-1].finished, v
+    assert v.ok and v.chunks_checked > 0 and seen[-1].finished, v
     try:
         tessera.diff(store, "a", "nope")
         raise AssertionError("an unknown checkpoint was diffed")
     except tessera.NotFoundError as e:
         assert "nope" in str(e)
 
-    out = os.path.join(harness.tmpdir(), "export")
+    out = os.path.join(str(tmp_path), "export")
     e = tessera.export(store, "b", out)
-    assert e["tensors"] == 2 and os.path.getsize(os.path.join(out, e["files"][0]["name"])) > w.nbytes, e
+    assert e.tensors == 2 and os.path.getsize(os.path.join(out, e.files[0].name)) > w.nbytes, e
 
     # rm frees nothing while b shares a's packs; rm with gc reclaims what only a used.
     r = tessera.rm(store, ["a"], gc=True)
-    assert r["removed"] == ["a"] and r["gc"]["freed_bytes"] > 0 and not r["gc"]["dry_run"], r
-    assert [c["name"] for c in tessera.ls(store)] == ["b"]
-    assert tessera.gc(store, dry_run=True)["bytes_to_free"] == 0
+    assert r.removed == ["a"] and r.gc.freed_bytes > 0 and not r.gc.dry_run, r
+    assert [c.name for c in tessera.ls(store)] == ["b"]
+    assert tessera.gc(store, dry_run=True).bytes_to_free == 0
     got = {"w": torch.zeros_like(w), "b": torch.zeros(10), "step": 0}
     tessera.load(got, store, "b")
     assert torch.equal(got["w"], w2) and got["step"] == 2
@@ -400,8 +407,5 @@ def test_cli_verbs_as_functions():
         f.seek(100)
         f.write(bytes([byte[0] ^ 0xFF]))
     v = tessera.verify(store)
-    assert not v["ok"] and v["damaged"] and os.path.basename(pack) in v["damaged"][0]["pack"], v
+    assert not v.ok and v.damaged and os.path.basename(pack) in v.damaged[0].pack, v
 
-
-if __name__ == "__main__":
-    harness.main(globals())

@@ -1,19 +1,18 @@
 """tessera.dcp: torch.distributed.checkpoint through a tessera store, and
 interop with DCP's own FileSystemWriter/Reader (import-dcp)."""
 import os
+import re
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+import pytest
+import states
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 
-import harness  # noqa: E402
-import states  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed.checkpoint as dcp  # noqa: E402
-from torch.distributed.checkpoint.api import CheckpointException  # noqa: E402
-
-import tessera  # noqa: E402
-from tessera.dcp import StorageReader, StorageWriter  # noqa: E402
+import tessera
+from tessera.dcp import StorageReader, StorageWriter
 
 
 def _dcp_save(rank, world, store, name, dim, salt=0, chunk_bytes=4096):
@@ -21,7 +20,7 @@ def _dcp_save(rank, world, store, name, dim, salt=0, chunk_bytes=4096):
     w = StorageWriter(store, name, chunk_bytes=chunk_bytes)
     dcp.save(sd, storage_writer=w)
     if rank == 0:
-        assert w.commit_stats["chunks"] > 0, w.commit_stats
+        assert w.commit_stats.chunks > 0, w.commit_stats
 
 
 def _dcp_load(rank, world, store, name, dim, salt=0):
@@ -37,17 +36,16 @@ def _dcp_load_plain(store, name, salt=0):
     states.check_state(sd, salt)
 
 
-def test_dcp_save_2_ranks_load_3_ranks_other_layout():
-    store = os.path.join(harness.tmpdir(), "store")
-    harness.run_ranks(_dcp_save, 2, store, "rows", 0)
-    harness.run_ranks(_dcp_load, 3, store, "rows", 1)  # columns, uneven
+def test_dcp_save_2_ranks_load_3_ranks_other_layout(store, ranks):
+    ranks(_dcp_save, 2, store, "rows", 0)
+    ranks(_dcp_load, 3, store, "rows", 1)  # columns, uneven
     _dcp_load_plain(store, "rows")
-    meta = tessera.Store(store).checkpoint("rows")["metadata"]
+    meta = tessera.Store(store).checkpoint("rows").metadata
     assert '"format": "dcp"' in meta and "dcp_metadata" in meta
     # DCP's byte items holding a plain int, float or str are stored as values of that kind (show and diff print
     # them); the tuple stays torch.save bytes, the only one listed as such.
     import json
-    kinds = {e["name"]: e["kind"] for e in tessera._core.describe(tessera.Store(store), "rows")}
+    kinds = {e.name: e.kind for e in tessera._core.describe(tessera.Store(store), "rows")}
     assert (kinds["optim.step"], kinds["optim.lr"], kinds["optim.name"], kinds["optim.betas"]) == \
         ("int", "float", "string", "bytes"), kinds
     assert json.loads(meta)["python"]["torch_saved"] == ["optim.betas"], meta[:200]
@@ -70,8 +68,8 @@ def _async_save(rank, world, store):
         states.check_state(sd, salt=5)
 
 
-def test_dcp_async_save():
-    harness.run_ranks(_async_save, 2, os.path.join(harness.tmpdir(), "store"))
+def test_dcp_async_save(store, ranks):
+    ranks(_async_save, 2, store)
 
 
 def _dedup(rank, world, store):
@@ -79,13 +77,13 @@ def _dedup(rank, world, store):
     first, second = StorageWriter(store, "a", chunk_bytes=1024), StorageWriter(store, "b", chunk_bytes=1024)
     dcp.save(sd, storage_writer=first)
     dcp.save(sd, storage_writer=second)
-    assert first.last_stats["chunks_written"] > 0, first.last_stats
-    assert second.last_stats["written_bytes"] == 0 and second.last_stats["chunks_written"] == 0, second.last_stats
+    assert first.last_stats.chunks_written > 0, first.last_stats
+    assert second.last_stats.written_bytes == 0 and second.last_stats.chunks_written == 0, second.last_stats
     if rank == 0:
-        assert second.commit_stats["written_bytes"] == 0 and second.commit_stats["chunks"] > 0
-        assert tessera.Store(store).checkpoint("b")["added_bytes"] == 0
+        assert second.commit_stats.written_bytes == 0 and second.commit_stats.chunks > 0
+        assert tessera.Store(store).checkpoint("b").added_bytes == 0
     dcp.save(sd, checkpoint_id="by-id", storage_writer=StorageWriter(store, "unused"))  # checkpoint_id names it
-    assert "by-id" in {c["name"] for c in tessera.Store(store, read_only=True).checkpoints()}
+    assert "by-id" in {c.name for c in tessera.Store(store, read_only=True).checkpoints()}
 
 
 def _progress(rank, world, store):
@@ -98,12 +96,12 @@ def _progress(rank, world, store):
         assert seen[-1].finished and seen[-1].done_bytes == seen[-1].total_bytes > 0, seen
 
 
-def test_dcp_storage_classes_report_progress():
-    harness.run_ranks(_progress, 2, os.path.join(harness.tmpdir(), "store"))
+def test_dcp_storage_classes_report_progress(store, ranks):
+    ranks(_progress, 2, store)
 
 
-def test_dcp_dedup_second_save_writes_no_chunk():
-    harness.run_ranks(_dedup, 2, os.path.join(harness.tmpdir(), "store"))
+def test_dcp_dedup_second_save_writes_no_chunk(store, ranks):
+    ranks(_dedup, 2, store)
 
 
 def _bytes_read(rank, world, store, dim, verify):
@@ -122,11 +120,10 @@ def _save_big(rank, world, store):
     dcp.save(sd, storage_writer=StorageWriter(store, "big", chunk_bytes=64 << 10, compression="none"))
 
 
-def test_dcp_reads_only_the_boxes_it_needs():
-    store = os.path.join(harness.tmpdir(), "store")
-    harness.run_ranks(_save_big, 2, store)
-    harness.run_ranks(_bytes_read, 4, store, 0, True)   # row shards on the chunk grid: whole 64 KiB blocks
-    harness.run_ranks(_bytes_read, 4, store, 1, False)  # column shards: only their byte ranges of each row
+def test_dcp_reads_only_the_boxes_it_needs(store, ranks):
+    ranks(_save_big, 2, store)
+    ranks(_bytes_read, 4, store, 0, True)   # row shards on the chunk grid: whole 64 KiB blocks
+    ranks(_bytes_read, 4, store, 1, False)  # column shards: only their byte ranges of each row
 
 
 class _FailingWriter(StorageWriter):
@@ -140,25 +137,25 @@ def _failures(rank, world, store):
     sd = states.state(states.mesh1d(), 0)
     dcp.save(sd, storage_writer=StorageWriter(store, "ok"))
     # An existing name with overwrite=False: refused on every rank, nothing changed.
-    harness.expect_raises(CheckpointException, dcp.save, sd,
-                          storage_writer=StorageWriter(store, "ok", overwrite=False), match="already exists")
+    with pytest.raises(CheckpointException, match=re.escape("already exists")):
+        dcp.save(sd, storage_writer=StorageWriter(store, "ok", overwrite=False))
     # A rank raising while writing: every rank raises, no checkpoint appears.
-    harness.expect_raises(CheckpointException, dcp.save, sd, storage_writer=_FailingWriter(store, "half"),
-                          match="disk on fire")
-    assert [c["name"] for c in tessera.Store(store, read_only=True).checkpoints()] == ["ok"]
+    with pytest.raises(CheckpointException, match=re.escape("disk on fire")):
+        dcp.save(sd, storage_writer=_FailingWriter(store, "half"))
+    assert [c.name for c in tessera.Store(store, read_only=True).checkpoints()] == ["ok"]
     # Unknown checkpoint; a key the checkpoint lacks; a wrong global shape.
-    harness.expect_raises(CheckpointException, dcp.load, sd, storage_reader=StorageReader(store, "nope"),
-                          match="'nope'")
+    with pytest.raises(CheckpointException, match=re.escape("'nope'")):
+        dcp.load(sd, storage_reader=StorageReader(store, "nope"))
     extra = dict(sd, more=torch.zeros(3))
-    harness.expect_raises(CheckpointException, dcp.load, extra, storage_reader=StorageReader(store, "ok"),
-                          match="more")
+    with pytest.raises(CheckpointException, match=re.escape("more")):
+        dcp.load(extra, storage_reader=StorageReader(store, "ok"))
     wrong = {"model": {"counts": torch.zeros(8, 3, dtype=torch.int64)}}
-    harness.expect_raises(CheckpointException, dcp.load, wrong, storage_reader=StorageReader(store, "ok"),
-                          match="model.counts")
+    with pytest.raises(CheckpointException, match=re.escape("model.counts")):
+        dcp.load(wrong, storage_reader=StorageReader(store, "ok"))
 
 
-def test_dcp_failures():
-    harness.run_ranks(_failures, 2, os.path.join(harness.tmpdir(), "store"))
+def test_dcp_failures(store, ranks):
+    ranks(_failures, 2, store)
 
 
 class _App:
@@ -179,21 +176,21 @@ def _overwrite(rank, world, store):
     Stateful.register(_App)
     for salt in (1, 2, 3):  # DCP's habit: saving in a loop into one checkpoint id
         dcp.save(states.state(states.mesh1d(), 0, salt=salt), storage_writer=StorageWriter(store, "ckpt"))
-    assert [c["name"] for c in tessera.Store(store, read_only=True).checkpoints()] == ["ckpt"]
+    assert [c.name for c in tessera.Store(store, read_only=True).checkpoints()] == ["ckpt"]
     got = states.state(states.mesh1d(), 1, zeros=True)
     dcp.load(got, storage_reader=StorageReader(store, "ckpt"))
     states.check_state(got, salt=3)
 
     # An overwrite that fails on one rank leaves the old checkpoint as it was.
-    harness.expect_raises(CheckpointException, dcp.save, states.state(states.mesh1d(), 0, salt=4),
-                          storage_writer=_FailingWriter(store, "ckpt"), match="disk on fire")
+    with pytest.raises(CheckpointException, match=re.escape("disk on fire")):
+        dcp.save(states.state(states.mesh1d(), 0, salt=4), storage_writer=_FailingWriter(store, "ckpt"))
     got = states.state(states.mesh1d(), 1, zeros=True)
     dcp.load(got, storage_reader=StorageReader(store, "ckpt"))
     states.check_state(got, salt=3)
 
     # tessera.save keeps names immutable unless asked.
-    harness.expect_raises(tessera.AlreadyExistsError, tessera.save, states.state(states.mesh1d(), 0, salt=5), store,
-                          "ckpt", match="already exists")
+    with pytest.raises(tessera.AlreadyExistsError, match=re.escape("already exists")):
+        tessera.save(states.state(states.mesh1d(), 0, salt=5), store, "ckpt")
     tessera.save(states.state(states.mesh1d(), 0, salt=5), store, "ckpt", overwrite=True)
     got = states.state(states.mesh1d(), 1, zeros=True)
     tessera.load(got, store, "ckpt")
@@ -221,8 +218,8 @@ def _overwrite(rank, world, store):
     assert r.read_metadata().storage_meta.load_id == r.load_id != meta.load_id
 
 
-def test_dcp_overwrite_stateful_loads_and_storage_meta():
-    harness.run_ranks(_overwrite, 2, os.path.join(harness.tmpdir(), "store"))
+def test_dcp_overwrite_stateful_loads_and_storage_meta(store, ranks):
+    ranks(_overwrite, 2, store)
 
 
 def _sharded_to_plain(rank, world, store):
@@ -238,8 +235,8 @@ def _sharded_to_plain(rank, world, store):
     assert torch.equal(cols["p"].full_tensor(), full)
 
 
-def test_dcp_resharding_between_sharded_and_plain_tensors():
-    harness.run_ranks(_sharded_to_plain, 3, os.path.join(harness.tmpdir(), "store"))
+def test_dcp_resharding_between_sharded_and_plain_tensors(store, ranks):
+    ranks(_sharded_to_plain, 3, store)
 
 
 class _Evil:
@@ -252,21 +249,21 @@ class _Evil:
         return (open, (self.path, "w"))
 
 
-def test_reading_a_store_runs_no_code_from_it():
+def test_reading_a_store_runs_no_code_from_it(tmp_path):
     import base64
     import json
     import pickle
 
     from tessera import _core
-    from tessera._entries import encode_object, tensor_entry
-    d = harness.tmpdir()
+    from tessera._entries import encode_object, tensor_entry, value_entry
+    d = str(tmp_path)
     store, marker = os.path.join(d, "store"), os.path.join(d, "code-ran")
     # A hostile checkpoint: DCP metadata as a pickle (as tessera wrote it before) and a torch.save'd value
     # whose unpickling runs code, both listed where the package looks for them.
     meta = {"python": {"format": "dcp", "torch_saved": ["obj"],
                        "dcp_metadata": base64.b64encode(pickle.dumps(_Evil(marker))).decode()}}
     w = torch.arange(6.0).reshape(2, 3)
-    _core.save(tessera.Store(store, create=True), "c", [tensor_entry("w", w), ("v", "obj", encode_object(_Evil(marker)))],
+    _core.save(tessera.Store(store, create=True), "c", [tensor_entry("w", w), value_entry("obj", encode_object(_Evil(marker)))],
                metadata=json.dumps(meta))
     md = StorageReader(store, "c").read_metadata()  # the pickle is ignored: the catalog describes the entries
     assert set(md.state_dict_metadata) == {"w", "obj"}
@@ -274,9 +271,12 @@ def test_reading_a_store_runs_no_code_from_it():
     dcp.load(sd, storage_reader=StorageReader(store, "c"), no_dist=True)  # tensors only
     assert torch.equal(sd["w"], w)
     with_obj = {"w": torch.zeros(2, 3), "obj": None}
-    e = harness.expect_raises(BaseException, dcp.load, with_obj, storage_reader=StorageReader(store, "c"), no_dist=True)
+    with pytest.raises(BaseException) as raised:
+        dcp.load(with_obj, storage_reader=StorageReader(store, "c"), no_dist=True)
+    e = raised.value
     assert "'obj'" in str(e) and "trust_objects" in str(e), str(e)
-    harness.expect_raises(tessera.InvalidArgument, tessera.load, dict(with_obj), store, "c", match="'obj'")
+    with pytest.raises(tessera.InvalidArgument, match=re.escape("'obj'")):
+        tessera.load(dict(with_obj), store, "c")
     assert not os.path.exists(marker), "loading ran code from the store"
     # Plain objects still come back without trust; with trust_objects=True the payload runs (it is real).
     tessera.save({"betas": (0.9, 0.95), "flag": True, "none": None}, store, "plain")
@@ -287,22 +287,23 @@ def test_reading_a_store_runs_no_code_from_it():
     assert os.path.exists(marker)
 
 
-def test_damaged_or_newer_dcp_metadata_is_refused_naming_it():
+def test_damaged_or_newer_dcp_metadata_is_refused_naming_it(store):
     import json
 
     from tessera import _core
     from tessera._entries import tensor_entry
-    store = os.path.join(harness.tmpdir(), "store")
     w = torch.arange(6.0).reshape(2, 3)
     for name, dcp_md in (("bad", {"tensors": {"w": {"dtype": "float32", "shape": "2x3"}}}),
                          ("newer", {"format_version": 99, "tensors": {}})):
         meta = {"python": {"format": "dcp", "torch_saved": [], "dcp_metadata": dcp_md}}
         _core.save(tessera.Store(store, create=True), name, [tensor_entry("w", w)], metadata=json.dumps(meta))
-    e = harness.expect_raises(BaseException, dcp.load, {"w": torch.zeros(2, 3)},
-                              storage_reader=StorageReader(store, "bad"), no_dist=True)
+    with pytest.raises(BaseException) as raised:
+        dcp.load({"w": torch.zeros(2, 3)}, storage_reader=StorageReader(store, "bad"), no_dist=True)
+    e = raised.value
     assert "malformed DCP metadata" in str(e) and "tensor 'w'" in str(e), str(e)
-    e = harness.expect_raises(BaseException, dcp.load, {"w": torch.zeros(2, 3)},
-                              storage_reader=StorageReader(store, "newer"), no_dist=True)
+    with pytest.raises(BaseException) as raised:
+        dcp.load({"w": torch.zeros(2, 3)}, storage_reader=StorageReader(store, "newer"), no_dist=True)
+    e = raised.value
     assert "newer tessera" in str(e), str(e)
     sd = {"w": torch.zeros(2, 3)}
     tessera.load(sd, store, "bad")  # the direct API reads tensors from the catalog alone
@@ -313,11 +314,10 @@ def _native_save(rank, world, store):
     tessera.save(states.state(states.mesh1d(), 0, salt=2), store, "native")
 
 
-def test_native_checkpoint_loads_through_dcp_and_back():
-    store = os.path.join(harness.tmpdir(), "store")
-    harness.run_ranks(_native_save, 2, store)
-    harness.run_ranks(_dcp_load, 3, store, "native", 1, 2)  # DCP's planners over a tessera.save checkpoint
-    harness.run_ranks(_dcp_save, 2, store, "via-dcp", 0, 4)
+def test_native_checkpoint_loads_through_dcp_and_back(store, ranks):
+    ranks(_native_save, 2, store)
+    ranks(_dcp_load, 3, store, "native", 1, 2)  # DCP's planners over a tessera.save checkpoint
+    ranks(_dcp_save, 2, store, "via-dcp", 0, 4)
     sd = {"model": {k.removeprefix("model."): torch.zeros(s, dtype=d) for k, (s, d) in states.TENSORS.items()},
           "optim": {"step": 0, "lr": 0.0, "name": "", "betas": None}}
     tessera.load(sd, store, "via-dcp")  # tessera.load over a DCP-written checkpoint
@@ -330,10 +330,10 @@ def _fs_save(rank, world, path):
     dcp.save(states.state(states.mesh1d(), 0, salt=7), storage_writer=dcp.FileSystemWriter(path))
 
 
-def test_import_dcp_directory():
-    tmp = harness.tmpdir()
+def test_import_dcp_directory(tmp_path, ranks):
+    tmp = str(tmp_path)
     src, store = os.path.join(tmp, "dcp"), os.path.join(tmp, "store")
-    harness.run_ranks(_fs_save, 2, src)
+    ranks(_fs_save, 2, src)
     env = dict(os.environ, TESSERA_PYTHON=sys.executable)
     out = subprocess.run([sys.executable, "-m", "tessera", "import-dcp", src, store, "imported"], env=env,
                          capture_output=True, text=True)
@@ -344,7 +344,7 @@ def test_import_dcp_directory():
         out = subprocess.run([cli, "import-dcp", src, store, "again", "--batch-bytes", "1000", "--quiet"], env=env,
                              capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
-        assert tessera.Store(store).checkpoint("again")["added_bytes"] == 0  # same chunks, deduplicated
+        assert tessera.Store(store).checkpoint("again").added_bytes == 0  # same chunks, deduplicated
         out = subprocess.run([cli, "import-dcp", src, store, "again"], env=env, capture_output=True, text=True)
         assert out.returncode == 2 and "already exists" in out.stderr, (out.returncode, out.stderr)
     _dcp_load_plain(store, "imported", salt=7)
@@ -362,6 +362,3 @@ def test_import_dcp_directory():
     assert reports[0].done_bytes == 0 and reports[-1].done_bytes == total, reports
     assert all(a.done_bytes <= b.done_bytes for a, b in zip(reports, reports[1:])), reports
 
-
-if __name__ == "__main__":
-    harness.main(globals())

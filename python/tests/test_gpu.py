@@ -6,11 +6,9 @@ in such a load. Skipped (0 test cases) on machines without CUDA, as in CI;
 run on the device machine."""
 from __future__ import annotations
 
-import os
-import sys
 import time
 
-import harness
+import pytest
 import states
 import torch
 import torch.distributed as dist
@@ -64,11 +62,11 @@ def _gpu_paths(rank, world, store):
     _check(got, 0, "tessera.save/load")
 
     # Replicated tensors read once: over the ranks, one copy of them plus the shards.
-    total = torch.tensor([res["bytes_read"]], device="cuda")
+    total = torch.tensor([res.bytes_read], device="cuda")
     dist.all_reduce(total)
     logical = sum(t.numel() * t.element_size() for k, t in sd.items() if k.startswith(("sharded", "replicated"))
                   for t in [t.full_tensor() if hasattr(t, "full_tensor") else t])
-    stored = sum(e["stored_bytes"] for e in tessera.describe(tessera.Store(store, read_only=True), "sync"))
+    stored = sum(e.stored_bytes for e in tessera.describe(tessera.Store(store, read_only=True), "sync"))
     assert int(total) <= 1.05 * stored + 64 * 1024, (int(total), stored, logical)
 
     # Async save: the call blocks for the copy only; later writes do not reach the checkpoint.
@@ -116,7 +114,7 @@ def _gpu_paths(rank, world, store):
         _check(got, salt, f"dcp {name}")
         total = torch.tensor([reader.bytes_read], device="cuda")
         dist.all_reduce(total)
-        stored = sum(e["stored_bytes"] for e in tessera.describe(tessera.Store(store, read_only=True), name))
+        stored = sum(e.stored_bytes for e in tessera.describe(tessera.Store(store, read_only=True), name))
         assert int(total) <= 1.05 * stored + 64 * 1024, (name, int(total), stored)
 
     # A rank whose reads fail makes every rank raise, over NCCL too.
@@ -125,17 +123,12 @@ def _gpu_paths(rank, world, store):
             raise tessera.CorruptionError(f"injected on rank {rank}")
         _replicated.read_boxes = broken
     got = _state(mesh, rank, zeros=True)
-    e = harness.expect_raises(tessera.Error, tessera.load, got, store, "sync")
+    with pytest.raises(tessera.Error) as raised:
+        tessera.load(got, store, "sync")
+    e = raised.value
     assert ("injected" in str(e)) if rank == world - 1 else (f"rank(s) {world - 1}" in str(e)), str(e)
 
 
-def test_gpu_staging_async_and_read_once():
-    harness.run_gpu_ranks(_gpu_paths, min(4, torch.cuda.device_count()), os.path.join(harness.tmpdir(), "store"))
+def test_gpu_staging_async_and_read_once(store, gpu_ranks):
+    gpu_ranks(_gpu_paths, min(4, torch.cuda.device_count()), store)
 
-
-if __name__ == "__main__":
-    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
-        print("SKIP test_gpu.py: needs 2 or more CUDA devices")
-        print("[python] test cases: 0 | 0 passed | 0 failed")
-        sys.exit(0)
-    harness.main(globals())

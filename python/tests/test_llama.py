@@ -4,20 +4,16 @@ FSDP2 (DTensor, CPU mesh over Gloo); one train step; dcp.save through
 tessera; load into a fresh model on another number of ranks and layout
 through tessera; parameters and optimizer state equal."""
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-import harness  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-import torch.distributed.checkpoint as dcp  # noqa: E402
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_state_dict,  # noqa: E402
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_state_dict,
                                                      set_state_dict)
-from torch.distributed.checkpoint.stateful import Stateful  # noqa: E402
+from torch.distributed.checkpoint.stateful import Stateful
 
-import tessera  # noqa: E402
-from tessera.dcp import StorageReader, StorageWriter  # noqa: E402
+import tessera
+from tessera.dcp import StorageReader, StorageWriter
 
 
 class AppState(Stateful):
@@ -99,16 +95,13 @@ def _load_and_compare(rank, world, store, ref, layout):
         assert osd["param_groups"][0]["lr"] == want["optim"]["param_groups"][0]["lr"]
 
 
-def test_llama_fsdp2_saved_on_2_ranks_loads_on_3_tp_ranks_and_1():
-    tmp = harness.tmpdir()
+def test_llama_fsdp2_saved_on_2_ranks_loads_on_3_tp_ranks_and_1(tmp_path, ranks):
+    tmp = str(tmp_path)
     store, ref = os.path.join(tmp, "store"), os.path.join(tmp, "ref.pt")
-    harness.run_ranks(_train_and_save, 2, store, ref)
-    harness.run_ranks(_load_and_compare, 3, store, ref, "fsdp")  # FSDP2 over 3 ranks (uneven shards)
-    harness.run_ranks(_load_and_compare, 2, store, ref, "tp")    # tensor parallel MLPs, replicated rest
-    harness.run_ranks(_load_and_compare, 1, store, ref, "none")  # one process, plain tensors
+    ranks(_train_and_save, 2, store, ref)
+    ranks(_load_and_compare, 3, store, ref, "fsdp")  # FSDP2 over 3 ranks (uneven shards)
+    ranks(_load_and_compare, 2, store, ref, "tp")    # tensor parallel MLPs, replicated rest
+    ranks(_load_and_compare, 1, store, ref, "none")  # one process, plain tensors
     info = tessera.Store(store).checkpoint("step-1")
-    assert info["world_size"] == 2 and info["tensors"] > 20, info
+    assert info.world_size == 2 and info.tensors > 20, info
 
-
-if __name__ == "__main__":
-    harness.main(globals())

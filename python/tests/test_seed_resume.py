@@ -6,15 +6,10 @@ torchrun); this test drives its two jobs and checks what they report."""
 import json
 import math
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples"))
+import seed_resume  # examples/seed_resume.py (pyproject.toml: pytest's pythonpath)
 
-import harness  # noqa: E402
-import seed_resume  # noqa: E402
-
-import tessera  # noqa: E402
+import tessera
 
 STEPS = 3
 
@@ -24,10 +19,10 @@ def _records(directory):
         return [json.loads(line) for line in f]
 
 
-def test_seed_llama_dp4_tp2_resumes_as_dp2_tp4_like_dcp():
-    d = harness.tmpdir()
-    harness.run_ranks(seed_resume.save_run, 8, d, "cpu", (4, 2), STEPS)
-    harness.run_ranks(seed_resume.load_run, 8, d, "cpu", (2, 4), STEPS)
+def test_seed_llama_dp4_tp2_resumes_as_dp2_tp4_like_dcp(tmp_path, ranks):
+    d = str(tmp_path)
+    ranks(seed_resume.save_run, 8, d, "cpu", (4, 2), STEPS)
+    ranks(seed_resume.load_run, 8, d, "cpu", (2, 4), STEPS)
     records = _records(d)
     by = {(r["event"], r.get("backend")): r for r in records}
     assert {("save", "tessera"), ("save", "dcp"), ("reference", None), ("load", "tessera"), ("load", "dcp"),
@@ -41,7 +36,7 @@ def test_seed_llama_dp4_tp2_resumes_as_dp2_tp4_like_dcp():
     assert losses[-1] < losses[0], f"training does not learn: {losses}"
 
     info = tessera.Store(os.path.join(d, "tessera-store"), read_only=True).checkpoint(seed_resume.CHECKPOINT)
-    assert info["world_size"] == 8, info
+    assert info.world_size == 8, info
 
     c = by[("compare", None)]
     assert c["mesh"] == "2x4" and c["saved_mesh"] == "4x2"
@@ -70,6 +65,3 @@ def test_seed_llama_dp4_tp2_resumes_as_dp2_tp4_like_dcp():
                       "save_s": {b: by[("save", b)]["seconds"] for b in ("tessera", "dcp")},
                       "load_s": {b: by[("load", b)]["seconds"] for b in ("tessera", "dcp")}}), flush=True)
 
-
-if __name__ == "__main__":
-    harness.main(globals())

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 
-import harness
+import pytest
 import states
 import torch
 import torch.distributed as dist
@@ -45,7 +46,8 @@ def test_arena_bounds_reuses_and_defers_release():
     a = _staging.Arena("t", bound=4 * MiB, block_bytes=1 * MiB)
     x = a.take(3 * MiB)                       # one 4 MiB block (power of two)
     assert a.capacity == 4 * MiB and a.blocks_added == 1
-    harness.expect_raises(TimeoutError, a.take, 2 * MiB, timeout=0.2, match="'t'")  # full, bounded
+    with pytest.raises(TimeoutError, match=re.escape("'t'")):
+        a.take(2 * MiB, timeout=0.2)  # full, bounded
     y = a.take(MiB)                           # the rest of the block
     x.release()
     z = a.take(2 * MiB)                       # reuses the freed range: no new block
@@ -75,9 +77,8 @@ def _staged_through(which: str, arena: _staging.Arena):
         _staging.stage_host_tensors = False
 
 
-def test_pipelined_save_stays_within_the_bound_and_keeps_call_time_values():
+def test_pipelined_save_stays_within_the_bound_and_keeps_call_time_values(store):
     with _staged_through("SAVE", _staging.Arena("save-test", bound=4 * MiB, block_bytes=1 * MiB)) as arena:
-        store = os.path.join(harness.tmpdir(), "store")
         sd = _big_state()                     # 12 MiB through a 4 MiB arena
         want = {k: v.clone() for k, v in sd.items()}
         arena.take(4 * MiB).release()         # the whole bound as one block, so reuse is all there is
@@ -92,19 +93,17 @@ def test_pipelined_save_stays_within_the_bound_and_keeps_call_time_values():
         assert all(torch.equal(got[k], want[k]) for k in want)
 
 
-def test_a_failing_staging_copy_fails_the_save_naming_the_tensor():
+def test_a_failing_staging_copy_fails_the_save_naming_the_tensor(store):
     class Broken(_staging.Arena):
         def take(self, nbytes, timeout=None):
             raise RuntimeError("pinned memory exhausted")
-    store = os.path.join(harness.tmpdir(), "store")
     with _staged_through("SAVE", Broken("broken", bound=MiB)):
-        harness.expect_raises(tessera.Error, tessera.save, {"w00": torch.ones(4)}, store, "a",
-                              match="tensor 'w00': staging")
+        with pytest.raises(tessera.Error, match=re.escape("tensor 'w00': staging")):
+            tessera.save({"w00": torch.ones(4)}, store, "a")
     assert tessera.Store(store).checkpoints() == []
 
 
-def test_staged_load_in_waves_is_bit_exact():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_staged_load_in_waves_is_bit_exact(store):
     sd = _big_state(n=6)
     sd["half"] = states.full("half", (512, 300), torch.bfloat16)
     tessera.save(sd, store, "a", chunk_bytes=100 * 1024)
@@ -114,11 +113,10 @@ def test_staged_load_in_waves_is_bit_exact():
         res = tessera.load(got, store, "a")
         assert all(torch.equal(got[k], sd[k]) for k in sd), "loaded values differ"
         assert arena.peak_leased <= 2 * MiB and arena.leased == 0
-        assert res["bytes_read"] > 0
+        assert res.bytes_read > 0
 
 
-def test_async_save_keeps_values_at_the_call():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_async_save_keeps_values_at_the_call(store):
     sd = _big_state(n=4)
     want = {k: v.clone() for k, v in sd.items()}
     fut = tessera.async_save(sd, store, "a")
@@ -136,11 +134,11 @@ def test_async_save_keeps_values_at_the_call():
     assert all(bool((got[k] == 7.0).all()) for k in want)
 
 
-def test_async_save_error_stays_with_its_future():
-    store = os.path.join(harness.tmpdir(), "store")
+def test_async_save_error_stays_with_its_future(store):
     tessera.save({"w": torch.ones(3)}, store, "a")
     fut = tessera.async_save({"w": torch.ones(3)}, store, "a")  # the name is taken
-    harness.expect_raises(tessera.AlreadyExistsError, fut.result, match="'a'")
+    with pytest.raises(tessera.AlreadyExistsError, match=re.escape("'a'")):
+        fut.result()
     assert _staging.ASYNC.leased == 0         # its staging came back anyway
     tessera.save({"w": torch.ones(3)}, store, "b")  # and the next save works
 
@@ -164,12 +162,12 @@ def _replicated_load(rank, world, store, bytes_out):
     r3 = StorageReader(store, "w", read_once=False)
     dcp.load({k: torch.zeros_like(v) for k, v in w.items()}, storage_reader=r3)
     with open(os.path.join(bytes_out, f"{rank}"), "w") as f:
-        f.write(f"{res['bytes_read']} {r2.bytes_read} {r3.bytes_read}")
+        f.write(f"{res.bytes_read} {r2.bytes_read} {r3.bytes_read}")
 
 
-def test_replicated_boxes_are_read_once_across_ranks():
-    d = harness.tmpdir()
-    harness.run_ranks(_replicated_load, 3, os.path.join(d, "store"), d)
+def test_replicated_boxes_are_read_once_across_ranks(tmp_path, ranks):
+    d = str(tmp_path)
+    ranks(_replicated_load, 3, os.path.join(d, "store"), d)
     rows = [list(map(int, open(os.path.join(d, str(r))).read().split())) for r in range(3)]
     one_copy = 3 * 2 * MiB
     direct, via_dcp, each = (sum(r[i] for r in rows) for i in range(3))
@@ -190,13 +188,13 @@ def _hsdp_load(rank, world, store):
     got = {"h": distribute_tensor(torch.zeros(1024, 512), mesh, [Replicate(), Shard(0)])}
     res = tessera.load(got, store, "h")
     assert torch.equal(got["h"].full_tensor(), full)
-    total = torch.tensor([res["bytes_read"]])
+    total = torch.tensor([res.bytes_read])
     dist.all_reduce(total)
     assert int(total) == 1024 * 512 * 4, int(total)  # each byte once over the 4 ranks
 
 
-def test_hsdp_boxes_shared_by_pairs_are_read_once():
-    harness.run_ranks(_hsdp_load, 4, os.path.join(harness.tmpdir(), "store"))
+def test_hsdp_boxes_shared_by_pairs_are_read_once(store, ranks):
+    ranks(_hsdp_load, 4, store)
 
 
 def _failing_rank(rank, world, store):
@@ -207,15 +205,19 @@ def _failing_rank(rank, world, store):
             raise tessera.CorruptionError("injected: pack unreadable on rank 1")
         _replicated.read_boxes = broken
     got = {k: torch.zeros_like(v) for k, v in w.items()}
-    e = harness.expect_raises(tessera.Error, tessera.load, got, store, "w")
+    with pytest.raises(tessera.Error) as raised:
+        tessera.load(got, store, "w")
+    e = raised.value
     assert ("injected" in str(e)) if rank == 1 else ("rank(s) 1" in str(e)), str(e)
     from torch.distributed.checkpoint.api import CheckpointException  # DCP gathers every rank's error
-    e = harness.expect_raises(CheckpointException, dcp.load, got, storage_reader=StorageReader(store, "w"))
+    with pytest.raises(CheckpointException) as raised:
+        dcp.load(got, storage_reader=StorageReader(store, "w"))
+    e = raised.value
     assert "injected" in str(e) and "rank(s) 1 (this is rank" in str(e), str(e)
 
 
-def test_a_rank_failing_in_a_replicated_load_fails_every_rank():
-    harness.run_ranks(_failing_rank, 3, os.path.join(harness.tmpdir(), "store"))
+def test_a_rank_failing_in_a_replicated_load_fails_every_rank(store, ranks):
+    ranks(_failing_rank, 3, store)
 
 
 def _dcp_async_twice(rank, world, store):
@@ -242,9 +244,6 @@ def _dcp_async_twice(rank, world, store):
             raise AssertionError(f"checkpoint '{name}': {e}") from e
 
 
-def test_dcp_async_save_stages_in_the_reused_arena_and_keeps_call_time_values():
-    harness.run_ranks(_dcp_async_twice, 2, os.path.join(harness.tmpdir(), "store"))
+def test_dcp_async_save_stages_in_the_reused_arena_and_keeps_call_time_values(store, ranks):
+    ranks(_dcp_async_twice, 2, store)
 
-
-if __name__ == "__main__":
-    harness.main(globals())
