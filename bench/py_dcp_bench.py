@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python", "tests"))
 
-import harness  # noqa: E402  (fork-based Gloo launcher of the Python tests)
+from conftest import run_ranks  # noqa: E402  (the Python tests' Gloo launcher)
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.distributed.checkpoint as dcp  # noqa: E402
@@ -158,12 +158,12 @@ def main() -> None:
     try:
         for variant in a.variants.split(","):
             path = os.path.join(scratch, variant)
-            harness.run_ranks(_save, a.save_ranks, variant, path, a.layers, out)
+            run_ranks(_save, a.save_ranks, variant, path, a.layers, out)
             written = dir_bytes(path)
             row = [variant, written]
             for dim in (1, 0):
                 evict(path)
-                harness.run_ranks(_load, a.load_ranks, variant, path, a.layers, out, dim)
+                run_ranks(_load, a.load_ranks, variant, path, a.layers, out, dim)
             res = {(r["variant"], r["phase"]): r for r in map(json.loads, open(out))}
             rows.append((variant, res[variant, "save"]["seconds"], written,
                          res[variant, "load1"]["seconds"], res[variant, "load1"]["read"],

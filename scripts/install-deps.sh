@@ -28,7 +28,7 @@ if ! .venv/bin/python3 - <<'PY' 2>/dev/null
 import importlib.metadata as m
 assert m.version("torch").split("+")[0] == "2.11.0"
 m.version("meson"); m.version("ninja"); m.version("numpy")
-m.version("pybind11"); m.version("meson-python"); m.version("transformers")
+m.version("pybind11"); m.version("meson-python"); m.version("transformers"); m.version("pytest")
 PY
 then
   # TORCH_INDEX_URL picks another build of the same torch version first, e.g.
