@@ -1,4 +1,5 @@
-// Helpers shared by the test suites: temporary directories, random data.
+// Helpers shared by the test suites: temporary directories, random data,
+// errors, and ranks on threads.
 #pragma once
 
 #include <signal.h>
@@ -11,9 +12,13 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "tessera/distributed.h"
 
 namespace tessera::test {
 
@@ -104,5 +109,60 @@ inline std::string with_file_size_limit(uint64_t max_file_bytes, const std::func
 }
 
 inline bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// ---- ranks on threads -------------------------------------------------------
+
+// Runs fn(rank, *planes[rank]) on one thread per plane; returns what each
+// rank threw (null if nothing).
+template <class Plane>
+std::vector<std::exception_ptr> caught_on(const std::vector<Plane>& planes,
+                                          const std::function<void(int64_t, ControlPlane&)>& fn) {
+  const int64_t world = static_cast<int64_t>(planes.size());
+  std::vector<std::exception_ptr> caught(static_cast<size_t>(world));
+  std::vector<std::thread> threads;
+  for (int64_t r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        fn(r, *planes[static_cast<size_t>(r)]);
+      } catch (...) {
+        caught[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return caught;
+}
+
+// caught_on over `world` in-process control planes.
+inline std::vector<std::exception_ptr> caught_ranks(int64_t world,
+                                                    const std::function<void(int64_t, ControlPlane&)>& fn) {
+  return caught_on(in_process_control_planes(world), fn);
+}
+
+// The message of what `p` holds ("" for null).
+inline std::string message_of(const std::exception_ptr& p) {
+  if (!p) return "";
+  try {
+    std::rethrow_exception(p);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "(not a std::exception)";
+  }
+}
+
+// As caught_on, each rank's error message ("" if none).
+template <class Plane>
+std::vector<std::string> run_on(const std::vector<Plane>& planes,
+                                const std::function<void(int64_t, ControlPlane&)>& fn) {
+  std::vector<std::string> errors;
+  for (const auto& p : caught_on(planes, fn)) errors.push_back(message_of(p));
+  return errors;
+}
+
+// Runs fn(rank, plane) on `world` threads over in-process control planes;
+// returns each rank's error message ("" if none).
+inline std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {
+  return run_on(in_process_control_planes(world), fn);
+}
 
 }  // namespace tessera::test
