@@ -1,9 +1,10 @@
 // Helpers for the history suites (rm, gc, diff, retention): named float32
-// tensors with deterministic contents, and looks into a store's files.
+// tensors with deterministic contents, and set arithmetic on a store's file
+// names (files_in is in test_util.h).
 #pragma once
 
 #include <algorithm>
-#include <filesystem>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -12,6 +13,7 @@
 
 #include "tessera/checkpoint.h"
 #include "tessera/state_dict.h"
+#include "test_util.h"
 
 namespace tessera::test {
 
@@ -55,13 +57,6 @@ inline SaveOptions raw_chunks(int64_t chunk_bytes) {
   o.compression = Compression::kNone;
   o.threads = 1;
   return o;
-}
-
-// File names in STORE/<sub>.
-inline std::set<std::string> files_in(const std::string& store, const std::string& sub) {
-  std::set<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(store + "/" + sub)) out.insert(e.path().filename().string());
-  return out;
 }
 
 inline std::set<std::string> minus(const std::set<std::string>& a, const std::set<std::string>& b) {

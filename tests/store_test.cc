@@ -29,6 +29,7 @@
 using namespace tessera;
 using tessera::test::TempDir;
 using tessera::test::error_of;
+using tessera::test::flip_byte;
 using tessera::test::has;
 
 namespace {
@@ -569,15 +570,8 @@ TEST_CASE("corruption is an error naming checkpoint, tensor, chunk and pack - ne
     o.verify = verify;
     return error_of([&] { load(l.sd, Store::open_read_only(f.dir.path()), "c", o); });
   };
-  auto flip = [&](uint64_t offset) {
-    std::fstream io(pack, std::ios::in | std::ios::out | std::ios::binary);
-    io.seekg(static_cast<std::streamoff>(offset));
-    char c = static_cast<char>(io.get());
-    io.seekp(static_cast<std::streamoff>(offset));
-    io.put(static_cast<char>(c ^ 0x5a));
-  };
   SUBCASE("flipped byte in a raw chunk") {
-    flip(1000);
+    flip_byte(pack, 1000);
     std::string m = load_error();
     CHECK(has(m, "checkpoint 'c'"));
     CHECK(has(m, "tensor 'model."));

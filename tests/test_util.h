@@ -1,5 +1,5 @@
 // Helpers shared by the test suites: temporary directories, random data,
-// errors, and ranks on threads.
+// errors, files, and ranks on threads.
 #pragma once
 
 #include <signal.h>
@@ -11,9 +11,12 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <random>
+#include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,6 +112,35 @@ inline std::string with_file_size_limit(uint64_t max_file_bytes, const std::func
 }
 
 inline bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// ---- files ------------------------------------------------------------------
+
+// XORs the byte at `offset` of `file` with 0x5a (damage that any checksum
+// sees); throws when the file cannot be read or written there.
+inline void flip_byte(const std::filesystem::path& file, uint64_t offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  const auto at = static_cast<std::streamoff>(offset);
+  char c = 0;
+  if (!f.seekg(at) || !f.get(c))
+    throw std::runtime_error("flip_byte: cannot read byte " + std::to_string(offset) + " of " + file.string());
+  if (!f.seekp(at) || !f.put(static_cast<char>(c ^ 0x5a)) || !f.flush())
+    throw std::runtime_error("flip_byte: cannot write byte " + std::to_string(offset) + " of " + file.string());
+}
+
+// The names of the entries in `dir`, sorted; none when `dir` does not exist.
+inline std::set<std::string> files_in(const std::filesystem::path& dir) {
+  std::set<std::string> out;
+  if (!std::filesystem::exists(dir)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) out.insert(e.path().filename().string());
+  return out;
+}
+
+// The names in STORE/<sub>, a directory every store has (throws when it is missing).
+inline std::set<std::string> files_in(const std::string& store, const std::string& sub) {
+  const std::filesystem::path dir = std::filesystem::path(store) / sub;
+  if (!std::filesystem::is_directory(dir)) throw std::runtime_error(dir.string() + " is not a directory");
+  return files_in(dir);
+}
 
 // ---- ranks on threads -------------------------------------------------------
 
