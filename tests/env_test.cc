@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
-#include <random>
 #include <set>
 
 #include "engine/store_impl.h"
@@ -188,23 +187,9 @@ namespace {
 constexpr int kTensors = 3, kChunksPerTensor = 4;
 constexpr size_t kChunkFloats = 1024;  // 4 KiB chunks
 
-// Version v of a model whose chunks change a few at a time (so checkpoints
-// share chunks and packs become partly dead as old ones are removed).
-Model version(int v) {
-  Model m;
-  for (int i = 0; i < kTensors; ++i) {
-    auto& t = m.tensors["t" + std::to_string(i)];
-    t.resize(kChunksPerTensor * kChunkFloats);
-    for (int j = 0; j < kChunksPerTensor; ++j) {
-      int changed = 0;
-      for (int u = v; u > 0 && !changed; --u)
-        if ((u * 7 + i * 3 + j) % 4 == 0) changed = u;
-      std::mt19937 rng(static_cast<uint32_t>(i * 1000003 + j * 1009 + changed));
-      for (size_t k = 0; k < kChunkFloats; ++k) t[j * kChunkFloats + k] = static_cast<float>(rng()) / 3.0f;
-    }
-  }
-  return m;
-}
+// Version v of a model whose chunks change a few at a time (history_util.h:
+// checkpoints share chunks and packs become partly dead as old ones are removed).
+Model version(int v) { return test::versioned_model(v, kTensors, kChunksPerTensor, kChunkFloats); }
 
 SaveOptions save_options() {
   SaveOptions o = test::raw_chunks(kChunkFloats * 4);

@@ -1,6 +1,7 @@
-// Helpers for the history suites (rm, gc, diff, retention): named float32
-// tensors with deterministic contents, and set arithmetic on a store's file
-// names (files_in is in test_util.h).
+// Helpers for the history suites (rm, gc, diff, retention, crash, env):
+// named float32 tensors with deterministic contents, models whose versions
+// share most chunks, and set arithmetic on a store's file names (files_in is
+// in test_util.h).
 #pragma once
 
 #include <algorithm>
@@ -57,6 +58,31 @@ inline SaveOptions raw_chunks(int64_t chunk_bytes) {
   o.compression = Compression::kNone;
   o.threads = 1;
   return o;
+}
+
+// The version in which chunk `j` of tensor `i` last changed, as of version
+// `v`: each version changes about a quarter of the chunks, so checkpoints
+// share most chunks and packs become partly dead as old ones are removed.
+inline int last_change(int i, int j, int v) {
+  for (int u = v; u > 0; --u)
+    if ((u * 7 + i * 3 + j) % 4 == 0) return u;
+  return 0;
+}
+
+// Version `v` of a model of `tensors` tensors "t0", "t1", ..., each
+// `chunks_per_tensor` chunks of `chunk_floats` values; a chunk's values
+// change only in the versions last_change names.
+inline Model versioned_model(int v, int tensors, int chunks_per_tensor, size_t chunk_floats) {
+  Model m;
+  for (int i = 0; i < tensors; ++i) {
+    auto& t = m.tensors["t" + std::to_string(i)];
+    t.resize(chunks_per_tensor * chunk_floats);
+    for (int j = 0; j < chunks_per_tensor; ++j) {
+      std::mt19937 rng(static_cast<uint32_t>(i * 1000003 + j * 1009 + last_change(i, j, v)));
+      for (size_t k = 0; k < chunk_floats; ++k) t[j * chunk_floats + k] = static_cast<float>(rng()) / 3.0f;
+    }
+  }
+  return m;
 }
 
 inline std::set<std::string> minus(const std::set<std::string>& a, const std::set<std::string>& b) {
