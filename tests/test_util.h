@@ -142,6 +142,13 @@ inline std::set<std::string> files_in(const std::string& store, const std::strin
   return files_in(dir);
 }
 
+// Threads of this process now.
+inline size_t live_threads() {
+  size_t n = 0;
+  for ([[maybe_unused]] auto& t : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
 // ---- ranks on threads -------------------------------------------------------
 
 // Runs fn(rank, *planes[rank]) on one thread per plane; returns what each
