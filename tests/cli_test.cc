@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@
 #include "test_util.h"
 
 namespace fs = std::filesystem;
+using tessera::test::files_in;
+using tessera::test::flip_byte;
 using tessera::test::TempDir;
 
 namespace {
@@ -133,17 +136,6 @@ class StoreFixture {
   std::string store_path_;
   std::vector<fs::path> packs_after_step1_;
 };
-
-void flip_byte(const fs::path& file, std::streamoff offset) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  REQUIRE(f.good());
-  f.seekg(offset);
-  char c = 0;
-  REQUIRE(f.get(c));
-  f.seekp(offset);
-  f.put(static_cast<char>(c ^ 0x5a));
-  REQUIRE(f.good());
-}
 
 void set_user_version(const std::string& db_path, int version) {
   sqlite3* db = nullptr;
@@ -771,14 +763,6 @@ std::string bytes_text(const std::vector<std::byte>& b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
-std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> out;
-  if (!fs::exists(dir)) return out;
-  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("export writes model.safetensors, or shards and an index; errors exit 2, damage 1") {
@@ -793,7 +777,7 @@ TEST_CASE("export writes model.safetensors, or shards and an index; errors exit 
   CHECK(contains(r.out, "exported 2 tensors"));
   CHECK(contains(r.out, "model.safetensors"));
   CHECK(contains(r.out, "not exported: 1 value"));
-  CHECK(files_in(dir / "out") == std::vector<std::string>{"model.safetensors"});
+  CHECK(files_in(dir / "out") == std::set<std::string>{"model.safetensors"});
   std::string header;
   // Same element size: laid out by name, model.bias first.
   CHECK(safetensors_data(read_file(dir / "out/model.safetensors"), &header) == bias + weight);
@@ -809,9 +793,9 @@ TEST_CASE("export writes model.safetensors, or shards and an index; errors exit 
   CHECK(contains(s.out, "\"index\": \"model.safetensors.index.json\""));
   CHECK(contains(s.out, "\"total_size\": 262208"));
   CHECK(contains(s.out, "\"name\": \"model-00002-of-00002.safetensors\""));
-  CHECK(files_in(dir / "sharded") == std::vector<std::string>{"model-00001-of-00002.safetensors",
-                                                              "model-00002-of-00002.safetensors",
-                                                              "model.safetensors.index.json"});
+  CHECK(files_in(dir / "sharded") == std::set<std::string>{"model-00001-of-00002.safetensors",
+                                                           "model-00002-of-00002.safetensors",
+                                                           "model.safetensors.index.json"});
   const std::string index = read_file(dir / "sharded/model.safetensors.index.json");
   CHECK(contains(index, "\"total_size\": 262208"));
   CHECK(contains(index, "\"bias\": \"model-00001-of-00002.safetensors\""));
@@ -826,7 +810,7 @@ TEST_CASE("export writes model.safetensors, or shards and an index; errors exit 
   INFO(transcript(forced));
   CHECK(forced.status == 0);
   CHECK(contains(forced.out, "removed 3 files of the earlier export"));
-  CHECK(files_in(dir / "sharded") == std::vector<std::string>{"model.safetensors"});
+  CHECK(files_in(dir / "sharded") == std::set<std::string>{"model.safetensors"});
 
   // Usage and store errors: exit 2, one line.
   check_one_line_error(run_cli({"export", store.path(), "step-404", dir / "x"}), "'step-404'");

@@ -37,27 +37,9 @@ namespace {
 constexpr int kTensors = 4, kChunksPerTensor = 4;
 constexpr size_t kChunkFloats = 4096;  // 16 KiB chunks
 
-// The version in which chunk `j` of tensor `i` last changed, as of version
-// `v`: each version changes about a quarter of the chunks, so checkpoints
-// share most chunks and packs become partly dead as old ones are removed.
-int last_change(int i, int j, int v) {
-  for (int u = v; u > 0; --u)
-    if ((u * 7 + i * 3 + j) % 4 == 0) return u;
-  return 0;
-}
-
-Model version(int v) {
-  Model m;
-  for (int i = 0; i < kTensors; ++i) {
-    auto& t = m.tensors["t" + std::to_string(i)];
-    t.resize(kChunksPerTensor * kChunkFloats);
-    for (int j = 0; j < kChunksPerTensor; ++j) {
-      std::mt19937 rng(static_cast<uint32_t>(i * 1000003 + j * 1009 + last_change(i, j, v)));
-      for (size_t k = 0; k < kChunkFloats; ++k) t[j * kChunkFloats + k] = static_cast<float>(rng()) / 3.0f;
-    }
-  }
-  return m;
-}
+// Versions share most chunks (history_util.h), so packs become partly dead
+// as old checkpoints are removed.
+Model version(int v) { return test::versioned_model(v, kTensors, kChunksPerTensor, kChunkFloats); }
 
 int version_of(const std::string& checkpoint) { return std::stoi(checkpoint.substr(1)); }
 

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "catalog/catalog.h"
 #include "engine/float_values.h"
@@ -21,6 +20,7 @@ using tessera::test::Model;
 using tessera::test::raw_chunks;
 using tessera::test::TempDir;
 using tessera::test::error_of;
+using tessera::test::flip_byte;
 using tessera::test::has;
 namespace fs = std::filesystem;
 
@@ -68,15 +68,6 @@ const EntryDiff* find_change(const DiffReport& r, const std::string& name) {
   for (const auto& d : r.changed)
     if (d.name == name) return &d;
   return nullptr;
-}
-
-void flip_byte(const std::string& path, uint64_t offset) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c = 0;
-  f.get(c);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.put(static_cast<char>(c ^ 0x5a));
 }
 
 constexpr size_t kChunkFloats = 16384;  // 64 KiB of float32

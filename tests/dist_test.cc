@@ -22,49 +22,17 @@
 #include "test_util.h"
 
 using namespace tessera;
-using tessera::test::TempDir;
+using tessera::test::caught_on;
+using tessera::test::caught_ranks;
 using tessera::test::error_of;
 using tessera::test::has;
+using tessera::test::message_of;
+using tessera::test::run_on;
+using tessera::test::run_ranks;
+using tessera::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-
-// Runs fn(rank, *planes[rank]) on one thread per plane; returns what each
-// rank threw (null if nothing).
-template <class Plane>
-std::vector<std::exception_ptr> caught_on(const std::vector<Plane>& planes,
-                                          const std::function<void(int64_t, ControlPlane&)>& fn) {
-  const int64_t world = static_cast<int64_t>(planes.size());
-  std::vector<std::exception_ptr> caught(world);
-  std::vector<std::thread> threads;
-  for (int64_t r = 0; r < world; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        fn(r, *planes[r]);
-      } catch (...) {
-        caught[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  return caught;
-}
-
-std::vector<std::exception_ptr> caught_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {
-  return caught_on(in_process_control_planes(world), fn);
-}
-
-// The message of what `p` holds ("" for null).
-std::string message_of(const std::exception_ptr& p) {
-  if (!p) return "";
-  try {
-    std::rethrow_exception(p);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "(not a std::exception)";
-  }
-}
 
 // Whether `p` holds exactly an E: not a subclass of it, not a base.
 template <class E>
@@ -77,19 +45,6 @@ bool threw_exactly(const std::exception_ptr& p) {
   } catch (...) {
     return false;
   }
-}
-
-// As caught_on, each rank's error message ("" if none).
-template <class Plane>
-std::vector<std::string> run_on(const std::vector<Plane>& planes,
-                                const std::function<void(int64_t, ControlPlane&)>& fn) {
-  std::vector<std::string> errors;
-  for (const auto& p : caught_on(planes, fn)) errors.push_back(message_of(p));
-  return errors;
-}
-
-std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {
-  return run_on(in_process_control_planes(world), fn);
 }
 
 // Longer than the others wait for the outcome (2 x timeout) in the split tests.

@@ -1,20 +1,19 @@
-// The Env (lib/src/io/env.h): MemEnv and FaultInjectionEnv behaviour, errors
-// that reach the user naming the file, and power-loss crash tests: save, rm
-// and gc on an in-memory store lose power at every call they make to the Env
-// (and right after they return); after "reboot" every committed
+// Stores on an Env (lib/src/io/env.h; the Envs themselves: io_test.cc):
+// errors that reach the user naming the file, and power-loss crash tests:
+// save, rm and gc on an in-memory store lose power at every call they make
+// to the Env (and right after they return); after "reboot" every committed
 // checkpoint loads bit-exact and verifies, and a gc leaves it so.
 #include <doctest/doctest.h>
 
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
-#include <random>
 #include <set>
 
 #include "engine/store_impl.h"
+#include "env_util.h"
 #include "history_util.h"
 #include "io/fault_injection_env.h"
-#include "io/file.h"
 #include "tessera/history.h"
 #include "tessera/inspect.h"
 #include "test_util.h"
@@ -23,30 +22,13 @@ using namespace tessera;
 using tessera::test::error_of;
 using tessera::test::has;
 using tessera::test::Model;
+using tessera::test::names_in;
+using tessera::test::read_all;
+using tessera::test::write_file;
 using Op = FaultInjectionEnv::Op;
 using Call = FaultInjectionEnv::Call;
 
 namespace {
-
-std::string read_all(Env& env, const std::string& path) {
-  auto f = env.open_file(path);
-  std::string bytes(f->size(), '\0');
-  f->read_at(0, bytes.size(), bytes.data());
-  return bytes;
-}
-
-void write(Env& env, const std::string& path, const std::string& bytes, bool sync) {
-  auto f = env.create_file(path);
-  f->append(bytes.data(), bytes.size());
-  if (sync) f->sync();
-  f->close();
-}
-
-std::set<std::string> names_in(Env& env, const std::string& dir) {
-  std::set<std::string> out;
-  for (const DirEntry& e : env.list_dir(dir)) out.insert(e.name);
-  return out;
-}
 
 // A copy of every directory and file of `from`, in a new MemEnv.
 std::shared_ptr<Env> clone(Env& from) {
@@ -61,150 +43,19 @@ std::shared_ptr<Env> clone(Env& from) {
         to->make_dirs(path);
         dirs.push_back(path);
       } else {
-        write(*to, path, read_all(from, path), false);
+        write_file(*to, path, read_all(from, path), false);
       }
     }
   }
   return to;
 }
 
-}  // namespace
-
-TEST_CASE("MemEnv: files, directories and errors as on POSIX") {
-  auto env = new_mem_env();
-  env->make_dirs("/s/packs");
-  write(*env, "/s/packs/a", "hello", false);
-  CHECK(read_all(*env, "/s/packs/a") == "hello");
-  CHECK(has(error_of([&] { env->create_file("/s/packs/a"); }), "cannot create '/s/packs/a': File exists"));
-  CHECK(has(error_of([&] { env->create_file("/nowhere/x"); }), "No such file or directory"));
-  CHECK(has(error_of([&] { env->open_file("/s/packs/b"); }), "cannot open '/s/packs/b'"));
-  CHECK(has(error_of([&] { env->open_file("/s/packs"); }), "is not a regular file"));
-  CHECK(has(error_of([&] {
-              char buf[10];
-              env->open_file("/s/packs/a")->read_at(0, 10, buf);
-            }),
-            "is truncated"));
-
-  env->make_dirs("/s/packs/sub");
-  const auto entries = env->list_dir("/s/packs");
-  REQUIRE(entries.size() == 2);
-  for (const DirEntry& e : entries)
-    CHECK(e.type == (e.name == "a" ? FileType::kRegular : FileType::kDirectory));
-  CHECK(names_in(*env, "/s") == std::set<std::string>{"packs"});  // not the grandchildren
-
-  // An open file keeps its bytes after removal; rename replaces.
-  auto open = env->open_file("/s/packs/a");
-  write(*env, "/s/packs/b", "other", false);
-  env->rename("/s/packs/b", "/s/packs/a");
-  CHECK(read_all(*env, "/s/packs/a") == "other");
-  char buf[5];
-  open->read_at(0, 5, buf);
-  CHECK(std::string(buf, 5) == "hello");
-  env->remove_file("/s/packs/a");
-  env->remove_file("/s/packs/a");  // already gone: no error
-  CHECK_FALSE(env->exists("/s/packs/a"));
-  CHECK(env->status("/s/packs/sub")->type == FileType::kDirectory);
-  CHECK(!env->status("/s/packs/a"));
-  CHECK(env->on_memory_filesystem("/s"));
-}
-
-TEST_CASE("FaultInjectionEnv: drop_unsynced keeps synced bytes under durable names only") {
-  auto mem = new_mem_env();
-  mem->make_dirs("/d/tmp");
-  mem->make_dirs("/d/packs");
-  write(*mem, "/d/packs/old", "before", false);  // there before the fault env: durable
-  write(*mem, "/d/packs/gone", "keep me", false);
-  FaultInjectionEnv env(mem);
-
-  // Created and synced, its directory never synced: lost.
-  write(env, "/d/tmp/unnamed", "data", true);
-  // Created, synced, directory synced, then more appended without sync.
-  {
-    auto f = env.create_file("/d/packs/partly");
-    f->append("synced", 6);
-    f->sync();
-    env.sync_dir("/d/packs");
-    f->append(" lost", 5);
-    f->close();
-  }
-  // The pack protocol: temp file synced, renamed, target directory synced.
-  write(env, "/d/tmp/p.partial", "pack", true);
-  rename_durable(env, "/d/tmp/p.partial", "/d/packs/p.pack");
-  // A rename whose directory is not synced again is undone.
-  write(env, "/d/tmp/q.partial", "q", true);
-  env.rename("/d/tmp/q.partial", "/d/packs/q.pack");
-  // A removal without a directory sync is undone; an overwrite in place
-  // without sync is reverted.
-  env.remove_file("/d/packs/gone");
-  {
-    auto rw = env.open_rw_file("/d/packs/old", false);
-    rw->write_at(0, "AFTER!", 6);
-  }
-  CHECK(read_all(env, "/d/packs/old") == "AFTER!");
-
-  env.drop_unsynced();
-  CHECK(names_in(*mem, "/d/packs") == std::set<std::string>{"old", "gone", "partly", "p.pack"});
-  CHECK(names_in(*mem, "/d/tmp").empty());
-  CHECK(read_all(*mem, "/d/packs/partly") == "synced");
-  CHECK(read_all(*mem, "/d/packs/p.pack") == "pack");
-  CHECK(read_all(*mem, "/d/packs/gone") == "keep me");
-  CHECK(read_all(*mem, "/d/packs/old") == "before");
-
-  // What survived is the new durable state; a synced removal sticks.
-  env.remove_file("/d/packs/gone");
-  env.sync_dir("/d/packs");
-  {
-    auto rw = env.open_rw_file("/d/packs/old", false);
-    rw->write_at(0, "AFTER!", 6);
-    rw->sync();
-  }
-  env.drop_unsynced();
-  CHECK(names_in(*mem, "/d/packs") == std::set<std::string>{"old", "partly", "p.pack"});
-  CHECK(read_all(*mem, "/d/packs/old") == "AFTER!");
-}
-
-TEST_CASE("FaultInjectionEnv: calls are counted and fail as chosen, naming the file") {
-  auto mem = new_mem_env();
-  mem->make_dirs("/d");
-  FaultInjectionEnv env(mem);
-  std::vector<Op> seen;
-  env.set_rule([&](const Call& c) {
-    seen.push_back(c.op);
-    return c.op == Op::kSync ? EIO : 0;
-  });
-  auto f = env.create_file("/d/x");
-  f->append("abc", 3);
-  CHECK(has(error_of([&] { f->sync(); }), "cannot fsync '/d/x': Input/output error"));
-  CHECK(seen == std::vector<Op>{Op::kCreate, Op::kAppend, Op::kSync});
-  CHECK(env.calls() == 3);
-  env.lose_power_at(4);
-  f->close();  // call 3
-  CHECK(has(error_of([&] { env.exists("/d/x"); }), "Input/output error"));
-  CHECK(has(error_of([&] { env.list_dir("/d"); }), "cannot list '/d'"));
-}
-
-namespace {
-
 constexpr int kTensors = 3, kChunksPerTensor = 4;
 constexpr size_t kChunkFloats = 1024;  // 4 KiB chunks
 
-// Version v of a model whose chunks change a few at a time (so checkpoints
-// share chunks and packs become partly dead as old ones are removed).
-Model version(int v) {
-  Model m;
-  for (int i = 0; i < kTensors; ++i) {
-    auto& t = m.tensors["t" + std::to_string(i)];
-    t.resize(kChunksPerTensor * kChunkFloats);
-    for (int j = 0; j < kChunksPerTensor; ++j) {
-      int changed = 0;
-      for (int u = v; u > 0 && !changed; --u)
-        if ((u * 7 + i * 3 + j) % 4 == 0) changed = u;
-      std::mt19937 rng(static_cast<uint32_t>(i * 1000003 + j * 1009 + changed));
-      for (size_t k = 0; k < kChunkFloats; ++k) t[j * kChunkFloats + k] = static_cast<float>(rng()) / 3.0f;
-    }
-  }
-  return m;
-}
+// Version v of a model whose chunks change a few at a time (history_util.h:
+// checkpoints share chunks and packs become partly dead as old ones are removed).
+Model version(int v) { return test::versioned_model(v, kTensors, kChunksPerTensor, kChunkFloats); }
 
 SaveOptions save_options() {
   SaveOptions o = test::raw_chunks(kChunkFloats * 4);

@@ -20,7 +20,6 @@
 #include <memory>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "geometry/box.h"
 #include "tessera/checkpoint.h"
@@ -30,6 +29,7 @@
 #include "test_util.h"
 
 using namespace tessera;
+using tessera::test::run_ranks;
 using tessera::test::TempDir;
 namespace fs = std::filesystem;
 
@@ -496,23 +496,6 @@ struct ModelStore {
     save(sd, store, "step-1", o);
   }
 };
-
-// Runs fn(rank, plane) on `world` threads; returns each rank's error ("" if none).
-std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {
-  auto planes = in_process_control_planes(world);
-  std::vector<std::string> errors(static_cast<size_t>(world));
-  std::vector<std::thread> threads;
-  for (int64_t r = 0; r < world; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        fn(r, *planes[static_cast<size_t>(r)]);
-      } catch (const std::exception& e) {
-        errors[static_cast<size_t>(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  return errors;
-}
 
 // The box [offsets, offsets + sizes) of a dense row-major tensor, dense.
 std::vector<std::byte> block(const Saved& s, const Shape& offsets, const Shape& sizes) {

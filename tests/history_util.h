@@ -1,9 +1,11 @@
-// Helpers for the history suites (rm, gc, diff, retention): named float32
-// tensors with deterministic contents, and looks into a store's files.
+// Helpers for the history suites (rm, gc, diff, retention, crash, env):
+// named float32 tensors with deterministic contents, models whose versions
+// share most chunks, and set arithmetic on a store's file names (files_in is
+// in test_util.h).
 #pragma once
 
 #include <algorithm>
-#include <filesystem>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -12,6 +14,7 @@
 
 #include "tessera/checkpoint.h"
 #include "tessera/state_dict.h"
+#include "test_util.h"
 
 namespace tessera::test {
 
@@ -57,11 +60,29 @@ inline SaveOptions raw_chunks(int64_t chunk_bytes) {
   return o;
 }
 
-// File names in STORE/<sub>.
-inline std::set<std::string> files_in(const std::string& store, const std::string& sub) {
-  std::set<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(store + "/" + sub)) out.insert(e.path().filename().string());
-  return out;
+// The version in which chunk `j` of tensor `i` last changed, as of version
+// `v`: each version changes about a quarter of the chunks, so checkpoints
+// share most chunks and packs become partly dead as old ones are removed.
+inline int last_change(int i, int j, int v) {
+  for (int u = v; u > 0; --u)
+    if ((u * 7 + i * 3 + j) % 4 == 0) return u;
+  return 0;
+}
+
+// Version `v` of a model of `tensors` tensors "t0", "t1", ..., each
+// `chunks_per_tensor` chunks of `chunk_floats` values; a chunk's values
+// change only in the versions last_change names.
+inline Model versioned_model(int v, int tensors, int chunks_per_tensor, size_t chunk_floats) {
+  Model m;
+  for (int i = 0; i < tensors; ++i) {
+    auto& t = m.tensors["t" + std::to_string(i)];
+    t.resize(chunks_per_tensor * chunk_floats);
+    for (int j = 0; j < chunks_per_tensor; ++j) {
+      std::mt19937 rng(static_cast<uint32_t>(i * 1000003 + j * 1009 + last_change(i, j, v)));
+      for (size_t k = 0; k < chunk_floats; ++k) t[j * chunk_floats + k] = static_cast<float>(rng()) / 3.0f;
+    }
+  }
+  return m;
 }
 
 inline std::set<std::string> minus(const std::set<std::string>& a, const std::set<std::string>& b) {

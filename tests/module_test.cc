@@ -4,17 +4,18 @@
 // the error messages.
 #include <torch/torch.h>
 
-#include <cstring>
-
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
 #include "tessera/module.h"
 #include "tessera/torch.h"
 #include "test_util.h"
+#include "torch_util.h"
 
 #include <doctest/doctest.h>  // after the torch headers (see toolchain.md)
 
 using namespace tessera;
+using tessera::test::error_of;
+using tessera::test::same_bits;
 using tessera::test::TempDir;
 namespace optim = torch::optim;
 
@@ -54,13 +55,6 @@ void train_step(Net& net, optim::Optimizer& opt, int64_t i) {
   torch::Tensor loss = torch::nn::functional::cross_entropy(net->forward(ids), targets);
   loss.backward();
   opt.step();
-}
-
-bool same_bits(const at::Tensor& a, const at::Tensor& b) {
-  if (!a.defined() || !b.defined()) return false;
-  if (a.sizes() != b.sizes() || a.scalar_type() != b.scalar_type()) return false;
-  at::Tensor x = a.detach().cpu().contiguous(), y = b.detach().cpu().contiguous();
-  return std::memcmp(x.data_ptr(), y.data_ptr(), x.numel() * x.element_size()) == 0;
 }
 
 // Parameters and buffers by qualified name.
@@ -115,16 +109,6 @@ void check_same_adam_state(const Net& a, const optim::Optimizer& oa, const Net& 
     ++n;
   }
   CHECK(n == 11);
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

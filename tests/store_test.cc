@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -19,7 +18,6 @@
 #include "engine/shard_writer.h"
 #include "io/fault_injection_env.h"
 #include "io/file.h"
-#include "io/thread_pool.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
 #include "tessera/inspect.h"
@@ -29,7 +27,9 @@
 using namespace tessera;
 using tessera::test::TempDir;
 using tessera::test::error_of;
+using tessera::test::flip_byte;
 using tessera::test::has;
+using tessera::test::live_threads;
 
 namespace {
 
@@ -569,15 +569,8 @@ TEST_CASE("corruption is an error naming checkpoint, tensor, chunk and pack - ne
     o.verify = verify;
     return error_of([&] { load(l.sd, Store::open_read_only(f.dir.path()), "c", o); });
   };
-  auto flip = [&](uint64_t offset) {
-    std::fstream io(pack, std::ios::in | std::ios::out | std::ios::binary);
-    io.seekg(static_cast<std::streamoff>(offset));
-    char c = static_cast<char>(io.get());
-    io.seekp(static_cast<std::streamoff>(offset));
-    io.put(static_cast<char>(c ^ 0x5a));
-  };
   SUBCASE("flipped byte in a raw chunk") {
-    flip(1000);
+    flip_byte(pack, 1000);
     std::string m = load_error();
     CHECK(has(m, "checkpoint 'c'"));
     CHECK(has(m, "tensor 'model."));
@@ -799,13 +792,6 @@ std::string thrown_by(const std::function<void()>& fn) {
   return "(nothing)";
 }
 
-// Threads of this process now.
-size_t live_threads() {
-  size_t n = 0;
-  for ([[maybe_unused]] auto& t : fs::directory_iterator("/proc/self/task")) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("thread counts beyond the maximum are refused naming `threads` before any thread starts, in every API") {
@@ -824,20 +810,10 @@ TEST_CASE("thread counts beyond the maximum are refused naming `threads` before 
   lo.threads = 1'000'000;
   CHECK(thrown_by([&] { load(target, store, "c", lo); }) == refused);
   CHECK(thrown_by([&] { verify(store, {}, 1'000'000); }) == refused);
-  CHECK(thrown_by([] { io::ThreadPool pool(io::kMaxThreads + 1); }) ==
-        "InvalidArgument: threads must be between 0 (one per core) and 1024, got 1025");
   CHECK(live_threads() == before);  // none started, none left behind
   CHECK(store.checkpoints().size() == 1);
   CHECK(f.packs().size() == 1);  // the refused saves wrote nothing
-
-  // The maximum itself is allowed; 0 means one per core, never more than the maximum.
-  io::ThreadPool most(io::kMaxThreads);
-  CHECK(most.size() == io::kMaxThreads - 1);  // the caller is the last worker
-  std::atomic<size_t> ran{0};
-  most.parallel_for(4096, [&](size_t) { ++ran; });
-  CHECK(ran == 4096);
-  io::ThreadPool per_core(0);
-  CHECK(per_core.size() + 1 <= io::kMaxThreads);
+  // The pool itself (the cap, the maximum, 0 for one per core): io_test.cc.
 }
 
 TEST_CASE("a negative keep_last is refused naming it, before anything is written") {

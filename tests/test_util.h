@@ -1,4 +1,5 @@
-// Helpers shared by the test suites: temporary directories, random data.
+// Helpers shared by the test suites: temporary directories, random data,
+// errors, files, and ranks on threads.
 #pragma once
 
 #include <signal.h>
@@ -10,10 +11,17 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <memory>
 #include <random>
+#include <set>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "tessera/distributed.h"
 
 namespace tessera::test {
 
@@ -104,5 +112,96 @@ inline std::string with_file_size_limit(uint64_t max_file_bytes, const std::func
 }
 
 inline bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// ---- files ------------------------------------------------------------------
+
+// XORs the byte at `offset` of `file` with 0x5a (damage that any checksum
+// sees); throws when the file cannot be read or written there.
+inline void flip_byte(const std::filesystem::path& file, uint64_t offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  const auto at = static_cast<std::streamoff>(offset);
+  char c = 0;
+  if (!f.seekg(at) || !f.get(c))
+    throw std::runtime_error("flip_byte: cannot read byte " + std::to_string(offset) + " of " + file.string());
+  if (!f.seekp(at) || !f.put(static_cast<char>(c ^ 0x5a)) || !f.flush())
+    throw std::runtime_error("flip_byte: cannot write byte " + std::to_string(offset) + " of " + file.string());
+}
+
+// The names of the entries in `dir`, sorted; none when `dir` does not exist.
+inline std::set<std::string> files_in(const std::filesystem::path& dir) {
+  std::set<std::string> out;
+  if (!std::filesystem::exists(dir)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) out.insert(e.path().filename().string());
+  return out;
+}
+
+// The names in STORE/<sub>, a directory every store has (throws when it is missing).
+inline std::set<std::string> files_in(const std::string& store, const std::string& sub) {
+  const std::filesystem::path dir = std::filesystem::path(store) / sub;
+  if (!std::filesystem::is_directory(dir)) throw std::runtime_error(dir.string() + " is not a directory");
+  return files_in(dir);
+}
+
+// Threads of this process now.
+inline size_t live_threads() {
+  size_t n = 0;
+  for ([[maybe_unused]] auto& t : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// ---- ranks on threads -------------------------------------------------------
+
+// Runs fn(rank, *planes[rank]) on one thread per plane; returns what each
+// rank threw (null if nothing).
+template <class Plane>
+std::vector<std::exception_ptr> caught_on(const std::vector<Plane>& planes,
+                                          const std::function<void(int64_t, ControlPlane&)>& fn) {
+  const int64_t world = static_cast<int64_t>(planes.size());
+  std::vector<std::exception_ptr> caught(static_cast<size_t>(world));
+  std::vector<std::thread> threads;
+  for (int64_t r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        fn(r, *planes[static_cast<size_t>(r)]);
+      } catch (...) {
+        caught[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return caught;
+}
+
+// caught_on over `world` in-process control planes.
+inline std::vector<std::exception_ptr> caught_ranks(int64_t world,
+                                                    const std::function<void(int64_t, ControlPlane&)>& fn) {
+  return caught_on(in_process_control_planes(world), fn);
+}
+
+// The message of what `p` holds ("" for null).
+inline std::string message_of(const std::exception_ptr& p) {
+  if (!p) return "";
+  try {
+    std::rethrow_exception(p);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "(not a std::exception)";
+  }
+}
+
+// As caught_on, each rank's error message ("" if none).
+template <class Plane>
+std::vector<std::string> run_on(const std::vector<Plane>& planes,
+                                const std::function<void(int64_t, ControlPlane&)>& fn) {
+  std::vector<std::string> errors;
+  for (const auto& p : caught_on(planes, fn)) errors.push_back(message_of(p));
+  return errors;
+}
+
+// Runs fn(rank, plane) on `world` threads over in-process control planes;
+// returns each rank's error message ("" if none).
+inline std::vector<std::string> run_ranks(int64_t world, const std::function<void(int64_t, ControlPlane&)>& fn) {
+  return run_on(in_process_control_planes(world), fn);
+}
 
 }  // namespace tessera::test

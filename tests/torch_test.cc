@@ -6,10 +6,12 @@
 #include "tessera/error.h"
 #include "tessera/torch.h"
 #include "test_util.h"
+#include "torch_util.h"
 
 #include <doctest/doctest.h>  // after the torch headers (see toolchain.md)
 
 using namespace tessera;
+using tessera::test::same_bits;
 using tessera::test::TempDir;
 
 namespace {
@@ -24,12 +26,6 @@ at::Tensor random_tensor(c10::ScalarType dtype, c10::IntArrayRef sizes, uint64_t
   if (dtype == at::kBool) bytes = bytes.remainder(2);  // only 0 and 1 are valid bools
   std::memcpy(t.data_ptr(), bytes.data_ptr(), bytes.numel());
   return t;
-}
-
-bool same_bits(const at::Tensor& a, const at::Tensor& b) {
-  if (a.sizes() != b.sizes() || a.scalar_type() != b.scalar_type()) return false;
-  at::Tensor x = a.contiguous(), y = b.contiguous();
-  return std::memcmp(x.data_ptr(), y.data_ptr(), x.numel() * x.element_size()) == 0;
 }
 
 }  // namespace
