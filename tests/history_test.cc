@@ -676,7 +676,7 @@ int64_t rows(const Store& store, const std::string& table) {
 
 // Chunks some layout references (what gc keeps).
 int64_t live_chunks(const Store& store) {
-  return static_cast<int64_t>(catalog::live_chunk_ids(store.impl().catalog.db()).size());
+  return static_cast<int64_t>(catalog::live_chunk_ids(store.impl().catalog).size());
 }
 
 }  // namespace
@@ -888,8 +888,8 @@ TEST_CASE("a schema-4 store (tessera 0.3.0) migrates: layout_chunks and chunks_b
     CHECK(count("SELECT count(*) FROM sqlite_schema WHERE name IN ('layout_chunks', 'chunks_by_pack', 'chunks_v5')") == 0);
     CHECK(count("SELECT count(*) FROM pragma_foreign_key_list('chunks')") == 0);
     CHECK(count("SELECT count(*) FROM chunks") == 25);  // every row kept, as it was
-    CHECK(hexes(catalog::live_chunk_ids(db)) == live);
-    CHECK(hexes(catalog::chunk_usage(db).orphans) == orphans);
+    CHECK(hexes(catalog::live_chunk_ids(store.impl().catalog)) == live);
+    CHECK(hexes(catalog::chunk_usage(store.impl().catalog).orphans) == orphans);
   }
   {
     Store store = Store::open_read_only(dir.path());
@@ -926,7 +926,7 @@ TEST_CASE("a schema-4 store (tessera 0.3.0) migrates: layout_chunks and chunks_b
   for (const char* name : {"b", "c", "d"}) CHECK_MESSAGE(v4_loads_exactly(rw, name), name);
   CHECK(verify(rw).ok());
   std::set<std::string> catalog_packs;
-  for (const auto& p : catalog::pack_usage(rw.impl().catalog.db())) catalog_packs.insert(p.name);
+  for (const auto& p : catalog::pack_usage(rw.impl().catalog)) catalog_packs.insert(p.name);
   CHECK(files_in(dir.path(), "packs") == catalog_packs);
 }
 

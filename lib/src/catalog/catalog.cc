@@ -212,6 +212,14 @@ void Catalog::migrate(const std::string& path) {
   }
 }
 
+std::vector<std::string> Catalog::integrity_problems(int max) {
+  std::vector<std::string> out;
+  Statement st = db_.prepare("PRAGMA integrity_check(" + std::to_string(max) + ")");
+  while (st.step())
+    if (std::string line = st.column_text(0); line != "ok") out.push_back(std::move(line));
+  return out;
+}
+
 int Catalog::schema_version() { return static_cast<int>(db_.pragma_int("user_version")); }
 
 static constexpr const char* kCheckpointColumns = R"sql(
@@ -535,13 +543,13 @@ bool remove_replaced(Db& db, const NewCheckpoint& c) {
 
 // Pack rows and their chunk rows; a chunk already committed keeps its row.
 // Returns the chunks this commit added.
-FreshChunks insert_packs(Db& db, const std::vector<pack::PackInfo>& packs, const std::string& now) {
+FreshChunks insert_packs(Catalog& cat, const std::vector<pack::PackInfo>& packs, const std::string& now) {
   std::vector<NewChunk> new_chunks;
   for (const auto& p : packs) {
-    const int64_t pack_id = upsert_pack(db, p.name, p.size, now);
+    const int64_t pack_id = upsert_pack(cat, p.name, p.size, now);
     for (const auto& e : p.chunks) new_chunks.push_back(NewChunk{e.id, &e, pack_id});
   }
-  return insert_chunks(db, new_chunks);
+  return insert_chunks(cat.db(), new_chunks);
 }
 
 // The checkpoints row with its totals and its checksum; returns its id.
@@ -601,7 +609,7 @@ int64_t Catalog::commit(const NewCheckpoint& c, const std::function<void()>& bef
                            "' (removed by gc after its grace period?)");
   if (auto twice = listed_twice(c.tensors)) throw CatalogError("tensor '" + *twice + "' is listed twice");
   const std::string now = now_iso8601();
-  const FreshChunks added = insert_packs(db_, c.packs, now);
+  const FreshChunks added = insert_packs(*this, c.packs, now);
   // Tensors: a layout committed before is reused as it is.
   LayoutWriter layouts(db_, &added);
   TensorList list;

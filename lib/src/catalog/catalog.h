@@ -134,6 +134,16 @@ class Catalog {
   // the transaction is rolled back and its exception propagates.
   int64_t commit(const NewCheckpoint& c, const std::function<void()>& before_commit = {});
 
+  // A transaction (see Transaction, sqlite.h) or a read scope for a run of
+  // calls: what they read holds together, and kWrite keeps others out.
+  Transaction transaction(Transaction::Kind kind) { return Transaction(db_, kind); }
+  ReadScope read_scope() { return ReadScope(db_); }
+
+  // SQLite's check of the file: its complaints (at most `max`), or none.
+  std::vector<std::string> integrity_problems(int max = 100);
+
+  // The connection, for this layer's functions (maintenance.h, layout_rows.h)
+  // and white-box tests; the layers above go through the calls here.
   Db& db() { return db_; }
   Env& env() { return *env_; }
 

@@ -9,14 +9,16 @@
 
 namespace tessera::catalog {
 
-std::vector<std::string> checkpoint_names(Db& db) {
+std::vector<std::string> checkpoint_names(Catalog& cat) {
+  Db& db = cat.db();
   Statement st = db.prepare("SELECT name FROM checkpoints ORDER BY checkpoint_id");
   std::vector<std::string> out;
   while (st.step()) out.push_back(st.column_text(0));
   return out;
 }
 
-std::vector<std::string> delete_checkpoints(Db& db, const std::vector<std::string>& names) {
+std::vector<std::string> delete_checkpoints(Catalog& cat, const std::vector<std::string>& names) {
+  Db& db = cat.db();
   const std::set<std::string> unique(names.begin(), names.end());
   std::vector<std::string> unknown;
   Statement find = db.prepare("SELECT 1 FROM checkpoints WHERE name = ?1");
@@ -32,7 +34,8 @@ std::vector<std::string> delete_checkpoints(Db& db, const std::vector<std::strin
   return {};
 }
 
-std::vector<ChunkId> live_chunk_ids(Db& db) {
+std::vector<ChunkId> live_chunk_ids(Catalog& cat) {
+  Db& db = cat.db();
   std::vector<ChunkId> ids;
   Statement st = db.prepare("SELECT layout_id, shape, pieces FROM layouts");
   while (st.step()) {
@@ -50,7 +53,8 @@ const PackUsage* ChunkUsage::pack(const std::string& name) const {
   return it != packs.end() && it->name == name ? &*it : nullptr;
 }
 
-ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of) {
+ChunkUsage chunk_usage(Catalog& cat, const std::set<std::string>& entries_of) {
+  Db& db = cat.db();
   ChunkUsage u;
   {
     Statement st = db.prepare("SELECT pack_id, name, size_bytes FROM packs ORDER BY name");
@@ -62,7 +66,7 @@ ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of) {
     index[u.packs[i].id] = i;
     if (entries_of.count(u.packs[i].name)) wanted[u.packs[i].id] = &u.live_entries[u.packs[i].name];
   }
-  const std::vector<ChunkId> live = live_chunk_ids(db);
+  const std::vector<ChunkId> live = live_chunk_ids(cat);
   Statement st = db.prepare(std::string("SELECT ") + kChunkRowColumns + " FROM chunks c");
   while (st.step()) {
     const ChunkId id = chunk_from_blob(st.column_blob_view(0));
@@ -84,9 +88,10 @@ ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of) {
   return u;
 }
 
-std::vector<PackUsage> pack_usage(Db& db) { return chunk_usage(db).packs; }
+std::vector<PackUsage> pack_usage(Catalog& cat) { return chunk_usage(cat).packs; }
 
-int64_t drop_chunks(Db& db, const std::vector<ChunkId>& ids) {
+int64_t drop_chunks(Catalog& cat, const std::vector<ChunkId>& ids) {
+  Db& db = cat.db();
   Statement del = db.prepare("DELETE FROM chunks WHERE chunk_id = ?1");
   int64_t n = 0;
   for (const ChunkId& id : ids) {
@@ -96,7 +101,8 @@ int64_t drop_chunks(Db& db, const std::vector<ChunkId>& ids) {
   return n;
 }
 
-int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes, const std::string& created_at) {
+int64_t upsert_pack(Catalog& cat, const std::string& name, uint64_t size_bytes, const std::string& created_at) {
+  Db& db = cat.db();
   Statement st = db.prepare(
       "INSERT INTO packs (name, size_bytes, created_at) VALUES (?1, ?2, ?3) "
       "ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING pack_id");
@@ -107,7 +113,8 @@ int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes, const 
   return id;
 }
 
-bool move_chunk(Db& db, const ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset) {
+bool move_chunk(Catalog& cat, const ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset) {
+  Db& db = cat.db();
   Statement st = db.prepare("UPDATE chunks SET pack_id = ?1, offset = ?2 WHERE chunk_id = ?3 AND pack_id = ?4");
   const std::string blob = chunk_blob(id);
   st.bind(1, to_pack).bind(2, static_cast<int64_t>(offset)).bind_blob(3, blob.data(), blob.size()).bind(4, from_pack);
@@ -115,7 +122,8 @@ bool move_chunk(Db& db, const ChunkId& id, int64_t from_pack, int64_t to_pack, u
   return db.changes() == 1;
 }
 
-std::set<int64_t> delete_empty_packs(Db& db, const std::set<int64_t>& pack_ids) {
+std::set<int64_t> delete_empty_packs(Catalog& cat, const std::set<int64_t>& pack_ids) {
+  Db& db = cat.db();
   std::set<int64_t> used;
   {
     Statement st = db.prepare("SELECT DISTINCT pack_id FROM chunks");
@@ -131,7 +139,8 @@ std::set<int64_t> delete_empty_packs(Db& db, const std::set<int64_t>& pack_ids) 
   return deleted;
 }
 
-bool pack_known(Db& db, const std::string& name) {
+bool pack_known(Catalog& cat, const std::string& name) {
+  Db& db = cat.db();
   Statement st = db.prepare("SELECT 1 FROM packs WHERE name = ?1");
   st.bind(1, name);
   return st.step();

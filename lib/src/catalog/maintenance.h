@@ -1,7 +1,7 @@
 // Catalog maintenance: removing checkpoints and the queries garbage
-// collection runs. The caller holds a catalog::Transaction around them (a
-// kWrite one for every function that changes rows), so what they read
-// cannot change before it commits.
+// collection runs. The caller holds a transaction around them
+// (Catalog::transaction; a kWrite one for every function that changes rows),
+// so what they read cannot change before it commits.
 #pragma once
 
 #include <cstdint>
@@ -11,20 +11,20 @@
 #include <string>
 #include <vector>
 
-#include "catalog/sqlite.h"
+#include "catalog/catalog.h"
 #include "pack/hash.h"
 #include "pack/pack_format.h"
 
 namespace tessera::catalog {
 
 // Checkpoint names in commit order (oldest first).
-std::vector<std::string> checkpoint_names(Db& db);
+std::vector<std::string> checkpoint_names(Catalog& cat);
 
 // Deletes the named checkpoints with their values (ON DELETE CASCADE), and
 // the tensors rows and layouts no other checkpoint holds. Returns the names
 // that do not exist, and then deletes nothing. Chunk and pack rows are left
 // for gc.
-std::vector<std::string> delete_checkpoints(Db& db, const std::vector<std::string>& names);
+std::vector<std::string> delete_checkpoints(Catalog& cat, const std::vector<std::string>& names);
 
 // Liveness (CATALOG.md, "Garbage collection"): a chunk row is live when the
 // pieces of some layout reference it. No table records that per chunk (a
@@ -33,7 +33,7 @@ std::vector<std::string> delete_checkpoints(Db& db, const std::vector<std::strin
 // The chunk ids the layouts' pieces reference, sorted, each once. Throws
 // CatalogError when a layout's pieces cannot be decoded: gc then fails
 // before deleting anything.
-std::vector<ChunkId> live_chunk_ids(Db& db);
+std::vector<ChunkId> live_chunk_ids(Catalog& cat);
 
 // A pack row and how much of it some layout still references.
 struct PackUsage {
@@ -55,27 +55,27 @@ struct ChunkUsage {
 
   const PackUsage* pack(const std::string& name) const;  // null when there is no such row
 };
-ChunkUsage chunk_usage(Db& db, const std::set<std::string>& entries_of = {});
+ChunkUsage chunk_usage(Catalog& cat, const std::set<std::string>& entries_of = {});
 
-std::vector<PackUsage> pack_usage(Db& db);  // chunk_usage(db).packs
+std::vector<PackUsage> pack_usage(Catalog& cat);  // chunk_usage(db).packs
 
 // Deletes the chunk rows `ids`; returns how many there were.
-int64_t drop_chunks(Db& db, const std::vector<ChunkId>& ids);
+int64_t drop_chunks(Catalog& cat, const std::vector<ChunkId>& ids);
 
 // Adds a pack row (created at `created_at`, ISO 8601; now when empty) unless
 // one of this name exists; returns the row's id. Same name, same bytes: pack
 // names hash the whole file.
-int64_t upsert_pack(Db& db, const std::string& name, uint64_t size_bytes, const std::string& created_at = "");
+int64_t upsert_pack(Catalog& cat, const std::string& name, uint64_t size_bytes, const std::string& created_at = "");
 
 // Points chunk `id`, stored in `from_pack`, at `offset` of `to_pack`. Returns
 // false (changing nothing) when its row is not in `from_pack`.
-bool move_chunk(Db& db, const ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset);
+bool move_chunk(Catalog& cat, const ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset);
 
 // Deletes the rows of the packs `pack_ids` that no chunk row points at (one
 // pass over the chunk rows); returns the ids it deleted.
-std::set<int64_t> delete_empty_packs(Db& db, const std::set<int64_t>& pack_ids);
+std::set<int64_t> delete_empty_packs(Catalog& cat, const std::set<int64_t>& pack_ids);
 
 // Whether a pack row of this name exists.
-bool pack_known(Db& db, const std::string& name);
+bool pack_known(Catalog& cat, const std::string& name);
 
 }  // namespace tessera::catalog

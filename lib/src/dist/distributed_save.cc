@@ -292,7 +292,7 @@ bool committed_in_catalog(const Save& s, const std::string& token) {
   o.env = s.env;
   Store store = Store::open(s.store_path, o);
   std::lock_guard lock(store.impl().mu);
-  catalog::Transaction tx(store.impl().catalog.db(), catalog::Transaction::Kind::kWrite);
+  auto tx = store.impl().catalog.transaction(catalog::Transaction::Kind::kWrite);
   auto c = store.impl().catalog.find_checkpoint(s.checkpoint);
   return c && c->save_token == token;
 }

@@ -122,7 +122,7 @@ class Copier {
     for (const auto& p : done_) {
       try {
         std::lock_guard lock(store_.mu);
-        if (!catalog::pack_known(store_.catalog.db(), p.name)) store_.env.remove_file(store_.pack_path(p.name));
+        if (!catalog::pack_known(store_.catalog, p.name)) store_.env.remove_file(store_.pack_path(p.name));
       } catch (...) {
       }
     }
@@ -162,14 +162,14 @@ GcFile file_of(const catalog::PackUsage& u) {
 // Step 2, under the write lock: point the copied chunks at the new packs,
 // drop orphan chunk rows and the rows of packs left empty. Returns the pack
 // names whose rows were dropped: their files may go once this has committed.
-std::vector<std::string> commit_catalog_changes(catalog::Db& db, const GcPlan& plan, std::vector<Rewrite>& rewrites,
+std::vector<std::string> commit_catalog_changes(catalog::Catalog& cat, const GcPlan& plan, std::vector<Rewrite>& rewrites,
                                                 const std::vector<pack::PackInfo>& new_packs, GcResult& result) {
   std::vector<int64_t> new_ids;
   std::vector<std::map<ChunkId, uint64_t>> new_offsets;
   std::set<std::string> known_before;  // a copy identical to a pack the catalog has
   for (const auto& p : new_packs) {
-    if (catalog::pack_known(db, p.name)) known_before.insert(p.name);
-    new_ids.push_back(catalog::upsert_pack(db, p.name, p.size));
+    if (catalog::pack_known(cat, p.name)) known_before.insert(p.name);
+    new_ids.push_back(catalog::upsert_pack(cat, p.name, p.size));
     auto& offsets = new_offsets.emplace_back();
     for (const auto& e : p.chunks) offsets[e.id] = e.offset;
   }
@@ -178,7 +178,7 @@ std::vector<std::string> commit_catalog_changes(catalog::Db& db, const GcPlan& p
   std::set<std::string> rewriting;
   for (const Rewrite& rw : rewrites)
     if (rw.abandoned.empty()) rewriting.insert(rw.old_pack);
-  const catalog::ChunkUsage usage = catalog::chunk_usage(db, rewriting);
+  const catalog::ChunkUsage usage = catalog::chunk_usage(cat, rewriting);
   for (Rewrite& rw : rewrites) {
     if (!rw.abandoned.empty()) {
       result.skipped.push_back("pack " + rw.old_pack + " not rewritten: " + rw.abandoned);
@@ -198,10 +198,10 @@ std::vector<std::string> commit_catalog_changes(catalog::Db& db, const GcPlan& p
       continue;
     }
     for (const auto& [id, index] : rw.copies)
-      if (catalog::move_chunk(db, id, old->id, new_ids[index], new_offsets[index].at(id))) ++result.chunks_moved;
+      if (catalog::move_chunk(cat, id, old->id, new_ids[index], new_offsets[index].at(id))) ++result.chunks_moved;
     result.rewritten_packs.push_back(rw.old_pack);
   }
-  result.chunks_dropped = static_cast<uint64_t>(catalog::drop_chunks(db, usage.orphans));
+  result.chunks_dropped = static_cast<uint64_t>(catalog::drop_chunks(cat, usage.orphans));
 
   std::map<int64_t, std::string> candidates;  // packs that may now be empty, by id
   auto candidate = [&](const std::string& name) {
@@ -213,7 +213,7 @@ std::vector<std::string> commit_catalog_changes(catalog::Db& db, const GcPlan& p
     if (!known_before.count(p.name)) candidate(p.name);
   std::set<int64_t> ids;
   for (const auto& [id, _] : candidates) ids.insert(id);
-  const std::set<int64_t> deleted = catalog::delete_empty_packs(db, ids);
+  const std::set<int64_t> deleted = catalog::delete_empty_packs(cat, ids);
   std::vector<std::string> dropped;
   for (const auto& [id, name] : candidates) {
     if (deleted.count(id)) dropped.push_back(name);
@@ -275,8 +275,8 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
   std::set<std::string> known;
   try {
     std::lock_guard lock(impl.mu);
-    catalog::Transaction tx(impl.catalog.db(), Kind::kRead);
-    const catalog::ChunkUsage usage = catalog::chunk_usage(impl.catalog.db());
+    auto tx = impl.catalog.transaction(Kind::kRead);
+    const catalog::ChunkUsage usage = catalog::chunk_usage(impl.catalog);
     for (const catalog::PackUsage& u : usage.packs) {
       known.insert(u.name);
       if (u.live_chunks == 0) {
@@ -313,7 +313,7 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
   Store::Impl& impl = store.impl();
   refuse_linked_dirs(impl);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot run gc");
-  catalog::Db& db = impl.catalog.db();
+  catalog::Catalog& cat = impl.catalog;
   GcResult result;
   try {
     // 1. Copy the live chunks of packs to rewrite into new durable packs.
@@ -330,8 +330,8 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
       catalog::ChunkUsage usage;
       if (!names.empty()) {
         std::lock_guard lock(impl.mu);
-        catalog::Transaction tx(db, Kind::kRead);
-        usage = catalog::chunk_usage(db, names);
+        auto tx = cat.transaction(Kind::kRead);
+        usage = catalog::chunk_usage(cat, names);
         tx.commit();
       }
       for (const GcFile& f : plan.rewrite_packs) {
@@ -359,8 +359,8 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
     std::vector<std::string> dropped;
     {
       std::lock_guard lock(impl.mu);
-      catalog::Transaction tx(db, Kind::kWrite);
-      dropped = commit_catalog_changes(db, plan, rewrites, new_packs, result);
+      auto tx = cat.transaction(Kind::kWrite);
+      dropped = commit_catalog_changes(cat, plan, rewrites, new_packs, result);
       history_step("gc: before commit");
       tx.commit();
       if (copied) copier.committed();
@@ -374,14 +374,14 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
     //    identical pack onto a dropped name, or whose unknown pack is
     //    deleted here, fails its commit: the pack is gone.
     std::lock_guard lock(impl.mu);
-    catalog::Transaction tx(db, Kind::kWrite);
+    auto tx = cat.transaction(Kind::kWrite);
     int64_t freed = 0;
     for (const auto& name : dropped)
-      if (!catalog::pack_known(db, name) && remove_counted(impl.env, impl.pack_path(name), freed))
+      if (!catalog::pack_known(cat, name) && remove_counted(impl.env, impl.pack_path(name), freed))
         result.deleted_packs.push_back(name);
     for (const GcFile& f : plan.unknown_packs) {
       const std::string path = impl.pack_path(f.name);
-      if (catalog::pack_known(db, f.name) || old_enough(impl.env, path, options.grace) != true) continue;
+      if (catalog::pack_known(cat, f.name) || old_enough(impl.env, path, options.grace) != true) continue;
       if (remove_counted(impl.env, path, freed)) result.removed_files.push_back("packs/" + f.name);
     }
     for (const GcFile& f : plan.temp_files) {

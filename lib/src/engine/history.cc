@@ -42,8 +42,8 @@ void remove_checkpoints(Store& store, const std::vector<std::string>& names) {
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot remove checkpoints");
   std::lock_guard lock(impl.mu);
   try {
-    catalog::Transaction tx(impl.catalog.db(), catalog::Transaction::Kind::kWrite);
-    const std::vector<std::string> unknown = catalog::delete_checkpoints(impl.catalog.db(), names);
+    auto tx = impl.catalog.transaction(catalog::Transaction::Kind::kWrite);
+    const std::vector<std::string> unknown = catalog::delete_checkpoints(impl.catalog, names);
     if (!unknown.empty())
       throw NotFoundError((unknown.size() == 1 ? "checkpoint " : "checkpoints ") + quoted_list(unknown) +
                           " not found in store '" + impl.path +
@@ -63,14 +63,14 @@ void check_keep_last(int64_t keep_last) {
 std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, const std::string& just_saved) {
   if (keep_last <= 0) return {};
   std::lock_guard lock(store.mu);
-  catalog::Transaction tx(store.catalog.db(), catalog::Transaction::Kind::kWrite);
-  const std::vector<std::string> names = catalog::checkpoint_names(store.catalog.db());
+  auto tx = store.catalog.transaction(catalog::Transaction::Kind::kWrite);
+  const std::vector<std::string> names = catalog::checkpoint_names(store.catalog);
   const int64_t excess = static_cast<int64_t>(names.size()) - keep_last;
   std::vector<std::string> victims;
   for (size_t i = 0; i < names.size() && static_cast<int64_t>(victims.size()) < excess; ++i)
     if (names[i] != just_saved) victims.push_back(names[i]);
   if (victims.empty()) return {};
-  catalog::delete_checkpoints(store.catalog.db(), victims);
+  catalog::delete_checkpoints(store.catalog, victims);
   tx.commit();
   return victims;
 }

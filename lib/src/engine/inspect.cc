@@ -51,9 +51,7 @@ std::vector<CatalogProblem> check_catalog(catalog::Catalog& cat, const std::vect
                                           std::vector<bool>& rows_ok, RawLengths& raw_len) {
   std::vector<CatalogProblem> out;
   try {
-    catalog::Statement st = cat.db().prepare("PRAGMA integrity_check(100)");
-    while (st.step())
-      if (const std::string line = st.column_text(0); line != "ok") out.push_back(CatalogProblem{"", line});
+    for (const std::string& line : cat.integrity_problems()) out.push_back(CatalogProblem{"", line});
   } catch (const std::exception& e) {
     out.push_back(CatalogProblem{"", e.what()});
   }

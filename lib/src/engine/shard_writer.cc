@@ -1,5 +1,7 @@
 #include "engine/shard_writer.h"
 
+#include "catalog/maintenance.h"
+
 #include <atomic>
 #include <deque>
 #include <exception>
@@ -8,6 +10,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "catalog/maintenance.h"
 #include "engine/retention.h"
 #include "engine/view_check.h"
 #include "geometry/chunk_grid.h"
@@ -262,7 +265,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
       }
       if (options.dedup && !to_write.empty()) {
         std::lock_guard lock(store.mu);
-        catalog::ReadScope one_lock(store.catalog.db());
+        auto one_lock = store.catalog.read_scope();
         std::erase_if(to_write, [&](size_t i) { return store.catalog.has_chunk(pieces[i].chunk); });
       }
       for (size_t i : to_write) {
@@ -310,9 +313,7 @@ void discard_packs(Store::Impl& store, const std::vector<pack::PackInfo>& packs)
   for (const auto& p : packs) {
     try {
       std::lock_guard lock(store.mu);
-      auto st = store.catalog.db().prepare("SELECT 1 FROM packs WHERE name = ?1");
-      st.bind(1, p.name);
-      if (!st.step()) store.env.remove_file(store.pack_path(p.name));
+      if (!catalog::pack_known(store.catalog, p.name)) store.env.remove_file(store.pack_path(p.name));
     } catch (...) {
     }
   }
