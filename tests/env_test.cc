@@ -14,7 +14,6 @@
 #include "engine/store_impl.h"
 #include "history_util.h"
 #include "io/fault_injection_env.h"
-#include "io/file.h"
 #include "tessera/history.h"
 #include "tessera/inspect.h"
 #include "test_util.h"

@@ -15,7 +15,7 @@
 #include "catalog/migrations.h"
 #include "catalog/row_sum.h"
 #include "catalog/upgrade.h"
-#include "io/file.h"
+#include "io/env.h"
 #include "tessera/error.h"
 
 namespace tessera::catalog {

@@ -22,7 +22,7 @@
 #include "engine/chunk_reader.h"
 #include "engine/pack_cache.h"
 #include "engine/store_impl.h"
-#include "io/file.h"
+#include "io/env.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "plan/read_plan.h"

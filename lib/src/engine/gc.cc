@@ -10,7 +10,7 @@
 #include "engine/chunk_reader.h"
 #include "engine/history_hooks.h"
 #include "engine/store_impl.h"
-#include "io/file.h"
+#include "io/io_error.h"
 #include "io/progress_meter.h"
 #include "pack/pack_writer.h"
 #include "tessera/error.h"

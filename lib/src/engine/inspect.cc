@@ -12,7 +12,6 @@
 #include "engine/pieces.h"
 #include "engine/chunk_reader.h"
 #include "engine/store_impl.h"
-#include "io/file.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/pack_reader.h"

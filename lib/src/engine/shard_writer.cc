@@ -11,7 +11,7 @@
 #include "engine/retention.h"
 #include "engine/view_check.h"
 #include "geometry/chunk_grid.h"
-#include "io/file.h"
+#include "io/env.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/pack_writer.h"
