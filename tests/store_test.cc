@@ -832,12 +832,12 @@ TEST_CASE("thread counts beyond the maximum are refused naming `threads` before 
 
   // The maximum itself is allowed; 0 means one per core, never more than the maximum.
   io::ThreadPool most(io::kMaxThreads);
-  CHECK(most.size() == io::kMaxThreads - 1);  // the caller is the last worker
+  CHECK(most.workers() == io::kMaxThreads - 1);  // the caller is the last worker
   std::atomic<size_t> ran{0};
   most.parallel_for(4096, [&](size_t) { ++ran; });
   CHECK(ran == 4096);
   io::ThreadPool per_core(0);
-  CHECK(per_core.size() + 1 <= io::kMaxThreads);
+  CHECK(per_core.workers() + 1 <= io::kMaxThreads);
 }
 
 TEST_CASE("a negative keep_last is refused naming it, before anything is written") {
