@@ -298,7 +298,7 @@ std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, bool with_piec
   return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), with_pieces);
 }
 
-std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, const PieceFilter& filter) {
+std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, const ReadFilter& filter) {
   ReadScope scope(db_);
   return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), true, filter);
 }
