@@ -14,6 +14,7 @@
 #include "engine/store_impl.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
+#include "pack/chunk_check.h"
 #include "pack/pack_reader.h"
 #include "tessera/error.h"
 
@@ -205,7 +206,7 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
     const auto& tail = chunks[span.last - 1].entry;
     // A record that cannot fit the pack (a damaged catalog row) sends the span chunk by chunk.
     bool whole = std::all_of(chunks.begin() + span.first, chunks.begin() + span.last,
-                             [&](const auto& c) { return extent_problem(c.entry, reader.size()).empty(); });
+                             [&](const auto& c) { return pack::extent_problem(c.entry, reader.size()).empty(); });
     std::vector<std::byte> buffer;
     if (whole) {
       try {
@@ -217,7 +218,7 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
     }
     for (size_t i = span.first; i < span.last; ++i) {
       const auto& e = chunks[i].entry;
-      if (whole) problems[i] = stored_chunk_problem(e, buffer.data() + (e.offset - begin));
+      if (whole) problems[i] = pack::stored_chunk_problem(e, buffer.data() + (e.offset - begin));
       else try_read_raw_chunk(reader, e, problems[i]);
       bytes += e.stored_len;
       meter.add(e.stored_len);

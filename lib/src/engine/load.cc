@@ -6,12 +6,12 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "engine/chunk_reader.h"
 #include "engine/pack_cache.h"
 #include "engine/store_impl.h"
 #include "engine/view_check.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
+#include "pack/chunk_check.h"
 #include "pack/pack_reader.h"
 #include "plan/read_plan.h"
 #include "tessera/checkpoint.h"
@@ -81,7 +81,7 @@ struct Reader {
       throw damaged("catalog says " + std::to_string(e.raw_len) + " bytes, the box needs " +
                     std::to_string(j.chunk_box->volume() * static_cast<int64_t>(elem)));
     const pack::PackReader& reader = open_pack(loc.pack, damaged);
-    if (const std::string why = extent_problem(e, reader.size()); !why.empty()) throw damaged(why);
+    if (const std::string why = pack::extent_problem(e, reader.size()); !why.empty()) throw damaged(why);
     std::byte* direct = nullptr;
     if (j.region == *j.chunk_box && j.target->strides == contiguous_strides(j.target->sizes)) {
       auto ranges = plan::region_byte_ranges(local_box(*j.target), j.region, elem);
@@ -94,37 +94,26 @@ struct Reader {
       raw = buffer.get();
     }
     try {
-      if (e.codec == Codec::kRaw) {
-        if (e.stored_len != e.raw_len) throw damaged("raw chunk with mismatched stored and raw lengths");
+      if (e.codec == Codec::kRaw) {  // its lengths agree: extent_problem checked
         auto ranges = plan::region_byte_ranges(*j.chunk_box, j.region, elem);
         if (options.verify) ranges = plan::widen_to_blocks(ranges, pack::kBlockBytes, e.raw_len);
         for (const auto& r : ranges) {
           reader.read(e.offset + r.begin, r.size(), raw + r.begin);
           bytes_read += r.size();
         }
-        if (options.verify) {
-          if (e.block_sums.size() != pack::block_count(e.raw_len)) throw damaged("block checksums missing");
+        if (options.verify)
           for (const auto& r : ranges)
-            for (uint64_t b = r.begin / pack::kBlockBytes; b * pack::kBlockBytes < r.end; ++b) {
-              uint64_t start = b * pack::kBlockBytes, len = std::min(pack::kBlockBytes, e.raw_len - start);
-              if (checksum64(raw + start, len) != e.block_sums[b])
-                throw damaged("checksum mismatch in bytes " + std::to_string(start) + ".." +
-                              std::to_string(start + len));
-            }
-        }
+            if (const std::string why = pack::block_sums_problem(e, raw, r.begin, r.end); !why.empty())
+              throw damaged(why);
       } else {
         ByteBuffer stored(e.stored_len);
         reader.read(e.offset, e.stored_len, stored.data());
         bytes_read += e.stored_len;
-        if (options.verify && checksum64(stored.data(), stored.size()) != e.stored_sum)
-          throw damaged("checksum mismatch in the stored bytes");
-        try {
-          decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw, e.raw_len);
-        } catch (const std::runtime_error& ex) {
-          throw damaged(std::string("cannot decode: ") + ex.what());
-        }
-        if (options.verify && chunk_id_of(raw, e.raw_len) != e.id)
-          throw damaged("decoded bytes do not match the chunk id");
+        if (options.verify)
+          if (const std::string why = pack::stored_bytes_problem(e, stored.data()); !why.empty()) throw damaged(why);
+        if (const std::string why = pack::decode_problem(e, stored.data(), raw); !why.empty()) throw damaged(why);
+        if (options.verify)
+          if (const std::string why = pack::id_problem(e, raw); !why.empty()) throw damaged("decoded " + why);
       }
     } catch (const pack::PackError& ex) {
       throw damaged(ex.what());
