@@ -39,10 +39,16 @@ std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pa
   return e.codec == Codec::kRaw ? stored : raw;
 }
 
-std::vector<std::byte> read_raw_chunk(const pack::PackReader& pack, const catalog::ChunkLocation& where,
+std::vector<std::byte> read_raw_chunk(pack::PackCache& packs, const catalog::ChunkLocation& where,
                                       const std::string& context) {
+  const pack::PackReader* pack = nullptr;
+  try {
+    pack = &packs.get(where.pack);
+  } catch (const std::exception& e) {
+    throw CorruptionError(context + ": " + culprit(where.entry, where.pack) + ": " + e.what());
+  }
   std::string problem;
-  std::vector<std::byte> raw = try_read_raw_chunk(pack, where.entry, problem);
+  std::vector<std::byte> raw = try_read_raw_chunk(*pack, where.entry, problem);
   if (!problem.empty()) throw CorruptionError(context + ": " + culprit(where.entry, where.pack) + ": " + problem);
   return raw;
 }

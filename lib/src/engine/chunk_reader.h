@@ -10,6 +10,7 @@
 
 #include "catalog/catalog.h"
 #include "pack/chunk_check.h"
+#include "pack/pack_cache.h"
 #include "pack/pack_reader.h"
 
 namespace tessera {
@@ -24,10 +25,11 @@ std::vector<std::byte> read_stored_chunk(const pack::PackReader& pack, const std
 std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pack::ChunkEntry& e,
                                           std::string& problem);
 
-// The chunk's raw bytes: stored bytes checked, decoded, and the result
-// checked against the chunk id. Throws CorruptionError starting with
-// `context` (e.g. "checkpoint 'a', tensor 'w'") and naming chunk and pack.
-std::vector<std::byte> read_raw_chunk(const pack::PackReader& pack, const catalog::ChunkLocation& where,
+// The chunk's raw bytes, read from its pack (opened through `packs`): stored
+// bytes checked, decoded, and the result checked against the chunk id.
+// Throws CorruptionError starting with `context` (e.g. "checkpoint 'a',
+// tensor 'w'") and naming chunk and pack (one that cannot be opened included).
+std::vector<std::byte> read_raw_chunk(pack::PackCache& packs, const catalog::ChunkLocation& where,
                                       const std::string& context);
 
 }  // namespace tessera

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <limits>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -14,6 +13,7 @@
 #include "engine/float_values.h"
 #include "engine/pieces.h"
 #include "engine/store_impl.h"
+#include "pack/pack_cache.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
@@ -95,7 +95,7 @@ std::string where(const std::string& checkpoint, const std::string& tensor) {
 // Decoded, checked chunks for the statistics, one reader per pack.
 class ChunkSource {
  public:
-  explicit ChunkSource(Store::Impl& store) : store_(store) {}
+  explicit ChunkSource(Store::Impl& store) : store_(store), packs_(store.env, store.packs_dir()) {}
 
   std::vector<std::byte> raw(const ChunkId& id, const std::string& context) {
     std::optional<catalog::ChunkLocation> loc;
@@ -104,18 +104,12 @@ class ChunkSource {
       loc = store_.catalog.locate(id);
     }
     if (!loc) throw CorruptionError(context + ": chunk " + id.hex() + " is not in the catalog");
-    auto& reader = readers_[loc->pack];
-    try {
-      if (!reader) reader = std::make_unique<pack::PackReader>(store_.env, store_.pack_path(loc->pack));
-    } catch (const std::exception& e) {
-      throw CorruptionError(context + ": chunk " + id.hex() + " in pack '" + loc->pack + "': " + e.what());
-    }
-    return read_raw_chunk(*reader, *loc, context);
+    return read_raw_chunk(packs_, *loc, context);
   }
 
  private:
   Store::Impl& store_;
-  std::map<std::string, std::unique_ptr<pack::PackReader>> readers_;
+  pack::PackCache packs_;
 };
 
 class Differ {

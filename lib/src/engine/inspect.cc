@@ -15,6 +15,7 @@
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/chunk_check.h"
+#include "pack/pack_cache.h"
 #include "pack/pack_reader.h"
 #include "tessera/error.h"
 
@@ -148,7 +149,7 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   std::sort(chunks.begin(), chunks.end(), [](const catalog::ChunkLocation& a, const catalog::ChunkLocation& b) {
     return a.pack_id != b.pack_id ? a.pack_id < b.pack_id : a.entry.offset < b.entry.offset;
   });
-  std::map<std::string, std::unique_ptr<pack::PackReader>> readers;
+  pack::PackCache packs(impl.env, impl.packs_dir());
   std::map<std::string, std::string> pack_problems;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const std::string& pack = chunks[i].pack;
@@ -158,11 +159,10 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
       continue;
     }
     try {
-      auto r = std::make_unique<pack::PackReader>(impl.env, impl.pack_path(pack));
-      auto footer = r->read_footer();  // a pack whose footer is damaged is reported for each chunk
-      readers[pack] = std::move(r);
+      packs.get(pack).read_footer();  // a pack whose footer is damaged is reported for each chunk
     } catch (const std::exception& e) {
       pack_problems[pack] = e.what();
+      packs.close(pack);
     }
   }
   // Runs of nearby chunks of one pack are read with one read of at most
@@ -201,7 +201,7 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
       for (size_t i = span.first; i < span.last; ++i) problems[i] = it->second;
       return;
     }
-    const pack::PackReader& reader = *readers.at(pack);
+    const pack::PackReader& reader = packs.get(pack);  // opened above
     const uint64_t begin = chunks[span.first].entry.offset;
     const auto& tail = chunks[span.last - 1].entry;
     // A record that cannot fit the pack (a damaged catalog row) sends the span chunk by chunk.

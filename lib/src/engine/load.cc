@@ -6,12 +6,12 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "engine/pack_cache.h"
 #include "engine/store_impl.h"
 #include "engine/view_check.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/chunk_check.h"
+#include "pack/pack_cache.h"
 #include "pack/pack_reader.h"
 #include "plan/read_plan.h"
 #include "tessera/checkpoint.h"
@@ -51,7 +51,7 @@ struct Reader {
   Store::Impl& impl;
   const std::string& checkpoint;
   const LoadOptions& options;
-  PackCache packs;
+  pack::PackCache packs;
   io::ProgressMeter& meter;
   std::atomic<uint64_t> bytes_read{0};
 
@@ -233,7 +233,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     if (const auto* te = std::get_if<TensorEntry>(&entry); match[k++].first && te)
       total += static_cast<uint64_t>(std::max<int64_t>(volume(te->view.sizes), 0)) * te->view.elem_size;
   io::ProgressMeter meter(options.progress, "load", total);
-  Reader reader{impl, checkpoint, options, PackCache(impl), meter};
+  Reader reader{impl, checkpoint, options, pack::PackCache(impl.env, impl.packs_dir()), meter};
   // Check every entry before reading anything.
   std::vector<Planned> planned;
   size_t j = 0;
