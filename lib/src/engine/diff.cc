@@ -11,8 +11,10 @@
 
 #include "engine/chunk_reader.h"
 #include "engine/float_values.h"
+#include "engine/messages.h"
 #include "engine/pieces.h"
 #include "engine/store_impl.h"
+#include "engine/value_size.h"
 #include "pack/pack_cache.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
@@ -80,17 +82,7 @@ Side read_side(Store::Impl& impl, const std::string& checkpoint) {
   return side;
 }
 
-int64_t value_bytes(const Value& v) {
-  if (const auto* b = std::get_if<Bytes>(&v)) return static_cast<int64_t>(b->data.size());
-  if (const auto* s = std::get_if<std::string>(&v)) return static_cast<int64_t>(s->size());
-  return 8;
-}
-
 int64_t tensor_bytes(const catalog::TensorRecord& t) { return volume(t.shape) * t.elem_size; }
-
-std::string where(const std::string& checkpoint, const std::string& tensor) {
-  return "checkpoint '" + checkpoint + "', tensor '" + tensor + "'";
-}
 
 // Decoded, checked chunks for the statistics, one reader per pack.
 class ChunkSource {
@@ -240,7 +232,7 @@ DiffReport diff_checkpoints(const Store& store, const std::string& a, const std:
     const std::string kind_b = tb != sb.tensors.end() ? "tensor" : value_kind(vb->second);
     if (kind_a == kind_b && va->second == vb->second) {  // equal values
       ++report.unchanged;
-      report.unchanged_bytes += value_bytes(vb->second);
+      report.unchanged_bytes += value_size(vb->second);
       continue;
     }
     EntryDiff d = Differ::header(n, kind_a, kind_b);
@@ -251,7 +243,7 @@ DiffReport diff_checkpoints(const Store& store, const std::string& a, const std:
       d.chunks = d.changed_chunks = static_cast<int64_t>(tb->second.pieces.size());
       d.logical_bytes = d.changed_bytes = tensor_bytes(tb->second);
     } else {
-      d.logical_bytes = d.changed_bytes = value_bytes(vb->second);
+      d.logical_bytes = d.changed_bytes = value_size(vb->second);
     }
     if (ta != sa.tensors.end()) {
       d.dtype_a = ta->second.dtype;

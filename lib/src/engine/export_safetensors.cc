@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "engine/chunk_reader.h"
+#include "engine/messages.h"
 #include "engine/store_impl.h"
 #include "io/env.h"
 #include "io/progress_meter.h"
@@ -148,10 +149,6 @@ std::string json_string(const std::string& s) {
     }
   }
   return out + "\"";
-}
-
-std::string where(const std::string& checkpoint, const std::string& tensor) {
-  return "checkpoint '" + checkpoint + "', tensor '" + tensor + "'";
 }
 
 // One tensor of the output.

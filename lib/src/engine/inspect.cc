@@ -12,6 +12,7 @@
 #include "engine/pieces.h"
 #include "engine/chunk_reader.h"
 #include "engine/store_impl.h"
+#include "engine/value_size.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/chunk_check.h"
@@ -32,14 +33,6 @@ std::string printable(const Value& v) {
       return std::string(buf, end);
     }
     default: return std::get<std::string>(v);
-  }
-}
-
-int64_t value_size(const Value& v) {
-  switch (v.index()) {
-    case 0: return static_cast<int64_t>(std::get<Bytes>(v).data.size());
-    case 3: return static_cast<int64_t>(std::get<std::string>(v).size());
-    default: return 8;
   }
 }
 

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "engine/messages.h"
 #include "engine/store_impl.h"
 #include "engine/view_check.h"
 #include "io/progress_meter.h"
@@ -29,13 +30,6 @@ struct ReadJob {
   ChunkId chunk;
 };
 
-std::string join_first(const std::vector<std::string>& names, size_t limit = 5) {
-  std::string s;
-  for (size_t i = 0; i < names.size() && i < limit; ++i) s += (i ? ", '" : "'") + names[i] + "'";
-  if (names.size() > limit) s += ", ... (" + std::to_string(names.size()) + " in all)";
-  return s;
-}
-
 
 
 // A state-dict tensor matched with its saved record.
@@ -55,10 +49,6 @@ struct Reader {
   io::ProgressMeter& meter;
   std::atomic<uint64_t> bytes_read{0};
 
-  std::string where(const std::string& name) const {
-    return "checkpoint '" + checkpoint + "', tensor '" + name + "'";
-  }
-
   // Reads job `j`'s region into its target. When the job needs the whole
   // chunk and the target holds it as one contiguous run, bytes are read (or
   // decoded) straight into the target; otherwise through a chunk buffer.
@@ -75,7 +65,8 @@ struct Reader {
     const pack::ChunkEntry& e = loc.entry;
     const size_t elem = j.target->elem_size;
     auto damaged = [&](const std::string& why) {
-      return CorruptionError(where(*j.tensor) + ": chunk " + j.chunk.hex() + " in pack '" + loc.pack + "': " + why);
+      return CorruptionError(where(checkpoint, *j.tensor) + ": chunk " + j.chunk.hex() + " in pack '" + loc.pack +
+                             "': " + why);
     };
     if (e.raw_len != static_cast<uint64_t>(j.chunk_box->volume()) * elem)
       throw damaged("catalog says " + std::to_string(e.raw_len) + " bytes, the box needs " +
@@ -134,13 +125,13 @@ struct Reader {
       if (p.cast) target = &targets.emplace_back(te.cast_target(p.saved->dtype));
       else if (te.load_target) target = &targets.emplace_back(te.load_target());
       if (static_cast<int64_t>(target->elem_size) != p.saved->elem_size)
-        throw InvalidArgument(where(*p.name) + ": saved element size " + std::to_string(p.saved->elem_size) +
-                              ", target " + std::to_string(target->elem_size));
+        throw InvalidArgument(where(checkpoint, *p.name) + ": saved element size " +
+                              std::to_string(p.saved->elem_size) + ", target " + std::to_string(target->elem_size));
       check_load_target(*p.name, *target);
       const Box box = local_box(*target);
       if (box != local_box(te.view))
-        throw InvalidArgument(where(*p.name) + ": the staging target covers " + to_string(box) + ", the entry " +
-                              to_string(local_box(te.view)));
+        throw InvalidArgument(where(checkpoint, *p.name) + ": the staging target covers " + to_string(box) +
+                              ", the entry " + to_string(local_box(te.view)));
       int64_t covered = 0;
       for (const auto& piece : p.saved->pieces)
         if (auto region = intersect(piece.box, box)) {
@@ -150,8 +141,8 @@ struct Reader {
       // Committed pieces tile the tensor (checked at commit); a damaged
       // catalog must not leave target elements silently unwritten.
       if (covered != box.volume())
-        throw CorruptionError(where(*p.name) + ": the catalog's pieces cover " + std::to_string(covered) + " of the " +
-                              std::to_string(box.volume()) + " elements of " + to_string(box) +
+        throw CorruptionError(where(checkpoint, *p.name) + ": the catalog's pieces cover " + std::to_string(covered) +
+                              " of the " + std::to_string(box.volume()) + " elements of " + to_string(box) +
                               " (damaged catalog? run tessera verify)");
     }
     // Each distinct chunk looked up once, in one catalog pass.
@@ -175,7 +166,7 @@ struct Reader {
     }
     for (size_t i = 0; i < wanted.size(); ++i)
       if (!found[i])
-        throw CorruptionError(where(*first_user[i]->tensor) + ": chunk " + wanted[i].hex() +
+        throw CorruptionError(where(checkpoint, *first_user[i]->tensor) + ": chunk " + wanted[i].hex() +
                               " is missing from the catalog");
     pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], *found[location_of[i]]); });
     for (const Planned& p : wave)
@@ -257,14 +248,14 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     TensorEntry& te = std::get<TensorEntry>(entry);
     check_load_target(name, te.view, /*require_data=*/!te.load_target);  // hooks' targets: in load_wave
     if (te.view.global_shape != rec.shape)
-      throw InvalidArgument(reader.where(name) + ": saved shape " + to_string(rec.shape) + ", target " +
+      throw InvalidArgument(where(checkpoint, name) + ": saved shape " + to_string(rec.shape) + ", target " +
                             to_string(te.view.global_shape));
     const bool cast = te.view.dtype != rec.dtype;
     if (cast && !options.allow_cast)
-      throw InvalidArgument(reader.where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
+      throw InvalidArgument(where(checkpoint, name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
                             " (set LoadOptions::allow_cast to convert)");
     if (cast && !te.cast_target)
-      throw InvalidArgument(reader.where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
+      throw InvalidArgument(where(checkpoint, name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
                             ": converting needs the LibTorch layer (tessera/torch.h)");
     const bool staged = cast || te.load_target;
     const uint64_t bytes = staged ? static_cast<uint64_t>(std::max<int64_t>(volume(te.view.sizes), 0)) *
@@ -273,7 +264,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     planned.push_back(Planned{&name, &te, &rec, cast, bytes});
   }
   if (!result.missing_keys.empty() && options.strict)
-    throw NotFoundError("checkpoint '" + checkpoint + "' has no entries " + join_first(result.missing_keys) +
+    throw NotFoundError("checkpoint '" + checkpoint + "' has no entries " + quoted_list(result.missing_keys, 5) +
                         " (load with strict=false to skip them)");
 
   // Waves of at most max_staging_bytes of staged entries (an entry larger
