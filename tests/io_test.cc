@@ -21,7 +21,7 @@
 #include "env_util.h"
 #include "io/env.h"
 #include "io/fault_injection_env.h"
-#include "io/file.h"
+#include "io/io_error.h"
 #include "io/thread_pool.h"
 #include "tessera/error.h"
 #include "test_util.h"
@@ -42,7 +42,7 @@ using Call = FaultInjectionEnv::Call;
 TEST_CASE("ThreadPool: parallel_for runs every index exactly once, batch after batch") {
   for (size_t threads : {1, 2, 3, 8}) {
     io::ThreadPool pool(threads);
-    CHECK(pool.size() == threads - 1);  // the caller is the last worker
+    CHECK(pool.workers() == threads - 1);  // the caller is the last worker
     for (size_t n : {0, 1, 2, 7, 1000}) {
       CAPTURE(threads);
       CAPTURE(n);
@@ -176,7 +176,7 @@ TEST_CASE("ThreadPool: at most kMaxThreads, refused beyond it before any thread 
   // The maximum itself is allowed; 0 means one per core, never more than the maximum.
   {
     io::ThreadPool most(io::kMaxThreads);
-    CHECK(most.size() == io::kMaxThreads - 1);  // the caller is the last worker
+    CHECK(most.workers() == io::kMaxThreads - 1);  // the caller is the last worker
     CHECK(live_threads() == before + io::kMaxThreads - 1);
     std::atomic<size_t> ran{0};
     most.parallel_for(4096, [&](size_t) { ++ran; });
@@ -186,8 +186,8 @@ TEST_CASE("ThreadPool: at most kMaxThreads, refused beyond it before any thread 
   for (int i = 0; i < 500 && live_threads() != before; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   CHECK(live_threads() == before);
   io::ThreadPool per_core(0);
-  CHECK(per_core.size() + 1 <= io::kMaxThreads);
-  CHECK(per_core.size() + 1 == std::clamp<size_t>(std::thread::hardware_concurrency(), 1, io::kMaxThreads));
+  CHECK(per_core.workers() + 1 <= io::kMaxThreads);
+  CHECK(per_core.workers() + 1 == std::clamp<size_t>(std::thread::hardware_concurrency(), 1, io::kMaxThreads));
 }
 
 // ---- Env: MemEnv ------------------------------------------------------------

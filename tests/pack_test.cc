@@ -9,7 +9,7 @@
 #include <string>
 
 #include "io/fault_injection_env.h"
-#include "io/file.h"
+#include "io/io_error.h"
 #include "pack/codec.h"
 #include "pack/pack_reader.h"
 #include "pack/pack_writer.h"

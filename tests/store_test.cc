@@ -16,8 +16,8 @@
 
 #include "engine/commit.h"
 #include "engine/shard_writer.h"
+#include "io/env.h"
 #include "io/fault_injection_env.h"
-#include "io/file.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
 #include "tessera/inspect.h"

@@ -16,7 +16,7 @@
 #include "catalog/migrations.h"
 #include "catalog/row_sum.h"
 #include "catalog/upgrade.h"
-#include "io/file.h"
+#include "io/env.h"
 #include "tessera/error.h"
 
 namespace tessera::catalog {
@@ -304,7 +304,7 @@ std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, bool with_piec
   return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), with_pieces);
 }
 
-std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, const PieceFilter& filter) {
+std::vector<TensorRecord> Catalog::tensors(int64_t checkpoint_id, const ReadFilter& filter) {
   ReadScope scope(db_);
   return read_tensors(db_, checkpoint_tensor_ids(db_, checkpoint_id), true, filter);
 }

@@ -108,8 +108,8 @@ class Catalog {
   // The tensors of a checkpoint with their pieces (ordered by name); pieces
   // are decoded only when asked for.
   std::vector<TensorRecord> tensors(int64_t checkpoint_id, bool with_pieces = true);
-  // Only the pieces a caller needs (see PieceFilter, layout_rows.h).
-  std::vector<TensorRecord> tensors(int64_t checkpoint_id, const PieceFilter& filter);
+  // Only the pieces a caller needs (see ReadFilter, layout_rows.h).
+  std::vector<TensorRecord> tensors(int64_t checkpoint_id, const ReadFilter& filter);
   std::optional<TensorRecord> tensor(int64_t checkpoint_id, const std::string& name);
   std::vector<ValueRecord> values(int64_t checkpoint_id);
 

@@ -8,7 +8,7 @@
 #include <map>
 #include <mutex>
 
-#include "io/file.h"
+#include "io/io_error.h"
 
 namespace tessera::catalog {
 namespace {

@@ -139,7 +139,7 @@ void TensorList::add(const LayoutWriter::Written& w) {
 }
 
 std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
-                                       const PieceFilter& filter) {
+                                       const ReadFilter& filter) {
   // Ids held densely (a first checkpoint, or one that changed most of its
   // tensors) are read in one scan of their range, others one lookup each.
   // (Ids are ascending and not negative: decode_ids makes them so.)

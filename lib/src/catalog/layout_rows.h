@@ -88,14 +88,14 @@ struct TensorList {
 
 // Which pieces of a tensor to read, by name: all (nullopt), or only those
 // overlapping a box (an empty box: none).
-using PieceFilter = std::function<std::optional<Box>(const std::string& name)>;
+using ReadFilter = std::function<std::optional<Box>(const std::string& name)>;
 
 // The tensors rows `ids` with their layouts (pieces decoded when asked, and
 // only those `filter` wants when it is set), sorted by name. Throws
 // CatalogError when an id has no row, CorruptionError when a row fails its
 // checksum or (pieces read) a layout its digest.
 std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
-                                       const PieceFilter& filter = {});
+                                       const ReadFilter& filter = {});
 
 // The ids in checkpoints.tensor_ids of a checkpoint.
 std::vector<int64_t> checkpoint_tensor_ids(Db& db, int64_t checkpoint_id);

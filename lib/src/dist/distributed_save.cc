@@ -83,7 +83,7 @@
 #include "engine/manifest_codec.h"
 #include "engine/retention.h"
 #include "engine/shard_writer.h"
-#include "io/file.h"
+#include "io/env.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"
 

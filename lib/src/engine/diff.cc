@@ -5,15 +5,17 @@
 #include <cstring>
 #include <limits>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 
 #include "engine/chunk_reader.h"
 #include "engine/float_values.h"
+#include "engine/messages.h"
 #include "engine/pieces.h"
 #include "engine/store_impl.h"
+#include "engine/value_size.h"
+#include "pack/pack_cache.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
@@ -80,22 +82,12 @@ Side read_side(Store::Impl& impl, const std::string& checkpoint) {
   return side;
 }
 
-int64_t value_bytes(const Value& v) {
-  if (const auto* b = std::get_if<Bytes>(&v)) return static_cast<int64_t>(b->data.size());
-  if (const auto* s = std::get_if<std::string>(&v)) return static_cast<int64_t>(s->size());
-  return 8;
-}
-
 int64_t tensor_bytes(const catalog::TensorRecord& t) { return volume(t.shape) * t.elem_size; }
-
-std::string where(const std::string& checkpoint, const std::string& tensor) {
-  return "checkpoint '" + checkpoint + "', tensor '" + tensor + "'";
-}
 
 // Decoded, checked chunks for the statistics, one reader per pack.
 class ChunkSource {
  public:
-  explicit ChunkSource(Store::Impl& store) : store_(store) {}
+  explicit ChunkSource(Store::Impl& store) : store_(store), packs_(store.env, store.packs_dir()) {}
 
   std::vector<std::byte> raw(const ChunkId& id, const std::string& context) {
     std::optional<catalog::ChunkLocation> loc;
@@ -104,18 +96,12 @@ class ChunkSource {
       loc = store_.catalog.locate(id);
     }
     if (!loc) throw CorruptionError(context + ": chunk " + id.hex() + " is not in the catalog");
-    auto& reader = readers_[loc->pack];
-    try {
-      if (!reader) reader = std::make_unique<pack::PackReader>(store_.env, store_.pack_path(loc->pack));
-    } catch (const std::exception& e) {
-      throw CorruptionError(context + ": chunk " + id.hex() + " in pack '" + loc->pack + "': " + e.what());
-    }
-    return read_raw_chunk(*reader, *loc, context);
+    return read_raw_chunk(packs_, *loc, context);
   }
 
  private:
   Store::Impl& store_;
-  std::map<std::string, std::unique_ptr<pack::PackReader>> readers_;
+  pack::PackCache packs_;
 };
 
 class Differ {
@@ -246,7 +232,7 @@ DiffReport diff_checkpoints(const Store& store, const std::string& a, const std:
     const std::string kind_b = tb != sb.tensors.end() ? "tensor" : value_kind(vb->second);
     if (kind_a == kind_b && va->second == vb->second) {  // equal values
       ++report.unchanged;
-      report.unchanged_bytes += value_bytes(vb->second);
+      report.unchanged_bytes += value_size(vb->second);
       continue;
     }
     EntryDiff d = Differ::header(n, kind_a, kind_b);
@@ -257,7 +243,7 @@ DiffReport diff_checkpoints(const Store& store, const std::string& a, const std:
       d.chunks = d.changed_chunks = static_cast<int64_t>(tb->second.pieces.size());
       d.logical_bytes = d.changed_bytes = tensor_bytes(tb->second);
     } else {
-      d.logical_bytes = d.changed_bytes = value_bytes(vb->second);
+      d.logical_bytes = d.changed_bytes = value_size(vb->second);
     }
     if (ta != sa.tensors.end()) {
       d.dtype_a = ta->second.dtype;

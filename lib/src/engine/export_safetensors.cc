@@ -20,11 +20,12 @@
 #include <unordered_map>
 
 #include "engine/chunk_reader.h"
-#include "engine/pack_cache.h"
+#include "engine/messages.h"
 #include "engine/store_impl.h"
-#include "io/file.h"
+#include "io/env.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
+#include "pack/pack_cache.h"
 #include "plan/read_plan.h"
 #include "tessera/error.h"
 #include "tessera/export.h"
@@ -148,10 +149,6 @@ std::string json_string(const std::string& s) {
     }
   }
   return out + "\"";
-}
-
-std::string where(const std::string& checkpoint, const std::string& tensor) {
-  return "checkpoint '" + checkpoint + "', tensor '" + tensor + "'";
 }
 
 // One tensor of the output.
@@ -372,7 +369,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
   // ---- write: each file at its final size, filled piece by piece -------------
   auto temp_path = [&](const std::string& name) { return out_dir + "/" + temp_name(name); };
   TempFiles temps(env);
-  PackCache packs(impl);
+  pack::PackCache packs(impl.env, impl.packs_dir());
   io::ThreadPool pool(options.threads);
   std::atomic<uint64_t> bytes_read{0}, chunks_read{0};
   io::ProgressMeter meter(options.progress, "export", result.total_size);
@@ -399,13 +396,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
         throw CorruptionError(context + ": chunk " + p.chunk.hex() + " in pack '" + loc.pack + "': catalog says " +
                               std::to_string(loc.entry.raw_len) + " bytes, the box needs " +
                               std::to_string(static_cast<uint64_t>(p.box.volume()) * elem));
-      const pack::PackReader* reader = nullptr;
-      try {
-        reader = &packs.get(loc.pack);
-      } catch (const std::exception& e) {
-        throw CorruptionError(context + ": chunk " + p.chunk.hex() + " in pack '" + loc.pack + "': " + e.what());
-      }
-      const std::vector<std::byte> raw = read_raw_chunk(*reader, loc, context);  // checked
+      const std::vector<std::byte> raw = read_raw_chunk(packs, loc, context);  // checked
       bytes_read += loc.entry.stored_len;
       ++chunks_read;
       uint64_t src = 0;

@@ -10,8 +10,9 @@
 #include "engine/chunk_reader.h"
 #include "engine/history_hooks.h"
 #include "engine/store_impl.h"
-#include "io/file.h"
+#include "io/io_error.h"
 #include "io/progress_meter.h"
+#include "pack/pack_cache.h"
 #include "pack/pack_writer.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
@@ -77,12 +78,12 @@ struct Rewrite {
 class Copier {
  public:
   Copier(Store::Impl& store, const GcOptions& options, io::ProgressMeter& meter)
-      : store_(store), options_(options), meter_(meter) {}
+      : store_(store), options_(options), meter_(meter), packs_(store.env, store.packs_dir()) {}
 
   void copy_pack(Rewrite& rw, const std::vector<pack::ChunkEntry>& live) {
-    std::optional<pack::PackReader> reader;
+    const pack::PackReader* reader = nullptr;
     try {
-      reader.emplace(store_.env, store_.pack_path(rw.old_pack));
+      reader = &packs_.get(rw.old_pack);
     } catch (const std::exception& e) {
       rw.abandoned = e.what();
       return;
@@ -93,7 +94,7 @@ class Copier {
         stored = read_stored_chunk(*reader, rw.old_pack, e);
       } catch (const CorruptionError& ex) {
         rw.abandoned = ex.what();  // copies made so far become dead bytes of the new pack
-        return;
+        break;
       }
       if (!writer_) writer_.emplace(store_.env, store_.tmp_dir(), store_.packs_dir());
       writer_->add(e, stored.data());
@@ -102,6 +103,7 @@ class Copier {
       history_step("gc: copied chunk");
       if (writer_->bytes() >= options_.pack_bytes) finish_pack();
     }
+    packs_.close(rw.old_pack);  // each pack is copied once: its file need not stay open
   }
 
   // Finishes the pack in progress; returns every new pack (all durable).
@@ -140,6 +142,7 @@ class Copier {
   Store::Impl& store_;
   const GcOptions& options_;
   io::ProgressMeter& meter_;
+  pack::PackCache packs_;
   std::optional<pack::PackWriter> writer_;
   std::vector<pack::PackInfo> done_;
   bool committed_ = false;

@@ -5,6 +5,7 @@
 
 #include "catalog/maintenance.h"
 #include "engine/history_hooks.h"
+#include "engine/messages.h"
 #include "engine/retention.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
@@ -14,12 +15,6 @@ namespace {
 
 std::mutex hook_mu;
 HistoryStepHook step_hook;
-
-std::string quoted_list(const std::vector<std::string>& names) {
-  std::string s;
-  for (const auto& n : names) s += (s.empty() ? "'" : ", '") + n + "'";
-  return s;
-}
 
 }  // namespace
 

@@ -12,9 +12,11 @@
 #include "engine/pieces.h"
 #include "engine/chunk_reader.h"
 #include "engine/store_impl.h"
-#include "io/file.h"
+#include "engine/value_size.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
+#include "pack/chunk_check.h"
+#include "pack/pack_cache.h"
 #include "pack/pack_reader.h"
 #include "tessera/error.h"
 
@@ -31,14 +33,6 @@ std::string printable(const Value& v) {
       return std::string(buf, end);
     }
     default: return std::get<std::string>(v);
-  }
-}
-
-int64_t value_size(const Value& v) {
-  switch (v.index()) {
-    case 0: return static_cast<int64_t>(std::get<Bytes>(v).data.size());
-    case 3: return static_cast<int64_t>(std::get<std::string>(v).size());
-    default: return 8;
   }
 }
 
@@ -146,7 +140,7 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   std::sort(chunks.begin(), chunks.end(), [](const catalog::ChunkLocation& a, const catalog::ChunkLocation& b) {
     return a.pack_id != b.pack_id ? a.pack_id < b.pack_id : a.entry.offset < b.entry.offset;
   });
-  std::map<std::string, std::unique_ptr<pack::PackReader>> readers;
+  pack::PackCache packs(impl.env, impl.packs_dir());
   std::map<std::string, std::string> pack_problems;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const std::string& pack = chunks[i].pack;
@@ -156,11 +150,10 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
       continue;
     }
     try {
-      auto r = std::make_unique<pack::PackReader>(impl.env, impl.pack_path(pack));
-      auto footer = r->read_footer();  // a pack whose footer is damaged is reported for each chunk
-      readers[pack] = std::move(r);
+      packs.get(pack).read_footer();  // a pack whose footer is damaged is reported for each chunk
     } catch (const std::exception& e) {
       pack_problems[pack] = e.what();
+      packs.close(pack);
     }
   }
   // Runs of nearby chunks of one pack are read with one read of at most
@@ -199,12 +192,12 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
       for (size_t i = span.first; i < span.last; ++i) problems[i] = it->second;
       return;
     }
-    const pack::PackReader& reader = *readers.at(pack);
+    const pack::PackReader& reader = packs.get(pack);  // opened above
     const uint64_t begin = chunks[span.first].entry.offset;
     const auto& tail = chunks[span.last - 1].entry;
     // A record that cannot fit the pack (a damaged catalog row) sends the span chunk by chunk.
     bool whole = std::all_of(chunks.begin() + span.first, chunks.begin() + span.last,
-                             [&](const auto& c) { return extent_problem(c.entry, reader.size()).empty(); });
+                             [&](const auto& c) { return pack::extent_problem(c.entry, reader.size()).empty(); });
     std::vector<std::byte> buffer;
     if (whole) {
       try {
@@ -216,7 +209,7 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
     }
     for (size_t i = span.first; i < span.last; ++i) {
       const auto& e = chunks[i].entry;
-      if (whole) problems[i] = stored_chunk_problem(e, buffer.data() + (e.offset - begin));
+      if (whole) problems[i] = pack::stored_chunk_problem(e, buffer.data() + (e.offset - begin));
       else try_read_raw_chunk(reader, e, problems[i]);
       bytes += e.stored_len;
       meter.add(e.stored_len);

@@ -6,12 +6,13 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "engine/chunk_reader.h"
-#include "engine/pack_cache.h"
+#include "engine/messages.h"
 #include "engine/store_impl.h"
 #include "engine/view_check.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
+#include "pack/chunk_check.h"
+#include "pack/pack_cache.h"
 #include "pack/pack_reader.h"
 #include "plan/read_plan.h"
 #include "tessera/checkpoint.h"
@@ -29,13 +30,6 @@ struct ReadJob {
   ChunkId chunk;
 };
 
-std::string join_first(const std::vector<std::string>& names, size_t limit = 5) {
-  std::string s;
-  for (size_t i = 0; i < names.size() && i < limit; ++i) s += (i ? ", '" : "'") + names[i] + "'";
-  if (names.size() > limit) s += ", ... (" + std::to_string(names.size()) + " in all)";
-  return s;
-}
-
 
 
 // A state-dict tensor matched with its saved record.
@@ -51,13 +45,9 @@ struct Reader {
   Store::Impl& impl;
   const std::string& checkpoint;
   const LoadOptions& options;
-  PackCache packs;
+  pack::PackCache packs;
   io::ProgressMeter& meter;
   std::atomic<uint64_t> bytes_read{0};
-
-  std::string where(const std::string& name) const {
-    return "checkpoint '" + checkpoint + "', tensor '" + name + "'";
-  }
 
   // Reads job `j`'s region into its target. When the job needs the whole
   // chunk and the target holds it as one contiguous run, bytes are read (or
@@ -75,13 +65,14 @@ struct Reader {
     const pack::ChunkEntry& e = loc.entry;
     const size_t elem = j.target->elem_size;
     auto damaged = [&](const std::string& why) {
-      return CorruptionError(where(*j.tensor) + ": chunk " + j.chunk.hex() + " in pack '" + loc.pack + "': " + why);
+      return CorruptionError(where(checkpoint, *j.tensor) + ": chunk " + j.chunk.hex() + " in pack '" + loc.pack +
+                             "': " + why);
     };
     if (e.raw_len != static_cast<uint64_t>(j.chunk_box->volume()) * elem)
       throw damaged("catalog says " + std::to_string(e.raw_len) + " bytes, the box needs " +
                     std::to_string(j.chunk_box->volume() * static_cast<int64_t>(elem)));
     const pack::PackReader& reader = open_pack(loc.pack, damaged);
-    if (const std::string why = extent_problem(e, reader.size()); !why.empty()) throw damaged(why);
+    if (const std::string why = pack::extent_problem(e, reader.size()); !why.empty()) throw damaged(why);
     std::byte* direct = nullptr;
     if (j.region == *j.chunk_box && j.target->strides == contiguous_strides(j.target->sizes)) {
       auto ranges = plan::region_byte_ranges(local_box(*j.target), j.region, elem);
@@ -94,37 +85,26 @@ struct Reader {
       raw = buffer.get();
     }
     try {
-      if (e.codec == Codec::kRaw) {
-        if (e.stored_len != e.raw_len) throw damaged("raw chunk with mismatched stored and raw lengths");
+      if (e.codec == Codec::kRaw) {  // its lengths agree: extent_problem checked
         auto ranges = plan::region_byte_ranges(*j.chunk_box, j.region, elem);
         if (options.verify) ranges = plan::widen_to_blocks(ranges, pack::kBlockBytes, e.raw_len);
         for (const auto& r : ranges) {
           reader.read(e.offset + r.begin, r.size(), raw + r.begin);
           bytes_read += r.size();
         }
-        if (options.verify) {
-          if (e.block_sums.size() != pack::block_count(e.raw_len)) throw damaged("block checksums missing");
+        if (options.verify)
           for (const auto& r : ranges)
-            for (uint64_t b = r.begin / pack::kBlockBytes; b * pack::kBlockBytes < r.end; ++b) {
-              uint64_t start = b * pack::kBlockBytes, len = std::min(pack::kBlockBytes, e.raw_len - start);
-              if (checksum64(raw + start, len) != e.block_sums[b])
-                throw damaged("checksum mismatch in bytes " + std::to_string(start) + ".." +
-                              std::to_string(start + len));
-            }
-        }
+            if (const std::string why = pack::block_sums_problem(e, raw, r.begin, r.end); !why.empty())
+              throw damaged(why);
       } else {
         ByteBuffer stored(e.stored_len);
         reader.read(e.offset, e.stored_len, stored.data());
         bytes_read += e.stored_len;
-        if (options.verify && checksum64(stored.data(), stored.size()) != e.stored_sum)
-          throw damaged("checksum mismatch in the stored bytes");
-        try {
-          decode_chunk(e.codec, stored.data(), stored.size(), e.elem_size, raw, e.raw_len);
-        } catch (const std::runtime_error& ex) {
-          throw damaged(std::string("cannot decode: ") + ex.what());
-        }
-        if (options.verify && chunk_id_of(raw, e.raw_len) != e.id)
-          throw damaged("decoded bytes do not match the chunk id");
+        if (options.verify)
+          if (const std::string why = pack::stored_bytes_problem(e, stored.data()); !why.empty()) throw damaged(why);
+        if (const std::string why = pack::decode_problem(e, stored.data(), raw); !why.empty()) throw damaged(why);
+        if (options.verify)
+          if (const std::string why = pack::id_problem(e, raw); !why.empty()) throw damaged("decoded " + why);
       }
     } catch (const pack::PackError& ex) {
       throw damaged(ex.what());
@@ -145,13 +125,13 @@ struct Reader {
       if (p.cast) target = &targets.emplace_back(te.cast_target(p.saved->dtype));
       else if (te.load_target) target = &targets.emplace_back(te.load_target());
       if (static_cast<int64_t>(target->elem_size) != p.saved->elem_size)
-        throw InvalidArgument(where(*p.name) + ": saved element size " + std::to_string(p.saved->elem_size) +
-                              ", target " + std::to_string(target->elem_size));
+        throw InvalidArgument(where(checkpoint, *p.name) + ": saved element size " +
+                              std::to_string(p.saved->elem_size) + ", target " + std::to_string(target->elem_size));
       check_load_target(*p.name, *target);
       const Box box = local_box(*target);
       if (box != local_box(te.view))
-        throw InvalidArgument(where(*p.name) + ": the staging target covers " + to_string(box) + ", the entry " +
-                              to_string(local_box(te.view)));
+        throw InvalidArgument(where(checkpoint, *p.name) + ": the staging target covers " + to_string(box) +
+                              ", the entry " + to_string(local_box(te.view)));
       int64_t covered = 0;
       for (const auto& piece : p.saved->pieces)
         if (auto region = intersect(piece.box, box)) {
@@ -161,8 +141,8 @@ struct Reader {
       // Committed pieces tile the tensor (checked at commit); a damaged
       // catalog must not leave target elements silently unwritten.
       if (covered != box.volume())
-        throw CorruptionError(where(*p.name) + ": the catalog's pieces cover " + std::to_string(covered) + " of the " +
-                              std::to_string(box.volume()) + " elements of " + to_string(box) +
+        throw CorruptionError(where(checkpoint, *p.name) + ": the catalog's pieces cover " + std::to_string(covered) +
+                              " of the " + std::to_string(box.volume()) + " elements of " + to_string(box) +
                               " (damaged catalog? run tessera verify)");
     }
     // Each distinct chunk looked up once, in one catalog pass.
@@ -186,7 +166,7 @@ struct Reader {
     }
     for (size_t i = 0; i < wanted.size(); ++i)
       if (!found[i])
-        throw CorruptionError(where(*first_user[i]->tensor) + ": chunk " + wanted[i].hex() +
+        throw CorruptionError(where(checkpoint, *first_user[i]->tensor) + ": chunk " + wanted[i].hex() +
                               " is missing from the catalog");
     pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], *found[location_of[i]]); });
     for (const Planned& p : wave)
@@ -244,7 +224,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     if (const auto* te = std::get_if<TensorEntry>(&entry); match[k++].first && te)
       total += static_cast<uint64_t>(std::max<int64_t>(volume(te->view.sizes), 0)) * te->view.elem_size;
   io::ProgressMeter meter(options.progress, "load", total);
-  Reader reader{impl, checkpoint, options, PackCache(impl), meter};
+  Reader reader{impl, checkpoint, options, pack::PackCache(impl.env, impl.packs_dir()), meter};
   // Check every entry before reading anything.
   std::vector<Planned> planned;
   size_t j = 0;
@@ -268,14 +248,14 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     TensorEntry& te = std::get<TensorEntry>(entry);
     check_load_target(name, te.view, /*require_data=*/!te.load_target);  // hooks' targets: in load_wave
     if (te.view.global_shape != rec.shape)
-      throw InvalidArgument(reader.where(name) + ": saved shape " + to_string(rec.shape) + ", target " +
+      throw InvalidArgument(where(checkpoint, name) + ": saved shape " + to_string(rec.shape) + ", target " +
                             to_string(te.view.global_shape));
     const bool cast = te.view.dtype != rec.dtype;
     if (cast && !options.allow_cast)
-      throw InvalidArgument(reader.where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
+      throw InvalidArgument(where(checkpoint, name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
                             " (set LoadOptions::allow_cast to convert)");
     if (cast && !te.cast_target)
-      throw InvalidArgument(reader.where(name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
+      throw InvalidArgument(where(checkpoint, name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
                             ": converting needs the LibTorch layer (tessera/torch.h)");
     const bool staged = cast || te.load_target;
     const uint64_t bytes = staged ? static_cast<uint64_t>(std::max<int64_t>(volume(te.view.sizes), 0)) *
@@ -284,7 +264,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     planned.push_back(Planned{&name, &te, &rec, cast, bytes});
   }
   if (!result.missing_keys.empty() && options.strict)
-    throw NotFoundError("checkpoint '" + checkpoint + "' has no entries " + join_first(result.missing_keys) +
+    throw NotFoundError("checkpoint '" + checkpoint + "' has no entries " + quoted_list(result.missing_keys, 5) +
                         " (load with strict=false to skip them)");
 
   // Waves of at most max_staging_bytes of staged entries (an entry larger

@@ -14,7 +14,7 @@
 #include "engine/retention.h"
 #include "engine/view_check.h"
 #include "geometry/chunk_grid.h"
-#include "io/file.h"
+#include "io/env.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/pack_writer.h"
@@ -166,8 +166,7 @@ std::optional<ChunkId> id_in_place(const TensorView& v, const Box& piece) {
 
 }  // namespace
 
-RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options,
-                          const PieceFilter& filter) {
+RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options) {
   if (options.chunk_bytes <= 0) throw InvalidArgument("save: chunk_bytes must be positive");
   check_keep_last(options.keep_last);  // refused before anything is written, on every rank
   RankManifest m;
@@ -193,7 +192,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
     int64_t k = 0;  // replicas enumerate the same pieces in the same order
     grid.for_each_piece(local_box(view), [&](const Box& piece) {
       const bool mine = k++ % view.replica_count == view.replica_index;
-      if (mine && (!filter || filter(name, piece))) {
+      if (mine) {
         tasks.push_back(PieceTask{index, &source, piece, static_cast<uint64_t>(piece.volume()) * view.elem_size});
         source.add_piece();
       }

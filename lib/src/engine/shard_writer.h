@@ -3,7 +3,6 @@
 // half (commit.h) validates the descriptions of all ranks and commits them.
 #pragma once
 
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,14 +21,10 @@ struct RankManifest {
   SaveResult stats;
 };
 
-// Decides whether this rank writes a grid piece of a tensor (replicated
-// boxes are written by one owner). Default: every piece.
-using PieceFilter = std::function<bool(const std::string& tensor, const Box& piece)>;
-
-// Writes the chunks of `state` that `filter` keeps. On failure removes the
-// packs it finished and rethrows.
-RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options,
-                          const PieceFilter& filter = {});
+// Writes the chunks of `state` this rank owns (of a replicated box, replica
+// k % replica_count writes its chunk k). On failure removes the packs it
+// finished and rethrows.
+RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options);
 
 // Best-effort removal of packs that no catalog row references (after a
 // failed save).

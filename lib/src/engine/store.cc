@@ -1,7 +1,7 @@
 #include "tessera/store.h"
 
 #include "engine/store_impl.h"
-#include "io/file.h"
+#include "io/io_error.h"
 #include "tessera/error.h"
 
 namespace tessera {

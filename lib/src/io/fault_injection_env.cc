@@ -3,7 +3,7 @@
 #include <cerrno>
 #include <set>
 
-#include "io/file.h"
+#include "io/io_error.h"
 
 namespace tessera {
 namespace {

@@ -4,7 +4,8 @@
 #include <mutex>
 #include <set>
 
-#include "io/file.h"
+#include "io/env.h"
+#include "io/io_error.h"
 
 namespace tessera {
 namespace {

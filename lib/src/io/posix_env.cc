@@ -9,13 +9,22 @@
 #include <cstring>
 #include <filesystem>
 
-#include "io/file.h"
+#include "io/env.h"
+#include "io/io_error.h"
 
 namespace tessera {
 namespace {
 
 using io::fail;
 using io::IoError;
+
+// Appends go through the page cache; every kWriteBehindBytes appended, the
+// kernel is asked to start writing them out (Linux sync_file_range, without
+// waiting), so the disk works while the caller computes the next bytes and
+// sync() finds little left to write. Without it, a host with much memory
+// keeps a whole save dirty in its page cache until the final fsyncs, and
+// hashing and compressing never overlap the disk's work.
+constexpr uint64_t kWriteBehindBytes = 8ull << 20;
 
 class PosixWritableFile final : public WritableFile {
  public:
@@ -39,7 +48,7 @@ class PosixWritableFile final : public WritableFile {
       n -= static_cast<size_t>(w);
       size_ += static_cast<uint64_t>(w);
     }
-    if (size_ - written_out_ >= io::kWriteBehindBytes) write_behind();
+    if (size_ - written_out_ >= kWriteBehindBytes) write_behind();
   }
 
   void sync() override {

@@ -27,7 +27,9 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  size_t size() const { return workers_.size(); }
+  // The threads this pool started: one fewer than asked for, since the
+  // caller of parallel_for runs tasks too.
+  size_t workers() const { return workers_.size(); }
 
   // One batch at a time: concurrent callers queue; REQUIRES: fn does not call
   // parallel_for on the same pool.

@@ -88,6 +88,15 @@ enum PlaneMode : uint8_t { kPlaneRaw = 0, kPlaneConst = 1, kPlaneHuffman = 2 };
 // and its decode costs more time than those bytes take to read from disk.
 constexpr double kRawPlaneEntropy = 6.5;
 
+// The `width` planes of `count` bytes each that lie one after another at
+// `base` (a shuffled chunk's layout).
+template <class Byte>
+std::vector<Byte*> planes_at(Byte* base, size_t count, size_t width) {
+  std::vector<Byte*> planes(width);
+  for (size_t p = 0; p < width; ++p) planes[p] = base + p * count;
+  return planes;
+}
+
 // Byte shuffle of whole elements into per-plane destinations.
 void shuffle_to(const std::byte* in, size_t count, size_t width, std::byte* const* dst) {
   if (width == 1) {
@@ -101,8 +110,11 @@ void shuffle_to(const std::byte* in, size_t count, size_t width, std::byte* cons
     split2(even, count, dst[0], dst[2]);
     split2(odd, count, dst[1], dst[3]);
   } else {
-    for (size_t b = 0; b < width; ++b)
-      for (size_t i = 0; i < count; ++i) dst[b][i] = in[i * width + b];
+    for (size_t b = 0; b < width; ++b) {
+      std::byte* plane = dst[b];
+      const std::byte* src = in + b;
+      for (size_t i = 0; i < count; ++i) plane[i] = src[i * width];
+    }
   }
 }
 
@@ -263,41 +275,13 @@ bool codec_known(uint8_t v) { return v <= static_cast<uint8_t>(Codec::kShuffleHu
 
 void byte_shuffle(const std::byte* in, size_t n, size_t width, std::byte* out) {
   const size_t count = n / width;
-  if (width == 2) {
-    split2(in, count, out, out + count);
-  } else if (width == 4) {  // bytes 0,2 and 1,3 first, then each pair apart
-    std::byte* even = scratch(kPlanes, 4 * count);
-    std::byte* odd = even + 2 * count;
-    split2(in, 2 * count, even, odd);
-    split2(even, count, out, out + 2 * count);
-    split2(odd, count, out + count, out + 3 * count);
-  } else {
-    for (size_t b = 0; b < width; ++b) {
-      std::byte* dst = out + b * count;
-      const std::byte* src = in + b;
-      for (size_t i = 0; i < count; ++i) dst[i] = src[i * width];
-    }
-  }
+  shuffle_to(in, count, width, planes_at(out, count, width).data());
   std::memcpy(out + count * width, in + count * width, n - count * width);  // ragged tail
 }
 
 void byte_unshuffle(const std::byte* in, size_t n, size_t width, std::byte* out) {
   const size_t count = n / width;
-  if (width == 2) {
-    join2(in, in + count, count, out);
-  } else if (width == 4) {
-    std::byte* even = scratch(kPlanes, 4 * count);
-    std::byte* odd = even + 2 * count;
-    join2(in, in + 2 * count, count, even);
-    join2(in + count, in + 3 * count, count, odd);
-    join2(even, odd, 2 * count, out);
-  } else {
-    for (size_t b = 0; b < width; ++b) {
-      const std::byte* src = in + b * count;
-      std::byte* dst = out + b;
-      for (size_t i = 0; i < count; ++i) dst[i * width] = src[i];
-    }
-  }
+  join_planes(planes_at(in, count, width).data(), count, width, out);
   std::memcpy(out + count * width, in + count * width, n - count * width);
 }
 

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "io/io_error.h"
+
 namespace tessera::pack {
 
 PackReader::PackReader(Env& env, std::string path) : path_(std::move(path)) {

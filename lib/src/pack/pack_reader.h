@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "io/file.h"
+#include "io/env.h"
 #include "pack/pack_format.h"
 #include "tessera/error.h"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "io/file.h"
+#include "io/env.h"
 #include "pack/pack_format.h"
 
 namespace tessera::pack {

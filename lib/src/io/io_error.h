@@ -1,11 +1,9 @@
-// The io layer's error, and the write-behind policy of the posix Env. File
-// and directory access itself goes through an Env (io/env.h).
+// The io layer's error. File and directory access itself goes through an Env
+// (io/env.h).
 #pragma once
 
-#include <cstdint>
 #include <string>
 
-#include "io/env.h"
 #include "tessera/error.h"
 
 namespace tessera::io {
@@ -24,13 +22,5 @@ class IoError : public Error {
 
 // Throws IoError("<what> '<path>': <strerror(err)>").
 [[noreturn]] void fail(const std::string& what, const std::string& path, int err);
-
-// Appends go through the page cache; every kWriteBehindBytes appended, the
-// kernel is asked to start writing them out (Linux sync_file_range, without
-// waiting), so the disk works while the caller computes the next bytes and
-// sync() finds little left to write. Without it, a host with much memory
-// keeps a whole save dirty in its page cache until the final fsyncs, and
-// hashing and compressing never overlap the disk's work.
-inline constexpr uint64_t kWriteBehindBytes = 8ull << 20;
 
 }  // namespace tessera::io
