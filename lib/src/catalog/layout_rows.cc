@@ -9,12 +9,6 @@
 #include "tessera/error.h"
 
 namespace tessera::catalog {
-namespace {
-
-std::string id_blob(const ChunkId& id) { return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16); }
-
-}  // namespace
-
 int64_t tensor_row_sum(int64_t tensor_id, std::string_view name, std::string_view layout_digest) {
   return RowSum().add(tensor_id).add(name).add(layout_digest).value();
 }
@@ -79,7 +73,7 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
   }
   const TensorRecord& t = sorted ? *sorted : given;
   const std::string pieces = encode_pieces(t.pieces, t.shape.size());
-  const std::string digest = id_blob(layout_digest(t.dtype, t.elem_size, t.shape, pieces));
+  const std::string digest = chunk_blob(layout_digest(t.dtype, t.elem_size, t.shape, pieces));
   Written w;
   find_layout_.bind_blob_static(1, digest.data(), digest.size());
   if (find_layout_.step()) {
@@ -208,11 +202,15 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
   return out;
 }
 
+std::vector<int64_t> tensor_ids_of(int64_t checkpoint_id, std::string_view tensor_ids) {
+  return decode_ids(tensor_ids, "tensor list of checkpoint " + std::to_string(checkpoint_id));
+}
+
 std::vector<int64_t> checkpoint_tensor_ids(Db& db, int64_t checkpoint_id) {
   Statement st = db.prepare("SELECT tensor_ids FROM checkpoints WHERE checkpoint_id = ?1");
   st.bind(1, checkpoint_id);
   if (!st.step()) return {};
-  return decode_ids(st.column_blob(0), "tensor list of checkpoint " + std::to_string(checkpoint_id));
+  return tensor_ids_of(checkpoint_id, st.column_blob_view(0));
 }
 
 void prune_unreferenced(Db& db) {
@@ -220,7 +218,7 @@ void prune_unreferenced(Db& db) {
   {
     Statement st = db.prepare("SELECT checkpoint_id, tensor_ids FROM checkpoints");
     while (st.step())
-      for (int64_t id : decode_ids(st.column_blob(1), "tensor list of checkpoint " + std::to_string(st.column_int(0))))
+      for (int64_t id : tensor_ids_of(st.column_int(0), st.column_blob_view(1)))
         held.insert(id);
   }
   std::vector<int64_t> dead;

@@ -97,8 +97,11 @@ using ReadFilter = std::function<std::optional<Box>(const std::string& name)>;
 std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, bool with_pieces,
                                        const ReadFilter& filter = {});
 
-// The ids in checkpoints.tensor_ids of a checkpoint.
+// The ids in checkpoints.tensor_ids of a checkpoint: read from the catalog,
+// or decoded from the column's blob (throws CatalogError naming the
+// checkpoint when it is malformed).
 std::vector<int64_t> checkpoint_tensor_ids(Db& db, int64_t checkpoint_id);
+std::vector<int64_t> tensor_ids_of(int64_t checkpoint_id, std::string_view tensor_ids);
 
 // Deletes the tensors rows no checkpoint holds and the layouts no tensors
 // row uses. (Their chunks become orphans for gc: nothing else records them.)
