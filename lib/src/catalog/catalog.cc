@@ -186,30 +186,23 @@ void Catalog::migrate(const std::string& path) {
   // must work on a full disk (to rm and gc), and costs no fsync.
   if (db_.pragma_int("user_version") == latest_schema_version() && db_.pragma_int("application_id") == kApplicationId)
     return;
-  db_.exec("BEGIN IMMEDIATE");
-  try {
-    int64_t version = db_.pragma_int("user_version");
-    if (version > latest_schema_version())
-      throw SchemaTooNewError("catalog '" + path + "' has schema version " + std::to_string(version) +
-                              ", newer than this tessera supports");
-    for (const Migration& m : migrations()) {
-      if (m.version <= version) continue;
-      db_.exec(m.sql);
-      if (m.version == kLayoutsVersion) convert_to_layouts(db_);
-      if (m.version == kRowSumsVersion) add_row_sums(db_);
-      db_.exec("PRAGMA user_version = " + std::to_string(m.version));
-    }
-    db_.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
-    db_.exec("COMMIT");
-  } catch (...) {
-    // After some errors (a full disk, an I/O error) SQLite has already
-    // rolled back; a failing ROLLBACK must not replace the real cause.
-    try {
-      db_.exec("ROLLBACK");
-    } catch (...) {
-    }
-    throw;
+  // After some errors (a full disk, an I/O error) SQLite has already rolled
+  // back; the Transaction's rollback then fails quietly, and the real cause
+  // propagates.
+  Transaction tx(db_, Transaction::Kind::kWrite);
+  const int64_t version = db_.pragma_int("user_version");
+  if (version > latest_schema_version())
+    throw SchemaTooNewError("catalog '" + path + "' has schema version " + std::to_string(version) +
+                            ", newer than this tessera supports");
+  for (const Migration& m : migrations()) {
+    if (m.version <= version) continue;
+    db_.exec(m.sql);
+    if (m.version == kLayoutsVersion) convert_to_layouts(db_);
+    if (m.version == kRowSumsVersion) add_row_sums(db_);
+    db_.exec("PRAGMA user_version = " + std::to_string(m.version));
   }
+  db_.exec("PRAGMA application_id = " + std::to_string(kApplicationId));
+  tx.commit();
 }
 
 std::vector<std::string> Catalog::integrity_problems(int max) {
