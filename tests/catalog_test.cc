@@ -263,6 +263,31 @@ TEST_CASE("layout and tensor-list blobs round-trip; damaged ones are refused nam
     CHECK(has(m, "layout of tensor 'w'"));
   }
   CHECK(has(error_of([&] { catalog::decode_ids("\x05\x01", "tensor list of checkpoint 3"); }), "checkpoint 3"));
+  // Numbers that fit a varint but not the arithmetic after it (found by the
+  // fuzz suite as signed overflows): refused by name, not wrapped.
+  {
+    const std::string max = catalog::encode_ids({INT64_MAX});  // one id: INT64_MAX as the first delta
+    CHECK(catalog::decode_ids(max, "list") == std::vector<int64_t>{INT64_MAX});
+    std::string two;  // count 2, deltas INT64_MAX then 1: the second id passes INT64_MAX
+    two.push_back('\x02');
+    two.append(max.substr(1));
+    two.push_back('\x01');
+    const std::string m = error_of([&] { catalog::decode_ids(two, "tensor list of checkpoint 9"); });
+    CHECK(has(m, "tensor list of checkpoint 9"));
+    CHECK(has(m, "an id out of range"));
+    // A piece whose offset plus size passes INT64_MAX: offset INT64_MAX, size 1 (rank 1).
+    std::vector<catalog::Piece> one{catalog::Piece{Box{{INT64_MAX}, {1}}, pieces[0].chunk}};
+    const std::string far = catalog::encode_pieces(one, 1);
+    const std::string pm = error_of([&] { catalog::decode_pieces(far, 1, "layout of tensor 'far'"); });
+    CHECK(has(pm, "layout of tensor 'far'"));
+    CHECK(has(pm, "a piece that ends past the largest coordinate"));
+    // A coordinate beyond INT64_MAX (a 64-bit varint with the top bit set).
+    std::string huge = far.substr(0, 2);  // format byte, count 1
+    for (int i = 0; i < 9; ++i) huge.push_back('\xff');
+    huge.push_back('\x01');
+    huge.append(far.substr(2 + 9));  // the size varint and the chunk id after the 9-byte offset
+    CHECK(has(error_of([&] { catalog::decode_pieces(huge, 1, "layout of tensor 'huge'"); }), "a coordinate out of range"));
+  }
   // Layouts differ by digest when anything differs.
   const auto d = catalog::layout_digest("float32", 4, {12, 1000}, blob);
   CHECK(d == catalog::layout_digest("float32", 4, {12, 1000}, blob));
