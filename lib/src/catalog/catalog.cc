@@ -395,7 +395,7 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_sorted(const std::vect
   while (i < ids.size() && !table_ended) {
     st.reset();
     st.bind_blob_static(1, ids[i].bytes.data(), 16);
-    std::optional<uint64_t> walk_start;  // the prefix of the walk's first row
+    std::optional<uint64_t> previous_row;  // the prefix of this walk's previous row
     double skipped = 0;
     while (true) {
       if (!st.step()) {
@@ -403,10 +403,11 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_sorted(const std::vect
         break;
       }
       const ChunkId row = chunk_from_blob(st.column_blob_view(0));
-      if (!walk_start) walk_start = row.prefix();
-      rows_stepped += 1;
-      prefix_passed += static_cast<double>(row.prefix() - *walk_start);
-      walk_start = row.prefix();
+      if (previous_row) {  // a step (a seek's row tells nothing of the density)
+        rows_stepped += 1;
+        prefix_passed += static_cast<double>(row.prefix() - *previous_row);
+      }
+      previous_row = row.prefix();
       while (i < ids.size() && ids[i] < row) ++i;  // not in the catalog
       if (i == ids.size()) break;
       if (row == ids[i]) {
