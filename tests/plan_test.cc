@@ -4,6 +4,7 @@
 #include <random>
 
 #include "geometry/chunk_grid.h"
+#include "plan/load_plan.h"
 #include "plan/read_plan.h"
 #include "plan/save_plan.h"
 #include "plan/tiling.h"
@@ -252,4 +253,74 @@ TEST_CASE("save plan: groups close at the piece limit, at the byte limit and bet
   CHECK(none.pieces.empty());
   CHECK(none.groups == std::vector<size_t>{0});
   CHECK(plan::plan_save({{{4}, Box{{0}, {4}}, 1, 1, 2, false}}, 4).groups == std::vector<size_t>{0});
+}
+
+// --- load plan ---
+
+TEST_CASE("load plan: requested names match saved tensors and values; missing and unexpected are listed") {
+  const plan::NameMatch m = plan::match_names({"a", "b", "d", "e"}, {"a", "c", "d"}, {"b", "f"});
+  REQUIRE(m.entries.size() == 4);
+  CHECK(m.entries[0].tensor == std::optional<size_t>(0));
+  CHECK_FALSE(m.entries[0].value);
+  CHECK_FALSE(m.entries[1].tensor);
+  CHECK(m.entries[1].value == std::optional<size_t>(0));
+  CHECK(m.entries[2].tensor == std::optional<size_t>(2));
+  CHECK_FALSE(m.entries[3].tensor);
+  CHECK_FALSE(m.entries[3].value);
+  CHECK(m.missing == std::vector<std::string>{"e"});
+  CHECK(m.unexpected == std::vector<std::string>{"c", "f"});
+  // Unexpected names of both kinds come out sorted together.
+  const plan::NameMatch extra = plan::match_names({"m"}, {"a", "z"}, {"b", "y"});
+  CHECK(extra.missing == std::vector<std::string>{"m"});
+  CHECK(extra.unexpected == std::vector<std::string>{"a", "b", "y", "z"});
+  const plan::NameMatch empty = plan::match_names({}, {}, {});
+  CHECK(empty.entries.empty());
+  CHECK(empty.missing.empty());
+  CHECK(empty.unexpected.empty());
+  const plan::NameMatch nothing_saved = plan::match_names({"x", "y"}, {}, {});
+  CHECK(nothing_saved.missing == std::vector<std::string>{"x", "y"});
+}
+
+TEST_CASE("load plan: a target reads the region of every piece it meets, and counts what they cover") {
+  // {4, 6} saved as four {2, 3} pieces.
+  const std::vector<Box> saved{Box{{0, 0}, {2, 3}}, Box{{0, 3}, {2, 3}}, Box{{2, 0}, {2, 3}}, Box{{2, 3}, {2, 3}}};
+  std::vector<const Box*> pieces;
+  for (const Box& b : saved) pieces.push_back(&b);
+  const plan::TargetReads across = plan::target_reads(pieces, Box{{1, 2}, {2, 2}});
+  REQUIRE(across.regions.size() == 4);
+  CHECK(across.regions[0].piece == 0);
+  CHECK(across.regions[0].region == Box{{1, 2}, {1, 1}});
+  CHECK(across.regions[1].region == Box{{1, 3}, {1, 1}});
+  CHECK(across.regions[2].region == Box{{2, 2}, {1, 1}});
+  CHECK(across.regions[3].piece == 3);
+  CHECK(across.regions[3].region == Box{{2, 3}, {1, 1}});
+  CHECK(across.covered == 4);
+  const plan::TargetReads inside = plan::target_reads(pieces, Box{{2, 3}, {2, 3}});
+  REQUIRE(inside.regions.size() == 1);
+  CHECK(inside.regions[0].piece == 3);
+  CHECK(inside.regions[0].region == saved[3]);
+  CHECK(inside.covered == 6);
+  // A lost piece shows as elements not covered (the engine calls the catalog damaged).
+  const std::vector<const Box*> three(pieces.begin(), pieces.begin() + 3);
+  CHECK(plan::target_reads(three, Box{{0, 0}, {4, 6}}).covered == 18);
+  CHECK(plan::target_reads(pieces, Box{{0, 0}, {4, 6}}).covered == 24);
+}
+
+TEST_CASE("load plan: each distinct chunk is looked up once, in order of first use") {
+  auto id = [](char c) { return chunk_id_of(&c, 1); };
+  const ChunkId a = id('a'), b = id('b'), c = id('c');
+  const plan::ChunkLookups l = plan::chunk_lookups({a, b, a, c, b});
+  CHECK(l.chunks == std::vector<ChunkId>{a, b, c});
+  CHECK(l.first_read == std::vector<size_t>{0, 1, 3});
+  CHECK(l.of_read == std::vector<size_t>{0, 1, 0, 2, 1});
+  CHECK(plan::chunk_lookups({}).chunks.empty());
+}
+
+TEST_CASE("load plan: waves hold at most the staging budget; a larger entry is a wave of its own") {
+  CHECK(plan::waves({4, 4, 4, 0, 20, 0, 3}, 10) == std::vector<size_t>{0, 2, 4, 5, 7});
+  CHECK(plan::waves({5, 5, 5}, 10) == std::vector<size_t>{0, 2, 3});
+  CHECK(plan::waves({0, 0, 0}, 0) == std::vector<size_t>{0, 3});     // host views cost nothing
+  CHECK(plan::waves({1, 1, 1}, 0) == std::vector<size_t>{0, 1, 2, 3});
+  CHECK(plan::waves({3, 3}, UINT64_MAX - 8) == std::vector<size_t>{0, 2});
+  CHECK(plan::waves({}, 10) == std::vector<size_t>{0});
 }
