@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <random>
 
+#include "geometry/chunk_grid.h"
+#include "plan/load_plan.h"
 #include "plan/read_plan.h"
+#include "plan/save_plan.h"
 #include "plan/tiling.h"
 
 using namespace tessera;
@@ -162,4 +165,162 @@ TEST_CASE("widening to blocks clips at the chunk end and merges") {
   REQUIRE(r.size() == 2);
   CHECK(r[0] == ByteRange{0, 128});
   CHECK(r[1] == ByteRange{256, 310});
+}
+
+// --- save plan ---
+
+std::vector<Box> boxes_of(const std::vector<plan::SavePiece>& pieces) {
+  std::vector<Box> out;
+  for (const auto& p : pieces) out.push_back(p.box);
+  return out;
+}
+
+TEST_CASE("save plan: a box crossing chunk boundaries is cut at every cell edge, in row-major cell order") {
+  // {4, 6} floats, 24-byte chunks: cells of {2, 3} (dim 1 halves first, then dim 0).
+  plan::SaveTensor t{{4, 6}, Box{{1, 0}, {2, 6}}, 4, 0, 1, false};
+  REQUIRE(ChunkGrid(t.global_shape, 4, 24).cell_shape() == Shape{2, 3});
+  const plan::SavePlan p = plan::plan_save({t}, 24);
+  CHECK(boxes_of(p.pieces) ==
+        std::vector<Box>{Box{{1, 0}, {1, 3}}, Box{{1, 3}, {1, 3}}, Box{{2, 0}, {1, 3}}, Box{{2, 3}, {1, 3}}});
+  for (const auto& piece : p.pieces) {
+    CHECK(piece.tensor == 0);
+    CHECK(piece.bytes == 12);
+  }
+  CHECK(p.bytes == 48);
+  CHECK(p.groups == std::vector<size_t>{0, 4});
+  // A box inside one cell is one piece; a whole tensor is its cells.
+  CHECK(boxes_of(plan::plan_save({{{4, 6}, Box{{2, 3}, {2, 2}}, 4, 0, 1, false}}, 24).pieces) ==
+        std::vector<Box>{Box{{2, 3}, {2, 2}}});
+  CHECK(plan::plan_save({{{4, 6}, Box{{0, 0}, {4, 6}}, 4, 0, 1, false}}, 24).pieces.size() == 4);
+}
+
+TEST_CASE("save plan: replicas of a box split its pieces round-robin, each piece written once") {
+  // {8} bytes in 2-byte chunks: 4 pieces; 3 replicas take pieces 0 and 3, 1, 2.
+  auto mine = [](int64_t index, int64_t count) {
+    return boxes_of(plan::plan_save({{{8}, Box{{0}, {8}}, 1, index, count, false}}, 2).pieces);
+  };
+  CHECK(mine(0, 3) == std::vector<Box>{Box{{0}, {2}}, Box{{6}, {2}}});
+  CHECK(mine(1, 3) == std::vector<Box>{Box{{2}, {2}}});
+  CHECK(mine(2, 3) == std::vector<Box>{Box{{4}, {2}}});
+  CHECK(plan::piece_owner(3, 3) == 0);
+  CHECK(plan::piece_owner(5, 4) == 1);
+  // More replicas than pieces: the extra replicas write nothing.
+  CHECK(mine(5, 6).empty());
+  // Together the replicas write every piece exactly once, whatever their number.
+  const std::vector<Box> all = mine(0, 1);
+  for (int64_t count = 1; count <= 5; ++count) {
+    std::vector<Box> together;
+    for (int64_t r = 0; r < count; ++r)
+      for (const Box& b : mine(r, count)) together.push_back(b);
+    CHECK(together.size() == all.size());
+    CHECK_FALSE(plan::tiling_defect({8}, together));
+  }
+}
+
+TEST_CASE("save plan: owners count each tensor's pieces from zero; pieces name their tensor") {
+  // 2-byte chunks: tensor 0 has 3 pieces, tensor 1 has 2. Replica 1 of 2 writes
+  // the second piece of each (counting on from tensor 0 would give it tensor 1's first).
+  const std::vector<plan::SaveTensor> ts{{{5}, Box{{0}, {5}}, 1, 1, 2, false}, {{2}, Box{{0}, {2}}, 2, 1, 2, false}};
+  const plan::SavePlan p = plan::plan_save(ts, 2);
+  REQUIRE(p.pieces.size() == 2);
+  CHECK(p.pieces[0].tensor == 0);
+  CHECK(p.pieces[0].box == Box{{2}, {2}});
+  CHECK(p.pieces[0].bytes == 2);
+  CHECK(p.pieces[1].tensor == 1);
+  CHECK(p.pieces[1].box == Box{{1}, {1}});
+  CHECK(p.pieces[1].bytes == 2);
+  CHECK(p.bytes == 4);
+  CHECK(boxes_of(plan::plan_save({{{5}, Box{{0}, {5}}, 1, 0, 2, false}}, 2).pieces) ==
+        std::vector<Box>{Box{{0}, {2}}, Box{{4}, {1}}});
+}
+
+TEST_CASE("save plan: groups close at the piece limit, at the byte limit and between staged tensors") {
+  plan::SaveTensor seven{{7}, Box{{0}, {7}}, 4, 0, 1, false};  // 4-byte chunks: 7 pieces of 4 bytes
+  CHECK(plan::plan_save({seven}, 4, {3, 1000}).groups == std::vector<size_t>{0, 3, 6, 7});
+  // A group ends once it holds 10 bytes: after its third 4-byte piece.
+  CHECK(plan::plan_save({seven}, 4, {100, 10}).groups == std::vector<size_t>{0, 3, 6, 7});
+  CHECK(plan::plan_save({seven}, 4, {100, 12}).groups == std::vector<size_t>{0, 3, 6, 7});
+  CHECK(plan::plan_save({seven}, 4, {100, 13}).groups == std::vector<size_t>{0, 4, 7});
+  CHECK(plan::plan_save({seven}, 4).groups == std::vector<size_t>{0, 7});  // the defaults: 64 pieces, 8 MiB
+  // Host tensors share groups; a staged one shares with nobody.
+  auto two = [](bool staged) { return plan::SaveTensor{{2}, Box{{0}, {2}}, 4, 0, 1, staged}; };
+  CHECK(plan::plan_save({two(false), two(true), two(false), two(false)}, 4).groups ==
+        std::vector<size_t>{0, 2, 4, 8});
+  CHECK(plan::plan_save({two(true), two(true)}, 4).groups == std::vector<size_t>{0, 2, 4});
+  CHECK(plan::plan_save({two(false), two(false)}, 4).groups == std::vector<size_t>{0, 4});
+  // Nothing to write: no groups.
+  const plan::SavePlan none = plan::plan_save({}, 4);
+  CHECK(none.pieces.empty());
+  CHECK(none.groups == std::vector<size_t>{0});
+  CHECK(plan::plan_save({{{4}, Box{{0}, {4}}, 1, 1, 2, false}}, 4).groups == std::vector<size_t>{0});
+}
+
+// --- load plan ---
+
+TEST_CASE("load plan: requested names match saved tensors and values; missing and unexpected are listed") {
+  const plan::NameMatch m = plan::match_names({"a", "b", "d", "e"}, {"a", "c", "d"}, {"b", "f"});
+  REQUIRE(m.entries.size() == 4);
+  CHECK(m.entries[0].tensor == std::optional<size_t>(0));
+  CHECK_FALSE(m.entries[0].value);
+  CHECK_FALSE(m.entries[1].tensor);
+  CHECK(m.entries[1].value == std::optional<size_t>(0));
+  CHECK(m.entries[2].tensor == std::optional<size_t>(2));
+  CHECK_FALSE(m.entries[3].tensor);
+  CHECK_FALSE(m.entries[3].value);
+  CHECK(m.missing == std::vector<std::string>{"e"});
+  CHECK(m.unexpected == std::vector<std::string>{"c", "f"});
+  // Unexpected names of both kinds come out sorted together.
+  const plan::NameMatch extra = plan::match_names({"m"}, {"a", "z"}, {"b", "y"});
+  CHECK(extra.missing == std::vector<std::string>{"m"});
+  CHECK(extra.unexpected == std::vector<std::string>{"a", "b", "y", "z"});
+  const plan::NameMatch empty = plan::match_names({}, {}, {});
+  CHECK(empty.entries.empty());
+  CHECK(empty.missing.empty());
+  CHECK(empty.unexpected.empty());
+  const plan::NameMatch nothing_saved = plan::match_names({"x", "y"}, {}, {});
+  CHECK(nothing_saved.missing == std::vector<std::string>{"x", "y"});
+}
+
+TEST_CASE("load plan: a target reads the region of every piece it meets, and counts what they cover") {
+  // {4, 6} saved as four {2, 3} pieces.
+  const std::vector<Box> saved{Box{{0, 0}, {2, 3}}, Box{{0, 3}, {2, 3}}, Box{{2, 0}, {2, 3}}, Box{{2, 3}, {2, 3}}};
+  std::vector<const Box*> pieces;
+  for (const Box& b : saved) pieces.push_back(&b);
+  const plan::TargetReads across = plan::target_reads(pieces, Box{{1, 2}, {2, 2}});
+  REQUIRE(across.regions.size() == 4);
+  CHECK(across.regions[0].piece == 0);
+  CHECK(across.regions[0].region == Box{{1, 2}, {1, 1}});
+  CHECK(across.regions[1].region == Box{{1, 3}, {1, 1}});
+  CHECK(across.regions[2].region == Box{{2, 2}, {1, 1}});
+  CHECK(across.regions[3].piece == 3);
+  CHECK(across.regions[3].region == Box{{2, 3}, {1, 1}});
+  CHECK(across.covered == 4);
+  const plan::TargetReads inside = plan::target_reads(pieces, Box{{2, 3}, {2, 3}});
+  REQUIRE(inside.regions.size() == 1);
+  CHECK(inside.regions[0].piece == 3);
+  CHECK(inside.regions[0].region == saved[3]);
+  CHECK(inside.covered == 6);
+  // A lost piece shows as elements not covered (the engine calls the catalog damaged).
+  const std::vector<const Box*> three(pieces.begin(), pieces.begin() + 3);
+  CHECK(plan::target_reads(three, Box{{0, 0}, {4, 6}}).covered == 18);
+  CHECK(plan::target_reads(pieces, Box{{0, 0}, {4, 6}}).covered == 24);
+}
+
+TEST_CASE("load plan: each distinct chunk is looked up once, in order of first use") {
+  auto id = [](char c) { return chunk_id_of(&c, 1); };
+  const ChunkId a = id('a'), b = id('b'), c = id('c');
+  const plan::ChunkLookups l = plan::chunk_lookups({a, b, a, c, b});
+  CHECK(l.chunks == std::vector<ChunkId>{a, b, c});
+  CHECK(l.first_read == std::vector<size_t>{0, 1, 3});
+  CHECK(l.of_read == std::vector<size_t>{0, 1, 0, 2, 1});
+  CHECK(plan::chunk_lookups({}).chunks.empty());
+}
+
+TEST_CASE("load plan: waves hold at most the staging budget; a larger entry is a wave of its own") {
+  CHECK(plan::waves({4, 4, 4, 0, 20, 0, 3}, 10) == std::vector<size_t>{0, 2, 4, 5, 7});
+  CHECK(plan::waves({5, 5, 5}, 10) == std::vector<size_t>{0, 2, 3});
+  CHECK(plan::waves({0, 0, 0}, 0) == std::vector<size_t>{0, 3});     // host views cost nothing
+  CHECK(plan::waves({1, 1, 1}, 0) == std::vector<size_t>{0, 1, 2, 3});
+  CHECK(plan::waves({3, 3}, UINT64_MAX - 8) == std::vector<size_t>{0, 2});
+  CHECK(plan::waves({}, 10) == std::vector<size_t>{0});
 }

@@ -14,6 +14,7 @@
 #include "pack/chunk_check.h"
 #include "pack/pack_cache.h"
 #include "pack/pack_reader.h"
+#include "plan/load_plan.h"
 #include "plan/read_plan.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
@@ -29,8 +30,6 @@ struct ReadJob {
   Box region;           // *chunk_box ∩ target box
   ChunkId chunk;
 };
-
-
 
 // A state-dict tensor matched with its saved record.
 struct Planned {
@@ -132,43 +131,36 @@ struct Reader {
       if (box != local_box(te.view))
         throw InvalidArgument(where(checkpoint, *p.name) + ": the staging target covers " + to_string(box) +
                               ", the entry " + to_string(local_box(te.view)));
-      int64_t covered = 0;
-      for (const auto& piece : p.saved->pieces)
-        if (auto region = intersect(piece.box, box)) {
-          covered += region->volume();
-          jobs.push_back(ReadJob{p.name, target, &piece.box, std::move(*region), piece.chunk});
-        }
+      const std::vector<catalog::Piece>& pieces = p.saved->pieces;
+      std::vector<const Box*> boxes;
+      boxes.reserve(pieces.size());
+      for (const catalog::Piece& piece : pieces) boxes.push_back(&piece.box);
+      plan::TargetReads reads = plan::target_reads(boxes, box);
+      for (plan::ReadRegion& r : reads.regions)
+        jobs.push_back(ReadJob{p.name, target, &pieces[r.piece].box, std::move(r.region), pieces[r.piece].chunk});
       // Committed pieces tile the tensor (checked at commit); a damaged
       // catalog must not leave target elements silently unwritten.
-      if (covered != box.volume())
-        throw CorruptionError(where(checkpoint, *p.name) + ": the catalog's pieces cover " + std::to_string(covered) +
+      if (reads.covered != box.volume())
+        throw CorruptionError(where(checkpoint, *p.name) + ": the catalog's pieces cover " +
+                              std::to_string(reads.covered) +
                               " of the " + std::to_string(box.volume()) + " elements of " + to_string(box) +
                               " (damaged catalog? run tessera verify)");
     }
     // Each distinct chunk looked up once, in one catalog pass.
-    std::unordered_map<ChunkId, size_t, ChunkIdHash> position;  // in `wanted`
-    position.reserve(jobs.size());
-    std::vector<ChunkId> wanted;
-    std::vector<const ReadJob*> first_user;
-    std::vector<size_t> location_of(jobs.size());
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      const auto [it, added] = position.try_emplace(jobs[i].chunk, wanted.size());
-      if (added) {
-        wanted.push_back(jobs[i].chunk);
-        first_user.push_back(&jobs[i]);
-      }
-      location_of[i] = it->second;
-    }
+    std::vector<ChunkId> job_chunks;
+    job_chunks.reserve(jobs.size());
+    for (const ReadJob& j : jobs) job_chunks.push_back(j.chunk);
+    const plan::ChunkLookups lookups = plan::chunk_lookups(job_chunks);
     std::vector<std::optional<catalog::ChunkLocation>> found;
     {
       std::lock_guard lock(impl.mu);
-      found = impl.catalog.locate_all(wanted);
+      found = impl.catalog.locate_all(lookups.chunks);
     }
-    for (size_t i = 0; i < wanted.size(); ++i)
+    for (size_t i = 0; i < lookups.chunks.size(); ++i)
       if (!found[i])
-        throw CorruptionError(where(checkpoint, *first_user[i]->tensor) + ": chunk " + wanted[i].hex() +
-                              " is missing from the catalog");
-    pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], *found[location_of[i]]); });
+        throw CorruptionError(where(checkpoint, *jobs[lookups.first_read[i]].tensor) + ": chunk " +
+                              lookups.chunks[i].hex() + " is missing from the catalog");
+    pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], *found[lookups.of_read[i]]); });
     for (const Planned& p : wave)
       if (p.entry->finish_load) p.entry->finish_load(p.cast);
     chunks_read += jobs.size();
@@ -200,28 +192,21 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     saved_values = impl.catalog.values(ckpt.id);
   }
   // Each entry with its saved records, and the saved names the state dict
-  // lacks: one merge of three lists sorted by name.
-  std::vector<std::pair<const catalog::TensorRecord*, const Value*>> match;
-  match.reserve(state.entries().size());
-  {
-    auto t = saved_tensors.cbegin();
-    auto v = saved_values.cbegin();
-    for (const auto& [name, entry] : state.entries()) {
-      for (; t != saved_tensors.cend() && t->name < name; ++t) result.unexpected_keys.push_back(t->name);
-      for (; v != saved_values.cend() && v->name < name; ++v) result.unexpected_keys.push_back(v->name);
-      const catalog::TensorRecord* saved_t = t != saved_tensors.cend() && t->name == name ? &*t++ : nullptr;
-      const Value* saved_v = v != saved_values.cend() && v->name == name ? &(v++)->value : nullptr;
-      match.emplace_back(saved_t, saved_v);
-    }
-    for (; t != saved_tensors.cend(); ++t) result.unexpected_keys.push_back(t->name);
-    for (; v != saved_values.cend(); ++v) result.unexpected_keys.push_back(v->name);
-  }
-  std::sort(result.unexpected_keys.begin(), result.unexpected_keys.end());
+  // lacks (both lists are sorted by name, as the state dict is).
+  std::vector<std::string_view> requested, tensor_names, value_names;
+  requested.reserve(state.entries().size());
+  for (const auto& [name, entry] : state.entries()) requested.push_back(name);
+  tensor_names.reserve(saved_tensors.size());
+  for (const catalog::TensorRecord& t : saved_tensors) tensor_names.push_back(t.name);
+  value_names.reserve(saved_values.size());
+  for (const catalog::ValueRecord& v : saved_values) value_names.push_back(v.name);
+  plan::NameMatch match = plan::match_names(requested, tensor_names, value_names);
+  result.unexpected_keys = std::move(match.unexpected);
 
   uint64_t total = 0;  // bytes the targets found in the checkpoint hold
   size_t k = 0;
   for (const auto& [name, entry] : state.entries())
-    if (const auto* te = std::get_if<TensorEntry>(&entry); match[k++].first && te)
+    if (const auto* te = std::get_if<TensorEntry>(&entry); match.entries[k++].tensor && te)
       total += static_cast<uint64_t>(std::max<int64_t>(volume(te->view.sizes), 0)) * te->view.elem_size;
   io::ProgressMeter meter(options.progress, "load", total);
   Reader reader{impl, checkpoint, options, pack::PackCache(impl.env, impl.packs_dir()), meter};
@@ -229,22 +214,19 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
   std::vector<Planned> planned;
   size_t j = 0;
   for (auto& [name, entry] : state.entries()) {
-    const auto [saved_t, saved_v] = match[j++];
-    const bool is_tensor = saved_t != nullptr, is_value = saved_v != nullptr;
-    if (!is_tensor && !is_value) {
-      result.missing_keys.push_back(name);
-      continue;
-    }
+    const plan::EntryMatch& saved_as = match.entries[j++];
+    const bool is_tensor = saved_as.tensor.has_value(), is_value = saved_as.value.has_value();
+    if (!is_tensor && !is_value) continue;  // in match.missing
     if (Value* v = std::get_if<Value>(&entry)) {
       if (!is_value) throw InvalidArgument("entry '" + name + "': saved as a tensor, requested as a value");
-      const Value& saved = *saved_v;
+      const Value& saved = saved_values[*saved_as.value].value;
       if (saved.index() != v->index())
         throw InvalidArgument("value '" + name + "': saved " + value_kind(saved) + ", target " + value_kind(*v));
       *v = saved;
       continue;
     }
     if (!is_tensor) throw InvalidArgument("entry '" + name + "': saved as a value, requested as a tensor");
-    const catalog::TensorRecord& rec = *saved_t;
+    const catalog::TensorRecord& rec = saved_tensors[*saved_as.tensor];
     TensorEntry& te = std::get<TensorEntry>(entry);
     check_load_target(name, te.view, /*require_data=*/!te.load_target);  // hooks' targets: in load_wave
     if (te.view.global_shape != rec.shape)
@@ -263,24 +245,22 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
                                   : 0;
     planned.push_back(Planned{&name, &te, &rec, cast, bytes});
   }
+  result.missing_keys = std::move(match.missing);
   if (!result.missing_keys.empty() && options.strict)
     throw NotFoundError("checkpoint '" + checkpoint + "' has no entries " + quoted_list(result.missing_keys, 5) +
                         " (load with strict=false to skip them)");
 
   // Waves of at most max_staging_bytes of staged entries (an entry larger
   // than that is a wave of its own); host views cost nothing.
+  std::vector<uint64_t> staged_bytes;
+  staged_bytes.reserve(planned.size());
+  for (const Planned& p : planned) staged_bytes.push_back(p.staged_bytes);
+  const std::vector<size_t> waves = plan::waves(staged_bytes, options.max_staging_bytes);
   io::ThreadPool pool(options.threads);
-  for (size_t begin = 0; begin < planned.size();) {
-    size_t end = begin;
-    uint64_t staged = 0;
-    while (end < planned.size() &&
-           (end == begin || staged + planned[end].staged_bytes <= options.max_staging_bytes))
-      staged += planned[end++].staged_bytes;
-    reader.load_wave({planned.begin() + static_cast<std::ptrdiff_t>(begin),
-                      planned.begin() + static_cast<std::ptrdiff_t>(end)},
+  for (size_t w = 0; w + 1 < waves.size(); ++w)
+    reader.load_wave({planned.begin() + static_cast<std::ptrdiff_t>(waves[w]),
+                      planned.begin() + static_cast<std::ptrdiff_t>(waves[w + 1])},
                      pool, result.chunks_read);
-    begin = end;
-  }
   meter.finish();
   result.bytes_read = reader.bytes_read;
   return result;

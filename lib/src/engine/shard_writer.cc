@@ -1,7 +1,5 @@
 #include "engine/shard_writer.h"
 
-#include "catalog/maintenance.h"
-
 #include <atomic>
 #include <deque>
 #include <exception>
@@ -13,12 +11,12 @@
 #include "catalog/maintenance.h"
 #include "engine/retention.h"
 #include "engine/view_check.h"
-#include "geometry/chunk_grid.h"
 #include "io/env.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/pack_writer.h"
 #include "plan/read_plan.h"
+#include "plan/save_plan.h"
 #include "tessera/error.h"
 
 namespace tessera {
@@ -74,13 +72,6 @@ class EntrySource {
   TensorView staged_;
   std::exception_ptr error_;
   std::atomic<size_t> pending_{0};
-};
-
-struct PieceTask {
-  size_t tensor;  // index into the manifest's tensors
-  EntrySource* source;
-  Box box;
-  uint64_t bytes;  // raw
 };
 
 // Packs being written by one save. Each worker thread appends to a pack of
@@ -170,15 +161,15 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   if (options.chunk_bytes <= 0) throw InvalidArgument("save: chunk_bytes must be positive");
   check_keep_last(options.keep_last);  // refused before anything is written, on every rank
   RankManifest m;
-  std::vector<PieceTask> tasks;
-  std::deque<EntrySource> sources;  // stable addresses
+  std::vector<plan::SaveTensor> layouts;  // m.tensors' geometry, for the plan
+  std::deque<EntrySource> sources;        // one per tensor in m.tensors (stable addresses)
   for (const auto& [name, entry] : state.entries()) {
     if (const Value* v = std::get_if<Value>(&entry)) {
       m.values.push_back(catalog::ValueRecord{name, *v});
       continue;
     }
     const TensorEntry& te = std::get<TensorEntry>(entry);
-    EntrySource& source = sources.emplace_back(name, te);
+    sources.emplace_back(name, te);
     const TensorView& view = te.view;
     check_view(name, view, /*require_data=*/!te.stage_for_save);
     catalog::TensorRecord rec;
@@ -186,18 +177,13 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
     rec.dtype = view.dtype;
     rec.elem_size = static_cast<int64_t>(view.elem_size);
     rec.shape = view.global_shape;
-    const size_t index = m.tensors.size();
     m.tensors.push_back(std::move(rec));
-    ChunkGrid grid(view.global_shape, view.elem_size, options.chunk_bytes);
-    int64_t k = 0;  // replicas enumerate the same pieces in the same order
-    grid.for_each_piece(local_box(view), [&](const Box& piece) {
-      const bool mine = k++ % view.replica_count == view.replica_index;
-      if (mine) {
-        tasks.push_back(PieceTask{index, &source, piece, static_cast<uint64_t>(piece.volume()) * view.elem_size});
-        source.add_piece();
-      }
-    });
+    layouts.push_back(plan::SaveTensor{view.global_shape, local_box(view), view.elem_size, view.replica_index,
+                                       view.replica_count, static_cast<bool>(te.stage_for_save)});
   }
+  plan::SavePlan plan = plan::plan_save(layouts, options.chunk_bytes);
+  const std::vector<plan::SavePiece>& tasks = plan.pieces;
+  for (const plan::SavePiece& t : tasks) sources[t.tensor].add_piece();
 
   std::vector<catalog::Piece> pieces(tasks.size());
   PackSink sink(store, options.pack_bytes);
@@ -210,51 +196,32 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   if (policy == CompressionPolicy::kAuto && store.env.on_memory_filesystem(store.packs_dir()))
     policy = CompressionPolicy::kNone;
 
-  uint64_t total = 0;
-  for (const PieceTask& t : tasks) total += t.bytes;
-  io::ProgressMeter meter(options.progress, "save", total);
-  // Pieces go in groups of consecutive tasks (up to kGroupPieces pieces or
-  // kGroupBytes): a group's new chunk ids are looked up in the catalog in one
-  // read transaction, as each lookup on its own takes and drops the
-  // catalog's file lock (system calls costing more than the lookup). A
-  // group holds its entries' bytes until it ends, so an entry that is staged
-  // (into a pool that may be bounded, waiting for another entry to release
-  // its part) never shares a group: a worker holds one staged entry at a
-  // time, as when pieces went one by one, and staging cannot deadlock.
-  constexpr size_t kGroupPieces = 64;
-  constexpr uint64_t kGroupBytes = 8ull << 20;
-  std::vector<size_t> group_start{0};
-  for (size_t i = 0, bytes = 0; i < tasks.size(); ++i) {
-    const size_t first = group_start.back();
-    const bool other_staged_entry =
-        i > first && tasks[i].source != tasks[i - 1].source && (tasks[i].source->staged() || tasks[i - 1].source->staged());
-    if (i > first && (i - first == kGroupPieces || bytes >= kGroupBytes || other_staged_entry)) {
-      group_start.push_back(i);
-      bytes = 0;
-    }
-    bytes += tasks[i].bytes;
-  }
-  group_start.push_back(tasks.size());
+  io::ProgressMeter meter(options.progress, "save", plan.bytes);
+  // Pieces go in the plan's groups: a group's new chunk ids are looked up in
+  // the catalog in one read transaction, as each lookup on its own takes and
+  // drops the catalog's file lock (system calls costing more than the lookup).
+  const std::vector<size_t>& group_start = plan.groups;
   io::ThreadPool pool(options.threads);
   try {
-    pool.parallel_for(tasks.empty() ? 0 : group_start.size() - 1, [&](size_t g) {
+    pool.parallel_for(group_start.size() - 1, [&](size_t g) {
       const size_t begin = group_start[g], end = group_start[g + 1];
       struct Done {  // the group's pieces no longer need their entries' bytes, however it ends
-        const std::vector<PieceTask>& tasks;
+        const std::vector<plan::SavePiece>& tasks;
+        std::deque<EntrySource>& sources;
         size_t begin, end;
         io::ProgressMeter& meter;
         ~Done() {
           for (size_t i = begin; i < end; ++i) {
-            tasks[i].source->piece_done();
+            sources[tasks[i].tensor].piece_done();
             meter.add(tasks[i].bytes);
           }
         }
-      } done{tasks, begin, end, meter};
+      } done{tasks, sources, begin, end, meter};
       thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
       std::vector<size_t> to_write;  // tasks whose chunk this save writes
       for (size_t i = begin; i < end; ++i) {
-        const PieceTask& t = tasks[i];
-        const TensorView& v = t.source->bytes();
+        const plan::SavePiece& t = tasks[i];
+        const TensorView& v = sources[t.tensor].bytes();
         const std::optional<ChunkId> in_place = id_in_place(v, t.box);
         const ChunkId id = in_place ? *in_place : chunk_id_of(piece_bytes(v, t.box, scratch), t.bytes);
         pieces[i] = catalog::Piece{t.box, id};
@@ -268,8 +235,8 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
         std::erase_if(to_write, [&](size_t i) { return store.catalog.has_chunk(pieces[i].chunk); });
       }
       for (size_t i : to_write) {
-        const PieceTask& t = tasks[i];
-        const TensorView& v = t.source->bytes();
+        const plan::SavePiece& t = tasks[i];
+        const TensorView& v = sources[t.tensor].bytes();
         const uint64_t n = t.bytes;
         const std::byte* raw = piece_bytes(v, t.box, scratch);
         pack::ChunkEntry e;
