@@ -14,6 +14,8 @@
 #include <typeinfo>
 
 #include "catalog/catalog.h"
+#include "dist/failure.h"
+#include "dist/save.h"
 #include "engine/store_impl.h"
 #include "tessera/checkpoint.h"
 #include "tessera/distributed.h"
@@ -560,4 +562,47 @@ TEST_CASE("rank 0 unable to open the store, or refusing the options: every rank 
     CHECK(has(message_of(caught[r]), "keep_last must be 0 (keep all) or positive, got -1"));
   }
   CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
+}
+
+TEST_CASE("a rank that abstains (it failed before the save) fails the save on every rank with its cause and class") {
+  TempDir dir("dist");
+  auto planes = in_process_control_planes(3);
+  int saves = 0;
+  for (int64_t bad : {0, 2}) {
+    CAPTURE(bad);
+    const std::string name = "c" + std::to_string(saves++);
+    auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
+      if (r == bad) dist::abstain({ErrorKind::kCorruption, "injected before the save"}, dir.path(), name, p);
+      StateDict sd;
+      sd.add_value("y", int64_t{r});
+      save(sd, dir.path(), name, p);
+    });
+    for (int64_t r = 0; r < 3; ++r) {
+      CAPTURE(r);
+      CHECK(threw_exactly<CorruptionError>(caught[r]));
+      CHECK(message_of(caught[r]) ==
+            "save of checkpoint '" + name + "' failed: rank " + std::to_string(bad) + ": injected before the save");
+    }
+    CHECK(in_process_key_count(*planes[0]) == 0);
+  }
+  CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
+  CHECK(temp_files(dir) == 0);
+}
+
+TEST_CASE("failures travel as <kind>:<message>; the lowest failing rank decides the class") {
+  const dist::Failure f{ErrorKind::kInvalidArgument, "a: b"};
+  CHECK(f.encode() == "4:a: b");
+  const dist::Failure back = dist::Failure::decode(f.encode());
+  CHECK(back.kind == ErrorKind::kInvalidArgument);
+  CHECK(back.what == "a: b");
+  CHECK(dist::Failure::decode("no kind here").kind == ErrorKind::kError);
+  CHECK(dist::Failure::decode("no kind here").what == "no kind here");
+  CHECK(dist::kind_number(nullptr) == -1);
+  CHECK(dist::kind_number(std::make_exception_ptr(NotFoundError("x"))) == static_cast<int64_t>(ErrorKind::kNotFound));
+  CHECK(dist::kind_number(std::make_exception_ptr(42)) == 0);
+  CHECK(dist::agree({-1, -1}).ok());
+  const dist::Agreement a = dist::agree({-1, 5, -1, 2});
+  CHECK(a.failed == std::vector<int64_t>{1, 3});
+  CHECK(a.kind == 5);
+  CHECK(a.ranks() == "1, 3");
 }

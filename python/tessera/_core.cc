@@ -47,6 +47,8 @@
 #include "tessera/parts.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
+#include "dist/failure.h"
+#include "dist/save.h"
 #include "_core_records.h"
 #include "_core_tools.h"
 
@@ -584,27 +586,36 @@ PYBIND11_MODULE(_core, m) {
       py::arg("store"), py::arg("checkpoint"), py::arg("entries"), "Single-process save (checkpoint.h).");
 
   m.def(
+      "agree_failures",
+      [](const std::vector<std::optional<int64_t>>& kinds) {
+        std::vector<int64_t> numbers;
+        for (const auto& k : kinds) numbers.push_back(k ? *k : -1);
+        const tessera::dist::Agreement a = tessera::dist::agree(numbers);
+        return std::make_pair(a.failed, a.kind);
+      },
+      py::arg("kinds"),
+      "How the ranks fared (dist/failure.h): kinds[r] is None where rank r succeeded, else the ErrorKind number "
+      "of its failure. Returns (the failing ranks, lowest first; the lowest one's kind, the class every rank "
+      "raises, or -1 when none failed).");
+
+  m.def(
       "save_distributed",
       [](PyControlPlane& plane, const std::string& store_path, const std::string& checkpoint,
          const py::iterable& entries, double timeout_seconds, const std::string& failure, int failure_kind,
          const py::kwargs& kw) {
-        tessera::StateDict state;
-        if (failure.empty()) {
-          state = to_state(entries);
-        } else {
-          // This rank failed before the save (in Python): take part in the
-          // protocol with an entry that fails inside it, so that every rank
-          // raises this rank's cause, as its class, instead of waiting for it.
-          tessera::TensorEntry e;
-          e.view.dtype = "uint8";  // a scalar whose staging fails inside the protocol
-          e.view.elem_size = 1;
-          const auto kind = static_cast<tessera::ErrorKind>(failure_kind);
-          e.stage_for_save = [failure, kind]() -> tessera::TensorView { tessera::throw_error(kind, failure); };
-          state.add_tensor("(failed before the save)", std::move(e));
-        }
-        tessera::SaveOptions o = save_options(kw);
         tessera::DistributedOptions d;
         d.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+        if (!failure.empty()) {
+          // This rank failed before the save (in Python): it abstains, so that
+          // every rank raises this rank's cause, as its class, instead of
+          // waiting for it.
+          const tessera::SaveOptions o = save_options(kw);
+          py::gil_scoped_release nogil;
+          tessera::dist::abstain({static_cast<tessera::ErrorKind>(failure_kind), failure}, store_path, checkpoint,
+                                 plane, o, d);
+        }
+        const tessera::StateDict state = to_state(entries);
+        const tessera::SaveOptions o = save_options(kw);
         tessera::SaveResult r;
         {
           py::gil_scoped_release nogil;

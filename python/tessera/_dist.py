@@ -70,13 +70,13 @@ def raise_together(what: str, rank: int, kinds: list, failure: BaseException | N
     error; the others raise that class naming the failed ranks (and the lowest
     one's message) from their own failure, if any. An interrupt
     (KeyboardInterrupt, SystemExit) is raised as itself."""
-    failed = [r for r, k in enumerate(kinds) if k is not None]
+    failed, kind = _core.agree_failures(kinds)  # the rule, as the C++ protocols apply it
     if not failed:
         return
     first = failed[0]
-    cls = _core.error_kinds[kinds[first]] if 0 <= kinds[first] < len(_core.error_kinds) else _core.Error
+    cls = _core.error_kinds[kind] if 0 <= kind < len(_core.error_kinds) else _core.Error
     if failure is not None and (not isinstance(failure, Exception) or
-                                (isinstance(failure, _core.Error) and error_kind(failure) == kinds[first])):
+                                (isinstance(failure, _core.Error) and error_kind(failure) == kind)):
         raise failure
     if messages and messages[first]:
         cause = f": rank {first}: {messages[first]}"

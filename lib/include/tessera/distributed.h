@@ -8,7 +8,7 @@
 // it in one catalog transaction. No process-group collective is involved, so
 // save works beside whatever process groups the job uses. A save costs each
 // rank a handful of Store operations, none growing with the world size, and
-// deletes the keys it made (lib/src/dist/distributed_save.cc counts them).
+// deletes the keys it made (lib/src/dist/save_protocol.h counts them).
 //
 // save() returns on every rank only after the commit, or throws on every rank
 // with the cause (which rank failed and why). A rank that dies makes the
@@ -36,7 +36,7 @@ namespace tessera {
 // TCPStore). Create one per job and keep it for the job's life, like a
 // process group: it numbers the saves made through it, and all ranks must
 // make the same saves in the same order. The save protocol's cost is counted
-// in these operations (lib/src/dist/distributed_save.cc); over c10d each is
+// in these operations (lib/src/dist/save_protocol.h); over c10d each is
 // one Store call, wait_get two (wait, then get). Errors of the store itself
 // are thrown.
 class ControlPlane {

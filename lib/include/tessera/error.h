@@ -48,7 +48,7 @@ class CorruptionError : public Error {
 };
 
 // Which class above an error is. The distributed save sends it between ranks
-// beside the message (lib/src/dist/distributed_save.cc), so every rank throws
+// beside the message (lib/src/dist/failure.h), so every rank throws
 // the same class whichever rank failed; the Python package numbers its
 // exceptions alike (tessera._core.error_kinds). The numbers travel between
 // processes: never renumber.

@@ -1,0 +1,110 @@
+// Rank 0's side of the save protocol (dist/save_protocol.h): open the store
+// and announce the save, write its own part, gather the others' reports in
+// one wait, decide inside the catalog transaction, and report the outcome.
+#include <optional>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "dist/save_protocol.h"
+#include "engine/commit.h"
+#include "engine/manifest_codec.h"
+#include "engine/retention.h"
+
+namespace tessera::dist {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string did_not_report(const Save& s, const std::vector<int64_t>& missing) {
+  std::string who = missing.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < missing.size() && i < 8; ++i) who += (i ? ", " : "") + std::to_string(missing[i]);
+  if (missing.size() > 8) who += " and " + std::to_string(missing.size() - 8) + " more";
+  return s.failed + who + " did not report within " + s.seconds(s.timeout) + " s (did " +
+         (missing.size() == 1 ? "it" : "they") + " die?)";
+}
+
+// Rank 0: waits (once) until every rank has arrived or the timeout passes,
+// then collects the reports. Throws the lowest rank's failure (its class),
+// else names the ranks that did not report.
+std::vector<RankManifest> gather(Save& s, const std::string& token, const RankManifest& mine,
+                                 const std::optional<Failure>& own_failure) {
+  if (s.world > 1) (void)s.wait_get("all_in", s.timeout);
+  std::vector<RankManifest> all{mine};
+  std::vector<int64_t> missing;
+  std::optional<Failure> failure = own_failure;
+  for (int64_t r = 1; r < s.world; ++r) {
+    const std::string path = s.report_path(token, r);
+    if (s.env->exists(path)) {
+      if (!failure) all.push_back(decode_manifest(read_report(*s.env, path)));
+      s.env->remove_file(path);
+    } else if (auto why = s.wait_get("error/" + std::to_string(r), milliseconds(1))) {
+      if (!failure) failure = Failure::decode(*why);
+    } else {
+      missing.push_back(r);
+    }
+  }
+  for (const char* k : {"ready", "arrived", "all_in"}) s.plane.delete_key(s.key(k));
+  if (failure) failure->raise();
+  if (!missing.empty()) throw Error(did_not_report(s, missing));
+  return all;
+}
+
+// Rank 0 opens the store for writing and announces the save; throws (after
+// telling the others) if it cannot, the class the others throw.
+Store open_for_save(Save& s, const std::string& token, const SaveOptions& opts) {
+  std::optional<Failure> failure;
+  try {
+    StoreOptions o;
+    o.env = s.env;
+    Store store = Store::open(s.store_path, o);
+    std::lock_guard lock(store.impl().mu);
+    if (!opts.overwrite && store.impl().catalog.find_checkpoint(s.checkpoint))
+      throw AlreadyExistsError("checkpoint '" + s.checkpoint + "' already exists in store '" + s.store_path + "'");
+    s.plane.set(s.key("ready"), std::string("ok:") + token);
+    return store;
+  } catch (const std::exception& e) {
+    failure = Failure::of(e);
+  }
+  s.plane.set(s.key("ready"), error_value(*failure));
+  s.leave(false);
+  failure->raise();
+}
+
+}  // namespace
+
+SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& opts) {
+  const std::string token = new_token();
+  Store store = open_for_save(s, token, opts);
+  RankManifest mine;
+  std::optional<Failure> own_failure;
+  try {
+    mine = write_part(store.impl());
+    mine.rank = 0;
+  } catch (const std::exception& e) {
+    own_failure = Failure{error_kind(e), s.failed + "rank 0: " + e.what()};
+  }
+  std::optional<Failure> failure;
+  try {
+    std::vector<RankManifest> all = gather(s, token, mine, own_failure);
+    // The decision, taken inside the transaction: a rank that stopped
+    // waiting may have aborted the save first.
+    auto decide = [&] {
+      const std::string d = s.plane.compare_set(s.key("decision"), "", kCommit);
+      if (d != kCommit) throw Error(s.aborted(d));
+    };
+    commit_checkpoint(store.impl(), s.checkpoint, std::move(all), opts, token, decide);
+    apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    failure = Failure{error_kind(e), what.rfind(s.failed, 0) == 0 ? what : s.failed + what};
+  }
+  s.plane.set(s.key("outcome"), failure ? error_value(*failure) : kOk);
+  s.leave(!failure);
+  if (failure) {
+    discard_packs(store.impl(), mine.packs);
+    failure->raise();
+  }
+  return mine.stats;
+}
+
+}  // namespace tessera::dist

@@ -1,0 +1,86 @@
+// The side of ranks r >= 1 in the save protocol (dist/save_protocol.h): wait
+// for rank 0's ready, write their part and report it as a file, arrive, and
+// wait for the outcome, the same on every rank (the no-split-outcome rule).
+#include <optional>
+
+#include "catalog/catalog.h"
+#include "dist/save_protocol.h"
+#include "engine/manifest_codec.h"
+
+namespace tessera::dist {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Whether the catalog holds `checkpoint` as committed by the save `token`.
+// Rank 0 decided inside its catalog transaction; the write lock is free only
+// once that transaction has committed, rolled back, or died (SQLite rolls
+// back a dead writer's hot journal), so what is read under it is final.
+bool committed_in_catalog(const Save& s, const std::string& token) {
+  StoreOptions o;
+  o.create_if_missing = false;
+  o.env = s.env;
+  Store store = Store::open(s.store_path, o);
+  std::lock_guard lock(store.impl().mu);
+  auto tx = store.impl().catalog.transaction(catalog::Transaction::Kind::kWrite);
+  auto c = store.impl().catalog.find_checkpoint(s.checkpoint);
+  return c && c->save_token == token;
+}
+
+// Rank r >= 1: the outcome of the save, "ok" or "error:<failure>", the same
+// on every rank even when rank 0 is slower than the timeout (see
+// save_protocol.h, "No split outcome").
+std::string await_outcome(Save& s, const std::string& token) {
+  if (auto v = s.wait_get("outcome", 2 * s.timeout)) return *v;
+  const std::string d = s.plane.compare_set(s.key("decision"), "", kAbortPrefix + std::to_string(s.rank));
+  if (d != kCommit) return error_value({ErrorKind::kError, s.aborted(d)});
+  if (auto v = s.wait_get("outcome", s.timeout)) return *v;  // rank 0 is committing
+  try {
+    if (committed_in_catalog(s, token)) return kOk;
+  } catch (const std::exception& e) {
+    return error_value({ErrorKind::kError, s.failed + "the coordinator (rank 0) decided to commit but did not " +
+                                               "report, and the catalog could not tell whether it did: " + e.what()});
+  }
+  return error_value({ErrorKind::kError, s.failed + "the coordinator (rank 0) decided to commit but did not " +
+                                             "report within " + s.seconds(3 * s.timeout) +
+                                             " s, and the checkpoint is not in the catalog (did rank 0 die?)"});
+}
+
+}  // namespace
+
+SaveResult participate(Save& s, const WritePart& write_part) {
+  const milliseconds ready_wait = 2 * s.timeout;
+  auto ready = s.wait_get("ready", ready_wait);
+  if (!ready || is_error(*ready)) {
+    s.leave(false);
+    if (!ready) throw Error(s.coordinator_silent(ready_wait));
+    failure_of(*ready).raise();
+  }
+  const std::string token = ready->substr(3), report = s.report_path(token, s.rank);
+  const std::string error_key = "error/" + std::to_string(s.rank);
+  std::optional<Store> store;
+  RankManifest mine;
+  bool failed_here = false;
+  try {
+    store = Store::open_read_only(s.store_path, s.env);
+    mine = write_part(store->impl());
+    mine.rank = s.rank;
+    write_report(*s.env, report, encode_manifest(mine));
+  } catch (const std::exception& e) {
+    s.plane.set(s.key(error_key),
+                Failure{error_kind(e), s.failed + "rank " + std::to_string(s.rank) + ": " + e.what()}.encode());
+    failed_here = true;
+  }
+  if (s.plane.add(s.key("arrived"), 1) == s.world - 1) s.plane.set(s.key("all_in"), kOk);
+  const std::string outcome = await_outcome(s, token);
+  if (failed_here) s.plane.delete_key(s.key(error_key));
+  s.leave(outcome == kOk);
+  if (is_error(outcome)) {
+    if (store) discard_packs(store->impl(), mine.packs);  // each rank removes its own packs
+    s.env->remove_file(report);                          // if rank 0 gave up before reading it
+    failure_of(outcome).raise();
+  }
+  return mine.stats;
+}
+
+}  // namespace tessera::dist
