@@ -18,7 +18,10 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
   std::vector<RankManifest> manifests(1);
   manifests[0] = write_shards(state, impl, options);
   SaveResult stats = manifests[0].stats;
-  const std::vector<pack::PackInfo> packs = manifests[0].packs;  // the commit takes the manifest (no copy of its tensors)
+  // The commit takes the manifest (its tensors are not copied); a failed
+  // commit discards the packs by name, so their chunk lists are not kept.
+  std::vector<pack::PackInfo> packs;
+  for (const pack::PackInfo& p : manifests[0].packs) packs.push_back(pack::PackInfo{p.name, p.size, {}});
   try {
     commit_checkpoint(impl, checkpoint, std::move(manifests), options);
   } catch (...) {
