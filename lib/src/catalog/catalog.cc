@@ -365,7 +365,8 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<
     if (found[k] && found[k]->pack.empty())
       throw CorruptionError("catalog damaged: chunk " + ids[i].hex() + " names pack row " +
                             std::to_string(found[k]->pack_id) + ", which is missing (run tessera verify)");
-    out[i] = found[k];
+    if (sorted.size() == ids.size()) out[i] = std::move(found[k]);  // no repeats: each row goes to one slot
+    else out[i] = found[k];
   }
   return out;
 }
