@@ -22,7 +22,7 @@ VerifyReport, diff -> DiffReport, gc -> GcResult, rm -> RemoveResult,
 export -> ExportResult, import_dcp -> SaveResult. Read their attributes
 (r.written_bytes); r.to_dict() gives plain dicts (e.g. for json.dumps).
 
-Deprecated: until this release the results were dicts. For one release
+Deprecated: before 0.5.0 the results were dicts. For this one release
 they keep the dict-style reads (r["written_bytes"], "metadata" in r,
 r.get(k), r.keys(), r.items(), dict(r)), each warning with a
 DeprecationWarning; the next release removes them. A key that was absent
