@@ -589,6 +589,57 @@ TEST_CASE("a rank that abstains (it failed before the save) fails the save on ev
   CHECK(temp_files(dir) == 0);
 }
 
+namespace {
+
+// A plane over a slow Store: a wait shorter than its round trip times out
+// even when the key is there (c10d's TCPStore on a loaded host).
+class SlowStore : public ControlPlane {
+ public:
+  explicit SlowStore(ControlPlane& inner) : inner_(inner) {}
+  int64_t rank() const override { return inner_.rank(); }
+  int64_t world_size() const override { return inner_.world_size(); }
+  void set(const std::string& key, const std::string& value) override { inner_.set(key, value); }
+  std::optional<std::string> wait_get(const std::string& key, std::chrono::milliseconds timeout) override {
+    if (timeout < kRoundTrip) {
+      std::this_thread::sleep_for(timeout);
+      return std::nullopt;
+    }
+    return inner_.wait_get(key, timeout);
+  }
+  int64_t add(const std::string& key, int64_t delta) override { return inner_.add(key, delta); }
+  std::string compare_set(const std::string& key, const std::string& expected, const std::string& desired) override {
+    return inner_.compare_set(key, expected, desired);
+  }
+  bool delete_key(const std::string& key) override { return inner_.delete_key(key); }
+
+ private:
+  static constexpr std::chrono::milliseconds kRoundTrip{50};
+  ControlPlane& inner_;
+};
+
+}  // namespace
+
+TEST_CASE("a failing rank's cause and class reach every rank over a slow Store (not 'did not report')") {
+  // CI once saw rank 2's error read with a 1 ms wait: rank 0 reported it as a rank that did not report.
+  TempDir dir("dist");
+  auto inner = in_process_control_planes(3);
+  std::vector<std::unique_ptr<SlowStore>> planes;
+  for (auto& p : inner) planes.push_back(std::make_unique<SlowStore>(*p));
+  auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
+    if (r == 2) dist::abstain({ErrorKind::kCorruption, "injected before the save"}, dir.path(), "c", p);
+    StateDict sd;
+    sd.add_value("y", int64_t{r});
+    save(sd, dir.path(), "c", p);
+  });
+  for (int64_t r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    CHECK(threw_exactly<CorruptionError>(caught[r]));
+    CHECK(message_of(caught[r]) == "save of checkpoint 'c' failed: rank 2: injected before the save");
+  }
+  CHECK(in_process_key_count(*inner[0]) == 0);
+  CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
+}
+
 TEST_CASE("failures travel as <kind>:<message>; the lowest failing rank decides the class") {
   const dist::Failure f{ErrorKind::kInvalidArgument, "a: b"};
   CHECK(f.encode() == "4:a: b");

@@ -26,9 +26,17 @@ std::string did_not_report(const Save& s, const std::vector<int64_t>& missing) {
 // Rank 0: waits (once) until every rank has arrived or the timeout passes,
 // then collects the reports. Throws the lowest rank's failure (its class),
 // else names the ranks that did not report.
+//
+// A rank sets its error key before it arrives, so once all have arrived a
+// rank without a report file has an error key: it is read with the whole
+// timeout, never a short one (a Store's round trip on a loaded host can
+// outlast a millisecond, and the failure would be misreported as a rank that
+// did not report). Only when some rank is missing is each key only peeked at
+// (1 ms), so that the cost does not grow with the world size.
 std::vector<RankManifest> gather(Save& s, const std::string& token, const RankManifest& mine,
                                  const std::optional<Failure>& own_failure) {
-  if (s.world > 1) (void)s.wait_get("all_in", s.timeout);
+  const bool all_in = s.world == 1 || s.wait_get("all_in", s.timeout).has_value();
+  const milliseconds error_wait = all_in ? s.timeout : milliseconds(1);
   std::vector<RankManifest> all{mine};
   std::vector<int64_t> missing;
   std::optional<Failure> failure = own_failure;
@@ -37,7 +45,7 @@ std::vector<RankManifest> gather(Save& s, const std::string& token, const RankMa
     if (s.env->exists(path)) {
       if (!failure) all.push_back(decode_manifest(read_report(*s.env, path)));
       s.env->remove_file(path);
-    } else if (auto why = s.wait_get("error/" + std::to_string(r), milliseconds(1))) {
+    } else if (auto why = s.wait_get("error/" + std::to_string(r), error_wait)) {
       if (!failure) failure = Failure::decode(*why);
     } else {
       missing.push_back(r);
