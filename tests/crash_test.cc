@@ -16,7 +16,7 @@
 #include <set>
 
 #include "catalog/maintenance.h"
-#include "engine/history_hooks.h"
+#include "engine/maintenance/history_hooks.h"
 #include "engine/store_impl.h"
 #include "history_util.h"
 #include "io/fault_injection_env.h"

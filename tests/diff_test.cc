@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "catalog/catalog.h"
-#include "engine/float_values.h"
+#include "engine/tools/float_values.h"
 #include "engine/store_impl.h"
 #include "history_util.h"
 #include "tessera/error.h"

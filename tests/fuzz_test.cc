@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "catalog/layout.h"
-#include "engine/manifest_codec.h"
+#include "engine/save/manifest_codec.h"
 #include "pack/codec.h"
 #include "pack/pack_format.h"
 #include "test_util.h"

@@ -14,9 +14,9 @@
 
 #include "catalog/catalog.h"
 #include "catalog/maintenance.h"
-#include "engine/commit.h"
-#include "engine/history_hooks.h"
-#include "engine/shard_writer.h"
+#include "engine/save/commit.h"
+#include "engine/maintenance/history_hooks.h"
+#include "engine/save/shard_writer.h"
 #include "history_util.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"

@@ -6,9 +6,9 @@
 
 #include "catalog/catalog.h"
 #include "dist/save_protocol.h"
-#include "engine/commit.h"
-#include "engine/manifest_codec.h"
-#include "engine/retention.h"
+#include "engine/save/commit.h"
+#include "engine/save/manifest_codec.h"
+#include "engine/save/retention.h"
 
 namespace tessera::dist {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "catalog/catalog.h"
 #include "dist/save_protocol.h"
-#include "engine/manifest_codec.h"
+#include "engine/save/manifest_codec.h"
 
 namespace tessera::dist {
 namespace {

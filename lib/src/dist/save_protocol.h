@@ -87,7 +87,7 @@
 #include <string>
 
 #include "dist/failure.h"
-#include "engine/shard_writer.h"
+#include "engine/save/shard_writer.h"
 #include "io/env.h"
 #include "tessera/distributed.h"
 

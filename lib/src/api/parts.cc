@@ -1,9 +1,9 @@
 #include "tessera/parts.h"
 
-#include "engine/commit.h"
-#include "engine/manifest_codec.h"
-#include "engine/retention.h"
-#include "engine/shard_writer.h"
+#include "engine/save/commit.h"
+#include "engine/save/manifest_codec.h"
+#include "engine/save/retention.h"
+#include "engine/save/shard_writer.h"
 #include "tessera/error.h"
 
 namespace tessera {

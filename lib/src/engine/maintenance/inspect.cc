@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "engine/pieces.h"
+#include "engine/tools/pieces.h"
 #include "engine/chunk_reader.h"
 #include "engine/store_impl.h"
 #include "engine/value_size.h"

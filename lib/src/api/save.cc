@@ -1,6 +1,6 @@
-#include "engine/commit.h"
-#include "engine/retention.h"
-#include "engine/shard_writer.h"
+#include "engine/save/commit.h"
+#include "engine/save/retention.h"
+#include "engine/save/shard_writer.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/shard_writer.h"
+#include "engine/save/shard_writer.h"
 
 namespace tessera {
 

@@ -8,7 +8,7 @@
 
 #include "catalog/maintenance.h"
 #include "engine/chunk_reader.h"
-#include "engine/history_hooks.h"
+#include "engine/maintenance/history_hooks.h"
 #include "engine/store_impl.h"
 #include "io/io_error.h"
 #include "io/progress_meter.h"

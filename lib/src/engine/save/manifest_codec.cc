@@ -1,4 +1,4 @@
-#include "engine/manifest_codec.h"
+#include "engine/save/manifest_codec.h"
 
 #include <cstring>
 #include <stdexcept>

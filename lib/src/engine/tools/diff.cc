@@ -10,9 +10,9 @@
 #include <set>
 
 #include "engine/chunk_reader.h"
-#include "engine/float_values.h"
+#include "engine/tools/float_values.h"
 #include "engine/messages.h"
-#include "engine/pieces.h"
+#include "engine/tools/pieces.h"
 #include "engine/store_impl.h"
 #include "engine/value_size.h"
 #include "pack/pack_cache.h"

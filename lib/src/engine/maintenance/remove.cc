@@ -4,9 +4,9 @@
 #include <mutex>
 
 #include "catalog/maintenance.h"
-#include "engine/history_hooks.h"
+#include "engine/maintenance/history_hooks.h"
 #include "engine/messages.h"
-#include "engine/retention.h"
+#include "engine/save/retention.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
 

@@ -1,4 +1,4 @@
-#include "engine/commit.h"
+#include "engine/save/commit.h"
 
 #include <algorithm>
 #include <iterator>

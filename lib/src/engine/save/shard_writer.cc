@@ -1,4 +1,4 @@
-#include "engine/shard_writer.h"
+#include "engine/save/shard_writer.h"
 
 #include <atomic>
 #include <deque>
@@ -9,7 +9,7 @@
 #include <unordered_set>
 
 #include "catalog/maintenance.h"
-#include "engine/retention.h"
+#include "engine/save/retention.h"
 #include "engine/view_check.h"
 #include "io/env.h"
 #include "io/progress_meter.h"
