@@ -6,12 +6,11 @@
 #include <set>
 
 #include "history_commands.h"
-#include "geometry/box.h"  // to_string(Shape): "[2, 3]"
-#include "io/thread_pool.h"  // kMaxThreads
 #include "json.h"
 #include "progress_bar.h"
 #include "table.h"
 #include "tessera/inspect.h"
+#include "tessera/limits.h"
 #include "tessera/store.h"
 
 namespace tessera::cli {
@@ -312,9 +311,9 @@ size_t threads_flag(const Invocation& inv, std::string_view command) {
   const std::string& text = it->second;
   size_t n = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size() || n > io::kMaxThreads)
+  if (ec != std::errc() || end != text.data() + text.size() || n > kMaxThreads)
     throw UsageError(std::string(command) + ": --threads wants a number from 0 to " +
-                     std::to_string(io::kMaxThreads) + ", got '" + text + "'");
+                     std::to_string(kMaxThreads) + ", got '" + text + "'");
   return n;
 }
 

@@ -4,14 +4,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <set>
 
-#include "geometry/box.h"  // to_string(Shape): "[2, 3]"
 #include "json.h"
 #include "progress_bar.h"
 #include "table.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
+#include "tessera/state_dict.h"  // to_string(Shape)
 #include "tessera/store.h"
 
 namespace tessera::cli {

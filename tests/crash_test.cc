@@ -143,7 +143,7 @@ void check_final_gc_reclaims_leftovers(const std::string& dir) {
     CHECK(after.empty());
     CHECK(after.young_unknown_files == 0);
     std::set<std::string> catalog_packs;
-    for (const auto& p : catalog::pack_usage(store.impl().catalog)) {
+    for (const auto& p : catalog::pack_usage(StoreAccess::impl(store).catalog)) {
       catalog_packs.insert(p.name);
       CHECK(p.live_chunks > 0);
     }

@@ -152,7 +152,7 @@ TEST_CASE("one tensor changed in one chunk: counts, bytes, and values read from 
   check_values();
 
   // Damage the shared, unchanged chunk 0: --values never reads it.
-  auto& cat = store.impl().catalog;
+  auto& cat = StoreAccess::impl(store).catalog;
   auto pieces_of = [&](const std::string& ckpt) {
     auto p = cat.tensor(cat.find_checkpoint(ckpt)->id, "w")->pieces;
     std::sort(p.begin(), p.end(), [](const auto& x, const auto& y) { return x.box.offsets < y.box.offsets; });

@@ -329,7 +329,7 @@ void save_rows(const Matrix& w, int64_t r, int64_t row0, const std::string& stor
 }
 
 std::string token_of(const std::string& store, const std::string& name) {
-  auto c = Store::open_read_only(store).impl().catalog.find_checkpoint(name);
+  auto c = StoreAccess::impl(Store::open_read_only(store)).catalog.find_checkpoint(name);
   return c ? c->save_token : "(absent)";
 }
 

@@ -131,7 +131,7 @@ TEST_CASE("rm refuses unknown names, all or nothing, and needs a writable store"
   CHECK(names_of(store) == std::vector<std::string>{"b"});
   CHECK(m.loads_exactly(store, "b"));
   // The cascade took the removed checkpoints' tensors and pieces with them.
-  auto st = store.impl().catalog.db().prepare("SELECT count(*) FROM tensors");
+  auto st = StoreAccess::impl(store).catalog.db().prepare("SELECT count(*) FROM tensors");
   st.step();
   CHECK(st.column_int(0) == 1);
 }
@@ -208,7 +208,7 @@ TEST_CASE("gc rewrites a mostly dead pack: live chunks move as stored, the old p
   save(c.state(), store, "c", so);
   remove_checkpoints(store, {"a"});
 
-  auto& cat = store.impl().catalog;
+  auto& cat = StoreAccess::impl(store).catalog;
   const auto s_chunk = cat.tensor(cat.find_checkpoint("c")->id, "s")->pieces.at(0).chunk;
   const auto s_before = cat.locate(s_chunk);
   REQUIRE(s_before);
@@ -294,7 +294,7 @@ TEST_CASE("in-flight protection: unknown packs and temp files younger than the g
   // A save that has made its pack durable but not committed yet.
   Model next = m;
   next.set("x", kChunkFloats, 2);
-  RankManifest in_flight = write_shards(next.state(), store.impl(), so);
+  RankManifest in_flight = write_shards(next.state(), StoreAccess::impl(store), so);
   REQUIRE(in_flight.packs.size() == 1);
   const std::string unknown = in_flight.packs[0].name;
   std::ofstream(dir / "tmp/123-4-5.partial") << std::string(1000, 'x');
@@ -308,13 +308,13 @@ TEST_CASE("in-flight protection: unknown packs and temp files younger than the g
   CHECK(fs::exists(dir / "tmp/123-4-5.partial"));
 
   // The save commits within the grace period: its pack is still there.
-  commit_checkpoint(store.impl(), "b", {in_flight}, so);
+  commit_checkpoint(StoreAccess::impl(store), "b", {in_flight}, so);
   CHECK(next.loads_exactly(store, "b"));
 
   // Another unknown pack, this time older than the grace period.
   Model late = m;
   late.set("x", kChunkFloats, 3);
-  RankManifest stale = write_shards(late.state(), store.impl(), so);
+  RankManifest stale = write_shards(late.state(), StoreAccess::impl(store), so);
   const std::string stale_pack = stale.packs.at(0).name;
   make_old(dir / "packs/" + stale_pack);
   make_old(dir / "tmp/123-4-5.partial");
@@ -329,7 +329,7 @@ TEST_CASE("in-flight protection: unknown packs and temp files younger than the g
 
   // That save commits too late: its pack is gone, and the commit fails cleanly.
   const std::string catalog_before = catalog_dump(dir.path());
-  const std::string err = error_of([&] { commit_checkpoint(store.impl(), "late", {stale}, so); });
+  const std::string err = error_of([&] { commit_checkpoint(StoreAccess::impl(store), "late", {stale}, so); });
   CHECK(has(err, "pack '" + stale_pack + "'"));
   CHECK(has(err, "is gone"));
   CHECK(catalog_dump(dir.path()) == catalog_before);
@@ -347,7 +347,7 @@ TEST_CASE("race: a save that deduplicated against a chunk gc dropped fails its c
   // The save's first half: x is found committed (dedup), n is written.
   Model b = a;
   b.set("n", kChunkFloats, 2);
-  RankManifest m = write_shards(b.state(), store.impl(), so);
+  RankManifest m = write_shards(b.state(), StoreAccess::impl(store), so);
   REQUIRE(m.stats.chunks_written == 1);
   ChunkId x;
   for (const auto& t : m.tensors)
@@ -362,7 +362,7 @@ TEST_CASE("race: a save that deduplicated against a chunk gc dropped fails its c
   const std::string catalog_before = catalog_dump(dir.path());
   std::string err;
   try {
-    commit_checkpoint(store.impl(), "b", {m}, so);
+    commit_checkpoint(StoreAccess::impl(store), "b", {m}, so);
   } catch (const StoreError& e) {
     err = e.what();
   }
@@ -466,7 +466,7 @@ TEST_CASE("a damaged live chunk is not copied: its pack is left as it is") {
   save(c.state(), store, "c", so);
   remove_checkpoints(store, {"a"});
   const std::string pack = *files_in(dir.path(), "packs").begin();
-  auto& cat = store.impl().catalog;
+  auto& cat = StoreAccess::impl(store).catalog;
   const auto x = cat.locate(cat.tensor(cat.find_checkpoint("c")->id, "x")->pieces.at(0).chunk);
   {
     std::fstream f(dir / "packs/" + pack, std::ios::in | std::ios::out | std::ios::binary);
@@ -669,14 +669,14 @@ TEST_CASE("show: tensors shared with the previous checkpoint") {
 namespace {
 
 int64_t rows(const Store& store, const std::string& table) {
-  auto st = store.impl().catalog.db().prepare("SELECT count(*) FROM " + table);
+  auto st = StoreAccess::impl(store).catalog.db().prepare("SELECT count(*) FROM " + table);
   st.step();
   return st.column_int(0);
 }
 
 // Chunks some layout references (what gc keeps).
 int64_t live_chunks(const Store& store) {
-  return static_cast<int64_t>(catalog::live_chunk_ids(store.impl().catalog).size());
+  return static_cast<int64_t>(catalog::live_chunk_ids(StoreAccess::impl(store).catalog).size());
 }
 
 }  // namespace
@@ -762,7 +762,7 @@ TEST_CASE("a schema-1 store (tessera 0.2.0) migrates: same checkpoints, same byt
   CHECK(has(m, "needs migrating"));
   {
     Store store = Store::open(dir.path());  // the ladder runs: 1 -> latest
-    CHECK(store.impl().catalog.schema_version() == catalog::Catalog::latest_schema_version());
+    CHECK(StoreAccess::impl(store).catalog.schema_version() == catalog::Catalog::latest_schema_version());
   }
   Store store = Store::open_read_only(dir.path());
   CHECK(names_of(store) == std::vector<std::string>{"a", "b", "d"});
@@ -832,7 +832,7 @@ std::set<std::string> hexes(const std::vector<ChunkId>& ids) {
 // The chunk ids the store's checkpoints reference, as the load path reads them.
 std::set<std::string> referenced_chunks(const Store& store) {
   std::set<std::string> out;
-  auto& cat = store.impl().catalog;
+  auto& cat = StoreAccess::impl(store).catalog;
   for (const auto& c : cat.list_checkpoints())
     for (const ChunkId& id : cat.chunk_ids(c.id)) out.insert(id.hex());
   return out;
@@ -878,8 +878,8 @@ TEST_CASE("a schema-4 store (tessera 0.3.0) migrates: layout_chunks and chunks_b
   CHECK(has(error_of([&] { Store::open_read_only(dir.path()); }), "needs migrating"));
   {
     Store store = Store::open(dir.path());  // the ladder runs: 4 -> latest
-    auto& db = store.impl().catalog.db();
-    CHECK(store.impl().catalog.schema_version() == catalog::Catalog::latest_schema_version());
+    auto& db = StoreAccess::impl(store).catalog.db();
+    CHECK(StoreAccess::impl(store).catalog.schema_version() == catalog::Catalog::latest_schema_version());
     auto count = [&](const std::string& sql) {
       auto st = db.prepare(sql);
       st.step();
@@ -888,8 +888,8 @@ TEST_CASE("a schema-4 store (tessera 0.3.0) migrates: layout_chunks and chunks_b
     CHECK(count("SELECT count(*) FROM sqlite_schema WHERE name IN ('layout_chunks', 'chunks_by_pack', 'chunks_v5')") == 0);
     CHECK(count("SELECT count(*) FROM pragma_foreign_key_list('chunks')") == 0);
     CHECK(count("SELECT count(*) FROM chunks") == 25);  // every row kept, as it was
-    CHECK(hexes(catalog::live_chunk_ids(store.impl().catalog)) == live);
-    CHECK(hexes(catalog::chunk_usage(store.impl().catalog).orphans) == orphans);
+    CHECK(hexes(catalog::live_chunk_ids(StoreAccess::impl(store).catalog)) == live);
+    CHECK(hexes(catalog::chunk_usage(StoreAccess::impl(store).catalog).orphans) == orphans);
   }
   {
     Store store = Store::open_read_only(dir.path());
@@ -926,7 +926,7 @@ TEST_CASE("a schema-4 store (tessera 0.3.0) migrates: layout_chunks and chunks_b
   for (const char* name : {"b", "c", "d"}) CHECK_MESSAGE(v4_loads_exactly(rw, name), name);
   CHECK(verify(rw).ok());
   std::set<std::string> catalog_packs;
-  for (const auto& p : catalog::pack_usage(rw.impl().catalog)) catalog_packs.insert(p.name);
+  for (const auto& p : catalog::pack_usage(StoreAccess::impl(rw).catalog)) catalog_packs.insert(p.name);
   CHECK(files_in(dir.path(), "packs") == catalog_packs);
 }
 
@@ -981,12 +981,12 @@ TEST_CASE("a damaged layout that no longer covers a tensor fails the load naming
   {
     Store store = Store::open(dir.path());
     save(m.state(), store, "c", raw_chunks(64 << 10));
-    auto t = store.impl().catalog.tensor(store.impl().catalog.find_checkpoint("c")->id, "w");
+    auto t = StoreAccess::impl(store).catalog.tensor(StoreAccess::impl(store).catalog.find_checkpoint("c")->id, "w");
     REQUIRE(t);
     REQUIRE(t->pieces.size() == 2);
     t->pieces.pop_back();  // as a flipped byte in the piece count would leave it
     const std::string blob = catalog::encode_pieces(t->pieces, 1);
-    auto& db = store.impl().catalog.db();
+    auto& db = StoreAccess::impl(store).catalog.db();
     SUBCASE("the layout's digest catches it") {
       db.prepare("UPDATE layouts SET pieces = ?1").bind_blob(1, blob.data(), blob.size()).run();
       expect = "digest";

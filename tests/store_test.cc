@@ -142,13 +142,13 @@ TEST_CASE("property: random tensors saved in random layouts load bit-exact into 
           StateDict sd;
           buffers.push_back(tensors[t].extract(b));
           sd.add_tensor("t" + std::to_string(t), view_of(tensors[t], buffers.back(), b));
-          RankManifest m = write_shards(sd, store.impl(), so);
+          RankManifest m = write_shards(sd, StoreAccess::impl(store), so);
           m.rank = next_rank++;
           manifests.push_back(std::move(m));
         }
       }
       so.world_size = next_rank;
-      commit_checkpoint(store.impl(), "ckpt", manifests, so);
+      commit_checkpoint(StoreAccess::impl(store), "ckpt", manifests, so);
     }
     REQUIRE(verify(store).ok());
 
@@ -448,7 +448,7 @@ TEST_CASE("ranks that disagree, overlap or leave gaps are refused naming tensor 
   auto manifest = [&](int64_t rank, TensorView v) {
     StateDict sd;
     sd.add_tensor("layer.w", v);
-    RankManifest m = write_shards(sd, store.impl(), SaveOptions{});
+    RankManifest m = write_shards(sd, StoreAccess::impl(store), SaveOptions{});
     m.rank = rank;
     return m;
   };
@@ -457,7 +457,7 @@ TEST_CASE("ranks that disagree, overlap or leave gaps are refused naming tensor 
   auto overlapping = TensorView::contiguous("float32", 4, y.data(), {2, 4}).as_shard({4, 4}, {1, 0});
   auto other_dtype = TensorView::contiguous("int32", 4, y.data(), {2, 4}).as_shard({4, 4}, {2, 0});
   auto commit = [&](std::vector<RankManifest> ms) {
-    return error_of([&] { commit_checkpoint(store.impl(), "c", ms, SaveOptions{}); });
+    return error_of([&] { commit_checkpoint(StoreAccess::impl(store), "c", ms, SaveOptions{}); });
   };
   std::string m = commit({manifest(0, top), manifest(1, overlapping)});
   CHECK(has(m, "tensor 'layer.w' (saved by ranks 0, 1)"));
@@ -840,7 +840,7 @@ TEST_CASE("a chunk row naming a pack row that is gone fails the load naming the 
   Fixture f;
   Store store = Store::open(f.dir.path());
   save(f.state(), store, "c", f.options());
-  store.impl().catalog.db().exec("DELETE FROM packs");  // no declared foreign key since schema 5
+  StoreAccess::impl(store).catalog.db().exec("DELETE FROM packs");  // no declared foreign key since schema 5
   Loaded l;
   try {
     load(l.sd, store, "c");

@@ -21,6 +21,8 @@
 namespace tessera {
 
 using Shape = std::vector<int64_t>;
+// "[2, 3]"; "[]" for a scalar.
+std::string to_string(const Shape& shape);
 
 // A host tensor in memory, placed in a global tensor.
 struct TensorView {

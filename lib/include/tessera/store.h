@@ -62,10 +62,12 @@ class Store {
   // Throws NotFoundError naming the checkpoint and the store.
   CheckpointSummary checkpoint(const std::string& name) const;
 
+  // What the store holds (lib/src/engine/store_impl.h). Opaque here: the
+  // library reaches it through StoreAccess, never through this class's API.
   struct Impl;
-  Impl& impl() const { return *impl_; }
 
  private:
+  friend struct StoreAccess;
   explicit Store(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
 };

@@ -9,7 +9,7 @@
 namespace tessera {
 
 SavedPart write_part(const StateDict& state, Store& store, const SaveOptions& options, int64_t rank) {
-  RankManifest m = write_shards(state, store.impl(), options);
+  RankManifest m = write_shards(state, StoreAccess::impl(store), options);
   m.rank = rank;
   SavedPart part;
   part.stats = m.stats;
@@ -19,7 +19,7 @@ SavedPart write_part(const StateDict& state, Store& store, const SaveOptions& op
 
 SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::vector<std::string>& manifests,
                         const SaveOptions& options) {
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot commit '" + checkpoint + "'");
   if (checkpoint.empty()) throw InvalidArgument("commit: the checkpoint name must not be empty");
   check_keep_last(options.keep_last);
@@ -46,7 +46,7 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
 
 void discard_part(Store& store, const std::string& manifest) {
   try {
-    discard_packs(store.impl(), decode_manifest(manifest).packs);
+    discard_packs(StoreAccess::impl(store), decode_manifest(manifest).packs);
   } catch (...) {
   }
 }

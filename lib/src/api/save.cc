@@ -7,7 +7,7 @@
 namespace tessera {
 
 SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint, const SaveOptions& options) {
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot save '" + checkpoint + "'");
   if (checkpoint.empty()) throw InvalidArgument("save: the checkpoint name must not be empty");
   {

@@ -65,8 +65,8 @@ Store open_for_save(Save& s, const std::string& token, const SaveOptions& opts) 
     StoreOptions o;
     o.env = s.env;
     Store store = Store::open(s.store_path, o);
-    std::lock_guard lock(store.impl().mu);
-    if (!opts.overwrite && store.impl().catalog.find_checkpoint(s.checkpoint))
+    std::lock_guard lock(StoreAccess::impl(store).mu);
+    if (!opts.overwrite && StoreAccess::impl(store).catalog.find_checkpoint(s.checkpoint))
       throw AlreadyExistsError("checkpoint '" + s.checkpoint + "' already exists in store '" + s.store_path + "'");
     s.plane.set(s.key("ready"), std::string("ok:") + token);
     return store;
@@ -86,7 +86,7 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
   RankManifest mine;
   std::optional<Failure> own_failure;
   try {
-    mine = write_part(store.impl());
+    mine = write_part(StoreAccess::impl(store));
     mine.rank = 0;
   } catch (const std::exception& e) {
     own_failure = Failure{error_kind(e), s.failed + "rank 0: " + e.what()};
@@ -100,7 +100,7 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
       const std::string d = s.plane.compare_set(s.key("decision"), "", kCommit);
       if (d != kCommit) throw Error(s.aborted(d));
     };
-    commit_checkpoint(store.impl(), s.checkpoint, std::move(all), opts, token, decide);
+    commit_checkpoint(StoreAccess::impl(store), s.checkpoint, std::move(all), opts, token, decide);
     apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
   } catch (const std::exception& e) {
     const std::string what = e.what();
@@ -109,7 +109,7 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
   s.plane.set(s.key("outcome"), failure ? error_value(*failure) : kOk);
   s.leave(!failure);
   if (failure) {
-    discard_packs(store.impl(), mine.packs);
+    discard_packs(StoreAccess::impl(store), mine.packs);
     failure->raise();
   }
   return mine.stats;

@@ -21,9 +21,9 @@ bool committed_in_catalog(const Save& s, const std::string& token) {
   o.create_if_missing = false;
   o.env = s.env;
   Store store = Store::open(s.store_path, o);
-  std::lock_guard lock(store.impl().mu);
-  auto tx = store.impl().catalog.transaction(catalog::Transaction::Kind::kWrite);
-  auto c = store.impl().catalog.find_checkpoint(s.checkpoint);
+  std::lock_guard lock(StoreAccess::impl(store).mu);
+  auto tx = StoreAccess::impl(store).catalog.transaction(catalog::Transaction::Kind::kWrite);
+  auto c = StoreAccess::impl(store).catalog.find_checkpoint(s.checkpoint);
   return c && c->save_token == token;
 }
 
@@ -63,7 +63,7 @@ SaveResult participate(Save& s, const WritePart& write_part) {
   bool failed_here = false;
   try {
     store = Store::open_read_only(s.store_path, s.env);
-    mine = write_part(store->impl());
+    mine = write_part(StoreAccess::impl(*store));
     mine.rank = s.rank;
     write_report(*s.env, report, encode_manifest(mine));
   } catch (const std::exception& e) {
@@ -76,7 +76,7 @@ SaveResult participate(Save& s, const WritePart& write_part) {
   if (failed_here) s.plane.delete_key(s.key(error_key));
   s.leave(outcome == kOk);
   if (is_error(outcome)) {
-    if (store) discard_packs(store->impl(), mine.packs);  // each rank removes its own packs
+    if (store) discard_packs(StoreAccess::impl(*store), mine.packs);  // each rank removes its own packs
     s.env->remove_file(report);                          // if rank 0 gave up before reading it
     failure_of(outcome).raise();
   }

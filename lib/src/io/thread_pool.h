@@ -9,13 +9,12 @@
 #include <thread>
 #include <vector>
 
+#include "tessera/limits.h"
+
 namespace tessera::io {
 
-// The most threads any API option (`threads` of SaveOptions, LoadOptions,
-// ExportOptions, verify, history) may ask for, and the CLI's --threads: more
-// buys nothing on any disk and risks exhausting the process (the limit is
-// checked here, where threads start, so every caller gets it).
-constexpr size_t kMaxThreads = 1024;
+// The limit is checked here, where threads start, so every caller gets it.
+using tessera::kMaxThreads;
 
 class ThreadPool {
  public:

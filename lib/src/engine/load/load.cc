@@ -170,7 +170,7 @@ struct Reader {
 }  // namespace
 
 LoadResult load(StateDict& state, const Store& store, const std::string& checkpoint, const LoadOptions& options) {
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   LoadResult result;
   std::vector<catalog::TensorRecord> saved_tensors;
   std::vector<catalog::ValueRecord> saved_values;

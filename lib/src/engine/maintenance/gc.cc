@@ -272,7 +272,7 @@ static void refuse_linked_dirs(const Store::Impl& impl) {
 }
 
 GcPlan plan_gc(const Store& store, const GcOptions& options) {
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   refuse_linked_dirs(impl);
   GcPlan plan;
   std::set<std::string> known;
@@ -313,7 +313,7 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
 }
 
 GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   refuse_linked_dirs(impl);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot run gc");
   catalog::Catalog& cat = impl.catalog;

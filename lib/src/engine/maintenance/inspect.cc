@@ -73,7 +73,7 @@ std::vector<CatalogProblem> check_catalog(catalog::Catalog& cat, const std::vect
 }  // namespace
 
 std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoint) {
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   std::lock_guard lock(impl.mu);
   auto ckpt = require_checkpoint(impl, checkpoint);
   std::vector<EntryInfo> out;
@@ -98,7 +98,7 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
 
 VerifyReport verify(const Store& store, const std::vector<std::string>& names, size_t threads,
                     const ProgressFn& progress) {
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   VerifyReport report;
   std::vector<catalog::CheckpointInfo> ckpts;
   std::vector<bool> rows_ok;  // per checkpoint: its catalog rows pass

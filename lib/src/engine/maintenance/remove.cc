@@ -33,7 +33,7 @@ void history_step(std::string_view step) {
 }
 
 void remove_checkpoints(Store& store, const std::vector<std::string>& names) {
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot remove checkpoints");
   std::lock_guard lock(impl.mu);
   try {
@@ -73,7 +73,7 @@ std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, 
 void apply_retention_after_commit(Store& store, int64_t keep_last, const std::string& just_saved, SaveResult& result) {
   const std::string committed = "checkpoint '" + just_saved + "' was committed to store '" + store.path() + "', but ";
   try {
-    result.removed = apply_keep_last(store.impl(), keep_last, just_saved);
+    result.removed = apply_keep_last(StoreAccess::impl(store), keep_last, just_saved);
   } catch (const std::exception& e) {
     throw StoreError(committed + "keep_last = " + std::to_string(keep_last) +
                      " could not remove older checkpoints: " + e.what());

@@ -107,7 +107,7 @@ class ChunkSource {
 class Differ {
  public:
   Differ(const Store& store, const DiffOptions& options, const Side& a, const Side& b)
-      : store_(store), options_(options), a_(a), b_(b), chunks_(store.impl()) {}
+      : store_(store), options_(options), a_(a), b_(b), chunks_(StoreAccess::impl(store)) {}
 
   // Nullopt when the tensors are equal.
   std::optional<EntryDiff> tensors(const catalog::TensorRecord& ta, const catalog::TensorRecord& tb) {
@@ -197,7 +197,7 @@ class Differ {
 
 DiffReport diff_checkpoints(const Store& store, const std::string& a, const std::string& b,
                             const DiffOptions& options) {
-  const Side sa = read_side(store.impl(), a), sb = read_side(store.impl(), b);
+  const Side sa = read_side(StoreAccess::impl(store), a), sb = read_side(StoreAccess::impl(store), b);
   DiffReport report;
   report.a = a;
   report.b = b;

@@ -262,7 +262,7 @@ ExportResult export_safetensors(const Store& store, const std::string& checkpoin
   for (const auto& [k, v] : options.metadata)
     if (!valid_utf8(k) || !valid_utf8(v))
       throw InvalidArgument("export: metadata entry '" + k + "' is not valid UTF-8, which safetensors requires");
-  Store::Impl& impl = store.impl();
+  Store::Impl& impl = StoreAccess::impl(store);
   ExportResult result;
 
   // ---- plan: what goes where, from the catalog ------------------------------
