@@ -4,6 +4,8 @@
 #include <random>
 
 #include "geometry/chunk_grid.h"
+#include "plan/export_plan.h"
+#include "plan/gc_plan.h"
 #include "plan/load_plan.h"
 #include "plan/read_plan.h"
 #include "plan/save_plan.h"
@@ -323,4 +325,176 @@ TEST_CASE("load plan: waves hold at most the staging budget; a larger entry is a
   CHECK(plan::waves({1, 1, 1}, 0) == std::vector<size_t>{0, 1, 2, 3});
   CHECK(plan::waves({3, 3}, UINT64_MAX - 8) == std::vector<size_t>{0, 2});
   CHECK(plan::waves({}, 10) == std::vector<size_t>{0});
+}
+
+// ---- export and gc plans (step 4b) ----
+
+std::vector<size_t> tensors_of(const plan::ExportFile& f) {
+  std::vector<size_t> out;
+  for (const auto& t : f.tensors) out.push_back(t.tensor);
+  return out;
+}
+
+TEST_CASE("export plan: tensors within the limit make one file, laid out by element size then name, with its header") {
+  const std::vector<plan::ExportTensor> ts{
+      {"b", "F32", {2}, 4}, {"a", "BF16", {3}, 2}, {"c", "F64", {}, 8}};  // 8, 6 and 8 bytes
+  const plan::ExportPlan p = plan::plan_export(ts, 22, {{"format", "ignored"}, {"k", "v\"q"}});
+  CHECK(p.total_size == 22);
+  CHECK(p.index.empty());
+  REQUIRE(p.files.size() == 1);
+  const plan::ExportFile& f = p.files[0];
+  CHECK(f.name == "model.safetensors");
+  CHECK(f.tensors == std::vector<plan::PlacedTensor>{{2, 0, 8}, {0, 8, 16}, {1, 16, 22}});
+  CHECK(f.data_bytes == 22);
+  // 208 header bytes after the 8-byte little-endian length: the JSON and 3 spaces.
+  CHECK(f.header.substr(0, 8) == std::string("\xd0\0\0\0\0\0\0\0", 8));
+  CHECK(f.header.substr(8) ==
+        R"({"__metadata__":{"format":"pt","k":"v\"q"},"c":{"dtype":"F64","shape":[],"data_offsets":[0,8]},)"
+        R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},"a":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]}}   )");
+  CHECK(f.size() == 8 + 208 + 22);
+  // One byte less and the same tensors are shards.
+  CHECK(plan::plan_export(ts, 21, {}).files.size() == 2);
+}
+
+TEST_CASE("export plan: shards fill greedily in name order; a tensor over the limit gets a shard of its own") {
+  // uint8 tensors, given out of name order: d 4, a 3, b 3, c 10, e 2, f 0 bytes; limit 6.
+  auto u8 = [](const char* name, int64_t n) { return plan::ExportTensor{name, "U8", {n}, 1}; };
+  const std::vector<plan::ExportTensor> ts{u8("d", 4), u8("a", 3), u8("b", 3), u8("c", 10), u8("e", 2), u8("f", 0)};
+  const plan::ExportPlan p = plan::plan_export(ts, 6, {});
+  CHECK(p.total_size == 22);
+  REQUIRE(p.files.size() == 3);
+  CHECK(p.files[0].name == "model-00001-of-00003.safetensors");
+  CHECK(p.files[1].name == "model-00002-of-00003.safetensors");
+  CHECK(p.files[2].name == "model-00003-of-00003.safetensors");
+  CHECK(p.files[0].tensors == std::vector<plan::PlacedTensor>{{1, 0, 3}, {2, 3, 6}});  // a, b: exactly the limit
+  CHECK(p.files[1].tensors == std::vector<plan::PlacedTensor>{{3, 0, 10}});           // c alone, over the limit
+  CHECK(p.files[2].tensors == std::vector<plan::PlacedTensor>{{0, 0, 4}, {4, 4, 6}, {5, 6, 6}});  // d, e, empty f
+  CHECK(tensors_of(p.files[2]) == std::vector<size_t>{0, 4, 5});
+  CHECK(p.files[1].data_bytes == 10);
+  CHECK(p.files[1].header.substr(0, 8) == std::string("X\0\0\0\0\0\0\0", 8));  // 88
+  CHECK(p.files[1].header.substr(8) ==
+        R"({"__metadata__":{"format":"pt"},"c":{"dtype":"U8","shape":[10],"data_offsets":[0,10]}}  )");
+  CHECK(p.index ==
+        "{\n  \"metadata\": {\n    \"total_size\": 22\n  },\n  \"weight_map\": {"
+        "\n    \"a\": \"model-00001-of-00003.safetensors\",\n    \"b\": \"model-00001-of-00003.safetensors\","
+        "\n    \"c\": \"model-00002-of-00003.safetensors\",\n    \"d\": \"model-00003-of-00003.safetensors\","
+        "\n    \"e\": \"model-00003-of-00003.safetensors\",\n    \"f\": \"model-00003-of-00003.safetensors\""
+        "\n  }\n}\n");
+  // Every tensor over the limit: one shard each.
+  const plan::ExportPlan big = plan::plan_export({u8("x", 5), u8("y", 5)}, 4, {});
+  REQUIRE(big.files.size() == 2);
+  CHECK(tensors_of(big.files[0]) == std::vector<size_t>{0});
+  CHECK(tensors_of(big.files[1]) == std::vector<size_t>{1});
+}
+
+TEST_CASE("export plan: no tensors is one file holding the metadata alone") {
+  const plan::ExportPlan p = plan::plan_export({}, 1, {});
+  CHECK(p.total_size == 0);
+  CHECK(p.index.empty());
+  REQUIRE(p.files.size() == 1);
+  CHECK(p.files[0].name == "model.safetensors");
+  CHECK(p.files[0].tensors.empty());
+  CHECK(p.files[0].header == std::string(" \0\0\0\0\0\0\0", 8) + R"({"__metadata__":{"format":"pt"}})");
+  CHECK(p.files[0].size() == 40);
+}
+
+TEST_CASE("export plan: file names written are the names recognized; JSON strings are escaped") {
+  CHECK(plan::export_shard_name(0, 3) == "model-00001-of-00003.safetensors");
+  CHECK(plan::export_shard_name(99999, 100000) == "model-100000-of-100000.safetensors");
+  for (const char* name : {"model.safetensors", "model.safetensors.index.json", "model-00001-of-00003.safetensors",
+                           "model-100000-of-100000.safetensors"})
+    CHECK(plan::is_export_file_name(name));
+  for (const char* name : {"model-0001-of-00003.safetensors", "model-00001-of-0000x.safetensors",
+                           "model-00001.safetensors", "other.safetensors", "model.safetensors.tmp", "model-"})
+    CHECK_FALSE(plan::is_export_file_name(name));
+  CHECK(plan::json_string("a\"b\\c\n\t\r\x01\x7f\xc3\xa9") == "\"a\\\"b\\\\c\\n\\t\\r\\u0001\\u007f\xc3\xa9\"");
+}
+
+using namespace std::chrono_literals;
+
+TEST_CASE("gc plan: a pack with nothing live is deleted, one below the live fraction rewritten, the rest kept") {
+  const std::vector<plan::CatalogPack> packs{{"a.pack", 100, 0, 0},   {"b.pack", 100, 74, 3}, {"c.pack", 100, 75, 3},
+                                             {"d.pack", 100, 100, 5}, {"e.pack", 0, 0, 0}};
+  const plan::GcLists l = plan::plan_gc_lists(packs, {}, {}, 0.75, 1h);
+  CHECK(l.delete_packs == std::vector<size_t>{0, 4});
+  CHECK(l.rewrite_packs == std::vector<size_t>{1});  // 74% < 75%; c at exactly 75% stays
+  CHECK(l.rewrite_live_bytes == 74);
+  CHECK(plan::plan_gc_lists(packs, {}, {}, 0, 1h).rewrite_packs.empty());  // 0 never rewrites
+  const plan::GcLists any_dead = plan::plan_gc_lists(packs, {}, {}, 1, 1h);
+  CHECK(any_dead.rewrite_packs == std::vector<size_t>{1, 2});
+  CHECK(any_dead.delete_packs == std::vector<size_t>{0, 4});
+  CHECK(any_dead.rewrite_live_bytes == 149);
+  // Nothing at all: nothing to do.
+  const plan::GcLists none = plan::plan_gc_lists({}, {}, {}, 0.75, 1h);
+  CHECK(none.delete_packs.empty());
+  CHECK(none.rewrite_packs.empty());
+  CHECK(none.unknown_packs.empty());
+  CHECK(none.temp_files.empty());
+  CHECK(none.young_unknown_packs + none.young_temp_files + none.rewrite_live_bytes == 0);
+}
+
+TEST_CASE("gc plan: pack files the catalog does not name, and tmp/ files, go once at least grace old") {
+  const std::vector<plan::CatalogPack> packs{{"a.pack", 10, 10, 1}};
+  const std::vector<plan::StoreFile> pack_files{
+      {"a.pack", 10, 2h}, {"x.pack", 11, 2h}, {"y.pack", 12, 59min}, {"z.pack", 13, 1h}};
+  const std::vector<plan::StoreFile> temps{{"t1", 5, 3h}, {"t2", 6, 1s}};
+  const plan::GcLists l = plan::plan_gc_lists(packs, pack_files, temps, 0.75, 1h);
+  CHECK(l.unknown_packs == std::vector<size_t>{1, 3});  // a.pack is the catalog's; y.pack is young
+  CHECK(l.young_unknown_packs == 1);
+  CHECK(l.temp_files == std::vector<size_t>{0});
+  CHECK(l.young_temp_files == 1);
+  CHECK(l.delete_packs.empty());
+  // Grace 0: every stray file goes, but one modified in the future is still young.
+  const plan::GcLists now = plan::plan_gc_lists(packs, pack_files, {{"t3", 1, -1s}, {"t4", 1, 0s}}, 0.75, 0s);
+  CHECK(now.unknown_packs == std::vector<size_t>{1, 2, 3});
+  CHECK(now.temp_files == std::vector<size_t>{1});
+  CHECK(now.young_temp_files == 1);
+  CHECK(plan::old_enough(3600s, 1h));
+  CHECK_FALSE(plan::old_enough(3599999ms, 1h));
+}
+
+TEST_CASE("gc re-check before copying: a rewrite a later commit made worth less is abandoned, naming its live fraction") {
+  // 235 of 300 bytes live is no longer below 75%: 78% (rounded down).
+  CHECK(plan::rewrite_abandoned(plan::CatalogPack{"b.pack", 300, 235, 4}, 0.75) ==
+        std::optional<std::string>("checkpoints committed since planning made it 78% live"));
+  CHECK_FALSE(plan::rewrite_abandoned(plan::CatalogPack{"b.pack", 100, 74, 4}, 0.75));
+  CHECK_FALSE(plan::rewrite_abandoned(std::nullopt, 0.75));  // left the catalog: refused under the lock instead
+  CHECK(plan::percent_live({"e.pack", 0, 0, 0}) == "0%");
+  CHECK(plan::percent_live({"f.pack", 3, 3, 1}) == "100%");
+}
+
+TEST_CASE("gc re-check under the write lock: a rewrite is refused when abandoned, gone, or more of it became live") {
+  auto id = [](char c) { return chunk_id_of(&c, 1); };
+  auto entry = [&](char c) {
+    pack::ChunkEntry e;
+    e.id = id(c);
+    return e;
+  };
+  const std::vector<pack::ChunkEntry> live{entry('x'), entry('y')};
+  CHECK_FALSE(plan::rewrite_refusal("p.pack", "", &live, {id('y'), id('x')}));
+  // A copied chunk that died meanwhile is harmless: its row is dropped as an orphan.
+  CHECK_FALSE(plan::rewrite_refusal("p.pack", "", &live, {id('x'), id('y'), id('z')}));
+  CHECK(plan::rewrite_refusal("p.pack", "", &live, {id('x')}) ==
+        std::optional<std::string>(
+            "pack p.pack not rewritten: a checkpoint committed since planning references more of it"));
+  CHECK(plan::rewrite_refusal("p.pack", "", nullptr, {id('x')}) ==
+        std::optional<std::string>("pack p.pack not rewritten: it left the catalog meanwhile"));
+  CHECK(plan::rewrite_refusal("p.pack", "disk full", &live, {id('x'), id('y')}) ==
+        std::optional<std::string>("pack p.pack not rewritten: disk full"));
+  const std::vector<pack::ChunkEntry> nothing;
+  CHECK_FALSE(plan::rewrite_refusal("p.pack", "", &nothing, {}));
+}
+
+TEST_CASE("gc re-check under the write lock: a planned delete a later commit references is refused; empty new packs go") {
+  CHECK(plan::drop_candidates({"a", "b"}, {"c", "a"}, {"n1", "n2"}) ==
+        std::vector<std::string>{"a", "b", "c", "n1", "n2"});
+  CHECK(plan::drop_candidates({}, {}, {}).empty());
+  // a and the rewritten c lost their last chunk row; b gained one; n1 got no copy.
+  const plan::PackDrops d = plan::settle_drops({"a", "b", "c", "n1", "n2"}, {"a", "c", "n1"}, {"a", "b"}, {"n1", "n2"});
+  CHECK(d.dropped == std::vector<std::string>{"a", "c", "n1"});
+  CHECK(d.skipped ==
+        std::vector<std::string>{"pack b not deleted: a checkpoint committed since planning references it"});
+  CHECK(d.new_packs == std::vector<std::string>{"n2"});
+  // A rewritten pack that keeps a row is not reported: its rewrite was.
+  CHECK(plan::settle_drops({"c"}, {}, {}, {}).skipped.empty());
 }

@@ -1,6 +1,9 @@
 // Garbage collection: plan_gc() and run_gc(). The order of operations and
 // why it is crash-safe are described in tessera/history.h and in
-// lib/src/pack/PACK_FORMAT.md ("Garbage collection").
+// lib/src/pack/PACK_FORMAT.md ("Garbage collection"). What to delete,
+// rewrite or keep, and the re-checks that refuse what a later commit
+// changed, are plan/gc_plan.h's; this file reads the catalog and the
+// directories, copies chunks, commits and deletes.
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -14,6 +17,7 @@
 #include "io/progress_meter.h"
 #include "pack/pack_cache.h"
 #include "pack/pack_writer.h"
+#include "plan/gc_plan.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
 
@@ -22,12 +26,17 @@ namespace {
 
 using Kind = catalog::Transaction::Kind;
 
-// Whether the file's modification time is at least `grace` ago; nullopt when
-// it is gone.
-std::optional<bool> old_enough(Env& env, const std::string& path, std::chrono::seconds grace) {
+// Time since the file's modification; nullopt when it is gone.
+std::optional<std::chrono::system_clock::duration> age_of(Env& env, const std::string& path) {
   const auto st = env.status(path);
   if (!st) return std::nullopt;
-  return std::chrono::system_clock::now() - st->modified >= grace;
+  return std::chrono::system_clock::now() - st->modified;
+}
+
+// Whether the file is still there and at least `grace` old.
+bool still_old(Env& env, const std::string& path, std::chrono::seconds grace) {
+  const auto age = age_of(env, path);
+  return age && plan::old_enough(*age, grace);
 }
 
 uint64_t size_of(Env& env, const std::string& path) {
@@ -35,16 +44,9 @@ uint64_t size_of(Env& env, const std::string& path) {
   return st ? st->size : 0;
 }
 
-struct DirFile {
-  std::string name;
-  uint64_t size = 0;
-  bool old = false;
-};
-
-// Regular files directly in `dir` (ending in `suffix` when it is not empty).
-std::vector<DirFile> list_files(Env& env, const std::string& dir, const std::string& suffix,
-                                std::chrono::seconds grace) {
-  std::vector<DirFile> out;
+// Regular files directly in `dir` (ending in `suffix` when it is not empty), by name.
+std::vector<plan::StoreFile> list_files(Env& env, const std::string& dir, const std::string& suffix) {
+  std::vector<plan::StoreFile> out;
   try {
     for (const DirEntry& e : env.list_dir(dir)) {
       // Not followed: a symbolic link (to a file outside the store, or another
@@ -55,22 +57,23 @@ std::vector<DirFile> list_files(Env& env, const std::string& dir, const std::str
           (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0))
         continue;
       const std::string path = dir + "/" + name;
-      const auto old = old_enough(env, path, grace);
-      if (!old) continue;  // removed meanwhile
-      out.push_back(DirFile{name, size_of(env, path), *old});
+      const auto age = age_of(env, path);
+      if (!age) continue;  // removed meanwhile
+      out.push_back(plan::StoreFile{name, size_of(env, path), *age});
     }
   } catch (const io::IoError& e) {
     throw StoreError(e.what());
   }
-  std::sort(out.begin(), out.end(), [](const DirFile& a, const DirFile& b) { return a.name < b.name; });
+  std::sort(out.begin(), out.end(), [](const plan::StoreFile& a, const plan::StoreFile& b) { return a.name < b.name; });
   return out;
 }
 
 // The live chunks of one pack being rewritten, and where their copies went.
 struct Rewrite {
   std::string old_pack;
-  std::vector<std::pair<ChunkId, size_t>> copies;  // chunk, index into the new packs
-  std::string abandoned;                            // why, when the copy failed
+  std::vector<ChunkId> copied;       // in copy order
+  std::vector<size_t> new_pack_of;   // per copied chunk: index into the new packs
+  std::string abandoned;             // why, when the copy failed or was not worth it
 };
 
 // Step 1: copies the live chunks of the plan's rewrite packs, stored bytes as
@@ -98,7 +101,8 @@ class Copier {
       }
       if (!writer_) writer_.emplace(store_.env, store_.tmp_dir(), store_.packs_dir());
       writer_->add(e, stored.data());
-      rw.copies.emplace_back(e.id, done_.size());
+      rw.copied.push_back(e.id);
+      rw.new_pack_of.push_back(done_.size());
       meter_.add(e.stored_len);
       history_step("gc: copied chunk");
       if (writer_->bytes() >= options_.pack_bytes) finish_pack();
@@ -148,30 +152,60 @@ class Copier {
   bool committed_ = false;
 };
 
-// Whether the pack's live fraction is below `rewrite_below`.
-bool below(const catalog::PackUsage& u, double rewrite_below) {
-  return static_cast<double>(u.live_bytes) < rewrite_below * static_cast<double>(u.size_bytes);
+plan::CatalogPack catalog_pack(const catalog::PackUsage& u) {
+  return plan::CatalogPack{u.name, static_cast<uint64_t>(u.size_bytes), static_cast<uint64_t>(u.live_bytes),
+                           static_cast<uint64_t>(u.live_chunks)};
 }
 
-std::string percent_live(const catalog::PackUsage& u) {
-  return std::to_string(u.size_bytes ? 100 * u.live_bytes / u.size_bytes : 0) + "%";
+GcFile file_of(const plan::CatalogPack& p) { return GcFile{p.name, p.size_bytes, p.live_bytes, p.live_chunks}; }
+GcFile file_of(const plan::StoreFile& f) { return GcFile{f.name, f.size_bytes, 0, 0}; }
+
+std::vector<std::string> names_of(const std::vector<GcFile>& files) {
+  std::vector<std::string> names;
+  for (const GcFile& f : files) names.push_back(f.name);
+  return names;
 }
 
-GcFile file_of(const catalog::PackUsage& u) {
-  return GcFile{u.name, static_cast<uint64_t>(u.size_bytes), static_cast<uint64_t>(u.live_bytes),
-                static_cast<uint64_t>(u.live_chunks)};
+// The pack named `name` as `usage` has it; nullopt when the catalog has no such row.
+std::optional<plan::CatalogPack> catalog_pack_named(const catalog::ChunkUsage& usage, const std::string& name) {
+  if (const catalog::PackUsage* u = usage.pack(name)) return catalog_pack(*u);
+  return std::nullopt;
 }
 
-// Step 2, under the write lock: point the copied chunks at the new packs,
-// drop orphan chunk rows and the rows of packs left empty. Returns the pack
-// names whose rows were dropped: their files may go once this has committed.
-std::vector<std::string> commit_catalog_changes(catalog::Catalog& cat, const GcPlan& plan, std::vector<Rewrite>& rewrites,
+// Step 2b: deletes the rows of the packs plan::drop_candidates names that no
+// chunk row points at any more, trying them in id order. Returns their names.
+std::vector<std::string> drop_empty_packs(catalog::Catalog& cat, const catalog::ChunkUsage& usage, const GcPlan& plan,
+                                          const std::vector<std::string>& new_unnamed_before, GcResult& result) {
+  const std::vector<std::string> planned = names_of(plan.delete_packs);
+  std::map<int64_t, std::string> by_id;
+  for (const std::string& name : plan::drop_candidates(planned, result.rewritten_packs, new_unnamed_before))
+    if (const catalog::PackUsage* u = usage.pack(name)) by_id[u->id] = name;
+  std::set<int64_t> ids;
+  std::vector<std::string> tried;
+  for (const auto& [id, name] : by_id) {
+    ids.insert(id);
+    tried.push_back(name);
+  }
+  std::set<std::string> deleted;
+  for (const int64_t id : catalog::delete_empty_packs(cat, ids)) deleted.insert(by_id.at(id));
+  plan::PackDrops drops = plan::settle_drops(tried, deleted, planned, new_unnamed_before);
+  result.skipped.insert(result.skipped.end(), drops.skipped.begin(), drops.skipped.end());
+  result.new_packs.insert(result.new_packs.end(), drops.new_packs.begin(), drops.new_packs.end());
+  return std::move(drops.dropped);
+}
+
+// Step 2, under the write lock: point the copied chunks at the new packs
+// (each rewrite re-checked by plan::rewrite_refusal), drop orphan chunk rows
+// and the rows of packs left empty. Returns the pack names whose rows were
+// dropped: their files may go once this has committed.
+std::vector<std::string> commit_catalog_changes(catalog::Catalog& cat, const GcPlan& plan,
+                                                const std::vector<Rewrite>& rewrites,
                                                 const std::vector<pack::PackInfo>& new_packs, GcResult& result) {
   std::vector<int64_t> new_ids;
   std::vector<std::map<ChunkId, uint64_t>> new_offsets;
-  std::set<std::string> known_before;  // a copy identical to a pack the catalog has
+  std::vector<std::string> new_unnamed_before;  // not a copy identical to a pack the catalog has
   for (const auto& p : new_packs) {
-    if (catalog::pack_known(cat, p.name)) known_before.insert(p.name);
+    if (!catalog::pack_known(cat, p.name)) new_unnamed_before.push_back(p.name);
     new_ids.push_back(catalog::upsert_pack(cat, p.name, p.size));
     auto& offsets = new_offsets.emplace_back();
     for (const auto& e : p.chunks) offsets[e.id] = e.offset;
@@ -182,51 +216,24 @@ std::vector<std::string> commit_catalog_changes(catalog::Catalog& cat, const GcP
   for (const Rewrite& rw : rewrites)
     if (rw.abandoned.empty()) rewriting.insert(rw.old_pack);
   const catalog::ChunkUsage usage = catalog::chunk_usage(cat, rewriting);
-  for (Rewrite& rw : rewrites) {
-    if (!rw.abandoned.empty()) {
-      result.skipped.push_back("pack " + rw.old_pack + " not rewritten: " + rw.abandoned);
+  for (const Rewrite& rw : rewrites) {
+    const auto live = usage.live_entries.find(rw.old_pack);  // there when the pack is being rewritten and has a row
+    const auto refusal = plan::rewrite_refusal(rw.old_pack, rw.abandoned,
+                                               live == usage.live_entries.end() ? nullptr : &live->second, rw.copied);
+    if (refusal) {
+      result.skipped.push_back(*refusal);
       continue;
     }
-    const catalog::PackUsage* old = usage.pack(rw.old_pack);
-    if (!old) {
-      result.skipped.push_back("pack " + rw.old_pack + " not rewritten: it left the catalog meanwhile");
-      continue;
+    const int64_t old_id = usage.pack(rw.old_pack)->id;
+    for (size_t i = 0; i < rw.copied.size(); ++i) {
+      const size_t to = rw.new_pack_of[i];
+      if (catalog::move_chunk(cat, rw.copied[i], old_id, new_ids[to], new_offsets[to].at(rw.copied[i])))
+        ++result.chunks_moved;
     }
-    std::set<ChunkId> copied;
-    for (const auto& [id, _] : rw.copies) copied.insert(id);
-    const auto& live_now = usage.live_entries.at(rw.old_pack);
-    if (std::any_of(live_now.begin(), live_now.end(), [&](const pack::ChunkEntry& e) { return !copied.count(e.id); })) {
-      result.skipped.push_back("pack " + rw.old_pack +
-                               " not rewritten: a checkpoint committed since planning references more of it");
-      continue;
-    }
-    for (const auto& [id, index] : rw.copies)
-      if (catalog::move_chunk(cat, id, old->id, new_ids[index], new_offsets[index].at(id))) ++result.chunks_moved;
     result.rewritten_packs.push_back(rw.old_pack);
   }
   result.chunks_dropped = static_cast<uint64_t>(catalog::drop_chunks(cat, usage.orphans));
-
-  std::map<int64_t, std::string> candidates;  // packs that may now be empty, by id
-  auto candidate = [&](const std::string& name) {
-    if (const catalog::PackUsage* u = usage.pack(name)) candidates[u->id] = name;
-  };
-  for (const auto& f : plan.delete_packs) candidate(f.name);
-  for (const auto& name : result.rewritten_packs) candidate(name);
-  for (const auto& p : new_packs)  // a new pack whose every copy was abandoned
-    if (!known_before.count(p.name)) candidate(p.name);
-  std::set<int64_t> ids;
-  for (const auto& [id, _] : candidates) ids.insert(id);
-  const std::set<int64_t> deleted = catalog::delete_empty_packs(cat, ids);
-  std::vector<std::string> dropped;
-  for (const auto& [id, name] : candidates) {
-    if (deleted.count(id)) dropped.push_back(name);
-    else if (std::any_of(plan.delete_packs.begin(), plan.delete_packs.end(), [&](const GcFile& f) { return f.name == name; }))
-      result.skipped.push_back("pack " + name + " not deleted: a checkpoint committed since planning references it");
-  }
-  for (const auto& p : new_packs)
-    if (!known_before.count(p.name) && std::find(dropped.begin(), dropped.end(), p.name) == dropped.end())
-      result.new_packs.push_back(p.name);
-  return dropped;
+  return drop_empty_packs(cat, usage, plan, new_unnamed_before, result);
 }
 
 // Removes `path` and adds its size to the result; false when it was already gone.
@@ -237,6 +244,79 @@ bool remove_counted(Env& env, const std::string& path, int64_t& freed) {
   env.remove_file(path);
   freed += size;
   return true;
+}
+
+// What step 1 copied.
+struct Copies {
+  std::vector<Rewrite> rewrites;
+  std::vector<pack::PackInfo> new_packs;
+  bool written = true;  // false: writing them failed, no pack is rewritten
+};
+
+// Step 1: copies the live chunks of the plan's rewrite packs (those still
+// worth it, plan::rewrite_abandoned) into new durable packs. The catalog's
+// lock is not held while copying: saves go on.
+Copies copy_live_chunks(Store::Impl& impl, const GcPlan& plan, const GcOptions& options, Copier& copier,
+                        io::ProgressMeter& meter, GcResult& result) {
+  Copies c;
+  try {
+    // What is live in them now (one pass over the catalog for them all).
+    std::set<std::string> names;
+    for (const GcFile& f : plan.rewrite_packs) names.insert(f.name);
+    catalog::ChunkUsage usage;
+    if (!names.empty()) {
+      std::lock_guard lock(impl.mu);
+      auto tx = impl.catalog.transaction(Kind::kRead);
+      usage = catalog::chunk_usage(impl.catalog, names);
+      tx.commit();
+    }
+    for (const GcFile& f : plan.rewrite_packs) {
+      Rewrite& rw = c.rewrites.emplace_back(Rewrite{f.name, {}, {}, ""});
+      if (auto why = plan::rewrite_abandoned(catalog_pack_named(usage, f.name), options.rewrite_below))
+        rw.abandoned = *why;
+      else
+        copier.copy_pack(rw, usage.pack(f.name) ? usage.live_entries[f.name] : std::vector<pack::ChunkEntry>{});
+    }
+    c.new_packs = copier.finish();
+    meter.finish();
+  } catch (const io::IoError& e) {
+    // No room to write the copies (a full disk): no pack is rewritten this
+    // time, but dead packs, orphan rows and old stray files still go, and
+    // they are what frees space. The copies made are removed with the copier.
+    c.written = false;
+    c.rewrites.clear();
+    for (const GcFile& f : plan.rewrite_packs)
+      result.skipped.push_back("pack " + f.name + " not rewritten: writing the copy failed: " + e.what());
+  }
+  return c;
+}
+
+// Step 3: deletes files, holding the write lock so that no save commits in
+// between the checks and the deletions. A save that renamed an identical
+// pack onto a dropped name, or whose unknown pack is deleted here, fails its
+// commit: the pack is gone.
+void delete_files(Store::Impl& impl, const GcPlan& plan, const GcOptions& options,
+                  const std::vector<std::string>& dropped, GcResult& result) {
+  catalog::Catalog& cat = impl.catalog;
+  std::lock_guard lock(impl.mu);
+  auto tx = cat.transaction(Kind::kWrite);
+  int64_t freed = 0;
+  for (const auto& name : dropped)
+    if (!catalog::pack_known(cat, name) && remove_counted(impl.env, impl.pack_path(name), freed))
+      result.deleted_packs.push_back(name);
+  for (const GcFile& f : plan.unknown_packs) {
+    const std::string path = impl.pack_path(f.name);
+    if (catalog::pack_known(cat, f.name) || !still_old(impl.env, path, options.grace)) continue;
+    if (remove_counted(impl.env, path, freed)) result.removed_files.push_back("packs/" + f.name);
+  }
+  for (const GcFile& f : plan.temp_files) {
+    const std::string path = impl.tmp_dir() + "/" + f.name;
+    if (still_old(impl.env, path, options.grace) && remove_counted(impl.env, path, freed))
+      result.removed_files.push_back("tmp/" + f.name);
+  }
+  impl.env.sync_dir(impl.packs_dir());
+  tx.commit();
+  result.bytes_freed += freed;
 }
 
 }  // namespace
@@ -274,41 +354,31 @@ static void refuse_linked_dirs(const Store::Impl& impl) {
 GcPlan plan_gc(const Store& store, const GcOptions& options) {
   Store::Impl& impl = StoreAccess::impl(store);
   refuse_linked_dirs(impl);
-  GcPlan plan;
-  std::set<std::string> known;
+  std::vector<plan::CatalogPack> packs;
+  uint64_t orphans = 0;
   try {
     std::lock_guard lock(impl.mu);
     auto tx = impl.catalog.transaction(Kind::kRead);
     const catalog::ChunkUsage usage = catalog::chunk_usage(impl.catalog);
-    for (const catalog::PackUsage& u : usage.packs) {
-      known.insert(u.name);
-      if (u.live_chunks == 0) {
-        plan.delete_packs.push_back(file_of(u));
-      } else if (below(u, options.rewrite_below)) {
-        plan.rewrite_packs.push_back(file_of(u));
-        plan.rewrite_live_bytes += static_cast<uint64_t>(u.live_bytes);
-      }
-    }
-    plan.orphan_chunks = usage.orphans.size();
+    for (const catalog::PackUsage& u : usage.packs) packs.push_back(catalog_pack(u));
+    orphans = usage.orphans.size();
     tx.commit();
   } catch (const catalog::CatalogError& e) {
     throw StoreError("store '" + impl.path + "': cannot plan gc: " + e.what());
   }
-  // Listed after the catalog was read: a save that commits in between shows
-  // up here as a young unknown pack, which is kept.
-  for (const DirFile& f : list_files(impl.env, impl.packs_dir(), pack::kPackSuffix, options.grace)) {
-    if (known.count(f.name)) continue;
-    if (f.old) {
-      plan.unknown_packs.push_back(GcFile{f.name, f.size, 0, 0});
-    } else {
-      ++plan.young_unknown_files;
-      ++plan.young_unknown_packs;
-    }
-  }
-  for (const DirFile& f : list_files(impl.env, impl.tmp_dir(), "", options.grace)) {
-    if (f.old) plan.temp_files.push_back(GcFile{f.name, f.size, 0, 0});
-    else ++plan.young_unknown_files;
-  }
+  // Listed after the catalog was read (plan_gc_lists says why).
+  const auto pack_files = list_files(impl.env, impl.packs_dir(), pack::kPackSuffix);
+  const auto temp_files = list_files(impl.env, impl.tmp_dir(), "");
+  const plan::GcLists lists = plan::plan_gc_lists(packs, pack_files, temp_files, options.rewrite_below, options.grace);
+  GcPlan plan;
+  for (const size_t i : lists.delete_packs) plan.delete_packs.push_back(file_of(packs[i]));
+  for (const size_t i : lists.rewrite_packs) plan.rewrite_packs.push_back(file_of(packs[i]));
+  for (const size_t i : lists.unknown_packs) plan.unknown_packs.push_back(file_of(pack_files[i]));
+  for (const size_t i : lists.temp_files) plan.temp_files.push_back(file_of(temp_files[i]));
+  plan.young_unknown_packs = lists.young_unknown_packs;
+  plan.young_unknown_files = lists.young_unknown_packs + lists.young_temp_files;
+  plan.orphan_chunks = orphans;
+  plan.rewrite_live_bytes = lists.rewrite_live_bytes;
   return plan;
 }
 
@@ -320,42 +390,9 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
   GcResult result;
   try {
     // 1. Copy the live chunks of packs to rewrite into new durable packs.
-    //    The catalog's lock is not held while copying: saves go on.
-    std::vector<Rewrite> rewrites;
     io::ProgressMeter meter(options.progress, "gc", plan.rewrite_live_bytes);
     Copier copier(impl, options, meter);
-    std::vector<pack::PackInfo> new_packs;
-    bool copied = true;
-    try {
-      // What is live in them now (one pass over the catalog for them all).
-      std::set<std::string> names;
-      for (const GcFile& f : plan.rewrite_packs) names.insert(f.name);
-      catalog::ChunkUsage usage;
-      if (!names.empty()) {
-        std::lock_guard lock(impl.mu);
-        auto tx = cat.transaction(Kind::kRead);
-        usage = catalog::chunk_usage(cat, names);
-        tx.commit();
-      }
-      for (const GcFile& f : plan.rewrite_packs) {
-        Rewrite& rw = rewrites.emplace_back(Rewrite{f.name, {}, ""});
-        const catalog::PackUsage* now = usage.pack(f.name);
-        if (now && !below(*now, options.rewrite_below))
-          rw.abandoned = "checkpoints committed since planning made it " + percent_live(*now) + " live";
-        else
-          copier.copy_pack(rw, now ? usage.live_entries[f.name] : std::vector<pack::ChunkEntry>{});
-      }
-      new_packs = copier.finish();
-      meter.finish();
-    } catch (const io::IoError& e) {
-      // No room to write the copies (a full disk): no pack is rewritten this
-      // time, but dead packs, orphan rows and old stray files still go, and
-      // they are what frees space. The copies made are removed with `copier`.
-      copied = false;
-      rewrites.clear();
-      for (const GcFile& f : plan.rewrite_packs)
-        result.skipped.push_back("pack " + f.name + " not rewritten: writing the copy failed: " + e.what());
-    }
+    const Copies copies = copy_live_chunks(impl, plan, options, copier, meter, result);
 
     // 2. One transaction under the write lock re-checks and commits every
     //    catalog change. Until it commits, nothing the catalog names is gone.
@@ -363,38 +400,17 @@ GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
     {
       std::lock_guard lock(impl.mu);
       auto tx = cat.transaction(Kind::kWrite);
-      dropped = commit_catalog_changes(cat, plan, rewrites, new_packs, result);
+      dropped = commit_catalog_changes(cat, plan, copies.rewrites, copies.new_packs, result);
       history_step("gc: before commit");
       tx.commit();
-      if (copied) copier.committed();
+      if (copies.written) copier.committed();
     }
     history_step("gc: committed");
     for (const auto& name : result.new_packs)
       result.bytes_freed -= static_cast<int64_t>(size_of(impl.env, impl.pack_path(name)));
 
-    // 3. Delete files, holding the write lock so that no save commits in
-    //    between the checks and the deletions. A save that renamed an
-    //    identical pack onto a dropped name, or whose unknown pack is
-    //    deleted here, fails its commit: the pack is gone.
-    std::lock_guard lock(impl.mu);
-    auto tx = cat.transaction(Kind::kWrite);
-    int64_t freed = 0;
-    for (const auto& name : dropped)
-      if (!catalog::pack_known(cat, name) && remove_counted(impl.env, impl.pack_path(name), freed))
-        result.deleted_packs.push_back(name);
-    for (const GcFile& f : plan.unknown_packs) {
-      const std::string path = impl.pack_path(f.name);
-      if (catalog::pack_known(cat, f.name) || old_enough(impl.env, path, options.grace) != true) continue;
-      if (remove_counted(impl.env, path, freed)) result.removed_files.push_back("packs/" + f.name);
-    }
-    for (const GcFile& f : plan.temp_files) {
-      const std::string path = impl.tmp_dir() + "/" + f.name;
-      if (old_enough(impl.env, path, options.grace) == true && remove_counted(impl.env, path, freed))
-        result.removed_files.push_back("tmp/" + f.name);
-    }
-    impl.env.sync_dir(impl.packs_dir());
-    tx.commit();
-    result.bytes_freed += freed;
+    // 3. Delete what the catalog no longer names, and old stray files.
+    delete_files(impl, plan, options, dropped, result);
   } catch (const catalog::CatalogError& e) {
     throw StoreError("store '" + impl.path + "': gc failed: " + e.what());
   } catch (const io::IoError& e) {
