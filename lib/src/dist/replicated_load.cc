@@ -52,7 +52,7 @@ plan::ReplicaBox replica_box(const TensorView& v, int64_t ranks, const EntryInfo
   box.begin = first_row(v);
   box.end = box.begin + (v.sizes.empty() ? 1 : v.sizes[0]);
   for (int64_t r = 0; r < ranks; ++r) box.readers.push_back(r);
-  box.bytes = static_cast<uint64_t>(numel(v.sizes)) * v.elem_size;
+  box.bytes = static_cast<uint64_t>(numel(v.sizes)) * v.elem_size;  // of the target's dtype (the same on every rank)
   if (saved) {
     box.row_starts = saved->row_starts;
     box.stored_bytes = saved->stored_bytes;

@@ -57,7 +57,8 @@ std::vector<std::vector<RowPart>> plan_replica_reads(const std::vector<ReplicaBo
       load[reader] += static_cast<double>(r.end - r.begin) * row_bytes;
       parts.push_back(RowPart{r, reader});
     }
-    std::sort(parts.begin(), parts.end(), [](const RowPart& a, const RowPart& b) { return a.rows.begin < b.rows.begin; });
+    std::sort(parts.begin(), parts.end(),
+              [](const RowPart& a, const RowPart& b) { return a.rows.begin < b.rows.begin; });
     plan.push_back(std::move(parts));
   }
   return plan;
