@@ -13,6 +13,7 @@
 
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
+#include "tessera/inspect.h"
 #include "tessera/replicated_load.h"
 #include "tessera/torch.h"
 #include "test_util.h"
@@ -182,4 +183,45 @@ TEST_CASE("a replica index or count that does not match the group is refused on 
   });
   CHECK(has(errors[0], "replica 0 of 3, but this is rank 0 of 2"));
   CHECK(has(errors[1], "replica 1 of 3, but this is rank 1 of 2"));
+}
+
+TEST_CASE("replicated rows are cut at chunk edges: the group reads each chunk once") {
+  TempDir dir("replicated");
+  // [100, 4] float32 in chunks of 13 rows (a 256-byte target halves dimension
+  // 0 down to 13): an even split among 3 ranks (rows 33 and 66) would cut two
+  // chunks, and both of their readers would read them.
+  at::manual_seed(5);
+  const at::Tensor saved = at::randn({100, 4});
+  {
+    StateDict sd;
+    add_tensor(sd, "w", saved);
+    SaveOptions o;
+    o.chunk_bytes = 256;
+    o.compression = Compression::kNone;
+    Store store = Store::open(dir.path());
+    save(sd, store, "c", o);
+  }
+  const std::vector<EntryInfo> described = describe(Store::open_read_only(dir.path()), "c");
+  REQUIRE(described.size() == 1);
+  REQUIRE(described[0].row_starts == Shape{0, 13, 26, 39, 52, 65, 78, 91});
+  const int world = 3;
+  std::vector<LoadResult> results(world);
+  std::vector<int> equal(world, 0);
+  auto errors = run_group(world, [&](int rank, c10d::Backend& group) {
+    at::Tensor t = at::zeros({100, 4}, at::TensorOptions().device(device()));
+    StateDict sd;
+    add_shard(sd, "w", t, {100, 4}, {0, 0}, rank, world);
+    results[rank] = load(sd, Store::open_read_only(dir.path()), "c", group);
+    equal[rank] = at::equal(t.cpu(), saved);
+  });
+  uint64_t bytes = 0, chunks = 0;
+  for (int r = 0; r < world; ++r) {
+    CHECK_MESSAGE(errors[r].empty(), errors[r]);
+    CHECK(equal[r] == 1);
+    CHECK(results[r].chunks_read > 0);  // cut at 39 and 65: every rank reads some
+    bytes += results[r].bytes_read;
+    chunks += results[r].chunks_read;
+  }
+  CHECK(chunks == 8);  // not 10
+  CHECK(bytes == static_cast<uint64_t>(described[0].stored_bytes));
 }

@@ -64,25 +64,20 @@ class ReadOncePlan:
 
 def _split_rows(begin: int, end: int, n: int, row_starts) -> list[tuple[int, int]]:
     """[begin, end) cut into at most n ranges of about equal size, cutting only
-    at row_starts (chunk edges) where there are any inside the range."""
-    cuts = sorted({r for r in row_starts if begin < r < end})
-    if not cuts:
-        return [(begin, end)]
-    bounds = [begin]
-    for i in range(1, n):
-        ideal = begin + (end - begin) * i // n
-        best = min(cuts, key=lambda c: (abs(c - ideal), c))
-        if best > bounds[-1]:
-            bounds.append(best)
-    bounds.append(end)
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    at row_starts (chunk edges) where there are any inside the range: the
+    ranges of a plan of one box that n ranks need (plan/replica_rows.h)."""
+    saved = _core.EntryInfo(row_starts=list(row_starts))
+    parts = _core.plan_replica_reads([(begin, end, list(range(max(n, 1))), 0, saved)], max(n, 1))[0]
+    return [(a, b) for a, b, _ in parts]
 
 
 def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, _core.EntryInfo]) -> ReadOncePlan:
     """The read-once plan for a job whose rank r needs boxes_by_rank[r].
     `entries` maps tensor names to tessera._core.describe() entries (dtype,
     row_starts, stored and logical bytes). Deterministic: every rank computes
-    the same plan."""
+    the same plan. The rows and readers are the C++ rule's
+    (_core.plan_replica_reads: cuts at chunk edges, readers balanced by the
+    stored bytes they fetch), the one the C++ replicated load uses."""
     plan = ReadOncePlan()
     needers: dict[Key, list[int]] = {}
     for rank, keys in enumerate(boxes_by_rank):
@@ -90,31 +85,22 @@ def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, _core.Entr
             needers.setdefault(k, [])
             if not needers[k] or needers[k][-1] != rank:
                 needers[k].append(rank)
-    load = [0] * len(boxes_by_rank)  # bytes each rank reads for shared boxes so far
+    shared, boxes = [], []  # the boxes read once, and how the rule sees them
     for key in sorted(needers):
         ranks = needers[key]
         name, start, lengths = key
         info = entries.get(name)
         if len(ranks) < 2 or info is None:
             continue
-        itemsize = getattr(torch, info.dtype).itemsize
-        numel = math.prod(lengths)
-        if numel * itemsize < MIN_SHARED_BYTES:
+        nbytes = math.prod(lengths) * getattr(torch, info.dtype).itemsize
+        if nbytes < MIN_SHARED_BYTES:
             continue
-        if lengths:
-            ranges = _split_rows(start[0], start[0] + lengths[0], len(ranks), info.row_starts)
-        else:
-            ranges = [(0, 1)]
-        # Balance by the bytes a reader fetches: stored (compressed) bytes, not logical.
-        ratio = info.stored_bytes / info.logical_bytes if info.logical_bytes else 1.0
-        row_bytes = (numel * itemsize // max(lengths[0], 1) if lengths else numel * itemsize) * ratio
-        parts = []
-        for a, b in sorted(ranges, key=lambda r: (-(r[1] - r[0]), r[0])):  # largest first, to the least loaded
-            reader = min(ranks, key=lambda r: (load[r], r))
-            load[reader] += (b - a) * row_bytes
-            parts.append(Part((a, b), reader))
-        plan.parts[key] = sorted(parts, key=lambda p: p.rows)
-        plan.needers[key] = ranks
+        begin, end = (start[0], start[0] + lengths[0]) if lengths else (0, 1)
+        shared.append(key)
+        boxes.append((begin, end, ranks, nbytes, info))
+    for key, parts in zip(shared, _core.plan_replica_reads(boxes, len(boxes_by_rank))):
+        plan.parts[key] = [Part((a, b), reader) for a, b, reader in parts]
+        plan.needers[key] = needers[key]
     return plan
 
 

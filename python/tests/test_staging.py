@@ -149,6 +149,37 @@ def test_split_rows_cut_at_chunk_edges():
     assert _replicated._split_rows(10, 20, 3, [0, 50]) == [(10, 20)]  # no edge inside: one reader
 
 
+def test_read_once_plans_equal_those_of_the_python_rule_they_replaced():
+    """Plans that _replicated.py's own rule (0.5.0, before it called
+    _core.plan_replica_reads) made, computed once with that code."""
+    def info(dtype, row_starts, stored, logical):
+        return tessera._core.EntryInfo(dtype=dtype, row_starts=row_starts, stored_bytes=stored, logical_bytes=logical)
+
+    entries = {
+        "a": info("float32", [0, 256, 512, 768], 3 * MiB, 4 * MiB),
+        "b": info("bfloat16", list(range(0, 1000, 100)), 2 * MiB, 2 * MiB),
+        "c": info("float32", [0], MiB, 8 * MiB),
+        "d": info("int64", [0, 1000, 2000, 3000], 0, 0),
+        "e": info("float32", [0, 3], 4, 4),  # under MIN_SHARED_BYTES: every rank reads it
+    }
+    a, b, c = ("a", (0, 0), (1024, 1024)), ("b", (0, 0), (1000, 1024)), ("c", (0, 0), (2048, 1024))
+    d, e = ("d", (1000, 0), (2000, 128)), ("e", (0,), (4,))
+    plan = _replicated.plan_read_once([[a, b, c, e], [a, b, c, e, d, d], [a, b, c, e, d]], entries)
+    got = {k: [(p.rows, p.reader) for p in parts] for k, parts in plan.parts.items()}
+    assert got == {a: [((0, 256), 1), ((256, 768), 0), ((768, 1024), 2)],
+                   b: [((0, 300), 2), ((300, 700), 1), ((700, 1000), 2)],
+                   c: [((0, 2048), 0)],
+                   d: [((1000, 2000), 1), ((2000, 3000), 2)]}
+    assert plan.needers == {a: [0, 1, 2], b: [0, 1, 2], c: [0, 1, 2], d: [1, 2]}
+    half = ("a", (512, 0), (512, 1024))
+    plan = _replicated.plan_read_once([[half, c], [b, c], [b, c], [half, b, c]], entries)
+    got = {k: [(p.rows, p.reader) for p in parts] for k, parts in plan.parts.items()}
+    assert got == {half: [((512, 768), 0), ((768, 1024), 3)],
+                   b: [((0, 300), 2), ((300, 700), 1), ((700, 1000), 2)],
+                   c: [((0, 2048), 0)]}
+    assert plan.needers == {half: [0, 3], b: [1, 2, 3], c: [0, 1, 2, 3]}
+
+
 def _replicated_load(rank, world, store, bytes_out):
     w = _big_state(n=3, rows=512)             # 2 MiB each, every rank loads all of them
     tessera.save(w, store, "w", compression="none", chunk_bytes=256 * 1024, threads=2)  # a collective

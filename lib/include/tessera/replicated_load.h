@@ -1,6 +1,6 @@
 // Loading replicated tensors once: when the same box is needed on several
-// ranks (data-parallel replicas), each rank reads 1/N of it from storage and
-// the pieces are broadcast over a process group (NCCL for CUDA tensors, Gloo
+// ranks (data-parallel replicas), each rank reads part of it from storage and
+// the parts are broadcast over a process group (NCCL for CUDA tensors, Gloo
 // for CPU tensors), instead of every rank reading the whole box.
 //
 //   // dp_group: the ranks that hold the same shards (an FSDP "replicate" or
@@ -13,9 +13,12 @@
 // dtypes are checked with one allgather before any broadcast). Other entries
 // and values load as tessera::load (checkpoint.h) loads them, on each rank.
 //
-// Rank r reads rows [r*n/N, (r+1)*n/N) of dimension 0 of each replicated box
-// (rank 0 reads 0-D tensors), straight into its own tensor, then broadcasts
-// them from there. Broadcasts run after all reads, queued on the backend's
+// Each replicated box's dimension-0 rows are cut into at most N ranges at the
+// saved tensor's chunk edges (so that no chunk is read by two ranks; a box
+// with no edge inside is one range), and each range goes, largest first, to
+// the rank that has read the fewest stored bytes so far, ties to the lowest
+// rank (the rule of tessera.load's read-once plans too). A rank reads its
+// ranges straight into its own tensor, then broadcasts them from there. Broadcasts run after all reads, queued on the backend's
 // streams; load returns when they have completed.
 #pragma once
 

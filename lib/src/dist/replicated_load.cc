@@ -2,22 +2,17 @@
 
 #include <exception>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "dist/failure.h"
+#include "plan/replica_rows.h"
 #include "tessera/error.h"
+#include "tessera/inspect.h"
 
 namespace tessera::dist {
 namespace {
-
-// Rows [begin, end) of dimension 0 that `rank` of `size` reads of a tensor
-// of local `sizes` (rank 0 reads a 0-D tensor).
-std::pair<int64_t, int64_t> rows_of(const Shape& sizes, int64_t rank, int64_t size) {
-  if (sizes.empty()) return rank == 0 ? std::pair<int64_t, int64_t>{0, 1} : std::pair<int64_t, int64_t>{0, 0};
-  const int64_t n = sizes[0];
-  return {n * rank / size, n * (rank + 1) / size};
-}
 
 int64_t numel(const Shape& sizes) {
   int64_t n = 1;
@@ -37,10 +32,51 @@ struct Hash {
   }
 };
 
+// The global dimension-0 row of the view's local row 0 (0 for a 0-D
+// tensor; a view whose offsets are missing fails its load's check).
+int64_t first_row(const TensorView& v) { return v.offsets.empty() ? 0 : v.offsets[0]; }
+
 struct Replicated {
-  size_t handle;  // in the Collective
-  Shape sizes;    // the entry's local sizes
+  const std::string* name;           // in the caller's state
+  const TensorView* view;            // in the caller's state
+  size_t handle;                     // in the Collective
+  std::vector<plan::RowPart> parts;  // who reads which rows (global dimension-0 rows)
 };
+
+// The entry's box as the row-split rule sees it, needed by every rank of a
+// group of `ranks`. Only the entry's box and the catalog (`saved`, null when
+// the checkpoint has no such tensor: its load fails anyway) go in, so that
+// every rank computes the same split.
+plan::ReplicaBox replica_box(const TensorView& v, int64_t ranks, const EntryInfo* saved) {
+  plan::ReplicaBox box;
+  box.begin = first_row(v);
+  box.end = box.begin + (v.sizes.empty() ? 1 : v.sizes[0]);
+  for (int64_t r = 0; r < ranks; ++r) box.readers.push_back(r);
+  box.bytes = static_cast<uint64_t>(numel(v.sizes)) * v.elem_size;  // of the target's dtype (the same on every rank)
+  if (saved) {
+    box.row_starts = saved->row_starts;
+    box.stored_bytes = saved->stored_bytes;
+    box.logical_bytes = saved->logical_bytes;
+  }
+  return box;
+}
+
+// Plans which rank reads which rows of each of `reps` (plan/replica_rows.h),
+// from the checkpoint's chunk edges.
+void plan_rows(std::vector<Replicated>& reps, const Store& store, const std::string& checkpoint, int64_t ranks) {
+  if (reps.empty()) return;
+  const std::vector<EntryInfo> described = describe(store, checkpoint);
+  std::unordered_map<std::string, const EntryInfo*> saved;
+  for (const EntryInfo& e : described)
+    if (e.kind == "tensor") saved.emplace(e.name, &e);
+  std::vector<plan::ReplicaBox> boxes;
+  for (const Replicated& rep : reps) {
+    auto it = saved.find(*rep.name);
+    boxes.push_back(replica_box(*rep.view, ranks, it == saved.end() ? nullptr : it->second));
+  }
+  std::vector<std::vector<plan::RowPart>> parts = plan::plan_replica_reads(boxes, ranks);
+  for (size_t i = 0; i < reps.size(); ++i) reps[i].parts = std::move(parts[i]);
+}
 
 }  // namespace
 
@@ -64,20 +100,23 @@ LoadResult load_replicated(StateDict& state, const Store& store, const std::stri
         throw InvalidArgument("tensor '" + name + "': replica " + std::to_string(v.replica_index) + " of " +
                               std::to_string(v.replica_count) + ", but this is rank " + std::to_string(rank) + " of " +
                               std::to_string(size) + " in the replica process group");
-      const size_t handle = group.hold(name, *te);
-      auto r = rows_of(v.sizes, rank, size);
-      if (r.second > r.first) {
-        Shape offsets = v.offsets;
-        if (!offsets.empty()) offsets[0] += r.first;
-        group.add_rows(mine, name, handle, r.first, r.second, v.global_shape, offsets);
-      }
       hash.add(name);
       hash.add(v.dtype);
       hash.add(v.global_shape);
       hash.add(v.offsets);
       hash.add(v.sizes);
-      reps.push_back(Replicated{handle, v.sizes});
+      reps.push_back(Replicated{&name, &v, group.hold(name, *te), {}});
     }
+    plan_rows(reps, store, checkpoint, size);
+    for (const Replicated& rep : reps)
+      for (const plan::RowPart& part : rep.parts) {
+        if (part.reader != rank) continue;
+        Shape offsets = rep.view->offsets;
+        if (!offsets.empty()) offsets[0] = part.rows.begin;
+        const int64_t first = first_row(*rep.view);
+        group.add_rows(mine, *rep.name, rep.handle, part.rows.begin - first, part.rows.end - first,
+                       rep.view->global_shape, offsets);
+      }
     // 1. Reads.
     LoadOptions strict = options;
     strict.strict = true;  // a replicated entry the others wait for must exist
@@ -110,14 +149,12 @@ LoadResult load_replicated(StateDict& state, const Store& store, const std::stri
                             ": every rank of the replica group must ask for the same ones");
   }
 
-  // 3. Every rank's rows from that rank.
+  // 3. Every part's rows from its reader.
   for (const Replicated& rep : reps) {
-    if (numel(rep.sizes) == 0) continue;
-    for (int64_t r = 0; r < size; ++r) {
-      auto span = rows_of(rep.sizes, r, size);
-      if (span.second <= span.first) continue;
-      group.broadcast(rep.handle, span.first, span.second, r);
-    }
+    if (numel(rep.view->sizes) == 0) continue;
+    const int64_t first = first_row(*rep.view);
+    for (const plan::RowPart& part : rep.parts)
+      group.broadcast(rep.handle, part.rows.begin - first, part.rows.end - first, part.reader);
   }
   group.finish();
 
