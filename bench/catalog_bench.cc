@@ -888,7 +888,7 @@ bool scenario_a(const Options& o, std::string& json) {
         Verb{"verify a", "bounded by reading"},
         [&](std::string& check) {
           Store store = Store::open_read_only(store_dir);
-          auto rep = verify(store, {"a"}, 0);
+          auto rep = verify(store, {"a"});
           check = std::to_string(rep.chunks_checked) + " chunks, " + human_bytes(static_cast<double>(rep.bytes_checked)) +
                   (rep.ok() ? ", intact" : ", DAMAGED");
           return rep.ok() && rep.chunks_checked > 0;

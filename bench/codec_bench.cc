@@ -114,7 +114,7 @@ struct Result {
   size_t raw_chunks = 0, chunks = 0;  // chunks the codec left raw, of all
 };
 
-Result measure(const Dataset& d, CompressionPolicy policy) {
+Result measure(const Dataset& d, Compression compression) {
   const size_t n = d.bytes.size();
   std::vector<Encoded> enc;
   Result r;
@@ -127,7 +127,7 @@ Result measure(const Dataset& d, CompressionPolicy policy) {
     enc.clear();
     Stopwatch c;
     for (size_t off = 0; off < n; off += kChunkBytes)
-      enc.push_back(encode_chunk(d.bytes.data() + off, std::min(kChunkBytes, n - off), d.elem, policy));
+      enc.push_back(encode_chunk(d.bytes.data() + off, std::min(kChunkBytes, n - off), d.elem, compression));
     const double tc = c.seconds();
     Stopwatch dsw;
     for (size_t i = 0, off = 0; off < n; ++i, off += kChunkBytes) {
@@ -191,19 +191,15 @@ int main(int argc, char** argv) {
   }
   add_adam(sets, 16 << 20);
 
-  const struct { const char* name; CompressionPolicy policy; } codecs[] = {
-      {"lz4", CompressionPolicy::kLz4},
-      {"shuffle+lz4", CompressionPolicy::kShuffleLz4},
-      {"shuffle+huffman", CompressionPolicy::kShuffleHuffman},
-      {"auto", CompressionPolicy::kAuto},
-  };
+  const Compression codecs[] = {Compression::kLz4, Compression::kShuffleLz4, Compression::kShuffleHuffman,
+                                Compression::kAuto};
   std::printf("| dataset | size | codec | ratio | compress MiB/s | decompress MiB/s | chunks left raw |\n");
   std::printf("|---|---:|---|---:|---:|---:|---:|\n");
   for (const Dataset& d : sets)
-    for (const auto& c : codecs) {
-      const Result r = measure(d, c.policy);
+    for (const Compression c : codecs) {
+      const Result r = measure(d, c);
       std::printf("| %s | %s | %s | %.3f | %.0f | %.0f | %zu/%zu |\n", d.name.c_str(),
-                  human_bytes(static_cast<double>(d.bytes.size())).c_str(), c.name, r.ratio, r.compress_mibps,
+                  human_bytes(static_cast<double>(d.bytes.size())).c_str(), to_string(c).c_str(), r.ratio, r.compress_mibps,
                   r.decompress_mibps, r.raw_chunks, r.chunks);
       std::fflush(stdout);
     }

@@ -2,6 +2,8 @@
 //
 //   dist_bench DIR [--gib 2] [--save-ranks 4] [--load-ranks 2] [--compression auto|none] [--keep]
 //
+// (--compression takes any name of tessera/compression.h; run.sh uses these two.)
+//
 // Builds store_bench's ~GIB of LLM-shaped weights (llm_state.h), splits every
 // matrix FSDP-style into row shards over N ranks and saves them with the
 // distributed tessera::save: each rank is a thread with its own ControlPlane
@@ -35,7 +37,9 @@
 #include "llm_state.h"
 #include "page_cache.h"
 #include "tessera/checkpoint.h"
+#include "tessera/compression.h"
 #include "tessera/distributed.h"
+#include "tessera/error.h"
 #include "tessera/store.h"
 
 using namespace tessera;
@@ -56,7 +60,7 @@ struct Options {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "dist_bench: %s\nusage: dist_bench DIR [--gib 2] [--save-ranks 4] [--load-ranks 2] "
-               "[--compression auto|none] [--keep]\n",
+               "[--compression C] [--keep]\n",
                why);
   std::exit(2);
 }
@@ -73,10 +77,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--save-ranks") o.save_ranks = std::atol(value().c_str());
     else if (a == "--load-ranks") o.load_ranks = std::atol(value().c_str());
     else if (a == "--compression") {
-      std::string c = value();
-      if (c == "auto") o.compression = Compression::kAuto;
-      else if (c == "none") o.compression = Compression::kNone;
-      else usage("--compression must be auto or none");
+      try {
+        o.compression = parse_compression(value());
+      } catch (const InvalidArgument& e) {
+        usage(e.what());
+      }
     } else if (a == "--keep") o.keep = true;
     else if (!a.empty() && a[0] == '-') usage(("unknown option " + a).c_str());
     else if (o.dir.empty()) o.dir = a;
@@ -233,7 +238,8 @@ int main(int argc, char** argv) {
   const bool ok = !load_failed && needed == logical && all_equal(model, bufs);
   if (!o.keep) fs::remove_all(store_dir);
 
-  const char* comp = o.compression == Compression::kAuto ? "auto" : "none";
+  const std::string comp_name = to_string(o.compression);
+  const char* comp = comp_name.c_str();
   auto minmax = [](const std::vector<double>& xs) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.2f-%.2f", *std::min_element(xs.begin(), xs.end()),

@@ -27,6 +27,7 @@
 #include "page_cache.h"
 #include "tessera/async.h"
 #include "tessera/checkpoint.h"
+#include "tessera/compression.h"
 #include "tessera/torch.h"
 
 using namespace tessera;
@@ -86,12 +87,6 @@ uint64_t peak_rss_bytes() {
   return 0;
 }
 
-Compression compression_of(const std::string& s) {
-  if (s == "none") return Compression::kNone;
-  if (s == "auto") return Compression::kAuto;
-  throw std::runtime_error("compression: auto or none");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,7 +107,7 @@ int main(int argc, char** argv) {
 
   if (mode == "save") {
     SaveOptions o;
-    o.compression = compression_of(argc > 4 ? argv[4] : "auto");
+    o.compression = parse_compression(argc > 4 ? argv[4] : "auto");
     AsyncSaver saver;
     for (const char* name : {"a", "b"}) {
       StateDict sd;

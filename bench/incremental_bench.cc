@@ -4,6 +4,8 @@
 //   incremental_bench DIR [--gib 2] [--lora-rank 16] [--rounds 3] [--threads N]
 //                         [--compression auto|none] [--keep]
 //
+// (--compression takes any name of tessera/compression.h; run.sh uses these two.)
+//
 // The state is store_bench's LLM-shaped weights (llm_state.h, ~GIB) plus
 // LoRA-like adapters on every layer's q,k,v,o projections (fp32 A [r, 2048]
 // and B [2048, r]) and their fp32 Adam state (exp_avg, exp_avg_sq), each its
@@ -63,6 +65,8 @@
 #include "page_cache.h"
 #include "pack/hash.h"
 #include "tessera/checkpoint.h"
+#include "tessera/compression.h"
+#include "tessera/error.h"
 #include "tessera/store.h"
 
 using namespace tessera;
@@ -84,7 +88,7 @@ struct Options {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "incremental_bench: %s\nusage: incremental_bench DIR [--gib 2] [--lora-rank 16] [--rounds 3] "
-               "[--threads N] [--compression auto|none] [--keep]\n",
+               "[--threads N] [--compression C] [--keep]\n",
                why);
   std::exit(2);
 }
@@ -102,10 +106,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--rounds") o.rounds = std::atoi(value().c_str());
     else if (a == "--threads") o.threads = static_cast<size_t>(std::atol(value().c_str()));
     else if (a == "--compression") {
-      std::string c = value();
-      if (c == "auto") o.compression = Compression::kAuto;
-      else if (c == "none") o.compression = Compression::kNone;
-      else usage("--compression must be auto or none");
+      try {
+        o.compression = parse_compression(value());
+      } catch (const InvalidArgument& e) {
+        usage(e.what());
+      }
     } else if (a == "--keep") o.keep = true;
     else if (!a.empty() && a[0] == '-') usage(("unknown option " + a).c_str());
     else if (o.dir.empty()) o.dir = a;
@@ -363,7 +368,8 @@ int main(int argc, char** argv) {
   SaveOptions so;
   so.threads = o.threads;
   so.compression = o.compression;
-  const char* comp = o.compression == Compression::kAuto ? "auto" : "none";
+  const std::string comp_name = to_string(o.compression);
+  const char* comp = comp_name.c_str();
   auto fresh = [&](const std::string& name) {
     const std::string d = o.dir + "/" + name;
     fs::remove_all(d);

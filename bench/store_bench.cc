@@ -2,6 +2,8 @@
 //
 //   store_bench DIR [--gib 2] [--threads N] [--compression auto|none] [--keep]
 //
+// (--compression takes any name of tessera/compression.h; run.sh uses these two.)
+//
 // Builds ~GIB of LLM-shaped weights in memory (bf16 matrices plus fp32
 // master copies), saves them into a fresh store DIR/store, evicts the packs
 // from the page cache, loads everything back and compares bytes. Then loads
@@ -21,6 +23,8 @@
 #include "llm_state.h"
 #include "page_cache.h"
 #include "tessera/checkpoint.h"
+#include "tessera/compression.h"
+#include "tessera/error.h"
 #include "tessera/store.h"
 
 using namespace tessera;
@@ -40,7 +44,7 @@ struct Options {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "store_bench: %s\nusage: store_bench DIR [--gib 2] [--threads N] "
-               "[--compression auto|none] [--keep]\n",
+               "[--compression C] [--keep]\n",
                why);
   std::exit(2);
 }
@@ -56,10 +60,11 @@ Options parse(int argc, char** argv) {
     if (a == "--gib") o.gib = std::atof(value().c_str());
     else if (a == "--threads") o.threads = static_cast<size_t>(std::atol(value().c_str()));
     else if (a == "--compression") {
-      std::string c = value();
-      if (c == "auto") o.compression = Compression::kAuto;
-      else if (c == "none") o.compression = Compression::kNone;
-      else usage("--compression must be auto or none");
+      try {
+        o.compression = parse_compression(value());
+      } catch (const InvalidArgument& e) {
+        usage(e.what());
+      }
     } else if (a == "--keep") o.keep = true;
     else if (!a.empty() && a[0] == '-') usage(("unknown option " + a).c_str());
     else if (o.dir.empty()) o.dir = a;
@@ -176,7 +181,8 @@ int main(int argc, char** argv) {
   const bool ok = whole.ok && halves_v.ok && halves_nv.ok;
   if (!o.keep) fs::remove_all(store_dir);
 
-  const char* comp = o.compression == Compression::kAuto ? "auto" : "none";
+  const std::string comp_name = to_string(o.compression);
+  const char* comp = comp_name.c_str();
   const unsigned threads = o.threads ? static_cast<unsigned>(o.threads) : std::thread::hardware_concurrency();
   std::printf("store_bench: %zu tensors, %s logical (bf16 + fp32), compression %s, %u threads, "
               "generated in %.2f s\n",

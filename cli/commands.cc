@@ -9,6 +9,7 @@
 #include "json.h"
 #include "progress_bar.h"
 #include "table.h"
+#include "tessera/compression.h"
 #include "tessera/inspect.h"
 #include "tessera/limits.h"
 #include "tessera/store.h"
@@ -152,7 +153,10 @@ int run_verify(const Invocation& inv, std::ostream& out) {
   for (size_t i = 1; i < inv.args.size(); ++i)
     if (seen.insert(inv.args[i]).second) names.push_back(inv.args[i]);
 
-  const VerifyReport report = verify(store, names, threads, progress_bar(inv));
+  VerifyOptions options;
+  options.threads = threads;
+  options.progress = progress_bar(inv);
+  const VerifyReport report = verify(store, names, options);
 
   if (inv.has("--json")) {
     Json damaged = Json::array();
@@ -212,6 +216,7 @@ int run_help(const Invocation& inv, std::ostream& out) {
 }  // namespace
 
 const std::vector<Command>& commands() {
+  static const std::string kCompressionHelp = "how chunks are stored: " + compression_names() + " (default auto)";
   static const std::vector<Command> kCommands = {
       {"ls", "STORE", "list the checkpoints of a store",
        "One row per checkpoint: name, creation time (UTC), world size, tensors,\n"
@@ -291,7 +296,7 @@ const std::vector<Command>& commands() {
        "DCP's metadata is kept, so tessera.dcp.StorageReader loads it as DCP did.\n"
        "Runs the Python package: $TESSERA_PYTHON (default python3) -m tessera\n"
        "import-dcp, which needs tessera installed there (pip install .).",
-       {{"--compression", "C", "auto (default), none, lz4, shuffle-lz4, shuffle-huffman"},
+       {{"--compression", "C", kCompressionHelp},
         {"--batch-bytes", "N", "tensor bytes held in memory at once (default 256 MiB)"}, kQuietFlag},
        3, 3, run_import_dcp},
       {"help", "[COMMAND]", "show help for tessera or one command", "", {}, 0, 1, run_help},

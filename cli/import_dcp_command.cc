@@ -12,12 +12,21 @@
 #include <vector>
 
 #include "history_commands.h"
+#include "tessera/compression.h"
+#include "tessera/error.h"
 
 extern char** environ;
 
 namespace tessera::cli {
 
 int run_import_dcp(const Invocation& inv, std::ostream& out) {
+  if (inv.has("--compression")) {  // refused here, before Python starts, in the words of every other usage error
+    try {
+      parse_compression(inv.flags.at("--compression"));
+    } catch (const InvalidArgument& e) {
+      throw UsageError(std::string("import-dcp: --compression: ") + e.what());
+    }
+  }
   const char* env_python = std::getenv("TESSERA_PYTHON");
   const std::string python = env_python && *env_python ? env_python : "python3";
   std::vector<std::string> words = {python, "-m", "tessera", "import-dcp", "--", inv.args[0], inv.args[1],

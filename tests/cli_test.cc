@@ -456,6 +456,39 @@ TEST_CASE("--help prints usage and exits 0") {
   }
 }
 
+TEST_CASE("import-dcp refuses an unknown --compression naming it, before starting Python; --help lists the names") {
+  TempDir dir("cli-compression");
+  // A Python that cannot start: a name the CLI accepts gets as far as starting it.
+  const char* before = std::getenv("TESSERA_PYTHON");
+  const std::string saved = before ? before : "";
+  ::setenv("TESSERA_PYTHON", "/no/such/python", 1);
+  for (const std::string bad : {"shuffle+lz4", "zstd", "LZ4"}) {
+    auto r = run_cli({"import-dcp", dir / "dcp", dir / "store", "c", "--compression", bad});
+    INFO(transcript(r));
+    CHECK(r.status == 2);
+    CHECK(r.out.empty());
+    CHECK(contains(r.err, "tessera: import-dcp: --compression: unknown compression '" + bad +
+                              "' (valid: auto, none, lz4, shuffle-lz4, shuffle-huffman)"));
+    CHECK(contains(r.err, "usage: tessera import-dcp"));
+    CHECK(!contains(r.err, "/no/such/python"));
+  }
+  for (const std::string good : {"auto", "none", "lz4", "shuffle-lz4", "shuffle-huffman"}) {
+    auto r = run_cli({"import-dcp", dir / "dcp", dir / "store", "c", "--compression", good});
+    INFO(transcript(r));
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "cannot start '/no/such/python'"));
+  }
+  if (before) ::setenv("TESSERA_PYTHON", saved.c_str(), 1);
+  else ::unsetenv("TESSERA_PYTHON");
+  CHECK(!fs::exists(dir / "store"));
+
+  auto help = run_cli({"import-dcp", "--help"});
+  INFO(transcript(help));
+  CHECK(help.status == 0);
+  CHECK(contains(help.out, "--compression C"));
+  CHECK(contains(help.out, "auto, none, lz4, shuffle-lz4, shuffle-huffman (default auto)"));
+}
+
 // ---- rm, gc, diff; ls's ADDED and show's SHARED -----------------------------
 
 namespace {

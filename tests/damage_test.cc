@@ -127,7 +127,9 @@ TEST_CASE("every bit-flipped byte of the catalog: each load returns what was sav
     if (!any_refused) continue;
     // What a load refuses, verify reports (or it cannot open the store at all).
     try {
-      if (verify(Store::open_read_only(dir.path()), {}, 1).ok()) unreported.push_back(std::to_string(i));
+      VerifyOptions one_thread;
+      one_thread.threads = 1;
+      if (verify(Store::open_read_only(dir.path()), {}, one_thread).ok()) unreported.push_back(std::to_string(i));
     } catch (const Error&) {
     } catch (const std::exception& e) {
       foreign.push_back("byte " + std::to_string(i) + ": verify: " + e.what());

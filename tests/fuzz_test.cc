@@ -113,12 +113,12 @@ TEST_CASE("fuzz: chunk decoders only decode or throw") {
   };
   std::vector<Input> corpus;
   std::vector<Sample> samples;
-  for (CompressionPolicy policy : {CompressionPolicy::kLz4, CompressionPolicy::kShuffleLz4, CompressionPolicy::kShuffleHuffman})
+  for (Compression compression : {Compression::kLz4, Compression::kShuffleLz4, Compression::kShuffleHuffman})
     for (size_t elem : {1, 2, 4})
       for (int kind : {1, 2})
         for (size_t n : {size_t{64}, size_t{4096}, size_t{65536}}) {
           const auto raw = sample_data(n, kind);
-          Encoded e = encode_chunk(raw.data(), n, elem, policy);
+          Encoded e = encode_chunk(raw.data(), n, elem, compression);
           if (e.codec == Codec::kRaw) continue;
           corpus.emplace_back(reinterpret_cast<const char*>(e.bytes.data()), e.bytes.size());
           samples.push_back(Sample{e.codec, elem, n});

@@ -308,7 +308,7 @@ TEST_CASE("in-flight protection: unknown packs and temp files younger than the g
   CHECK(fs::exists(dir / "tmp/123-4-5.partial"));
 
   // The save commits within the grace period: its pack is still there.
-  commit_checkpoint(StoreAccess::impl(store), "b", {in_flight}, so);
+  commit_checkpoint(StoreAccess::impl(store), "b", {in_flight}, 1, so);
   CHECK(next.loads_exactly(store, "b"));
 
   // Another unknown pack, this time older than the grace period.
@@ -329,7 +329,7 @@ TEST_CASE("in-flight protection: unknown packs and temp files younger than the g
 
   // That save commits too late: its pack is gone, and the commit fails cleanly.
   const std::string catalog_before = catalog_dump(dir.path());
-  const std::string err = error_of([&] { commit_checkpoint(StoreAccess::impl(store), "late", {stale}, so); });
+  const std::string err = error_of([&] { commit_checkpoint(StoreAccess::impl(store), "late", {stale}, 1, so); });
   CHECK(has(err, "pack '" + stale_pack + "'"));
   CHECK(has(err, "is gone"));
   CHECK(catalog_dump(dir.path()) == catalog_before);
@@ -362,7 +362,7 @@ TEST_CASE("race: a save that deduplicated against a chunk gc dropped fails its c
   const std::string catalog_before = catalog_dump(dir.path());
   std::string err;
   try {
-    commit_checkpoint(StoreAccess::impl(store), "b", {m}, so);
+    commit_checkpoint(StoreAccess::impl(store), "b", {m}, 1, so);
   } catch (const StoreError& e) {
     err = e.what();
   }

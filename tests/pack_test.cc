@@ -7,12 +7,15 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "io/fault_injection_env.h"
 #include "io/io_error.h"
 #include "pack/codec.h"
 #include "pack/pack_reader.h"
 #include "pack/pack_writer.h"
+#include "tessera/compression.h"
+#include "tessera/error.h"
 #include "test_util.h"
 
 using namespace tessera;
@@ -22,9 +25,8 @@ TEST_CASE("codecs round-trip random and smooth data of every width") {
   for (size_t n : {0ul, 1ul, 7ul, 4096ul, 100001ul, 300000ul}) {
     for (size_t width : {1ul, 2ul, 4ul, 8ul}) {
       for (auto data : {test::random_bytes(n, n + width), test::smooth_bytes(n, n * width)}) {
-        for (auto policy : {CompressionPolicy::kAuto, CompressionPolicy::kNone, CompressionPolicy::kLz4,
-                            CompressionPolicy::kShuffleLz4, CompressionPolicy::kShuffleHuffman}) {
-          Encoded e = encode_chunk(data.data(), n, width, policy);
+        for (Compression compression : kCompressions) {
+          Encoded e = encode_chunk(data.data(), n, width, compression);
           std::vector<std::byte> out(n);
           const std::byte* stored = e.codec == Codec::kRaw ? data.data() : e.bytes.data();
           size_t stored_len = e.codec == Codec::kRaw ? n : e.bytes.size();
@@ -39,11 +41,39 @@ TEST_CASE("codecs round-trip random and smooth data of every width") {
 
 TEST_CASE("auto keeps random bytes raw and compresses bf16-like weights") {
   auto random = test::random_bytes(1 << 20, 1);
-  CHECK(encode_chunk(random.data(), random.size(), 2, CompressionPolicy::kAuto).codec == Codec::kRaw);
+  CHECK(encode_chunk(random.data(), random.size(), 2, Compression::kAuto).codec == Codec::kRaw);
   auto smooth = test::smooth_bytes(1 << 20, 2);
-  Encoded e = encode_chunk(smooth.data(), smooth.size(), 2, CompressionPolicy::kAuto);
+  Encoded e = encode_chunk(smooth.data(), smooth.size(), 2, Compression::kAuto);
   CHECK(e.codec == Codec::kShuffleHuffman);
   CHECK(e.bytes.size() < smooth.size());
+}
+
+TEST_CASE("every compression has one name that parses back to it, and codecs use the same words") {
+  const std::vector<std::string> expected = {"auto", "none", "lz4", "shuffle-lz4", "shuffle-huffman"};
+  REQUIRE(std::size(kCompressions) == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    CHECK(to_string(kCompressions[i]) == expected[i]);
+    CHECK(parse_compression(expected[i]) == kCompressions[i]);
+  }
+  CHECK(compression_names() == "auto, none, lz4, shuffle-lz4, shuffle-huffman");
+  CHECK(std::string(codec_name(Codec::kRaw)) == "raw");  // what the pack format calls "none"
+  CHECK(codec_name(Codec::kLz4) == to_string(Compression::kLz4));
+  CHECK(codec_name(Codec::kShuffleLz4) == to_string(Compression::kShuffleLz4));
+  CHECK(codec_name(Codec::kShuffleHuffman) == to_string(Compression::kShuffleHuffman));
+}
+
+TEST_CASE("an unknown compression name is refused, naming it and listing the valid ones") {
+  // The old spellings (codec names with '+', enumerator names), case variants, the codec "raw", empty.
+  for (std::string bad : {"shuffle+lz4", "shuffle+huffman", "kAuto", "LZ4", "Auto", "raw", "zstd", "", "none "}) {
+    INFO("word: '" << bad << "'");
+    try {
+      parse_compression(bad);
+      FAIL("accepted");
+    } catch (const InvalidArgument& e) {
+      CHECK(std::string(e.what()) ==
+            "unknown compression '" + bad + "' (valid: auto, none, lz4, shuffle-lz4, shuffle-huffman)");
+    }
+  }
 }
 
 TEST_CASE("malformed lz4 input is an error, not a crash") {
@@ -52,9 +82,9 @@ TEST_CASE("malformed lz4 input is an error, not a crash") {
   CHECK_THROWS(decode_chunk(Codec::kLz4, junk.data(), junk.size(), 1, out.data(), out.size()));
 }
 
-// Encodes under `policy`, decodes, and requires the bytes back; returns the encoding.
-static Encoded round_trip(const std::vector<std::byte>& data, size_t width, CompressionPolicy policy) {
-  Encoded e = encode_chunk(data.data(), data.size(), width, policy);
+// Encodes as `compression` asks, decodes, and requires the bytes back; returns the encoding.
+static Encoded round_trip(const std::vector<std::byte>& data, size_t width, Compression compression) {
+  Encoded e = encode_chunk(data.data(), data.size(), width, compression);
   std::vector<std::byte> out(data.size());
   const bool raw = e.codec == Codec::kRaw;
   decode_chunk(e.codec, raw ? data.data() : e.bytes.data(), raw ? data.size() : e.bytes.size(), width, out.data(),
@@ -78,8 +108,8 @@ static std::vector<std::byte> floats_bytes(size_t n, size_t width, uint64_t seed
   return out;
 }
 
-TEST_CASE("shuffle+huffman round-trips random, smooth, constant, single-symbol, empty and odd-length data") {
-  const auto force = CompressionPolicy::kShuffleHuffman;
+TEST_CASE("shuffle-huffman round-trips random, smooth, constant, single-symbol, empty and odd-length data") {
+  const auto force = Compression::kShuffleHuffman;
   for (size_t width : {1ul, 2ul, 3ul, 4ul, 8ul}) {
     for (size_t n : {0ul, 1ul, 2ul, 3ul, 5ul, 17ul, 63ul, 64ul, 65ul, 255ul, 257ul, 1000ul, 4097ul, 65537ul,
                      300001ul, 1ul << 20}) {
@@ -94,8 +124,8 @@ TEST_CASE("shuffle+huffman round-trips random, smooth, constant, single-symbol, 
       std::vector<std::byte> skewed(n, std::byte{7});
       for (size_t i = 0; i < n; i += 997) skewed[i] = std::byte{200};
       round_trip(skewed, width, force);
-      for (auto policy : {CompressionPolicy::kAuto, force}) {
-        Encoded e = round_trip(floats_bytes(n, width, n + 9, 1e-4f), width, policy);
+      for (auto compression : {Compression::kAuto, force}) {
+        Encoded e = round_trip(floats_bytes(n, width, n + 9, 1e-4f), width, compression);
         if (e.codec != Codec::kRaw) CHECK(e.bytes.size() < n);
       }
     }
@@ -112,27 +142,27 @@ TEST_CASE("shuffle+huffman round-trips random, smooth, constant, single-symbol, 
   e = round_trip(zeros, 2, force);
   REQUIRE(e.codec == Codec::kShuffleHuffman);
   CHECK(e.bytes.size() < 16);
-  // auto keeps very redundant data under shuffle+lz4 when that is smaller.
-  CHECK(round_trip(zeros, 2, CompressionPolicy::kAuto).codec != Codec::kRaw);
+  // auto keeps very redundant data under shuffle-lz4 when that is smaller.
+  CHECK(round_trip(zeros, 2, Compression::kAuto).codec != Codec::kRaw);
 }
 
-TEST_CASE("auto picks shuffle+huffman for 2- and 4-byte floats, shuffle+lz4 for other widths") {
+TEST_CASE("auto picks shuffle-huffman for 2- and 4-byte floats, shuffle-lz4 for other widths") {
   auto bf16 = floats_bytes(1 << 20, 2, 1);
-  CHECK(round_trip(bf16, 2, CompressionPolicy::kAuto).codec == Codec::kShuffleHuffman);
+  CHECK(round_trip(bf16, 2, Compression::kAuto).codec == Codec::kShuffleHuffman);
   auto fp32 = floats_bytes(1 << 20, 4, 2);
-  CHECK(round_trip(fp32, 4, CompressionPolicy::kAuto).codec == Codec::kShuffleHuffman);
+  CHECK(round_trip(fp32, 4, Compression::kAuto).codec == Codec::kShuffleHuffman);
   auto random = test::random_bytes(1 << 20, 3);
-  CHECK(round_trip(random, 4, CompressionPolicy::kAuto).codec == Codec::kRaw);
-  CHECK(round_trip(random, 2, CompressionPolicy::kShuffleHuffman).codec == Codec::kRaw);
+  CHECK(round_trip(random, 4, Compression::kAuto).codec == Codec::kRaw);
+  CHECK(round_trip(random, 2, Compression::kShuffleHuffman).codec == Codec::kRaw);
   std::vector<std::byte> runs(1 << 20);
   for (size_t i = 0; i < runs.size(); ++i) runs[i] = std::byte((i / 4096) & 0xff);
-  CHECK(round_trip(runs, 8, CompressionPolicy::kAuto).codec == Codec::kShuffleLz4);
+  CHECK(round_trip(runs, 8, Compression::kAuto).codec == Codec::kShuffleLz4);
 }
 
-TEST_CASE("golden: shuffle+huffman stores smooth bf16 smaller than shuffle+lz4") {
+TEST_CASE("golden: shuffle-huffman stores smooth bf16 smaller than shuffle-lz4") {
   auto smooth = test::smooth_bytes(4 << 20, 11);
-  Encoded h = round_trip(smooth, 2, CompressionPolicy::kShuffleHuffman);
-  Encoded l = round_trip(smooth, 2, CompressionPolicy::kShuffleLz4);
+  Encoded h = round_trip(smooth, 2, Compression::kShuffleHuffman);
+  Encoded l = round_trip(smooth, 2, Compression::kShuffleLz4);
   REQUIRE(h.codec == Codec::kShuffleHuffman);
   REQUIRE(l.codec == Codec::kShuffleLz4);
   CHECK(h.bytes.size() < l.bytes.size());
@@ -146,10 +176,9 @@ TEST_CASE("golden: shuffle+huffman stores smooth bf16 smaller than shuffle+lz4")
   CHECK(b[3 + smooth.size() / 2] == 2);
   CHECK(codec_known(3));
   CHECK(!codec_known(4));
-  CHECK(std::string(codec_name(Codec::kShuffleHuffman)) == "shuffle+huffman");
 }
 
-TEST_CASE("malformed shuffle+huffman input is an error, never an out-of-bounds access") {
+TEST_CASE("malformed shuffle-huffman input is an error, never an out-of-bounds access") {
   std::mt19937_64 rng(42);
   for (size_t width : {1ul, 2ul, 4ul}) {
     for (size_t n : {5000ul, 70000ul, 300000ul}) {
@@ -158,7 +187,7 @@ TEST_CASE("malformed shuffle+huffman input is an error, never an out-of-bounds a
         auto bf16 = floats_bytes(2 * n, 2, n);
         for (size_t i = 0; i < n; ++i) data[i] = bf16[2 * i + 1];
       }
-      Encoded e = encode_chunk(data.data(), n, width, CompressionPolicy::kShuffleHuffman);
+      Encoded e = encode_chunk(data.data(), n, width, Compression::kShuffleHuffman);
       REQUIRE(e.codec == Codec::kShuffleHuffman);
       const std::vector<std::byte> good(e.bytes.data(), e.bytes.data() + e.bytes.size());
       std::vector<std::byte> out(n);

@@ -498,6 +498,7 @@ TEST_CASE("gc re-check under the write lock: a planned delete a later commit ref
   CHECK(d.new_packs == std::vector<std::string>{"n2"});
   // A rewritten pack that keeps a row is not reported: its rewrite was.
   CHECK(plan::settle_drops({"c"}, {}, {}, {}).skipped.empty());
+}
 
 // ---- replica rows (step 7) ----
 

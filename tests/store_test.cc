@@ -147,8 +147,7 @@ TEST_CASE("property: random tensors saved in random layouts load bit-exact into 
           manifests.push_back(std::move(m));
         }
       }
-      so.world_size = next_rank;
-      commit_checkpoint(StoreAccess::impl(store), "ckpt", manifests, so);
+      commit_checkpoint(StoreAccess::impl(store), "ckpt", manifests, next_rank, so);
     }
     REQUIRE(verify(store).ok());
 
@@ -457,7 +456,7 @@ TEST_CASE("ranks that disagree, overlap or leave gaps are refused naming tensor 
   auto overlapping = TensorView::contiguous("float32", 4, y.data(), {2, 4}).as_shard({4, 4}, {1, 0});
   auto other_dtype = TensorView::contiguous("int32", 4, y.data(), {2, 4}).as_shard({4, 4}, {2, 0});
   auto commit = [&](std::vector<RankManifest> ms) {
-    return error_of([&] { commit_checkpoint(StoreAccess::impl(store), "c", ms, SaveOptions{}); });
+    return error_of([&] { commit_checkpoint(StoreAccess::impl(store), "c", ms, static_cast<int64_t>(ms.size()), SaveOptions{}); });
   };
   std::string m = commit({manifest(0, top), manifest(1, overlapping)});
   CHECK(has(m, "tensor 'layer.w' (saved by ranks 0, 1)"));
@@ -774,7 +773,10 @@ TEST_CASE("save and load report progress: bytes rise to the total, then one fini
   CHECK(l.w == f.w);
 
   Seen verified;
-  verify(store, {"p"}, 1, verified.fn());
+  VerifyOptions vo;
+  vo.threads = 1;
+  vo.progress = verified.fn();
+  verify(store, {"p"}, vo);
   REQUIRE(!verified.reports.empty());
   CHECK(verified.reports.back().finished);
   CHECK(verified.reports.back().done_bytes == verified.reports.back().total_bytes);
@@ -812,7 +814,9 @@ TEST_CASE("thread counts beyond the maximum are refused naming `threads` before 
   LoadOptions lo;
   lo.threads = 1'000'000;
   CHECK(thrown_by([&] { load(target, store, "c", lo); }) == refused);
-  CHECK(thrown_by([&] { verify(store, {}, 1'000'000); }) == refused);
+  VerifyOptions vo;
+  vo.threads = 1'000'000;
+  CHECK(thrown_by([&] { verify(store, {}, vo); }) == refused);
   CHECK(live_threads() == before);  // none started, none left behind
   CHECK(store.checkpoints().size() == 1);
   CHECK(f.packs().size() == 1);  // the refused saves wrote nothing
@@ -830,10 +834,24 @@ TEST_CASE("a negative keep_last is refused naming it, before anything is written
   CHECK(thrown_by([&] { write_part(f.state(), store, o); }) == refused);
   // Parts written with other options: refused at the commit, which commits nothing.
   SavedPart part = write_part(f.state(), store, f.options());
-  CHECK(thrown_by([&] { commit_parts(store, "d", {part.manifest}, o); }) == refused);
+  CHECK(thrown_by([&] { commit_parts(store, "d", {part.manifest}, 1, o); }) == refused);
   discard_part(store, part.manifest);
   CHECK(store.checkpoints().size() == 1);
   CHECK(f.packs().size() == 1);
+}
+
+TEST_CASE("commit_parts records the world size it is given and refuses one below 1, committing nothing") {
+  Fixture f;
+  Store store = Store::open(f.dir.path());
+  SavedPart part = write_part(f.state(), store, f.options());
+  for (int64_t bad : {0, -3})
+    CHECK(thrown_by([&] { commit_parts(store, "d", {part.manifest}, bad, f.options()); }) ==
+          "InvalidArgument: commit of 'd': world_size must be 1 or more, got " + std::to_string(bad));
+  CHECK(store.checkpoints().empty());
+  commit_parts(store, "d", {part.manifest}, 3, f.options());
+  CHECK(store.checkpoint("d").world_size == 3);
+  save(f.state(), store, "single", f.options());
+  CHECK(store.checkpoint("single").world_size == 1);
 }
 
 TEST_CASE("a chunk row naming a pack row that is gone fails the load naming the chunk and the row") {

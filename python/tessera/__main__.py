@@ -8,6 +8,8 @@
 import argparse
 import sys
 
+from . import _core
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tessera")
@@ -16,7 +18,7 @@ def main(argv=None) -> int:
     imp.add_argument("dir")
     imp.add_argument("store")
     imp.add_argument("checkpoint")
-    imp.add_argument("--compression", default="auto", choices=["auto", "none", "lz4", "shuffle-lz4", "shuffle-huffman"])
+    imp.add_argument("--compression", default="auto", choices=_core.COMPRESSIONS, help="how chunks are stored")
     imp.add_argument("--batch-bytes", type=int, default=256 << 20, help="tensor bytes held in memory at once")
     imp.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     args = p.parse_args(argv)

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "tessera/checkpoint.h"
+#include "tessera/compression.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"
 #include "tessera/inspect.h"
@@ -235,16 +236,6 @@ tessera::StateDict to_state(const py::iterable& entries) {
   return state;
 }
 
-tessera::Compression compression_of(const std::string& s) {
-  if (s == "auto") return tessera::Compression::kAuto;
-  if (s == "none") return tessera::Compression::kNone;
-  if (s == "lz4") return tessera::Compression::kLz4;
-  if (s == "shuffle-lz4") return tessera::Compression::kShuffleLz4;
-  if (s == "shuffle-huffman") return tessera::Compression::kShuffleHuffman;
-  throw tessera::InvalidArgument("unknown compression '" + s +
-                                 "' (auto, none, lz4, shuffle-lz4, shuffle-huffman)");
-}
-
 // Worker threads asked for, as the library's size_t (which refuses more
 // than its maximum, io::kMaxThreads, where the threads start).
 size_t checked_threads(int64_t n) {
@@ -259,11 +250,10 @@ tessera::SaveOptions save_options(const py::dict& kw) {
     const std::string key = k.cast<std::string>();
     if (key == "chunk_bytes") o.chunk_bytes = v.cast<int64_t>();
     else if (key == "pack_bytes") o.pack_bytes = v.cast<uint64_t>();
-    else if (key == "compression") o.compression = compression_of(v.cast<std::string>());
+    else if (key == "compression") o.compression = tessera::parse_compression(v.cast<std::string>());
     else if (key == "dedup") o.dedup = v.cast<bool>();
     else if (key == "threads") o.threads = checked_threads(v.cast<int64_t>());
     else if (key == "metadata") o.metadata = v.cast<std::string>();
-    else if (key == "world_size") o.world_size = v.cast<int64_t>();
     else if (key == "keep_last") o.keep_last = v.cast<int64_t>();
     else if (key == "overwrite") o.overwrite = v.cast<bool>();
     else if (key == "progress") o.progress = progress_fn(py::reinterpret_borrow<py::object>(v));
@@ -387,6 +377,11 @@ PYBIND11_MODULE(_core, m) {
   py::list error_kinds(kinds.size());
   for (auto& [kind, cls] : kinds) error_kinds[static_cast<size_t>(kind)] = cls;
   m.attr("error_kinds") = py::tuple(error_kinds);
+
+  // The names the `compression` save option accepts (tessera/compression.h), in order.
+  py::list compressions;
+  for (tessera::Compression c : tessera::kCompressions) compressions.append(tessera::to_string(c));
+  m.attr("COMPRESSIONS") = py::tuple(compressions);
 
   // Entry descriptions (see the top of the file), built by keyword.
   using OptShape = std::optional<Shape>;
@@ -677,18 +672,19 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "commit_parts",
       [](tessera::Store& store, const std::string& checkpoint, const std::vector<py::bytes>& manifests,
-         const py::kwargs& kw) {
+         int64_t world_size, const py::kwargs& kw) {
         std::vector<std::string> blobs;
         for (const auto& b : manifests) blobs.push_back(b.cast<std::string>());
         tessera::SaveOptions o = save_options(kw);
         tessera::SaveResult r;
         {
           py::gil_scoped_release nogil;
-          r = tessera::commit_parts(store, checkpoint, blobs, o);
+          r = tessera::commit_parts(store, checkpoint, blobs, world_size, o);
         }
         return r;
       },
-      py::arg("store"), py::arg("checkpoint"), py::arg("manifests"), "Second phase of a save (parts.h).");
+      py::arg("store"), py::arg("checkpoint"), py::arg("manifests"), py::arg("world_size"),
+      "Second phase of a save (parts.h).");
 
   m.def(
       "discard_part",

@@ -191,12 +191,13 @@ void bind_tools(py::module_& m) {
       "verify",
       [](const tessera::Store& store, const std::vector<std::string>& checkpoints, int64_t threads,
          const py::object& progress) {
-        const size_t n = checked_threads(threads);
-        const tessera::ProgressFn report = progress_fn(progress);
+        tessera::VerifyOptions o;
+        o.threads = checked_threads(threads);
+        o.progress = progress_fn(progress);
         tessera::VerifyReport r;
         {
           py::gil_scoped_release nogil;
-          r = tessera::verify(store, checkpoints, n, report);
+          r = tessera::verify(store, checkpoints, o);
         }
         return r;
       },

@@ -165,6 +165,10 @@ def save(state_dict: dict, store, checkpoint: str, *, compression: str = "auto",
     staging is reused once its chunks are written. Waits first for
     async_save()s in flight (saves keep their call order).
 
+    compression: how chunks are stored, one of "auto" (default), "none",
+    "lz4", "shuffle-lz4", "shuffle-huffman" (tessera/compression.h says
+    what each does); another name raises tessera.InvalidArgument.
+
     overwrite: saving to a name that exists replaces it in the commit's
     transaction (the old checkpoint stays loadable until then, and stays as
     it was if the save fails). Default False: names are immutable and such a

@@ -159,8 +159,8 @@ class StorageWriter(_DcpWriter, AsyncStager):
     `store` (a path or tessera.Store; created if missing). dcp.save's
     checkpoint_id, when given, replaces the checkpoint name.
 
-    Options as for tessera.save: compression ("auto", "none", "lz4",
-    "shuffle-lz4", "shuffle-huffman"), chunk_bytes, dedup, threads, keep_last,
+    Options as for tessera.save: compression (one of "auto", "none", "lz4",
+    "shuffle-lz4", "shuffle-huffman"; default "auto"), chunk_bytes, dedup, threads, keep_last,
     and metadata (a dict recorded with the checkpoint); overwrite (default
     True, DCP's default and meaning: see the module doc); progress (True for
     a bar on a terminal, or a callable taking a tessera.Progress).
@@ -309,8 +309,8 @@ class StorageWriter(_DcpWriter, AsyncStager):
         meta[METADATA_KEY] = {"format": "dcp", "torch_saved": torch_saved, "dcp_metadata": _dcp_metadata.encode(metadata)}
         store = _core.Store(self.store_path)
         try:
-            self.commit_stats = _core.commit_parts(store, self.checkpoint, manifests, metadata=json.dumps(meta),
-                                                   world_size=len(results), keep_last=self.keep_last,
+            self.commit_stats = _core.commit_parts(store, self.checkpoint, manifests, world_size=len(results),
+                                                   metadata=json.dumps(meta), keep_last=self.keep_last,
                                                    overwrite=self.overwrite)
         except BaseException:
             for m in manifests:  # every rank's packs: they are garbage now

@@ -82,7 +82,7 @@ def import_dcp(dcp_dir, store, checkpoint: str, *, batch_bytes: int = 256 << 20,
             manifests.append(m)
         meta = {METADATA_KEY: {"format": "dcp", "torch_saved": objects, "imported_from": os.path.abspath(dcp_dir),
                                "dcp_metadata": _dcp_metadata.encode(md)}}
-        result = _core.commit_parts(s, checkpoint, manifests, metadata=json.dumps(meta))
+        result = _core.commit_parts(s, checkpoint, manifests, world_size=1, metadata=json.dumps(meta))
         advance(0, finished=True)
         return result
     except BaseException:

@@ -126,6 +126,31 @@ def test_bad_inputs_from_python_are_refused_naming_them(store):
     assert len(os.listdir(os.path.join(store, "packs"))) == 1, "a refused save wrote a pack"
 
 
+def test_every_compression_name_is_accepted_and_others_are_refused_naming_them(store):
+    names = ("auto", "none", "lz4", "shuffle-lz4", "shuffle-huffman")
+    assert tessera._core.COMPRESSIONS == names
+    w = torch.zeros(256, 256)  # every codec shrinks it
+    for name in names:
+        r = tessera.save({"w": w}, store, name, compression=name, dedup=False)
+        if name == "none":
+            assert r.written_bytes == r.logical_bytes, r
+        elif name != "auto":  # auto stores raw on a memory filesystem, which tmp_path may be
+            assert r.written_bytes < r.logical_bytes // 16, (name, r)
+        out = {"w": torch.ones(256, 256)}
+        tessera.load(out, store, name)
+        assert torch.equal(out["w"], w), name
+    for bad in ("shuffle+lz4", "LZ4", "zstd"):
+        with pytest.raises(tessera.InvalidArgument, match=re.escape(
+                f"unknown compression '{bad}' (valid: auto, none, lz4, shuffle-lz4, shuffle-huffman)")):
+            tessera.save({"w": w}, store, "bad", compression=bad)
+    assert sorted(c.name for c in tessera.Store(store).checkpoints()) == sorted(names)
+    # python -m tessera import-dcp refuses it before reading anything.
+    import subprocess
+    out = subprocess.run([sys.executable, "-m", "tessera", "import-dcp", "no-dir", store, "x", "--compression",
+                          "shuffle+lz4"], capture_output=True, text=True)
+    assert out.returncode == 2 and "'shuffle+lz4'" in out.stderr, out.stderr
+
+
 def test_errors_name_the_culprit(store):
     tessera.save({"w": torch.ones(4, 3), "n": 1}, store, "c")
     with pytest.raises(tessera.NotFoundError, match=re.escape("'nope'")):

@@ -40,8 +40,10 @@ def test_dcp_save_2_ranks_load_3_ranks_other_layout(store, ranks):
     ranks(_dcp_save, 2, store, "rows", 0)
     ranks(_dcp_load, 3, store, "rows", 1)  # columns, uneven
     _dcp_load_plain(store, "rows")
-    meta = tessera.Store(store).checkpoint("rows").metadata
+    info = tessera.Store(store).checkpoint("rows")
+    meta = info.metadata
     assert '"format": "dcp"' in meta and "dcp_metadata" in meta
+    assert info.world_size == 2, info  # the ranks of the save, passed to commit_parts
     # DCP's byte items holding a plain int, float or str are stored as values of that kind (show and diff print
     # them); the tuple stays torch.save bytes, the only one listed as such.
     import json
@@ -339,6 +341,7 @@ def test_import_dcp_directory(tmp_path, ranks):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "imported" in out.stdout, out.stdout
+    assert tessera.Store(store).checkpoint("imported").world_size == 1  # one process imports
     cli = os.environ.get("TESSERA_CLI")
     if cli:  # the C++ CLI forwards to python -m tessera
         out = subprocess.run([cli, "import-dcp", src, store, "again", "--batch-bytes", "1000", "--quiet"], env=env,

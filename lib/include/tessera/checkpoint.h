@@ -14,20 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "tessera/compression.h"
 #include "tessera/progress.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
 
 namespace tessera {
-
-enum class Compression {
-  kAuto,        // shuffle+huffman (2-, 4-byte elements) or shuffle+lz4 where a sample shows it pays, else raw;
-                // raw on a memory filesystem (tmpfs), where writing outruns every codec (default)
-  kNone,        // raw chunks: fastest, and partial loads read only the bytes they need
-  kLz4,         // lz4 on every chunk where it shrinks it
-  kShuffleLz4,  // byte shuffle + lz4 on every chunk where it shrinks it
-  kShuffleHuffman,  // byte shuffle + order-0 Huffman of the byte planes that shrink (fast, best on bf16/fp16/fp32)
-};
 
 struct SaveOptions {
   // Target bytes per chunk (default 4 MiB). Smaller chunks dedup and
@@ -35,6 +27,7 @@ struct SaveOptions {
   int64_t chunk_bytes = 4 << 20;
   // Roll over to a new pack after this many bytes (default 256 MiB).
   uint64_t pack_bytes = 256ull << 20;
+  // How chunks are stored (tessera/compression.h; default auto).
   Compression compression = Compression::kAuto;
   // Reference chunks the store already holds instead of writing them (default true).
   bool dedup = true;
@@ -53,8 +46,6 @@ struct SaveOptions {
   // Called as this process's pieces are hashed and written or found already
   // stored (tessera/progress.h); total: their raw bytes.
   ProgressFn progress;
-  // Recorded with the checkpoint; the distributed layer sets it.
-  int64_t world_size = 1;
   // Retention: after a successful commit, remove the oldest checkpoints (by
   // commit order) so at most this many remain; the one just saved is never
   // removed. 0 (default) keeps all; a negative value throws InvalidArgument

@@ -56,14 +56,21 @@ struct VerifyReport {
   bool ok() const { return damaged.empty() && catalog.empty(); }
 };
 
+struct VerifyOptions {
+  // Chunk reader threads (0 = one per core, the default; at most 1024, more
+  // throws InvalidArgument).
+  size_t threads = 0;
+  // Called as stored bytes are re-read (tessera/progress.h); total: the
+  // stored bytes of the chunks checked.
+  ProgressFn progress;
+};
+
 // Checks the catalog (PRAGMA integrity_check, and every row the named
 // checkpoints' loads would read against its checksum), then re-reads and
 // re-hashes every chunk they reference (all checkpoints when `checkpoints`
-// is empty) with `threads` readers (0 = one per core; at most 1024, more
-// throws InvalidArgument). Throws NotFoundError for an unknown name; damage is reported,
+// is empty). Throws NotFoundError for an unknown name; damage is reported,
 // not thrown (a checkpoint whose rows are damaged has its chunks unchecked).
-// `progress` (tessera/progress.h) counts the stored bytes re-read.
-VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints = {}, size_t threads = 0,
-                    const ProgressFn& progress = {});
+VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints = {},
+                    const VerifyOptions& options = {});
 
 }  // namespace tessera

@@ -3,7 +3,7 @@
 // rank's results through the process group).
 //
 //   every rank:   write_part(state, store)   -> SavedPart (opaque manifest)
-//   coordinator:  commit_parts(store, name, manifests of all ranks)
+//   coordinator:  commit_parts(store, name, manifests of all ranks, world size)
 //   on failure:   discard_part(store, manifest) for each part written
 //
 // write_part makes this rank's chunks durable in new packs and returns a
@@ -37,14 +37,15 @@ struct SavedPart {
 // committed together. `rank` only names the part in error messages.
 SavedPart write_part(const StateDict& state, Store& store, const SaveOptions& options = {}, int64_t rank = 0);
 
-// REQUIRES: store opened read-write. Commits the parts as `checkpoint`
-// (options.metadata and options.world_size are recorded; keep_last and
-// overwrite apply). Throws AlreadyExistsError if the name exists (unless
-// options.overwrite), InvalidArgument naming the
-// tensor when the parts do not form a consistent state; the catalog is then
-// unchanged and the caller should discard the parts.
+// REQUIRES: store opened read-write; world_size >= 1 (else InvalidArgument).
+// Commits the parts as `checkpoint`, recording `world_size` (the ranks that
+// saved it, as CheckpointSummary::world_size reports) and options.metadata;
+// keep_last and overwrite apply. Throws AlreadyExistsError if the name exists
+// (unless options.overwrite), InvalidArgument naming the tensor when the
+// parts do not form a consistent state; the catalog is then unchanged and
+// the caller should discard the parts.
 SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::vector<std::string>& manifests,
-                        const SaveOptions& options = {});
+                        int64_t world_size, const SaveOptions& options = {});
 
 // Best-effort removal of the packs a part wrote (after a failed save).
 // Never throws; packs a committed checkpoint references must not be passed.

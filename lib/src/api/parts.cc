@@ -18,10 +18,12 @@ SavedPart write_part(const StateDict& state, Store& store, const SaveOptions& op
 }
 
 SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::vector<std::string>& manifests,
-                        const SaveOptions& options) {
+                        int64_t world_size, const SaveOptions& options) {
   Store::Impl& impl = StoreAccess::impl(store);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot commit '" + checkpoint + "'");
   if (checkpoint.empty()) throw InvalidArgument("commit: the checkpoint name must not be empty");
+  if (world_size < 1)
+    throw InvalidArgument("commit of '" + checkpoint + "': world_size must be 1 or more, got " + std::to_string(world_size));
   check_keep_last(options.keep_last);
   std::vector<RankManifest> all;
   all.reserve(manifests.size());
@@ -39,7 +41,7 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
     total.chunks_written += s.chunks_written;
     total.packs += s.packs;
   }
-  commit_checkpoint(impl, checkpoint, std::move(all), options);
+  commit_checkpoint(impl, checkpoint, std::move(all), world_size, options);
   apply_retention_after_commit(store, options.keep_last, checkpoint, total);
   return total;
 }

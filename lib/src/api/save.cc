@@ -23,7 +23,7 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
   std::vector<pack::PackInfo> packs;
   for (const pack::PackInfo& p : manifests[0].packs) packs.push_back(pack::PackInfo{p.name, p.size, {}});
   try {
-    commit_checkpoint(impl, checkpoint, std::move(manifests), options);
+    commit_checkpoint(impl, checkpoint, std::move(manifests), 1, options);
   } catch (...) {
     discard_packs(impl, packs);
     throw;

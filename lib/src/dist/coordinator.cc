@@ -100,7 +100,7 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
       const std::string d = s.plane.compare_set(s.key("decision"), "", kCommit);
       if (d != kCommit) throw Error(s.aborted(d));
     };
-    commit_checkpoint(StoreAccess::impl(store), s.checkpoint, std::move(all), opts, token, decide);
+    commit_checkpoint(StoreAccess::impl(store), s.checkpoint, std::move(all), s.world, opts, token, decide);
     apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
   } catch (const std::exception& e) {
     const std::string what = e.what();

@@ -21,10 +21,8 @@ SaveResult run(const std::string& store_path, const std::string& checkpoint, Con
          plane.world_size(),
          "tessera/save/" + std::to_string(plane.next_save_id()) + "/" + checkpoint + "/",
          "save of checkpoint '" + checkpoint + "' failed: "};
-  SaveOptions opts = options;
-  opts.world_size = s.world;
-  const WritePart write_part = [&](Store::Impl& store) { return write(store, opts); };
-  return s.rank == 0 ? coordinate(s, write_part, opts) : participate(s, write_part);
+  const WritePart write_part = [&](Store::Impl& store) { return write(store, options); };
+  return s.rank == 0 ? coordinate(s, write_part, options) : participate(s, write_part);
 }
 
 }  // namespace

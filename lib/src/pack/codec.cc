@@ -4,19 +4,25 @@
 #include <lz4.h>
 
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
 #include "pack/huffman.h"
+#include "tessera/error.h"
 
 namespace tessera {
 namespace {
+
+// The names of tessera/compression.h, indexed by Compression (declaration order).
+constexpr const char* kCompressionNames[] = {"auto", "none", "lz4", "shuffle-lz4", "shuffle-huffman"};
+static_assert(std::size(kCompressionNames) == std::size(kCompressions));
 
 // A chunk smaller than this is never compressed: the win cannot pay the call.
 constexpr size_t kMinCompressBytes = 4096;
 // Compression must save at least 1/16 of the bytes to be kept.
 bool pays(size_t stored, size_t raw) { return stored + raw / 16 <= raw; }
-// kAuto first compresses a sample of this many bytes and gives up if that does not pay.
+// Compression::kAuto first compresses a sample of this many bytes and gives up if that does not pay.
 constexpr size_t kSampleBytes = 64 * 1024;
 
 // Per-thread scratch buffers, reused across chunks: kStaging holds a whole
@@ -74,7 +80,7 @@ void split2(const std::byte* in, size_t count, std::byte* lo, std::byte* hi) {
 // The inverse of split2 (declared here, defined below).
 void join2(const std::byte* lo, const std::byte* hi, size_t count, std::byte* out);
 
-// --- shuffle+huffman (codec 3) --------------------------------------------
+// --- shuffle-huffman (codec 3) --------------------------------------------
 //
 // Stored bytes: u8 version (1), u8 width, then for each of the `width` byte
 // planes of the shuffle a u8 mode and its data, then the n mod width tail
@@ -175,7 +181,7 @@ Encoded compress_huffman(const std::byte* raw, size_t n, size_t width, bool prob
   }
   std::memcpy(o, raw + count * width, n - count * width);
   o += n - count * width;
-  if (static_cast<size_t>(o - out) != total) throw std::logic_error("shuffle+huffman: size differs from its plan");
+  if (static_cast<size_t>(o - out) != total) throw std::logic_error("shuffle-huffman: size differs from its plan");
   e.bytes.shrink(total);
   return e;
 }
@@ -204,7 +210,7 @@ void join_planes(const std::byte* const* planes, size_t count, size_t width, std
 
 void decompress_huffman(const std::byte* stored, size_t stored_len, size_t elem_size, std::byte* out,
                         size_t raw_len) {
-  auto bad = [](const std::string& what) { return std::runtime_error("shuffle+huffman data is malformed: " + what); };
+  auto bad = [](const std::string& what) { return std::runtime_error("shuffle-huffman data is malformed: " + what); };
   const auto* in = reinterpret_cast<const uint8_t*>(stored);
   if (stored_len < 2) throw bad("header cut short");
   if (in[0] != kHuffmanVersion) throw bad("unknown version " + std::to_string(in[0]));
@@ -264,11 +270,28 @@ void join2(const std::byte* lo, const std::byte* hi, size_t count, std::byte* ou
 const char* codec_name(Codec c) {
   switch (c) {
     case Codec::kRaw: return "raw";
-    case Codec::kLz4: return "lz4";
-    case Codec::kShuffleLz4: return "shuffle+lz4";
-    case Codec::kShuffleHuffman: return "shuffle+huffman";
+    case Codec::kLz4: return kCompressionNames[static_cast<size_t>(Compression::kLz4)];
+    case Codec::kShuffleLz4: return kCompressionNames[static_cast<size_t>(Compression::kShuffleLz4)];
+    case Codec::kShuffleHuffman: return kCompressionNames[static_cast<size_t>(Compression::kShuffleHuffman)];
   }
   return "unknown";
+}
+
+std::string to_string(Compression compression) {
+  const auto i = static_cast<size_t>(compression);
+  return i < std::size(kCompressionNames) ? kCompressionNames[i] : "unknown";
+}
+
+std::string compression_names() {
+  std::string names;
+  for (const char* name : kCompressionNames) names += (names.empty() ? "" : ", ") + std::string(name);
+  return names;
+}
+
+Compression parse_compression(std::string_view word) {
+  for (Compression c : kCompressions)
+    if (word == kCompressionNames[static_cast<size_t>(c)]) return c;
+  throw InvalidArgument("unknown compression '" + std::string(word) + "' (valid: " + compression_names() + ")");
 }
 
 bool codec_known(uint8_t v) { return v <= static_cast<uint8_t>(Codec::kShuffleHuffman); }
@@ -285,13 +308,13 @@ void byte_unshuffle(const std::byte* in, size_t n, size_t width, std::byte* out)
   std::memcpy(out + count * width, in + count * width, n - count * width);
 }
 
-Encoded encode_chunk(const std::byte* raw, size_t n, size_t elem_size, CompressionPolicy policy) {
-  switch (policy) {
-    case CompressionPolicy::kNone: return Encoded{};
-    case CompressionPolicy::kLz4: return compress(Codec::kLz4, raw, n, elem_size);
-    case CompressionPolicy::kShuffleLz4: return compress(Codec::kShuffleLz4, raw, n, elem_size);
-    case CompressionPolicy::kShuffleHuffman: return compress_huffman(raw, n, elem_size);
-    case CompressionPolicy::kAuto: break;
+Encoded encode_chunk(const std::byte* raw, size_t n, size_t elem_size, Compression compression) {
+  switch (compression) {
+    case Compression::kNone: return Encoded{};
+    case Compression::kLz4: return compress(Codec::kLz4, raw, n, elem_size);
+    case Compression::kShuffleLz4: return compress(Codec::kShuffleLz4, raw, n, elem_size);
+    case Compression::kShuffleHuffman: return compress_huffman(raw, n, elem_size);
+    case Compression::kAuto: break;
   }
   if (n < kMinCompressBytes) return Encoded{};
   if (elem_size == 2 || elem_size == 4) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "tessera/compression.h"
+
 namespace tessera {
 
 // On-disk codec ids: never renumber; retired values stay reserved.
@@ -19,18 +21,10 @@ enum class Codec : uint8_t {
                         // Huffman coded (pack/huffman.h); layout in PACK_FORMAT.md
 };
 
+// The codec's name: "raw", "lz4", "shuffle-lz4", "shuffle-huffman" (the words of
+// tessera/compression.h; names are for messages only, the pack format stores ids).
 const char* codec_name(Codec c);
 bool codec_known(uint8_t value);
-
-// What the writer may choose.
-enum class CompressionPolicy {
-  kAuto,        // 2- and 4-byte elements: shuffle+huffman, other widths shuffle+lz4
-                // (lz4 for 1-byte ones); tried on a sample first, kept only where it pays (default)
-  kNone,        // always raw
-  kLz4,         // force LZ4 (falls back to raw if it would not pay)
-  kShuffleLz4,  // force shuffle+LZ4 (same fallback)
-  kShuffleHuffman,  // force shuffle+huffman (same fallback)
-};
 
 // A byte buffer that is not zero-filled when allocated (chunks are megabytes;
 // clearing them first costs as much as compressing them).
@@ -54,8 +48,9 @@ struct Encoded {
   ByteBuffer bytes;  // empty when codec == kRaw: the raw bytes are stored as is
 };
 
-// Encodes `raw` under `policy`; elem_size is the shuffle width.
-Encoded encode_chunk(const std::byte* raw, size_t n, size_t elem_size, CompressionPolicy policy);
+// Encodes `raw` as `compression` asks (tessera/compression.h; the memory
+// filesystem rule of kAuto is the caller's); elem_size is the shuffle width.
+Encoded encode_chunk(const std::byte* raw, size_t n, size_t elem_size, Compression compression);
 
 // Decodes `stored` into exactly raw_len bytes at `out`. Throws
 // std::runtime_error (with a message saying what is wrong) on malformed input.

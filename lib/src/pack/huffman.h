@@ -1,5 +1,5 @@
 // Order-0 canonical Huffman coding of one byte plane, for codec 3
-// (shuffle+huffman, see codec.h and PACK_FORMAT.md).
+// (shuffle-huffman, see codec.h and PACK_FORMAT.md).
 //
 // A coded plane of `count` bytes is stored as
 //

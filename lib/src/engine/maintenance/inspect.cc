@@ -96,8 +96,7 @@ std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoin
   return out;
 }
 
-VerifyReport verify(const Store& store, const std::vector<std::string>& names, size_t threads,
-                    const ProgressFn& progress) {
+VerifyReport verify(const Store& store, const std::vector<std::string>& names, const VerifyOptions& options) {
   Store::Impl& impl = StoreAccess::impl(store);
   VerifyReport report;
   std::vector<catalog::CheckpointInfo> ckpts;
@@ -183,8 +182,8 @@ VerifyReport verify(const Store& store, const std::vector<std::string>& names, s
   std::atomic<uint64_t> bytes{0};
   uint64_t total = 0;
   for (const auto& c : chunks) total += c.entry.stored_len;
-  io::ProgressMeter meter(progress, "verify", total);
-  io::ThreadPool pool(threads);
+  io::ProgressMeter meter(options.progress, "verify", total);
+  io::ThreadPool pool(options.threads);
   pool.parallel_for(spans.size(), [&](size_t s) {
     const Span span = spans[s];
     const auto& pack = chunks[span.first].pack;

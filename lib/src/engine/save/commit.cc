@@ -22,12 +22,12 @@ std::string rank_list(std::vector<int64_t> ranks) {
 }  // namespace
 
 void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::vector<RankManifest> manifests,
-                       const SaveOptions& options, const std::string& save_token,
+                       int64_t world_size, const SaveOptions& options, const std::string& save_token,
                        const std::function<void()>& before_commit) {
   catalog::NewCheckpoint c;
   c.save_token = save_token;
   c.name = checkpoint;
-  c.world_size = options.world_size;
+  c.world_size = world_size;
   c.metadata = options.metadata;
   c.packs_dir = store.packs_dir();  // a pack gc removed meanwhile fails the commit
   c.replace_existing = options.overwrite;

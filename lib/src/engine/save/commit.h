@@ -14,13 +14,13 @@ namespace tessera {
 // one dtype and global shape across ranks, its pieces tile the global shape
 // exactly, values are not also tensors — and commits. Throws InvalidArgument
 // naming the tensor and ranks, or AlreadyExistsError if the name exists; on
-// failure the catalog is unchanged. `save_token` is recorded with the
-// checkpoint; `before_commit` runs inside the catalog transaction just before
+// failure the catalog is unchanged. `world_size` (the ranks that saved) and
+// `save_token` are recorded with the checkpoint; `before_commit` runs inside the catalog transaction just before
 // COMMIT (see Catalog::commit) and may veto it by throwing. The manifests are
 // taken by value: their pieces and packs move into the commit (a million
 // pieces are not copied), so a caller that needs them afterwards passes a copy.
 void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::vector<RankManifest> manifests,
-                       const SaveOptions& options, const std::string& save_token = "",
+                       int64_t world_size, const SaveOptions& options, const std::string& save_token = "",
                        const std::function<void()>& before_commit = {});
 
 }  // namespace tessera

@@ -22,17 +22,6 @@
 namespace tessera {
 namespace {
 
-CompressionPolicy policy_of(Compression c) {
-  switch (c) {
-    case Compression::kNone: return CompressionPolicy::kNone;
-    case Compression::kLz4: return CompressionPolicy::kLz4;
-    case Compression::kShuffleLz4: return CompressionPolicy::kShuffleLz4;
-    case Compression::kShuffleHuffman: return CompressionPolicy::kShuffleHuffman;
-    case Compression::kAuto: break;
-  }
-  return CompressionPolicy::kAuto;
-}
-
 // One entry's bytes as the workers see them: the entry's own host view, or
 // the view its stage_for_save hook returns, staged on first use.
 class EntrySource {
@@ -192,9 +181,9 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   std::atomic<uint64_t> written{0}, written_bytes{0}, logical{0};
   // On a memory filesystem writing is faster than any codec (GPU bench:
   // /dev/shm saves 1.5x and loads 1.5x faster raw), so auto stores raw there.
-  CompressionPolicy policy = policy_of(options.compression);
-  if (policy == CompressionPolicy::kAuto && store.env.on_memory_filesystem(store.packs_dir()))
-    policy = CompressionPolicy::kNone;
+  Compression compression = options.compression;
+  if (compression == Compression::kAuto && store.env.on_memory_filesystem(store.packs_dir()))
+    compression = Compression::kNone;
 
   io::ProgressMeter meter(options.progress, "save", plan.bytes);
   // Pieces go in the plan's groups: a group's new chunk ids are looked up in
@@ -243,7 +232,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
         e.id = pieces[i].chunk;
         e.raw_len = n;
         e.elem_size = static_cast<uint8_t>(std::min<size_t>(v.elem_size, 255));
-        Encoded enc = encode_chunk(raw, n, v.elem_size, policy);
+        Encoded enc = encode_chunk(raw, n, v.elem_size, compression);
         e.codec = enc.codec;
         const std::byte* stored = raw;
         if (enc.codec == Codec::kRaw) {
