@@ -31,7 +31,9 @@ using tessera::test::has;
 using tessera::test::message_of;
 using tessera::test::run_on;
 using tessera::test::run_ranks;
+using tessera::test::sourced_entry;
 using tessera::test::TempDir;
+using tessera::test::TestSource;
 namespace fs = std::filesystem;
 
 namespace {
@@ -475,15 +477,16 @@ namespace {
 // A state whose only entry fails inside the save with `raise` (when its
 // bytes are staged, as a device tensor's would be).
 StateDict failing_state(const std::function<void()>& raise) {
-  TensorEntry e;
-  e.view.dtype = "uint8";  // a scalar
-  e.view.elem_size = 1;
-  e.stage_for_save = [raise]() -> TensorView {
+  TensorView scalar;
+  scalar.dtype = "uint8";
+  scalar.elem_size = 1;
+  auto source = std::make_shared<TestSource>();
+  source->on_save = [raise]() -> TensorView {
     raise();
     return {};
   };
   StateDict sd;
-  sd.add_tensor("x", std::move(e));
+  sd.add_tensor("x", sourced_entry(scalar, source));
   return sd;
 }
 

@@ -30,6 +30,8 @@ using tessera::test::error_of;
 using tessera::test::flip_byte;
 using tessera::test::has;
 using tessera::test::live_threads;
+using tessera::test::sourced_entry;
+using tessera::test::TestSource;
 
 namespace {
 
@@ -287,23 +289,24 @@ TEST_CASE("staged entries load in bounded waves: each wave finishes before the n
   uint64_t live = 0, peak = 0;
   StateDict target;
   for (int i = 0; i < n; ++i) {
-    TensorEntry e;
-    e.view = TensorView::contiguous("float32", 4, nullptr, {static_cast<int64_t>(src[i].size())});
-    e.load_target = [&, i] {
+    const TensorView view = TensorView::contiguous("float32", 4, nullptr, {static_cast<int64_t>(src[i].size())});
+    auto source = std::make_shared<TestSource>();
+    source->on_load = [&, i](const std::string& saved_dtype) {
+      CHECK(saved_dtype == "float32");
       events.push_back("stage " + std::to_string(i));
       staging[i].assign(src[i].size(), -1.0f);
       live += staging[i].size() * 4;
       peak = std::max(peak, live);
       return TensorView::contiguous("float32", 4, staging[i].data(), {static_cast<int64_t>(src[i].size())});
     };
-    e.finish_load = [&, i](bool cast) {
+    source->on_loaded = [&, i](bool cast) {
       CHECK_FALSE(cast);
       events.push_back("finish " + std::to_string(i));
       device[i] = staging[i];
       live -= staging[i].size() * 4;
       staging[i].clear();
     };
-    target.add_tensor("t" + std::to_string(i), std::move(e));
+    target.add_tensor("t" + std::to_string(i), sourced_entry(view, source));
   }
   LoadOptions o;
   o.max_staging_bytes = 10000;  // two or three entries per wave (4000..6000 bytes each)
@@ -722,16 +725,121 @@ TEST_CASE("a staging target that covers another box than its entry is refused, n
   sd.add_tensor("w", TensorView::contiguous("float32", 4, w.data(), {8}));
   save(sd, store, "c");
   StateDict target;
-  TensorEntry e;
-  e.view = TensorView::contiguous("float32", 4, nullptr, {8});
   // Rows 0..3 only: pieces were read for the entry's box, so this target
   // would be filled from the wrong pieces (or not at all).
-  e.load_target = [&] { return TensorView::contiguous("float32", 4, half.data(), {4}).as_shard({8}, {0}); };
-  target.add_tensor("w", std::move(e));
+  auto source = std::make_shared<TestSource>(TensorView::contiguous("float32", 4, half.data(), {4}).as_shard({8}, {0}));
+  target.add_tensor("w", sourced_entry(TensorView::contiguous("float32", 4, nullptr, {8}), source));
   const std::string m = error_of([&] { load(target, store, "c"); });
   CHECK(has(m, "tensor 'w'"));
   CHECK(has(m, "staging target"));
   CHECK(half == std::vector<float>(4, -1.0f));
+}
+
+TEST_CASE("a save asks a staged source for its bytes once and calls saved() once, after its last chunk") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  std::vector<float> w(4096);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i) * 0.5f;
+  std::vector<float> staging = w;
+  auto source = std::make_shared<TestSource>(TensorView::contiguous("float32", 4, staging.data(), {4096}));
+  // Staging reused after saved(): a chunk read later would be saved as -7.
+  source->on_saved = [&] { std::fill(staging.begin(), staging.end(), -7.0f); };
+  StateDict sd;
+  sd.add_tensor("w", sourced_entry(TensorView::contiguous("float32", 4, nullptr, {4096}), source));
+  SaveOptions o;
+  o.chunk_bytes = 1024;  // 16 chunks over 4 workers
+  o.threads = 4;
+  CHECK(save(sd, store, "c", o).chunks_written == 16);
+  CHECK(source->calls() == std::vector<std::string>{"host_view_for_save", "saved"});
+
+  // Again, every chunk now found in the store: once each per save.
+  staging = w;
+  CHECK(save(sd, store, "d", o).chunks_written == 0);
+  CHECK(source->calls() == std::vector<std::string>{"host_view_for_save", "saved", "host_view_for_save", "saved"});
+
+  std::vector<float> back(4096, 0.0f);
+  StateDict target;
+  target.add_tensor("w", TensorView::contiguous("float32", 4, back.data(), {4096}));
+  load(target, store, "c");
+  CHECK(back == w);
+}
+
+TEST_CASE("a source over host memory is read and written in place, and still told saved() and loaded()") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  std::vector<float> w{1, 2, 3, 4, 5, 6, 7, 8}, back(8, 0.0f);
+  auto saving = std::make_shared<TestSource>();
+  saving->is_staged = false;
+  StateDict sd;
+  sd.add_tensor("w", sourced_entry(TensorView::contiguous("float32", 4, w.data(), {8}), saving));
+  save(sd, store, "c");
+  CHECK(saving->calls() == std::vector<std::string>{"saved"});
+
+  auto loading = std::make_shared<TestSource>();
+  loading->is_staged = false;
+  loading->casts = true;  // unused: the dtypes agree
+  StateDict target;
+  target.add_tensor("w", sourced_entry(TensorView::contiguous("float32", 4, back.data(), {8}), loading));
+  load(target, store, "c");
+  CHECK(loading->calls() == std::vector<std::string>{"loaded"});
+  CHECK(back == w);
+}
+
+TEST_CASE("a load asks a source for one target in the saved dtype, then tells loaded() whether it must convert") {
+  TempDir dir("store");
+  Store store = Store::open(dir.path());
+  std::vector<float> w{1.5f, -2.0f, 3.25f, 4.0f, 0.0f, 6.5f};
+  StateDict sd;
+  sd.add_tensor("w", TensorView::contiguous("float32", 4, w.data(), {6}));
+  save(sd, store, "c");
+
+  SUBCASE("staged, same dtype") {
+    std::vector<float> staging(6, 0.0f);
+    auto source = std::make_shared<TestSource>(TensorView::contiguous("float32", 4, staging.data(), {6}));
+    StateDict target;
+    target.add_tensor("w", sourced_entry(TensorView::contiguous("float32", 4, nullptr, {6}), source));
+    load(target, store, "c");
+    CHECK(source->calls() == std::vector<std::string>{"host_target_for_load float32", "loaded"});
+    CHECK(staging == w);
+  }
+  SUBCASE("a float64 target: the bytes land as float32, and loaded(true) converts") {
+    std::vector<float> landed(6, 0.0f);
+    std::vector<double> target_bytes(6, 0.0);
+    auto source = std::make_shared<TestSource>(TensorView::contiguous("float32", 4, landed.data(), {6}));
+    source->is_staged = false;
+    source->casts = true;
+    source->on_loaded = [&](bool cast) {
+      REQUIRE(cast);
+      std::copy(landed.begin(), landed.end(), target_bytes.begin());
+    };
+    StateDict target;
+    target.add_tensor("w", sourced_entry(TensorView::contiguous("float64", 8, target_bytes.data(), {6}), source));
+    LoadOptions o;
+    o.allow_cast = true;
+    load(target, store, "c", o);
+    CHECK(source->calls() == std::vector<std::string>{"host_target_for_load float32", "loaded cast"});
+    CHECK(target_bytes == std::vector<double>(w.begin(), w.end()));
+  }
+  SUBCASE("a source that cannot cast is refused before it is asked for anything") {
+    std::vector<double> target_bytes(6, 0.0);
+    auto source = std::make_shared<TestSource>();
+    source->is_staged = false;
+    StateDict target;
+    target.add_tensor("w", sourced_entry(TensorView::contiguous("float64", 8, target_bytes.data(), {6}), source));
+    LoadOptions o;
+    o.allow_cast = true;
+    CHECK(has(error_of([&] { load(target, store, "c", o); }), "converting needs the LibTorch layer"));
+    CHECK(source->calls().empty());
+  }
+  SUBCASE("an entry the checkpoint lacks (non-strict load): not called") {
+    auto source = std::make_shared<TestSource>();
+    StateDict target;
+    target.add_tensor("absent", sourced_entry(TensorView::contiguous("float32", 4, nullptr, {6}), source));
+    LoadOptions o;
+    o.strict = false;
+    CHECK(load(target, store, "c", o).missing_keys == std::vector<std::string>{"absent"});
+    CHECK(source->calls().empty());
+  }
 }
 
 TEST_CASE("save and load report progress: bytes rise to the total, then one finished report") {

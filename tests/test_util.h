@@ -1,5 +1,5 @@
 // Helpers shared by the test suites: temporary directories, random data,
-// errors, files, and ranks on threads.
+// errors, files, a recording tensor source, and ranks on threads.
 #pragma once
 
 #include <signal.h>
@@ -14,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "tessera/distributed.h"
+#include "tessera/tensor_source.h"
 
 namespace tessera::test {
 
@@ -147,6 +149,66 @@ inline size_t live_threads() {
   size_t n = 0;
   for ([[maybe_unused]] auto& t : std::filesystem::directory_iterator("/proc/self/task")) ++n;
   return n;
+}
+
+// ---- tensor sources ---------------------------------------------------------
+
+// A TensorSource that records its calls ("host_view_for_save", "saved",
+// "host_target_for_load <dtype>", "loaded" or "loaded cast") and runs the
+// matching function where one is set. Staged unless `is_staged` is cleared;
+// casts only with `casts`. Without a function, the views are `view`.
+class TestSource : public TensorSource {
+ public:
+  explicit TestSource(TensorView v = {}) : view(std::move(v)) {}
+
+  TensorView view;
+  bool is_staged = true;
+  bool casts = false;
+  std::function<TensorView()> on_save;
+  std::function<void()> on_saved;
+  std::function<TensorView(const std::string& saved_dtype)> on_load;
+  std::function<void(bool cast)> on_loaded;
+
+  // The calls so far, in order.
+  std::vector<std::string> calls() const {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+  bool staged() const override { return is_staged; }
+  bool can_cast() const override { return casts; }
+  TensorView host_view_for_save() override {
+    record("host_view_for_save");
+    return on_save ? on_save() : view;
+  }
+  void saved() override {
+    record("saved");
+    if (on_saved) on_saved();
+  }
+  TensorView host_target_for_load(const std::string& saved_dtype) override {
+    record("host_target_for_load " + saved_dtype);
+    return on_load ? on_load(saved_dtype) : view;
+  }
+  void loaded(bool cast) override {
+    record(cast ? "loaded cast" : "loaded");
+    if (on_loaded) on_loaded(cast);
+  }
+
+ private:
+  void record(std::string call) {
+    std::lock_guard lock(mu_);
+    calls_.push_back(std::move(call));
+  }
+  mutable std::mutex mu_;
+  std::vector<std::string> calls_;
+};
+
+// The entry of `view` with `source` behind it.
+inline TensorEntry sourced_entry(TensorView view, std::shared_ptr<TensorSource> source) {
+  TensorEntry e;
+  e.view = std::move(view);
+  e.source = std::move(source);
+  return e;
 }
 
 // ---- ranks on threads -------------------------------------------------------

@@ -19,10 +19,10 @@
 // A staged entry has no host bytes of its own (a CUDA tensor): its bytes
 // pass through a contiguous host buffer that Python provides when they
 // move. acquire() -> data_ptr returns that buffer, filled for a save
-// (TensorEntry::stage_for_save; called lazily from a worker thread) or to be
-// filled for a load (load_target); release(cast: bool) is called once the
-// buffer is no longer needed (after_save; for a load, finish_load: the bytes
-// have landed and may be copied to the device).
+// (TensorSource::host_view_for_save; called lazily from a worker thread) or
+// to be filled for a load (host_target_for_load); release(cast: bool) is
+// called once the buffer is no longer needed (saved; for a load, loaded: the
+// bytes have landed and may be copied to the device).
 //
 // Results are typed records (_core_records.h): SaveResult, LoadResult,
 // CheckpointSummary, EntryInfo here; the tools' in _core_tools.cc.
@@ -49,6 +49,7 @@
 #include "tessera/parts.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
+#include "tessera/tensor_source.h"
 #include "dist/failure.h"
 #include "dist/save.h"
 #include "plan/replica_rows.h"
@@ -176,6 +177,44 @@ using tessera_py::StagedDesc;
 using tessera_py::TensorDesc;
 using tessera_py::ValueDesc;
 
+// A StagedDesc's source: acquire() gives the host buffer for a save or a load
+// (the view's geometry with a new address), release(cast) gives it back.
+class PySource : public tessera::TensorSource {
+ public:
+  PySource(const std::string& name, tessera::TensorView base, const StagedDesc& d)
+      : base_(std::move(base)),
+        acquire_("tensor '" + name + "': staging", d.acquire),
+        release_("tensor '" + name + "': staging", d.release) {}
+
+  bool staged() const override { return true; }
+  tessera::TensorView host_view_for_save() override { return host_view(); }
+  // Must not throw (tessera/tensor_source.h): what release raises goes to
+  // sys.unraisablehook, as a progress callback's does.
+  void saved() override {
+    try {
+      release_.call(false);
+    } catch (const std::exception& e) {
+      py::gil_scoped_acquire gil;
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+      PyErr_WriteUnraisable(nullptr);
+    }
+  }
+  tessera::TensorView host_target_for_load(const std::string&) override { return host_view(); }
+  void loaded(bool cast) override { release_.call(cast); }
+
+ private:
+  tessera::TensorView host_view() {  // the buffer is contiguous: only its address is new
+    return acquire_.call_and([&](const py::object& r) {
+      tessera::TensorView h = base_;
+      h.data = reinterpret_cast<std::byte*>(r.cast<uintptr_t>());
+      return h;
+    });
+  }
+
+  tessera::TensorView base_;
+  PyCallback acquire_, release_;
+};
+
 tessera::TensorEntry staged_entry(const StagedDesc& d) {
   tessera::TensorEntry e;
   tessera::TensorView& v = e.view;
@@ -187,19 +226,7 @@ tessera::TensorEntry staged_entry(const StagedDesc& d) {
   v.offsets = d.offsets;
   v.replica_index = d.replica_index;
   v.replica_count = d.replica_count;
-  auto acquire = std::make_shared<PyCallback>("tensor '" + d.name + "': staging", d.acquire);
-  auto release = std::make_shared<PyCallback>("tensor '" + d.name + "': staging", d.release);
-  auto host_view = [acquire, base = v] {  // the buffer is contiguous: only its address is new
-    return acquire->call_and([&](const py::object& r) {
-      tessera::TensorView h = base;
-      h.data = reinterpret_cast<std::byte*>(r.cast<uintptr_t>());
-      return h;
-    });
-  };
-  e.stage_for_save = host_view;
-  e.load_target = host_view;
-  e.after_save = [release] { release->call(false); };
-  e.finish_load = [release](bool cast) { release->call(cast); };
+  e.source = std::make_shared<PySource>(d.name, v, d);
   return e;
 }
 

@@ -2,14 +2,12 @@
 // tensor (whole, or one shard of a global tensor) or a small value.
 //
 // This header is LibTorch-free: tensors are described by TensorView (a
-// pointer, sizes, strides, dtype name). `tessera/torch.h` builds views from
-// at::Tensor, including CUDA tensors and casts.
+// pointer, sizes, strides, dtype name). `tessera/torch.h` builds entries from
+// at::Tensor, including CUDA tensors and casts, with a TensorSource behind them.
 #pragma once
 
-#include <any>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -48,40 +46,22 @@ struct TensorView {
   TensorView as_replica(int64_t index, int64_t count) const;
 };
 
-// One tensor entry. The hooks let the LibTorch layer stage device tensors
-// and casts through host memory; plain host tensors leave them empty.
+class TensorSource;  // tessera/tensor_source.h
+
+// One tensor entry: a view, and what stands behind it when its bytes are not
+// plain host memory (see tessera/tensor_source.h).
 struct TensorEntry {
   // Where the tensor sits in the global tensor, and its local bytes. For a
-  // tensor the host cannot address (CUDA), `data` is null and the hooks
-  // below provide host views when bytes must move.
+  // staged source (a CUDA tensor), `data` may be null: the source provides
+  // host views when bytes must move.
   TensorView view;
-  // Save only: returns the host view whose bytes are saved (e.g. a CUDA
-  // tensor copied into pinned host staging). Called at most once per save,
-  // lazily, by the worker thread that first needs the entry's bytes; workers
-  // take entries in name order, so the copies of later entries overlap the
-  // hashing and writing of earlier ones. Not called when this rank writes
-  // none of the entry's pieces. Must be safe to call from any thread; may
-  // block (e.g. until staging memory is free).
-  std::function<TensorView()> stage_for_save;
-  // Save only: called once every piece of the staged view has been hashed
-  // and written (or found in the store), so its staging memory may be
-  // reused; from a worker thread. A failing save may skip it (the caller
-  // then reclaims its staging itself).
-  std::function<void()> after_save;
-  // Load only: returns the host view the saved bytes land in when
-  // `view.data` is not host memory (e.g. pinned staging for a CUDA tensor).
-  std::function<TensorView()> load_target;
-  // Load only: called when the saved dtype differs from view.dtype and the
-  // caller allowed casts; returns a view in the saved dtype to load into.
-  std::function<TensorView(const std::string& saved_dtype)> cast_target;
-  // Load only: called after the entry's bytes have landed (and verified);
-  // `cast` is true when they landed in the view cast_target returned.
-  std::function<void(bool cast)> finish_load;
-  // Keeps staging buffers alive as long as the entry.
-  std::shared_ptr<void> keep_alive;
-  // The object the view was taken from, for layers that can copy it faster
-  // themselves (the LibTorch layer stores the at::Tensor; async save reads it).
-  std::any source;
+  // Null: `view` is plain host memory the caller keeps alive for the save or
+  // load. Copies of the entry share the source.
+  std::shared_ptr<TensorSource> source;
+
+  // Whether the bytes pass through the source's host staging (source &&
+  // source->staged()).
+  bool staged() const;
 };
 
 class StateDict {

@@ -9,7 +9,8 @@
 // Tensors may be of any dtype LibTorch has (quantized types excepted), 0-D to
 // N-D, with any strides, on the CPU or a CUDA device. CUDA tensors are staged
 // through pinned host memory: copied device-to-host when a save reads them,
-// host-to-device after a load has verified their bytes. With
+// host-to-device after a load has verified their bytes (the entries'
+// TensorSource, tessera/tensor_source.h, does both). With
 // LoadOptions::allow_cast, a saved dtype that differs from the target's is
 // converted by LibTorch (`copy_`).
 #pragma once
@@ -35,8 +36,9 @@ TensorEntry tensor_entry(const at::Tensor& tensor);
 TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offsets);
 
 // The tensor an entry describes: the at::Tensor it was built from (entries
-// from this header), else a CPU tensor over its host view's memory. Throws
-// InvalidArgument naming `name` for a view without data.
+// from this header and tessera/module.h, whose TensorSource holds it), else a
+// CPU tensor over its host view's memory. Throws InvalidArgument naming
+// `name` for a view without data.
 at::Tensor entry_tensor(const std::string& name, const TensorEntry& entry);
 
 void add_tensor(StateDict& state, const std::string& name, const at::Tensor& tensor);

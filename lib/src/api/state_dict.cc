@@ -2,6 +2,7 @@
 
 #include "geometry/box.h"
 #include "tessera/error.h"
+#include "tessera/tensor_source.h"
 
 namespace tessera {
 
@@ -30,6 +31,8 @@ TensorView TensorView::as_replica(int64_t index, int64_t count) const {
   v.replica_count = count;
   return v;
 }
+
+bool TensorEntry::staged() const { return source && source->staged(); }
 
 void StateDict::add_tensor(const std::string& name, TensorView view) {
   TensorEntry entry;

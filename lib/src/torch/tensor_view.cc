@@ -1,11 +1,13 @@
+// Entries from at::Tensor (tessera/torch.h): dtype names, entry builders and
+// entry_tensor. The staging behind the entries is TorchSource (torch_source.h).
 #include <ATen/ATen.h>
 #include <c10/util/accumulate.h>
-#include <c10/util/strides.h>
 
 #include <array>
 
 #include "tessera/error.h"
 #include "tessera/torch.h"
+#include "torch/torch_source.h"
 
 namespace tessera {
 namespace {
@@ -19,34 +21,6 @@ constexpr std::array<const char*, 46> kNames = {
     "uint32",   "uint64",    "uint1",       "uint2",        "uint3",           "uint4",           "uint5",
     "uint6",    "uint7",     "int1",        "int2",         "int3",            "int4",            "int5",
     "int6",     "int7",      "float8_e8m0fnu", "float4_e2m1fn_x2"};
-
-Shape to_shape(c10::IntArrayRef r) { return Shape(r.begin(), r.end()); }
-
-// A tensor and, when it is not addressable on the host or must be converted,
-// the host tensor whose bytes tessera reads and writes.
-struct Binding {
-  at::Tensor target;
-  at::Tensor host;       // device tensors: pinned host staging; undefined for CPU tensors
-  at::Tensor cast_host;  // the last load's staging in the saved dtype
-};
-
-TensorView view_of(const at::Tensor& t, Shape global_shape, Shape offsets) {
-  TensorView v;
-  v.dtype = dtype_name(t.scalar_type());
-  v.elem_size = t.element_size();
-  v.data = t.numel() > 0 ? static_cast<std::byte*>(t.data_ptr()) : nullptr;
-  v.sizes = to_shape(t.sizes());
-  v.strides = to_shape(t.strides());
-  v.global_shape = std::move(global_shape);
-  v.offsets = std::move(offsets);
-  return v;
-}
-
-at::Tensor host_staging(const at::Tensor& like, c10::ScalarType dtype) {
-  auto options = at::TensorOptions().dtype(dtype).device(at::kCPU);
-  if (like.is_cuda()) options = options.pinned_memory(true);
-  return at::empty(like.sizes(), options);
-}
 
 }  // namespace
 
@@ -63,55 +37,11 @@ c10::ScalarType scalar_type_from_name(const std::string& name) {
 }
 
 TensorEntry shard_entry(const at::Tensor& local, Shape global_shape, Shape offsets) {
-  if (!local.defined()) throw InvalidArgument("undefined tensor");
-  if (local.is_quantized() || local.layout() != at::kStrided)
-    throw InvalidArgument("tensors of layout " + c10::str(local.layout()) + " and dtype " +
-                          dtype_name(local.scalar_type()) + " are not supported (dense, non-quantized only)");
-  auto b = std::make_shared<Binding>();
-  b->target = local;
-  TensorEntry e;
-  e.source = local;
-  if (local.device().is_cpu()) {
-    e.view = view_of(local, std::move(global_shape), std::move(offsets));
-  } else {
-    // Not host-addressable: described here, staged through pinned host
-    // memory only when a save or load needs the bytes.
-    e.view = view_of(local, std::move(global_shape), std::move(offsets));
-    e.view.data = nullptr;
-    e.view.strides = to_shape(c10::contiguous_strides(local.sizes()));
-    e.stage_for_save = [b, base = e.view] {
-      if (!b->host.defined()) b->host = host_staging(b->target, b->target.scalar_type());
-      b->host.copy_(b->target);
-      return view_of(b->host, base.global_shape, base.offsets);
-    };
-    e.after_save = [b] { b->host.reset(); };  // back to PyTorch's caching host allocator
-    e.load_target = [b, base = e.view] {
-      if (!b->host.defined()) b->host = host_staging(b->target, b->target.scalar_type());
-      return view_of(b->host, base.global_shape, base.offsets);
-    };
-  }
-  e.finish_load = [b](bool cast) {
-    if (cast) {
-      b->target.copy_(b->cast_host);  // converts dtype (and moves to the device)
-      b->cast_host.reset();
-    } else if (b->host.defined()) {
-      // Queued on the current stream from pinned memory: overlaps the next
-      // wave's reads. PyTorch's caching host allocator keeps the staging
-      // block from reuse until the copy has run.
-      b->target.copy_(b->host, /*non_blocking=*/b->target.is_cuda());
-      b->host.reset();
-    }
-  };
-  e.cast_target = [b, base = e.view](const std::string& saved_dtype) {
-    b->cast_host = host_staging(b->target, scalar_type_from_name(saved_dtype));
-    return view_of(b->cast_host, base.global_shape, base.offsets);
-  };
-  e.keep_alive = b;
-  return e;
+  return entry_of(std::make_shared<TorchSource>(local, std::move(global_shape), std::move(offsets)));
 }
 
 at::Tensor entry_tensor(const std::string& name, const TensorEntry& entry) {
-  if (const auto* t = std::any_cast<at::Tensor>(&entry.source)) return *t;
+  if (const auto* source = dynamic_cast<const TorchSource*>(entry.source.get())) return source->tensor();
   const TensorView& v = entry.view;
   if (c10::multiply_integers(v.sizes) > 0 && v.data == nullptr)
     throw InvalidArgument("tensor '" + name + "': no data and no source tensor");
@@ -120,7 +50,7 @@ at::Tensor entry_tensor(const std::string& name, const TensorEntry& entry) {
 
 TensorEntry tensor_entry(const at::Tensor& tensor) {
   if (!tensor.defined()) throw InvalidArgument("undefined tensor");
-  Shape shape = to_shape(tensor.sizes());
+  Shape shape(tensor.sizes().begin(), tensor.sizes().end());
   Shape offsets(shape.size(), 0);
   return shard_entry(tensor, std::move(shape), std::move(offsets));
 }

@@ -18,6 +18,7 @@
 #include "plan/read_plan.h"
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
+#include "tessera/tensor_source.h"
 
 namespace tessera {
 namespace {
@@ -36,8 +37,8 @@ struct Planned {
   const std::string* name;
   TensorEntry* entry;
   const catalog::TensorRecord* saved;
-  bool cast;              // lands in cast_target's view, then converted
-  uint64_t staged_bytes;  // host staging its hooks allocate (0 for host views)
+  bool cast;              // lands in the source's view in the saved dtype, then converted
+  uint64_t staged_bytes;  // host staging its source allocates (0 for host views)
 };
 
 struct Reader {
@@ -112,17 +113,16 @@ struct Reader {
     meter.add(static_cast<uint64_t>(j.region.volume()) * elem);
   }
 
-  // Loads `wave`: asks the hooks for host targets, reads every chunk that
-  // intersects them in parallel, then lets the entries finish (e.g. queue
-  // their host-to-device copies, which overlap the next wave's reads).
+  // Loads `wave`: asks the sources for host targets, reads every chunk that
+  // intersects them in parallel, then tells the sources (e.g. to queue their
+  // host-to-device copies, which overlap the next wave's reads).
   void load_wave(const std::vector<Planned>& wave, io::ThreadPool& pool, uint64_t& chunks_read) {
-    std::deque<TensorView> targets;  // hook-provided views (stable addresses)
+    std::deque<TensorView> targets;  // source-provided views (stable addresses)
     std::vector<ReadJob> jobs;
     for (const Planned& p : wave) {
       TensorEntry& te = *p.entry;
       const TensorView* target = &te.view;
-      if (p.cast) target = &targets.emplace_back(te.cast_target(p.saved->dtype));
-      else if (te.load_target) target = &targets.emplace_back(te.load_target());
+      if (p.cast || te.staged()) target = &targets.emplace_back(te.source->host_target_for_load(p.saved->dtype));
       if (static_cast<int64_t>(target->elem_size) != p.saved->elem_size)
         throw InvalidArgument(where(checkpoint, *p.name) + ": saved element size " +
                               std::to_string(p.saved->elem_size) + ", target " + std::to_string(target->elem_size));
@@ -162,7 +162,7 @@ struct Reader {
                               lookups.chunks[i].hex() + " is missing from the catalog");
     pool.parallel_for(jobs.size(), [&](size_t i) { read(jobs[i], *found[lookups.of_read[i]]); });
     for (const Planned& p : wave)
-      if (p.entry->finish_load) p.entry->finish_load(p.cast);
+      if (p.entry->source) p.entry->source->loaded(p.cast);
     chunks_read += jobs.size();
   }
 };
@@ -175,7 +175,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
   std::vector<catalog::TensorRecord> saved_tensors;
   std::vector<catalog::ValueRecord> saved_values;
   // Only the pieces each target overlaps are read from the catalog (load_wave
-  // checks that a hook's target keeps the entry's box). The catalog lists
+  // checks that a source's target keeps the entry's box). The catalog lists
   // tensors in id order: targets are found by hashing, not by walking the
   // state dict's tree.
   std::unordered_map<std::string_view, const TensorEntry*> targets;
@@ -228,7 +228,7 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     if (!is_tensor) throw InvalidArgument("entry '" + name + "': saved as a value, requested as a tensor");
     const catalog::TensorRecord& rec = saved_tensors[*saved_as.tensor];
     TensorEntry& te = std::get<TensorEntry>(entry);
-    check_load_target(name, te.view, /*require_data=*/!te.load_target);  // hooks' targets: in load_wave
+    check_load_target(name, te.view, /*require_data=*/!te.staged());  // sources' targets: in load_wave
     if (te.view.global_shape != rec.shape)
       throw InvalidArgument(where(checkpoint, name) + ": saved shape " + to_string(rec.shape) + ", target " +
                             to_string(te.view.global_shape));
@@ -236,10 +236,10 @@ LoadResult load(StateDict& state, const Store& store, const std::string& checkpo
     if (cast && !options.allow_cast)
       throw InvalidArgument(where(checkpoint, name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
                             " (set LoadOptions::allow_cast to convert)");
-    if (cast && !te.cast_target)
+    if (cast && !(te.source && te.source->can_cast()))
       throw InvalidArgument(where(checkpoint, name) + ": saved dtype " + rec.dtype + ", target " + te.view.dtype +
                             ": converting needs the LibTorch layer (tessera/torch.h)");
-    const bool staged = cast || te.load_target;
+    const bool staged = cast || te.staged();
     const uint64_t bytes = staged ? static_cast<uint64_t>(std::max<int64_t>(volume(te.view.sizes), 0)) *
                                         static_cast<uint64_t>(std::max<int64_t>(rec.elem_size, 0))
                                   : 0;

@@ -18,23 +18,24 @@
 #include "plan/read_plan.h"
 #include "plan/save_plan.h"
 #include "tessera/error.h"
+#include "tessera/tensor_source.h"
 
 namespace tessera {
 namespace {
 
 // One entry's bytes as the workers see them: the entry's own host view, or
-// the view its stage_for_save hook returns, staged on first use.
-class EntrySource {
+// the view its source's host_view_for_save() returns, staged on first use.
+class EntryBytes {
  public:
-  EntrySource(const std::string& name, const TensorEntry& entry) : name_(name), entry_(entry) {}
+  EntryBytes(const std::string& name, const TensorEntry& entry) : name_(name), entry_(entry) {}
 
   // The host view to read; stages the entry on the first call (other
   // callers wait for it). Throws what staging throws, on every call.
   const TensorView& bytes() {
-    if (!entry_.stage_for_save) return entry_.view;
+    if (!entry_.staged()) return entry_.view;
     std::call_once(once_, [&] {
       try {
-        staged_ = entry_.stage_for_save();
+        staged_ = entry_.source->host_view_for_save();
         check_view(name_, staged_);
         if (staged_.sizes != entry_.view.sizes || staged_.global_shape != entry_.view.global_shape ||
             staged_.offsets != entry_.view.offsets || staged_.elem_size != entry_.view.elem_size)
@@ -46,12 +47,10 @@ class EntrySource {
     if (error_) std::rethrow_exception(error_);
     return staged_;
   }
-  // Whether bytes() stages the entry (into memory that may be bounded).
-  bool staged() const { return static_cast<bool>(entry_.stage_for_save); }
   void add_piece() { ++pending_; }
-  // One of this entry's pieces is done; the last one releases the staging.
+  // One of this entry's pieces is done; the last one tells the source.
   void piece_done() {
-    if (--pending_ == 0 && entry_.after_save) entry_.after_save();
+    if (--pending_ == 0 && entry_.source) entry_.source->saved();
   }
 
  private:
@@ -151,16 +150,16 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
   check_keep_last(options.keep_last);  // refused before anything is written, on every rank
   RankManifest m;
   std::vector<plan::SaveTensor> layouts;  // m.tensors' geometry, for the plan
-  std::deque<EntrySource> sources;        // one per tensor in m.tensors (stable addresses)
+  std::deque<EntryBytes> entry_bytes;    // one per tensor in m.tensors (stable addresses)
   for (const auto& [name, entry] : state.entries()) {
     if (const Value* v = std::get_if<Value>(&entry)) {
       m.values.push_back(catalog::ValueRecord{name, *v});
       continue;
     }
     const TensorEntry& te = std::get<TensorEntry>(entry);
-    sources.emplace_back(name, te);
+    entry_bytes.emplace_back(name, te);
     const TensorView& view = te.view;
-    check_view(name, view, /*require_data=*/!te.stage_for_save);
+    check_view(name, view, /*require_data=*/!te.staged());
     catalog::TensorRecord rec;
     rec.name = name;
     rec.dtype = view.dtype;
@@ -168,11 +167,11 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
     rec.shape = view.global_shape;
     m.tensors.push_back(std::move(rec));
     layouts.push_back(plan::SaveTensor{view.global_shape, local_box(view), view.elem_size, view.replica_index,
-                                       view.replica_count, static_cast<bool>(te.stage_for_save)});
+                                       view.replica_count, te.staged()});
   }
   plan::SavePlan plan = plan::plan_save(layouts, options.chunk_bytes);
   const std::vector<plan::SavePiece>& tasks = plan.pieces;
-  for (const plan::SavePiece& t : tasks) sources[t.tensor].add_piece();
+  for (const plan::SavePiece& t : tasks) entry_bytes[t.tensor].add_piece();
 
   std::vector<catalog::Piece> pieces(tasks.size());
   PackSink sink(store, options.pack_bytes);
@@ -196,21 +195,21 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
       const size_t begin = group_start[g], end = group_start[g + 1];
       struct Done {  // the group's pieces no longer need their entries' bytes, however it ends
         const std::vector<plan::SavePiece>& tasks;
-        std::deque<EntrySource>& sources;
+        std::deque<EntryBytes>& entry_bytes;
         size_t begin, end;
         io::ProgressMeter& meter;
         ~Done() {
           for (size_t i = begin; i < end; ++i) {
-            sources[tasks[i].tensor].piece_done();
+            entry_bytes[tasks[i].tensor].piece_done();
             meter.add(tasks[i].bytes);
           }
         }
-      } done{tasks, sources, begin, end, meter};
+      } done{tasks, entry_bytes, begin, end, meter};
       thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
       std::vector<size_t> to_write;  // tasks whose chunk this save writes
       for (size_t i = begin; i < end; ++i) {
         const plan::SavePiece& t = tasks[i];
-        const TensorView& v = sources[t.tensor].bytes();
+        const TensorView& v = entry_bytes[t.tensor].bytes();
         const std::optional<ChunkId> in_place = id_in_place(v, t.box);
         const ChunkId id = in_place ? *in_place : chunk_id_of(piece_bytes(v, t.box, scratch), t.bytes);
         pieces[i] = catalog::Piece{t.box, id};
@@ -225,7 +224,7 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
       }
       for (size_t i : to_write) {
         const plan::SavePiece& t = tasks[i];
-        const TensorView& v = sources[t.tensor].bytes();
+        const TensorView& v = entry_bytes[t.tensor].bytes();
         const uint64_t n = t.bytes;
         const std::byte* raw = piece_bytes(v, t.box, scratch);
         pack::ChunkEntry e;
