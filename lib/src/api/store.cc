@@ -72,10 +72,4 @@ CheckpointSummary Store::checkpoint(const std::string& name) const {
   return summarize(require_checkpoint(*impl_, name));
 }
 
-catalog::CheckpointInfo require_checkpoint(Store::Impl& store, const std::string& name) {
-  auto c = store.catalog.find_checkpoint(name);
-  if (!c) throw NotFoundError("checkpoint '" + name + "' not found in store '" + store.path + "'");
-  return *c;
-}
-
 }  // namespace tessera

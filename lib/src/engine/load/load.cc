@@ -6,8 +6,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "engine/load/load.h"
 #include "engine/messages.h"
-#include "engine/store_impl.h"
 #include "engine/view_check.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
@@ -169,8 +169,7 @@ struct Reader {
 
 }  // namespace
 
-LoadResult load(StateDict& state, const Store& store, const std::string& checkpoint, const LoadOptions& options) {
-  Store::Impl& impl = StoreAccess::impl(store);
+LoadResult load(StateDict& state, Store::Impl& impl, const std::string& checkpoint, const LoadOptions& options) {
   LoadResult result;
   std::vector<catalog::TensorRecord> saved_tensors;
   std::vector<catalog::ValueRecord> saved_values;

@@ -11,8 +11,8 @@
 
 #include "catalog/maintenance.h"
 #include "engine/chunk_reader.h"
+#include "engine/maintenance/gc.h"
 #include "engine/maintenance/history_hooks.h"
-#include "engine/store_impl.h"
 #include "io/io_error.h"
 #include "io/progress_meter.h"
 #include "pack/pack_cache.h"
@@ -351,8 +351,7 @@ static void refuse_linked_dirs(const Store::Impl& impl) {
   }
 }
 
-GcPlan plan_gc(const Store& store, const GcOptions& options) {
-  Store::Impl& impl = StoreAccess::impl(store);
+GcPlan plan_gc(Store::Impl& impl, const GcOptions& options) {
   refuse_linked_dirs(impl);
   std::vector<plan::CatalogPack> packs;
   uint64_t orphans = 0;
@@ -382,8 +381,7 @@ GcPlan plan_gc(const Store& store, const GcOptions& options) {
   return plan;
 }
 
-GcResult run_gc(Store& store, const GcPlan& plan, const GcOptions& options) {
-  Store::Impl& impl = StoreAccess::impl(store);
+GcResult run_gc(Store::Impl& impl, const GcPlan& plan, const GcOptions& options) {
   refuse_linked_dirs(impl);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot run gc");
   catalog::Catalog& cat = impl.catalog;

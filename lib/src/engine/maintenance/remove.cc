@@ -4,11 +4,12 @@
 #include <mutex>
 
 #include "catalog/maintenance.h"
+#include "engine/maintenance/gc.h"
 #include "engine/maintenance/history_hooks.h"
+#include "engine/maintenance/remove.h"
 #include "engine/messages.h"
 #include "engine/save/retention.h"
 #include "tessera/error.h"
-#include "tessera/history.h"
 
 namespace tessera {
 namespace {
@@ -32,9 +33,7 @@ void history_step(std::string_view step) {
   if (hook) hook(step);
 }
 
-void remove_checkpoints(Store& store, const std::vector<std::string>& names) {
-  Store::Impl& impl = StoreAccess::impl(store);
-  if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot remove checkpoints");
+void remove_checkpoints(Store::Impl& impl, const std::vector<std::string>& names) {
   std::lock_guard lock(impl.mu);
   try {
     auto tx = impl.catalog.transaction(catalog::Transaction::Kind::kWrite);
@@ -70,10 +69,11 @@ std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, 
   return victims;
 }
 
-void apply_retention_after_commit(Store& store, int64_t keep_last, const std::string& just_saved, SaveResult& result) {
-  const std::string committed = "checkpoint '" + just_saved + "' was committed to store '" + store.path() + "', but ";
+void apply_retention_after_commit(Store::Impl& store, int64_t keep_last, const std::string& just_saved,
+                                  SaveResult& result) {
+  const std::string committed = "checkpoint '" + just_saved + "' was committed to store '" + store.path + "', but ";
   try {
-    result.removed = apply_keep_last(StoreAccess::impl(store), keep_last, just_saved);
+    result.removed = apply_keep_last(store, keep_last, just_saved);
   } catch (const std::exception& e) {
     throw StoreError(committed + "keep_last = " + std::to_string(keep_last) +
                      " could not remove older checkpoints: " + e.what());

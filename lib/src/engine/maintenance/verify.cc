@@ -2,7 +2,7 @@
 // checksums, then every chunk those rows use re-read from its pack and
 // checked (extent, stored sum, block sums, decode, id), with who uses the
 // damaged ones.
-#include "tessera/inspect.h"
+#include "engine/maintenance/verify.h"
 
 #include <algorithm>
 #include <atomic>
@@ -12,7 +12,6 @@
 #include <unordered_set>
 
 #include "engine/chunk_reader.h"
-#include "engine/store_impl.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
 #include "pack/chunk_check.h"
@@ -60,8 +59,7 @@ std::vector<CatalogProblem> check_catalog(catalog::Catalog& cat, const std::vect
 }  // namespace
 
 
-VerifyReport verify(const Store& store, const std::vector<std::string>& names, const VerifyOptions& options) {
-  Store::Impl& impl = StoreAccess::impl(store);
+VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, const VerifyOptions& options) {
   VerifyReport report;
   std::vector<catalog::CheckpointInfo> ckpts;
   std::vector<bool> rows_ok;  // per checkpoint: its catalog rows pass

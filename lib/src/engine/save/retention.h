@@ -24,6 +24,12 @@ std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, 
 // live chunk (unless a save may be writing to the store: see SaveOptions);
 // fills result.removed and result.freed_bytes. Any failure becomes a
 // StoreError that says the checkpoint was committed.
+void apply_retention_after_commit(Store::Impl& store, int64_t keep_last, const std::string& just_saved,
+                                  SaveResult& result);
+
+// The same for callers that hold a Store (api/save.cc, api/parts.cc,
+// dist/coordinator.cc, until they pass Store::Impl&): defined in
+// api/history.cc, so no engine code reaches from a Store to its insides.
 void apply_retention_after_commit(Store& store, int64_t keep_last, const std::string& just_saved, SaveResult& result);
 
 }  // namespace tessera

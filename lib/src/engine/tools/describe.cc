@@ -1,13 +1,12 @@
 // describe(): one checkpoint's entries as the catalog lists them (kind,
 // dtype, shape, pieces, sizes, whether shared with the previous checkpoint).
-#include "tessera/inspect.h"
+#include "engine/tools/describe.h"
 
 #include <algorithm>
 #include <charconv>
 #include <mutex>
 #include <unordered_map>
 
-#include "engine/store_impl.h"
 #include "engine/value_size.h"
 #include "tessera/error.h"
 
@@ -29,8 +28,7 @@ std::string printable(const Value& v) {
 
 }  // namespace
 
-std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoint) {
-  Store::Impl& impl = StoreAccess::impl(store);
+std::vector<EntryInfo> describe(Store::Impl& impl, const std::string& checkpoint) {
   std::lock_guard lock(impl.mu);
   auto ckpt = require_checkpoint(impl, checkpoint);
   std::vector<EntryInfo> out;

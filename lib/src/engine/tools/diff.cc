@@ -10,10 +10,11 @@
 #include <set>
 
 #include "engine/chunk_reader.h"
+#include "engine/load/load.h"
 #include "engine/tools/float_values.h"
 #include "engine/messages.h"
 #include "engine/tools/pieces.h"
-#include "engine/store_impl.h"
+#include "engine/tools/diff.h"
 #include "engine/value_size.h"
 #include "pack/pack_cache.h"
 #include "tessera/checkpoint.h"
@@ -106,8 +107,8 @@ class ChunkSource {
 
 class Differ {
  public:
-  Differ(const Store& store, const DiffOptions& options, const Side& a, const Side& b)
-      : store_(store), options_(options), a_(a), b_(b), chunks_(StoreAccess::impl(store)) {}
+  Differ(Store::Impl& store, const DiffOptions& options, const Side& a, const Side& b)
+      : store_(store), options_(options), a_(a), b_(b), chunks_(store) {}
 
   // Nullopt when the tensors are equal.
   std::optional<EntryDiff> tensors(const catalog::TensorRecord& ta, const catalog::TensorRecord& tb) {
@@ -186,7 +187,7 @@ class Differ {
     return buf;
   }
 
-  const Store& store_;
+  Store::Impl& store_;
   const DiffOptions& options_;
   const Side& a_;
   const Side& b_;
@@ -195,9 +196,8 @@ class Differ {
 
 }  // namespace
 
-DiffReport diff_checkpoints(const Store& store, const std::string& a, const std::string& b,
-                            const DiffOptions& options) {
-  const Side sa = read_side(StoreAccess::impl(store), a), sb = read_side(StoreAccess::impl(store), b);
+DiffReport diff_checkpoints(Store::Impl& store, const std::string& a, const std::string& b, const DiffOptions& options) {
+  const Side sa = read_side(store, a), sb = read_side(store, b);
   DiffReport report;
   report.a = a;
   report.b = b;

@@ -20,7 +20,7 @@
 
 #include "engine/chunk_reader.h"
 #include "engine/messages.h"
-#include "engine/store_impl.h"
+#include "engine/tools/export_safetensors.h"
 #include "io/env.h"
 #include "io/progress_meter.h"
 #include "io/thread_pool.h"
@@ -388,10 +388,9 @@ std::optional<std::string> safetensors_dtype(const std::string& dtype) {
   return std::nullopt;
 }
 
-ExportResult export_safetensors(const Store& store, const std::string& checkpoint, const std::string& out_dir,
+ExportResult export_safetensors(Store::Impl& impl, const std::string& checkpoint, const std::string& out_dir,
                                 const ExportOptions& options) {
   check_options(options);
-  Store::Impl& impl = StoreAccess::impl(store);
   ExportResult result;
   const Selection selection = select_tensors(impl, checkpoint, options, result);
   const plan::ExportPlan plan = plan::plan_export(selection.tensors, options.max_shard_bytes, options.metadata);

@@ -1,0 +1,17 @@
+// The engine's export: a checkpoint's tensors as safetensors files
+// (export_safetensors.cc).
+#pragma once
+
+#include <string>
+
+#include "engine/store_impl.h"
+#include "tessera/export.h"
+
+namespace tessera {
+
+// What tessera::export_safetensors does (see tessera/export.h), options
+// checks included, on the store's insides.
+ExportResult export_safetensors(Store::Impl& store, const std::string& checkpoint, const std::string& out_dir,
+                                const ExportOptions& options);
+
+}  // namespace tessera
