@@ -1,3 +1,7 @@
+// write_shards(): the first half of a save (see shard_writer.h). Each entry
+// is described, plan::plan_save cuts it into pieces and picks the replica
+// that writes each; a PartWriter hashes the pieces, skips the chunks already
+// stored and writes the rest into packs.
 #include "engine/save/shard_writer.h"
 
 #include <atomic>
@@ -143,14 +147,12 @@ std::optional<ChunkId> id_in_place(const TensorView& v, const Box& piece) {
   return h.digest();
 }
 
-}  // namespace
-
-RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options) {
-  if (options.chunk_bytes <= 0) throw InvalidArgument("save: chunk_bytes must be positive");
-  check_keep_last(options.keep_last);  // refused before anything is written, on every rank
-  RankManifest m;
-  std::vector<plan::SaveTensor> layouts;  // m.tensors' geometry, for the plan
-  std::deque<EntryBytes> entry_bytes;    // one per tensor in m.tensors (stable addresses)
+// Records each value in `m.values` and each tensor in `m.tensors` (pieces
+// still empty), with its bytes in `entry_bytes`; returns the tensors'
+// geometry for the plan, in m.tensors' order.
+std::vector<plan::SaveTensor> describe_entries(const StateDict& state, RankManifest& m,
+                                               std::deque<EntryBytes>& entry_bytes) {
+  std::vector<plan::SaveTensor> layouts;
   for (const auto& [name, entry] : state.entries()) {
     if (const Value* v = std::get_if<Value>(&entry)) {
       m.values.push_back(catalog::ValueRecord{name, *v});
@@ -169,97 +171,167 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
     layouts.push_back(plan::SaveTensor{view.global_shape, local_box(view), view.elem_size, view.replica_index,
                                        view.replica_count, te.staged()});
   }
-  plan::SavePlan plan = plan::plan_save(layouts, options.chunk_bytes);
-  const std::vector<plan::SavePiece>& tasks = plan.pieces;
-  for (const plan::SavePiece& t : tasks) entry_bytes[t.tensor].add_piece();
+  return layouts;
+}
 
-  std::vector<catalog::Piece> pieces(tasks.size());
-  PackSink sink(store, options.pack_bytes);
-  std::mutex claim_mu;
-  std::unordered_set<ChunkId, ChunkIdHash> claimed;  // written (or being written) by this save
-  std::atomic<uint64_t> written{0}, written_bytes{0}, logical{0};
-  // On a memory filesystem writing is faster than any codec (GPU bench:
-  // /dev/shm saves 1.5x and loads 1.5x faster raw), so auto stores raw there.
-  Compression compression = options.compression;
-  if (compression == Compression::kAuto && store.env.on_memory_filesystem(store.packs_dir()))
-    compression = Compression::kNone;
+// The compression this save uses. On a memory filesystem writing is faster
+// than any codec (GPU bench: /dev/shm saves 1.5x and loads 1.5x faster raw),
+// so auto stores raw there.
+Compression compression_for(Store::Impl& store, const SaveOptions& options) {
+  if (options.compression == Compression::kAuto && store.env.on_memory_filesystem(store.packs_dir()))
+    return Compression::kNone;
+  return options.compression;
+}
 
-  io::ProgressMeter meter(options.progress, "save", plan.bytes);
-  // Pieces go in the plan's groups: a group's new chunk ids are looked up in
-  // the catalog in one read transaction, as each lookup on its own takes and
-  // drops the catalog's file lock (system calls costing more than the lookup).
-  const std::vector<size_t>& group_start = plan.groups;
-  io::ThreadPool pool(options.threads);
-  try {
-    pool.parallel_for(group_start.size() - 1, [&](size_t g) {
-      const size_t begin = group_start[g], end = group_start[g + 1];
-      struct Done {  // the group's pieces no longer need their entries' bytes, however it ends
-        const std::vector<plan::SavePiece>& tasks;
-        std::deque<EntryBytes>& entry_bytes;
-        size_t begin, end;
-        io::ProgressMeter& meter;
-        ~Done() {
-          for (size_t i = begin; i < end; ++i) {
-            entry_bytes[tasks[i].tensor].piece_done();
-            meter.add(tasks[i].bytes);
-          }
-        }
-      } done{tasks, entry_bytes, begin, end, meter};
-      thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
-      std::vector<size_t> to_write;  // tasks whose chunk this save writes
-      for (size_t i = begin; i < end; ++i) {
-        const plan::SavePiece& t = tasks[i];
-        const TensorView& v = entry_bytes[t.tensor].bytes();
-        const std::optional<ChunkId> in_place = id_in_place(v, t.box);
-        const ChunkId id = in_place ? *in_place : chunk_id_of(piece_bytes(v, t.box, scratch), t.bytes);
-        pieces[i] = catalog::Piece{t.box, id};
-        logical += t.bytes;
-        std::lock_guard lock(claim_mu);
-        if (claimed.insert(id).second) to_write.push_back(i);
-      }
-      if (options.dedup && !to_write.empty()) {
-        std::lock_guard lock(store.mu);
-        auto one_lock = store.catalog.read_scope();
-        std::erase_if(to_write, [&](size_t i) { return store.catalog.has_chunk(pieces[i].chunk); });
-      }
-      for (size_t i : to_write) {
-        const plan::SavePiece& t = tasks[i];
-        const TensorView& v = entry_bytes[t.tensor].bytes();
-        const uint64_t n = t.bytes;
-        const std::byte* raw = piece_bytes(v, t.box, scratch);
-        pack::ChunkEntry e;
-        e.id = pieces[i].chunk;
-        e.raw_len = n;
-        e.elem_size = static_cast<uint8_t>(std::min<size_t>(v.elem_size, 255));
-        Encoded enc = encode_chunk(raw, n, v.elem_size, compression);
-        e.codec = enc.codec;
-        const std::byte* stored = raw;
-        if (enc.codec == Codec::kRaw) {
-          e.block_sums = pack::block_sums_of(raw, n);
-          e.stored_len = n;
-          e.stored_sum = checksum64(e.block_sums.data(), e.block_sums.size() * 8);
-        } else {
-          stored = enc.bytes.data();
-          e.stored_len = enc.bytes.size();
-          e.stored_sum = checksum64(stored, e.stored_len);
-        }
-        written_bytes += e.stored_len;
-        ++written;
-        sink.add(std::move(e), stored);
-      }
-    });
-    m.packs = sink.finish();
-    meter.finish();
-  } catch (...) {
-    discard_packs(store, sink.abandon());
-    throw;
+// One chunk as it goes into a pack: its entry and its stored bytes (the raw
+// bytes themselves when the codec is raw, else the encoded ones).
+struct StoredChunk {
+  pack::ChunkEntry entry;
+  Encoded encoded;
+  const std::byte* raw = nullptr;
+  const std::byte* stored() const { return entry.codec == Codec::kRaw ? raw : encoded.bytes.data(); }
+};
+
+StoredChunk encode_piece(const std::byte* raw, uint64_t n, size_t elem_size, const ChunkId& id,
+                         Compression compression) {
+  StoredChunk c;
+  c.raw = raw;
+  pack::ChunkEntry& e = c.entry;
+  e.id = id;
+  e.raw_len = n;
+  e.elem_size = static_cast<uint8_t>(std::min<size_t>(elem_size, 255));
+  c.encoded = encode_chunk(raw, n, elem_size, compression);
+  e.codec = c.encoded.codec;
+  if (e.codec == Codec::kRaw) {
+    e.block_sums = pack::block_sums_of(raw, n);
+    e.stored_len = n;
+    e.stored_sum = checksum64(e.block_sums.data(), e.block_sums.size() * 8);
+  } else {
+    e.stored_len = c.encoded.bytes.size();
+    e.stored_sum = checksum64(c.encoded.bytes.data(), e.stored_len);
   }
-  for (size_t i = 0; i < tasks.size(); ++i) m.tensors[tasks[i].tensor].pieces.push_back(std::move(pieces[i]));
-  m.stats.logical_bytes = logical;
-  m.stats.written_bytes = written_bytes;
-  m.stats.chunks = tasks.size();
-  m.stats.chunks_written = written;
-  m.stats.packs = m.packs.size();
+  return c;
+}
+
+// One rank's part being written: the plan's pieces get their chunk ids, the
+// chunks no one has stored go into packs, and the counts add up.
+class PartWriter {
+ public:
+  PartWriter(Store::Impl& store, const SaveOptions& options, Compression compression, const plan::SavePlan& plan,
+             std::deque<EntryBytes>& entry_bytes, io::ProgressMeter& meter)
+      : store_(store), options_(options), plan_(plan), tasks_(plan.pieces), entry_bytes_(entry_bytes),
+        meter_(meter), pieces_(tasks_.size()), sink_(store, options.pack_bytes), compression_(compression) {}
+
+  // Writes every group of the plan on options.threads threads. On failure
+  // removes the packs it finished and rethrows.
+  void write_all() {
+    // Pieces go in the plan's groups: a group's new chunk ids are looked up in
+    // the catalog in one read transaction, as each lookup on its own takes and
+    // drops the catalog's file lock (system calls costing more than the lookup).
+    const std::vector<size_t>& group_start = plan_.groups;
+    io::ThreadPool pool(options_.threads);
+    try {
+      pool.parallel_for(group_start.size() - 1, [&](size_t g) { write_group(group_start[g], group_start[g + 1]); });
+      packs_ = sink_.finish();
+      meter_.finish();
+    } catch (...) {
+      discard_packs(store_, sink_.abandon());
+      throw;
+    }
+  }
+
+  // Moves the pieces, packs and counts into `m` (after write_all).
+  void fill(RankManifest& m) {
+    m.packs = std::move(packs_);
+    for (size_t i = 0; i < tasks_.size(); ++i) m.tensors[tasks_[i].tensor].pieces.push_back(std::move(pieces_[i]));
+    m.stats.logical_bytes = logical_;
+    m.stats.written_bytes = written_bytes_;
+    m.stats.chunks = tasks_.size();
+    m.stats.chunks_written = written_;
+    m.stats.packs = m.packs.size();
+  }
+
+ private:
+  // Tasks [begin, end): their ids, then the chunks neither this save nor
+  // (with dedup) the catalog has, written.
+  void write_group(size_t begin, size_t end) {
+    struct Done {  // the group's pieces no longer need their entries' bytes, however it ends
+      PartWriter& w;
+      size_t begin, end;
+      ~Done() {
+        for (size_t i = begin; i < end; ++i) {
+          w.entry_bytes_[w.tasks_[i].tensor].piece_done();
+          w.meter_.add(w.tasks_[i].bytes);
+        }
+      }
+    } done{*this, begin, end};
+    thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
+    std::vector<size_t> to_write = claim_new_ids(begin, end, scratch);
+    if (options_.dedup && !to_write.empty()) {
+      std::lock_guard lock(store_.mu);
+      auto one_lock = store_.catalog.read_scope();
+      std::erase_if(to_write, [&](size_t i) { return store_.catalog.has_chunk(pieces_[i].chunk); });
+    }
+    for (size_t i : to_write) write_chunk(i, scratch);
+  }
+
+  // Hashes tasks [begin, end) into pieces_; returns those whose chunk this
+  // save has not claimed yet (now claimed).
+  std::vector<size_t> claim_new_ids(size_t begin, size_t end, ByteBuffer& scratch) {
+    std::vector<size_t> to_write;
+    for (size_t i = begin; i < end; ++i) {
+      const plan::SavePiece& t = tasks_[i];
+      const TensorView& v = entry_bytes_[t.tensor].bytes();
+      const std::optional<ChunkId> in_place = id_in_place(v, t.box);
+      const ChunkId id = in_place ? *in_place : chunk_id_of(piece_bytes(v, t.box, scratch), t.bytes);
+      pieces_[i] = catalog::Piece{t.box, id};
+      logical_ += t.bytes;
+      std::lock_guard lock(claim_mu_);
+      if (claimed_.insert(id).second) to_write.push_back(i);
+    }
+    return to_write;
+  }
+
+  void write_chunk(size_t i, ByteBuffer& scratch) {
+    const plan::SavePiece& t = tasks_[i];
+    const TensorView& v = entry_bytes_[t.tensor].bytes();
+    StoredChunk c = encode_piece(piece_bytes(v, t.box, scratch), t.bytes, v.elem_size, pieces_[i].chunk, compression_);
+    written_bytes_ += c.entry.stored_len;
+    ++written_;
+    const std::byte* stored = c.stored();
+    sink_.add(std::move(c.entry), stored);
+  }
+
+  Store::Impl& store_;
+  const SaveOptions& options_;
+  const plan::SavePlan& plan_;
+  const std::vector<plan::SavePiece>& tasks_;
+  std::deque<EntryBytes>& entry_bytes_;
+  io::ProgressMeter& meter_;
+  std::vector<catalog::Piece> pieces_;  // per task
+  PackSink sink_;
+  const Compression compression_;
+  std::mutex claim_mu_;
+  std::unordered_set<ChunkId, ChunkIdHash> claimed_;  // written (or being written) by this save
+  std::atomic<uint64_t> written_{0}, written_bytes_{0}, logical_{0};
+  std::vector<pack::PackInfo> packs_;
+};
+
+}  // namespace
+
+RankManifest write_shards(const StateDict& state, Store::Impl& store, const SaveOptions& options) {
+  if (options.chunk_bytes <= 0) throw InvalidArgument("save: chunk_bytes must be positive");
+  check_keep_last(options.keep_last);  // refused before anything is written, on every rank
+  RankManifest m;
+  std::deque<EntryBytes> entry_bytes;  // one per tensor in m.tensors (stable addresses)
+  const std::vector<plan::SaveTensor> layouts = describe_entries(state, m, entry_bytes);
+  const plan::SavePlan plan = plan::plan_save(layouts, options.chunk_bytes);
+  for (const plan::SavePiece& t : plan.pieces) entry_bytes[t.tensor].add_piece();
+  const Compression compression = compression_for(store, options);
+  io::ProgressMeter meter(options.progress, "save", plan.bytes);
+  PartWriter writer(store, options, compression, plan, entry_bytes, meter);
+  writer.write_all();
+  writer.fill(m);
   return m;
 }
 
