@@ -14,14 +14,14 @@
 
 #include "catalog/catalog.h"
 #include "catalog/maintenance.h"
-#include "engine/save/commit.h"
 #include "engine/maintenance/history_hooks.h"
-#include "engine/save/shard_writer.h"
+#include "engine/store_impl.h"
 #include "history_util.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"
 #include "tessera/history.h"
 #include "tessera/inspect.h"
+#include "tessera/parts.h"
 #include "test_util.h"
 
 using namespace tessera;
@@ -51,6 +51,15 @@ std::vector<std::string> file_names(const std::vector<GcFile>& files) {
 }
 
 std::vector<std::string> as_vector(const std::set<std::string>& s) { return {s.begin(), s.end()}; }
+
+// The one name in `after` that `before` lacks (the pack a write_part added).
+std::string only_new(const std::set<std::string>& after, const std::set<std::string>& before) {
+  std::vector<std::string> added;
+  for (const auto& n : after)
+    if (!before.count(n)) added.push_back(n);
+  REQUIRE(added.size() == 1);
+  return added[0];
+}
 
 // Every row of every catalog table, as text: equal dumps, equal catalogs.
 std::string catalog_dump(const std::string& store) {
@@ -294,9 +303,9 @@ TEST_CASE("in-flight protection: unknown packs and temp files younger than the g
   // A save that has made its pack durable but not committed yet.
   Model next = m;
   next.set("x", kChunkFloats, 2);
-  RankManifest in_flight = write_shards(next.state(), StoreAccess::impl(store), so);
-  REQUIRE(in_flight.packs.size() == 1);
-  const std::string unknown = in_flight.packs[0].name;
+  const SavedPart in_flight = write_part(next.state(), store, so);
+  REQUIRE(in_flight.stats.packs == 1);
+  const std::string unknown = only_new(files_in(dir.path(), "packs"), committed);
   std::ofstream(dir / "tmp/123-4-5.partial") << std::string(1000, 'x');
 
   const GcPlan young = plan_gc(store);  // default grace: 1 hour
@@ -308,14 +317,15 @@ TEST_CASE("in-flight protection: unknown packs and temp files younger than the g
   CHECK(fs::exists(dir / "tmp/123-4-5.partial"));
 
   // The save commits within the grace period: its pack is still there.
-  commit_checkpoint(StoreAccess::impl(store), "b", {in_flight}, 1, so);
+  commit_parts(store, "b", {in_flight.manifest}, 1, so);
   CHECK(next.loads_exactly(store, "b"));
 
   // Another unknown pack, this time older than the grace period.
   Model late = m;
   late.set("x", kChunkFloats, 3);
-  RankManifest stale = write_shards(late.state(), StoreAccess::impl(store), so);
-  const std::string stale_pack = stale.packs.at(0).name;
+  const auto before_stale = files_in(dir.path(), "packs");
+  const SavedPart stale = write_part(late.state(), store, so);
+  const std::string stale_pack = only_new(files_in(dir.path(), "packs"), before_stale);
   make_old(dir / "packs/" + stale_pack);
   make_old(dir / "tmp/123-4-5.partial");
   const GcPlan old = plan_gc(store);
@@ -329,7 +339,7 @@ TEST_CASE("in-flight protection: unknown packs and temp files younger than the g
 
   // That save commits too late: its pack is gone, and the commit fails cleanly.
   const std::string catalog_before = catalog_dump(dir.path());
-  const std::string err = error_of([&] { commit_checkpoint(StoreAccess::impl(store), "late", {stale}, 1, so); });
+  const std::string err = error_of([&] { commit_parts(store, "late", {stale.manifest}, 1, so); });
   CHECK(has(err, "pack '" + stale_pack + "'"));
   CHECK(has(err, "is gone"));
   CHECK(catalog_dump(dir.path()) == catalog_before);
@@ -347,22 +357,23 @@ TEST_CASE("race: a save that deduplicated against a chunk gc dropped fails its c
   // The save's first half: x is found committed (dedup), n is written.
   Model b = a;
   b.set("n", kChunkFloats, 2);
-  RankManifest m = write_shards(b.state(), StoreAccess::impl(store), so);
+  const auto before = files_in(dir.path(), "packs");
+  const SavedPart m = write_part(b.state(), store, so);
   REQUIRE(m.stats.chunks_written == 1);
-  ChunkId x;
-  for (const auto& t : m.tensors)
-    if (t.name == "x") x = t.pieces.at(0).chunk;
+  const std::string pack = only_new(files_in(dir.path(), "packs"), before);
+  const std::vector<float>& xs = a.tensors.at("x");
+  const ChunkId x = chunk_id_of(xs.data(), xs.size() * sizeof(float));  // one raw chunk: its bytes
   // Meanwhile a is removed and gc drops x (and a's pack).
   remove_checkpoints(store, {"a"});
   const GcResult r = run_gc(store, plan_gc(store));
   CHECK(r.chunks_dropped == 1);
   CHECK(r.deleted_packs.size() == 1);
-  CHECK(fs::exists(dir / "packs/" + m.packs.at(0).name));  // young: kept
+  CHECK(fs::exists(dir / "packs/" + pack));  // young: kept
 
   const std::string catalog_before = catalog_dump(dir.path());
   std::string err;
   try {
-    commit_checkpoint(StoreAccess::impl(store), "b", {m}, 1, so);
+    commit_parts(store, "b", {m.manifest}, 1, so);
   } catch (const StoreError& e) {
     err = e.what();
   }

@@ -14,8 +14,7 @@
 #include <random>
 #include <typeinfo>
 
-#include "engine/save/commit.h"
-#include "engine/save/shard_writer.h"
+#include "engine/store_impl.h"
 #include "io/env.h"
 #include "io/fault_injection_env.h"
 #include "tessera/checkpoint.h"
@@ -135,7 +134,7 @@ TEST_CASE("property: random tensors saved in random layouts load bit-exact into 
     so.threads = 1 + rng() % 3;
     std::vector<std::vector<std::byte>> buffers;
     // A rank's state dict holds one shard per tensor name, so save extra shards as extra ranks.
-    std::vector<RankManifest> manifests;
+    std::vector<std::string> manifests;
     {
       int64_t next_rank = 0;
       for (int t = 0; t < n_tensors; ++t) {
@@ -144,14 +143,14 @@ TEST_CASE("property: random tensors saved in random layouts load bit-exact into 
           StateDict sd;
           buffers.push_back(tensors[t].extract(b));
           sd.add_tensor("t" + std::to_string(t), view_of(tensors[t], buffers.back(), b));
-          RankManifest m = write_shards(sd, StoreAccess::impl(store), so);
-          m.rank = next_rank++;
-          manifests.push_back(std::move(m));
+          manifests.push_back(write_part(sd, store, so, next_rank++).manifest);
         }
       }
-      commit_checkpoint(StoreAccess::impl(store), "ckpt", manifests, next_rank, so);
+      commit_parts(store, "ckpt", manifests, next_rank, so);
     }
     REQUIRE(verify(store).ok());
+    catalog::Catalog& cat = StoreAccess::impl(store).catalog;
+    const std::vector<catalog::TensorRecord> committed = cat.tensors(cat.find_checkpoint("ckpt")->id);
 
     // Load: a random partition of each tensor, each part into a strided target.
     Store reader = Store::open_read_only(dir.path());
@@ -175,10 +174,9 @@ TEST_CASE("property: random tensors saved in random layouts load bit-exact into 
         REQUIRE(got == g.extract(b));
         // only the chunks that intersect the box are read
         uint64_t intersecting = 0;
-        for (const auto& m : manifests)
-          for (const auto& rec : m.tensors)
-            if (rec.name == "t" + std::to_string(t))
-              for (const auto& p : rec.pieces) intersecting += intersect(p.box, b) ? 1 : 0;
+        for (const auto& rec : committed)
+          if (rec.name == "t" + std::to_string(t))
+            for (const auto& p : rec.pieces) intersecting += intersect(p.box, b) ? 1 : 0;
         CHECK(r.chunks_read == intersecting);
         // raw chunks without verification: exactly the bytes the box needs
         if (so.compression == Compression::kNone && !lo.verify)
@@ -450,16 +448,14 @@ TEST_CASE("ranks that disagree, overlap or leave gaps are refused naming tensor 
   auto manifest = [&](int64_t rank, TensorView v) {
     StateDict sd;
     sd.add_tensor("layer.w", v);
-    RankManifest m = write_shards(sd, StoreAccess::impl(store), SaveOptions{});
-    m.rank = rank;
-    return m;
+    return write_part(sd, store, SaveOptions{}, rank).manifest;
   };
   auto top = TensorView::contiguous("float32", 4, x.data(), {2, 4}).as_shard({4, 4}, {0, 0});
   auto bottom = TensorView::contiguous("float32", 4, y.data(), {2, 4}).as_shard({4, 4}, {2, 0});
   auto overlapping = TensorView::contiguous("float32", 4, y.data(), {2, 4}).as_shard({4, 4}, {1, 0});
   auto other_dtype = TensorView::contiguous("int32", 4, y.data(), {2, 4}).as_shard({4, 4}, {2, 0});
-  auto commit = [&](std::vector<RankManifest> ms) {
-    return error_of([&] { commit_checkpoint(StoreAccess::impl(store), "c", ms, static_cast<int64_t>(ms.size()), SaveOptions{}); });
+  auto commit = [&](std::vector<std::string> ms) {
+    return error_of([&] { commit_parts(store, "c", ms, static_cast<int64_t>(ms.size())); });
   };
   std::string m = commit({manifest(0, top), manifest(1, overlapping)});
   CHECK(has(m, "tensor 'layer.w' (saved by ranks 0, 1)"));
