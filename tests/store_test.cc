@@ -1,5 +1,5 @@
 // The engine end to end, without LibTorch: save state dicts (single process
-// and as several "ranks" through write_shards + commit_checkpoint), load them
+// and as several "ranks" through write_part + commit_parts), load them
 // into other layouts, and feed every kind of bad input and damage.
 #include <doctest/doctest.h>
 
