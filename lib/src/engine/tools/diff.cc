@@ -127,7 +127,7 @@ class Differ {
       return d;
     }
     d.change = "content";
-    const auto pa = sorted_by_box(ta.pieces), pb = sorted_by_box(tb.pieces);
+    const auto pa = in_canonical_order(ta.pieces), pb = in_canonical_order(tb.pieces);
     std::optional<StatsAccumulator> stats;
     if (ElementReader read = options_.values ? element_reader(tb.dtype) : nullptr)
       stats.emplace(read, static_cast<size_t>(tb.elem_size));
