@@ -679,6 +679,21 @@ TEST_CASE("failures travel as <kind>:<message>; the lowest failing rank decides 
   CHECK(a.ranks() == "1, 3");
 }
 
+namespace {
+
+// Opens (creating if missing) the store at `path` and saves checkpoint
+// "c<i>" into it; returns the error, "" if none.
+std::string open_and_save(const std::string& path, int i) {
+  return error_of([&] {
+    Store store = Store::open(path);
+    StateDict sd;
+    sd.add_value("i", int64_t{i});
+    save(sd, store, "c" + std::to_string(i));
+  });
+}
+
+}  // namespace
+
 TEST_CASE("ranks opening a store that does not exist yet all at once: one creates it, all use it") {
   TempDir dir("dist");
   constexpr int kOpeners = 8;
@@ -692,14 +707,7 @@ TEST_CASE("ranks opening a store that does not exist yet all at once: one create
       threads.emplace_back([&, i] {
         --waiting;
         while (waiting > 0) std::this_thread::yield();  // start together
-        try {
-          Store store = Store::open(path);
-          StateDict sd;
-          sd.add_value("i", int64_t{i});
-          save(sd, store, "c" + std::to_string(i));
-        } catch (const std::exception& e) {
-          errors[i] = e.what();
-        }
+        errors[i] = open_and_save(path, i);
       });
     for (auto& t : threads) t.join();
     for (int i = 0; i < kOpeners; ++i) CHECK(errors[i] == "");
@@ -713,17 +721,9 @@ TEST_CASE("ranks opening a store that does not exist yet all at once: one create
       const pid_t pid = fork();
       REQUIRE(pid >= 0);
       if (pid == 0) {
-        int code = 0;
-        try {
-          Store store = Store::open(path);
-          StateDict sd;
-          sd.add_value("i", int64_t{i});
-          save(sd, store, "c" + std::to_string(i));
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "opener %d: %s\n", i, e.what());
-          code = 1;
-        }
-        _exit(code);
+        const std::string error = open_and_save(path, i);
+        if (!error.empty()) std::fprintf(stderr, "opener %d: %s\n", i, error.c_str());
+        _exit(error.empty() ? 0 : 1);
       }
       pids.push_back(pid);
     }
