@@ -463,8 +463,7 @@ struct DistSave {
 };
 
 DistSave dist_save(const std::vector<StateDict>& sds, const std::string& store_dir, const std::string& name,
-                   std::vector<std::unique_ptr<ControlPlane>>& planes, PlaneLog& log, const SaveOptions& so,
-                   const DistributedOptions& dopt) {
+                   std::vector<std::unique_ptr<ControlPlane>>& planes, PlaneLog& log, const SaveOptions& so) {
   const size_t world = sds.size();
   DistSave d;
   log.reset(world);
@@ -479,7 +478,10 @@ DistSave dist_save(const std::vector<StateDict>& sds, const std::string& store_d
     threads.emplace_back([&, r] {
       const double c0 = thread_cpu();
       try {
-        results[r] = save(sds[r], store_dir, name, *planes[r], so, dopt);
+        Store store = Store::open(store_dir);  // every rank opens the store itself, inside the timing as before
+        SaveOptions mine = so;
+        mine.plane = planes[r].get();
+        results[r] = save(sds[r], store, name, mine);
       } catch (const std::exception& e) {
         errors[r] = e.what();
       }
@@ -782,8 +784,7 @@ bool scenario_a(const Options& o, std::string& json) {
   so.threads = 1;
   so.compression = Compression::kNone;
   so.chunk_bytes = o.grid ? (L + C - 1) / C : L;
-  DistributedOptions dopt;
-  dopt.timeout = std::chrono::seconds(o.timeout_s);
+  so.timeout = std::chrono::seconds(o.timeout_s);
   PlaneLog log;
   std::vector<std::unique_ptr<ControlPlane>> planes;
   {
@@ -798,7 +799,7 @@ bool scenario_a(const Options& o, std::string& json) {
               static_cast<long long>(so.chunk_bytes));
   std::fflush(stdout);
 
-  const DistSave sa = dist_save(sd_a, store_dir, "a", planes, log, so, dopt);
+  const DistSave sa = dist_save(sd_a, store_dir, "a", planes, log, so);
   ok = ok && sa.ok;
   const uint64_t catalog_a = sa.catalog_bytes;
   std::printf("  save a done: %.2f s, %llu chunk refs\n", sa.wall, static_cast<unsigned long long>(sa.chunks));
@@ -901,7 +902,7 @@ bool scenario_a(const Options& o, std::string& json) {
   sb.ok = false;
   if (sa.ok) {
     std::vector<StateDict> sd_b = build(true);
-    sb = dist_save(sd_b, store_dir, "b", planes, log, so, dopt);
+    sb = dist_save(sd_b, store_dir, "b", planes, log, so);
     ok = ok && sb.ok;
     std::printf("  save b done: %.2f s\n", sb.wall);
     std::fflush(stdout);

@@ -181,7 +181,9 @@ int main(int argc, char** argv) {
     SaveOptions so;
     so.threads = save_threads;
     so.compression = o.compression;
-    saved[static_cast<size_t>(r)] = save(save_sd[static_cast<size_t>(r)], store_dir, ckpt, *planes[r], so);
+    so.plane = planes[r].get();
+    Store store = Store::open(store_dir);  // every rank opens the store itself
+    saved[static_cast<size_t>(r)] = save(save_sd[static_cast<size_t>(r)], store, ckpt, so);
   });
   const double save_s = save_sw.seconds();
   if (report_errors("save", errors)) {

@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < specs.size(); ++i) add_tensor(sd, specs[i].name, tensors[i]);
       sync_device();
       const double t0 = now();
-      SaveHandle h = saver.save(sd, root + "/" + name, "ckpt", o);
+      Store store = Store::open(root + "/" + name);
+      SaveHandle h = saver.save(sd, store, "ckpt", o);
       SaveResult r = h.wait();
       const double total = now() - t0;
       std::printf(

@@ -185,6 +185,11 @@ int main(int argc, char** argv) try {
   if (kBatch % world != 0) throw std::invalid_argument("world size must divide the batch of 8");
   auto store = tessera::connect_store(env);
   auto plane = tessera::control_plane(store, rank, world);
+  // Every rank opens the checkpoint store itself (the first creates it); a
+  // save with options.plane set is collective over the ranks.
+  tessera::Store checkpoints = tessera::Store::open(args.store);
+  tessera::SaveOptions save_options;
+  save_options.plane = plane.get();
   std::optional<tessera::AsyncSaver> saver;
   if (args.async) saver.emplace();
   std::vector<std::pair<std::string, tessera::SaveHandle>> pending;
@@ -205,7 +210,7 @@ int main(int argc, char** argv) try {
     tessera::add_module(sd, "model", model.root(), model.placement());
     tessera::add_optimizer(sd, "optim", opt, model.root(), model.placement());
     sd.add_value("step", int64_t{0});
-    tessera::load(sd, tessera::Store::open_read_only(args.store), args.resume);
+    tessera::load(sd, checkpoints, args.resume);
     tessera::apply_optimizer_values(sd, "optim", opt, model.root());
     step = std::get<int64_t>(sd.value("step"));
     if (rank == 0) std::cout << "resumed '" << args.resume << "' at step " << step << " on " << world << " ranks, "
@@ -266,10 +271,10 @@ int main(int argc, char** argv) try {
       if (saver) {
         // Returns once this rank's shards are copied; the next steps modify
         // them while the background thread writes and commits.
-        pending.emplace_back(name, saver->save(sd, args.store, name, *plane));
+        pending.emplace_back(name, saver->save(sd, checkpoints, name, save_options));
         if (rank == 0) std::cout << "saving " << name << " in the background\n";
       } else {
-        auto r = tessera::save(sd, args.store, name, *plane);
+        auto r = tessera::save(sd, checkpoints, name, save_options);
         if (rank == 0) std::cout << "saved " << name << " (rank 0 wrote " << r.written_bytes << " bytes)\n";
       }
     }

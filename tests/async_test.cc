@@ -79,10 +79,11 @@ uint64_t state_bytes(const Model& m) {
 
 TEST_CASE("tensors may change as soon as save returns; the checkpoint holds the values at the call") {
   TempDir dir("async");
+  Store store = Store::open(dir.path());
   Model m = make_model(1);
   auto before = snapshot(m);
   AsyncSaver saver;
-  SaveHandle h = saver.save(m.state(5), dir.path(), "step5");
+  SaveHandle h = saver.save(m.state(5), store, "step5");
   scribble(m);  // training goes on at once
   SaveResult r = h.wait();
   CHECK(h.done());
@@ -93,13 +94,14 @@ TEST_CASE("tensors may change as soon as save returns; the checkpoint holds the 
 
 TEST_CASE("the staging pool is reused across saves and stays within one state by default") {
   TempDir dir("async");
+  Store store = Store::open(dir.path());
   Model m = make_model(2);
   AsyncSaver saver;
   std::vector<SaveHandle> handles;
   std::vector<std::map<std::string, at::Tensor>> expected;
   for (int step = 0; step < 4; ++step) {
     expected.push_back(snapshot(m));
-    handles.push_back(saver.save(m.state(step), dir.path(), "s" + std::to_string(step)));
+    handles.push_back(saver.save(m.state(step), store, "s" + std::to_string(step)));
     for (auto& [_, t] : m.tensors)
       if (t.is_floating_point() && t.numel() > 0) t.add_(1);  // the next step
   }
@@ -113,6 +115,7 @@ TEST_CASE("the staging pool is reused across saves and stays within one state by
 
 TEST_CASE("reserve fills the pool ahead of the first save, which then allocates nothing") {
   TempDir dir("async");
+  Store store = Store::open(dir.path());
   Model m = make_model(7);
   AsyncSaver saver;
   CHECK(saver.staging_bytes() == 0);
@@ -120,7 +123,7 @@ TEST_CASE("reserve fills the pool ahead of the first save, which then allocates 
   const uint64_t held = saver.staging_bytes();
   CHECK(held >= state_bytes(m));
   auto before = snapshot(m);
-  saver.save(m.state(1), dir.path(), "r").wait();
+  saver.save(m.state(1), store, "r").wait();
   CHECK(saver.staging_bytes() == held);
   expect_checkpoint_equals(dir.path(), "r", before, 1);
   AsyncSaver bounded(AsyncSaverOptions{.max_staging_bytes = 4096});
@@ -129,44 +132,46 @@ TEST_CASE("reserve fills the pool ahead of the first save, which then allocates 
 
 TEST_CASE("a bound large enough for two states lets saves overlap; a bound too small is refused") {
   TempDir dir("async");
+  Store store = Store::open(dir.path());
   Model m = make_model(3);
   {
     AsyncSaver saver(AsyncSaverOptions{.max_staging_bytes = 4 * (256ull << 20)});
-    SaveHandle a = saver.save(m.state(1), dir.path(), "a");
-    SaveHandle b = saver.save(m.state(2), dir.path(), "b");  // both blocks fit: no wait for a
+    SaveHandle a = saver.save(m.state(1), store, "a");
+    SaveHandle b = saver.save(m.state(2), store, "b");  // both blocks fit: no wait for a
     b.wait();
     CHECK(a.done());  // saves run in call order
     CHECK(saver.staging_bytes() <= 4 * (256ull << 20));
   }
   AsyncSaver tiny(AsyncSaverOptions{.max_staging_bytes = 4096});
-  auto err = tessera::test::error_of([&] { tiny.save(m.state(3), dir.path(), "c"); });
+  auto err = tessera::test::error_of([&] { tiny.save(m.state(3), store, "c"); });
   CHECK(tessera::test::has(err, "max_staging_bytes"));
   CHECK(tessera::test::has(err, "4096"));
-  Store store = Store::open_read_only(dir.path());
-  CHECK(store.checkpoints().size() == 2);
+  CHECK(Store::open_read_only(dir.path()).checkpoints().size() == 2);
 }
 
 TEST_CASE("a failing save reports through its handle and the saver goes on") {
   TempDir dir("async");
+  Store store = Store::open(dir.path());
   Model m = make_model(4);
   AsyncSaver saver;
-  saver.save(m.state(1), dir.path(), "x").wait();
-  SaveHandle dup = saver.save(m.state(2), dir.path(), "x");
+  saver.save(m.state(1), store, "x").wait();
+  SaveHandle dup = saver.save(m.state(2), store, "x");
   CHECK_THROWS_AS(dup.wait(), AlreadyExistsError);
   CHECK_THROWS_AS(dup.wait(), AlreadyExistsError);  // every wait sees the error
   auto after = snapshot(m);
-  saver.save(m.state(3), dir.path(), "y").wait();
+  saver.save(m.state(3), store, "y").wait();
   expect_checkpoint_equals(dir.path(), "y", after, 3);
   CHECK_THROWS_AS(SaveHandle().wait(), Error);
 }
 
 TEST_CASE("destroying the saver finishes the saves in flight") {
   TempDir dir("async");
+  Store store = Store::open(dir.path());
   Model m = make_model(5);
   auto before = snapshot(m);
   {
     AsyncSaver saver;
-    saver.save(m.state(9), dir.path(), "last");
+    saver.save(m.state(9), store, "last");
   }
   expect_checkpoint_equals(dir.path(), "last", before, 9);
 }
@@ -186,7 +191,10 @@ TEST_CASE("distributed async save: ranks stage their shards and commit one check
         at::Tensor local = full.narrow(0, r * 32, 32).clone();
         StateDict sd;
         add_shard(sd, "w", local, {96, 40}, {r * 32, 0});
-        SaveHandle h = saver.save(sd, dir.path(), "dist", *planes[r]);
+        Store store = Store::open(dir.path());  // every rank opens the store itself
+        SaveOptions o;
+        o.plane = planes[r].get();
+        SaveHandle h = saver.save(sd, store, "dist", o);
         local.zero_();
         h.wait();
       } catch (const std::exception& e) {
@@ -195,10 +203,28 @@ TEST_CASE("distributed async save: ranks stage their shards and commit one check
     });
   for (auto& t : ranks) t.join();
   for (int64_t r = 0; r < world; ++r) CHECK_MESSAGE(errors[r].empty(), errors[r]);
-  Store store = Store::open_read_only(dir.path());
+  Store reader = Store::open_read_only(dir.path());
   at::Tensor back = at::zeros({96, 40}, at::TensorOptions().dtype(at::kFloat));
   StateDict sd;
   add_tensor(sd, "w", back);
-  load(sd, store, "dist");
+  load(sd, reader, "dist");
   CHECK(at::equal(back, full.to(at::kCPU)));
+}
+
+TEST_CASE("the save keeps its own handle to the store; a read-only store fails through the handle") {
+  TempDir dir("async");
+  Model m = make_model(8);
+  auto before = snapshot(m);
+  AsyncSaver saver;
+  SaveHandle h;
+  {
+    Store store = Store::open(dir.path());
+    h = saver.save(m.state(2), store, "kept");
+  }  // the caller's handle is gone before the background save runs
+  h.wait();
+  expect_checkpoint_equals(dir.path(), "kept", before, 2);
+  Store read_only = Store::open_read_only(dir.path());
+  SaveHandle refused = saver.save(m.state(3), read_only, "ro");
+  CHECK_THROWS_AS(refused.wait(), StoreError);
+  CHECK(read_only.checkpoints().size() == 1);
 }

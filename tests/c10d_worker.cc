@@ -121,13 +121,15 @@ int main(int argc, char** argv) {
       tessera::add_shard(sd, "w", w, {kRows, kCols}, {r0, 0});
       tessera::add_shard(sd, "b", b, {kCols}, {0}, rank, world);  // replicated: each writes a share
       sd.add_value("world", world);
-      tessera::DistributedOptions d;
-      d.env = dying_env;  // null: the posix Env
+      tessera::StoreOptions so;
+      so.env = dying_env;  // null: the posix Env
+      tessera::Store opened = tessera::Store::open(store, so);  // every rank opens the store itself
       const char* timeout_ms = std::getenv("TESSERA_SAVE_TIMEOUT_MS");
-      d.timeout = std::chrono::milliseconds(timeout_ms ? std::atoll(timeout_ms) : 10'000);
       tessera::SaveOptions o;
       o.chunk_bytes = 1024;
-      auto r = tessera::save(sd, store, ckpt, plane, o, d);
+      o.plane = &plane;
+      o.timeout = std::chrono::milliseconds(timeout_ms ? std::atoll(timeout_ms) : 10'000);
+      auto r = tessera::save(sd, opened, ckpt, o);
       std::cout << "rank " << rank << " wrote " << r.written_bytes << " bytes\n";
       return 0;
     }

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -15,7 +16,6 @@
 
 #include "catalog/catalog.h"
 #include "dist/failure.h"
-#include "dist/save.h"
 #include "engine/store_impl.h"
 #include "tessera/checkpoint.h"
 #include "tessera/distributed.h"
@@ -37,6 +37,24 @@ using tessera::test::TestSource;
 namespace fs = std::filesystem;
 
 namespace {
+
+// The distributed save as every rank makes it: open the store (read-write,
+// created if missing), then the one save with options.plane set.
+SaveResult save_on(const StateDict& sd, const std::string& path, const std::string& name, ControlPlane& plane,
+                   SaveOptions o = {}) {
+  Store store = Store::open(path);
+  o.plane = &plane;
+  return save(sd, store, name, o);
+}
+
+// As save_on, for a rank that failed before the save: it abstains.
+[[noreturn]] void abstain_on(ErrorKind kind, const std::string& what, const std::string& path,
+                             const std::string& name, ControlPlane& plane) {
+  Store store = Store::open(path);
+  SaveOptions o;
+  o.plane = &plane;
+  abstain(kind, what, store, name, o);
+}
 
 // Whether `p` holds exactly an E: not a subclass of it, not a base.
 template <class E>
@@ -164,7 +182,7 @@ TEST_CASE("FSDP-style row shards saved on 4 ranks load as column shards on 2 and
     sd.add_tensor("w", shard_view(wb, w, r * rows, rows, 0, 384));
     sd.add_tensor("v", shard_view(vb, v, vr0, vrows, 0, 30));
     sd.add_value("step", int64_t{10});
-    save(sd, dir.path(), "step-10", plane, o);
+    save_on(sd, dir.path(), "step-10", plane, o);
   });
   for (auto& e : errors) CHECK(e == "");
   Store store = Store::open_read_only(dir.path());
@@ -190,7 +208,7 @@ TEST_CASE("TP=2 x DP=4 on 8 ranks reshards to TP=4 x DP=2; replicas are written 
     StateDict sd;
     sd.add_tensor("w", shard_view(wb, w, 0, 256, tp * cols, cols).as_replica(dp, 4));
     sd.add_tensor("b", shard_view(bb, b, 0, 1, tp * cols, cols).as_replica(dp, 4));
-    results[r] = save(sd, dir.path(), "tp2dp4", plane, o);
+    results[r] = save_on(sd, dir.path(), "tp2dp4", plane, o);
   });
   for (auto& e : errors) CHECK(e == "");
   uint64_t written = 0, chunks = 0;
@@ -216,7 +234,7 @@ TEST_CASE("a rank that throws mid-save fails the save on every rank; nothing bec
     auto wb = w.block(r * 16, 16, 0, 64);
     StateDict sd;
     sd.add_tensor("w", shard_view(wb, w, r * 16, 16, 0, 64));
-    save(sd, dir.path(), name, plane);
+    save_on(sd, dir.path(), name, plane);
   };
   for (auto& e : run_ranks(4, [&](int64_t r, ControlPlane& p) { good(r, p, "before"); })) CHECK(e == "");
   auto caught = caught_ranks(4, [&](int64_t r, ControlPlane& plane) {
@@ -224,7 +242,7 @@ TEST_CASE("a rank that throws mid-save fails the save on every rank; nothing bec
     auto wb = w.block(0, 16, 0, 64);
     StateDict sd;
     sd.add_tensor("w", shard_view(wb, w, 60, 16, 0, 64));  // runs past the global shape
-    save(sd, dir.path(), "after", plane);
+    save_on(sd, dir.path(), "after", plane);
   });
   for (int64_t r = 0; r < 4; ++r) {
     CAPTURE(r);
@@ -244,7 +262,7 @@ TEST_CASE("a rank that throws mid-save fails the save on every rank; nothing bec
 TEST_CASE("a rank that never reports (dead) fails the others within the timeout") {
   TempDir dir("dist");
   Matrix w(64, 64, 6);
-  DistributedOptions d;
+  SaveOptions d;
   d.timeout = std::chrono::milliseconds(800);
   auto start = std::chrono::steady_clock::now();
   auto caught = caught_ranks(3, [&](int64_t r, ControlPlane& plane) {
@@ -252,7 +270,7 @@ TEST_CASE("a rank that never reports (dead) fails the others within the timeout"
     auto wb = w.block(r * 16, 16, 0, 64);
     StateDict sd;
     sd.add_tensor("w", shard_view(wb, w, r * 16, 16, 0, 64));
-    save(sd, dir.path(), "c", plane, SaveOptions{}, d);
+    save_on(sd, dir.path(), "c", plane, d);
   });
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
   for (int64_t r : {0, 2}) {
@@ -266,13 +284,13 @@ TEST_CASE("a rank that never reports (dead) fails the others within the timeout"
 TEST_CASE("the coordinator dying leaves the others failing cleanly") {
   TempDir dir("dist");
   Store::open(dir.path());  // exists, so the other ranks could open it
-  DistributedOptions d;
+  SaveOptions d;
   d.timeout = std::chrono::milliseconds(500);
   auto caught = caught_ranks(2, [&](int64_t r, ControlPlane& plane) {
     if (r == 0) return;
     StateDict sd;
     sd.add_value("x", int64_t{1});
-    save(sd, dir.path(), "c", plane, SaveOptions{}, d);
+    save_on(sd, dir.path(), "c", plane, d);
   });
   // It waited twice the timeout for rank 0, and says so (not "within 0.5 s").
   CHECK(has(message_of(caught[1]), "the coordinator (rank 0) did not report within 1.0 s"));
@@ -288,7 +306,7 @@ TEST_CASE("disagreeing ranks: dtypes, overlaps, gaps, an existing name") {
       std::vector<float> buf = w.block(0, 8, 0, 8);
       StateDict sd;
       sd.add_tensor("w", view(r, buf));
-      save(sd, dir.path(), name, plane);
+      save_on(sd, dir.path(), name, plane);
     });
     return std::vector<std::string>{message_of(caught[0]), message_of(caught[1])};
   };
@@ -322,12 +340,12 @@ namespace {
 
 // Rows [r * rows, (r + 1) * rows) of `w` from rank r, all columns.
 void save_rows(const Matrix& w, int64_t r, int64_t row0, const std::string& store, const std::string& name,
-               ControlPlane& plane, const DistributedOptions& d = {}) {
+               ControlPlane& plane, const SaveOptions& d = {}) {
   const int64_t rows = w.rows / plane.world_size();
   auto wb = w.block(r * rows, rows, 0, w.cols);
   StateDict sd;
   sd.add_tensor("w", shard_view(wb, w, row0, rows, 0, w.cols));
-  save(sd, store, name, plane, SaveOptions{}, d);
+  save_on(sd, store, name, plane, d);
 }
 
 std::string token_of(const std::string& store, const std::string& name) {
@@ -402,7 +420,7 @@ TEST_CASE("no split outcome: rank 0 decides to commit, then outlasts the others'
   TempDir dir("dist");
   Matrix w(48, 16, 10);
   Recorded rec(3);
-  DistributedOptions d;
+  SaveOptions d;
   d.timeout = std::chrono::milliseconds(500);  // generous: the CPU is shared
   rec.planes[0]->after_decision = [](const std::string&) { std::this_thread::sleep_for(kPastTheirWait); };
   auto errors =
@@ -419,7 +437,7 @@ TEST_CASE("no split outcome: a rank that stops waiting first aborts; rank 0 roll
   TempDir dir("dist");
   Matrix w(48, 16, 11);
   Recorded rec(3);
-  DistributedOptions d;
+  SaveOptions d;
   d.timeout = std::chrono::milliseconds(500);  // generous: the CPU is shared
   rec.planes[0]->before_decision = [] { std::this_thread::sleep_for(kPastTheirWait); };
   auto errors =
@@ -440,7 +458,7 @@ TEST_CASE("no split outcome: rank 0 commits and dies before reporting; the other
   TempDir dir("dist");
   Matrix w(48, 16, 12);
   Recorded rec(3);
-  DistributedOptions d;
+  SaveOptions d;
   d.timeout = std::chrono::milliseconds(500);  // generous: the CPU is shared
   Recorder& zero = *rec.planes[0];
   zero.after_decision = [&](const std::string&) { zero.dead = true; };  // its commit goes on; it reports nothing
@@ -455,7 +473,7 @@ TEST_CASE("no split outcome: rank 0 dies inside its transaction after deciding; 
   TempDir dir("dist");
   Matrix w(48, 16, 13);
   Recorded rec(3);
-  DistributedOptions d;
+  SaveOptions d;
   d.timeout = std::chrono::milliseconds(500);  // generous: the CPU is shared
   Recorder& zero = *rec.planes[0];
   zero.after_decision = [&](const std::string&) {
@@ -523,7 +541,7 @@ TEST_CASE("every rank throws the class of the failure, whichever rank failed, wi
       auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
         StateDict sd = r == bad ? failing_state([&] { c.raise(text); }) : StateDict{};
         if (r != bad) sd.add_value("y", int64_t{r});
-        save(sd, dir.path(), "c" + std::to_string(saves), p);
+        save_on(sd, dir.path(), "c" + std::to_string(saves), p);
       });
       ++saves;
       for (int64_t r = 0; r < 3; ++r) {
@@ -537,14 +555,14 @@ TEST_CASE("every rank throws the class of the failure, whichever rank failed, wi
   CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
 }
 
-TEST_CASE("rank 0 unable to open the store, or refusing the options: every rank throws its class") {
+TEST_CASE("ranks unable to open the store throw before the save; rank 0 refusing the options: every rank throws its class") {
   TempDir dir("dist");
   fs::create_directories(dir / "store");
   std::ofstream(dir / "store/catalog.db") << "not a database, not even close: sixteen+ bytes of text";
   auto caught = caught_ranks(3, [&](int64_t, ControlPlane& p) {
     StateDict sd;
     sd.add_value("x", int64_t{1});
-    save(sd, dir / "store", "c", p);
+    save_on(sd, dir / "store", "c", p);
   });
   for (int64_t r = 0; r < 3; ++r) {
     CAPTURE(r);
@@ -557,7 +575,7 @@ TEST_CASE("rank 0 unable to open the store, or refusing the options: every rank 
   caught = caught_ranks(3, [&](int64_t r, ControlPlane& p) {
     StateDict sd;
     sd.add_value("x", int64_t{r});
-    save(sd, dir.path(), "c", p, o);
+    save_on(sd, dir.path(), "c", p, o);
   });
   for (int64_t r = 0; r < 3; ++r) {
     CAPTURE(r);
@@ -575,10 +593,10 @@ TEST_CASE("a rank that abstains (it failed before the save) fails the save on ev
     CAPTURE(bad);
     const std::string name = "c" + std::to_string(saves++);
     auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
-      if (r == bad) dist::abstain({ErrorKind::kCorruption, "injected before the save"}, dir.path(), name, p);
+      if (r == bad) abstain_on(ErrorKind::kCorruption, "injected before the save", dir.path(), name, p);
       StateDict sd;
       sd.add_value("y", int64_t{r});
-      save(sd, dir.path(), name, p);
+      save_on(sd, dir.path(), name, p);
     });
     for (int64_t r = 0; r < 3; ++r) {
       CAPTURE(r);
@@ -629,10 +647,10 @@ TEST_CASE("a failing rank's cause and class reach every rank over a slow Store (
   std::vector<std::unique_ptr<SlowStore>> planes;
   for (auto& p : inner) planes.push_back(std::make_unique<SlowStore>(*p));
   auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
-    if (r == 2) dist::abstain({ErrorKind::kCorruption, "injected before the save"}, dir.path(), "c", p);
+    if (r == 2) abstain_on(ErrorKind::kCorruption, "injected before the save", dir.path(), "c", p);
     StateDict sd;
     sd.add_value("y", int64_t{r});
-    save(sd, dir.path(), "c", p);
+    save_on(sd, dir.path(), "c", p);
   });
   for (int64_t r = 0; r < 3; ++r) {
     CAPTURE(r);
@@ -654,9 +672,175 @@ TEST_CASE("failures travel as <kind>:<message>; the lowest failing rank decides 
   CHECK(dist::kind_number(nullptr) == -1);
   CHECK(dist::kind_number(std::make_exception_ptr(NotFoundError("x"))) == static_cast<int64_t>(ErrorKind::kNotFound));
   CHECK(dist::kind_number(std::make_exception_ptr(42)) == 0);
-  CHECK(dist::agree({-1, -1}).ok());
-  const dist::Agreement a = dist::agree({-1, 5, -1, 2});
+  CHECK(agree_on_failures({-1, -1}).ok());
+  const FailureAgreement a = agree_on_failures({-1, 5, -1, 2});
   CHECK(a.failed == std::vector<int64_t>{1, 3});
   CHECK(a.kind == 5);
   CHECK(a.ranks() == "1, 3");
+}
+
+namespace {
+
+// Opens (creating if missing) the store at `path` and saves checkpoint
+// "c<i>" into it; returns the error, "" if none.
+std::string open_and_save(const std::string& path, int i) {
+  return error_of([&] {
+    Store store = Store::open(path);
+    StateDict sd;
+    sd.add_value("i", int64_t{i});
+    save(sd, store, "c" + std::to_string(i));
+  });
+}
+
+}  // namespace
+
+TEST_CASE("ranks opening a store that does not exist yet all at once: one creates it, all use it") {
+  TempDir dir("dist");
+  constexpr int kOpeners = 8;
+  // Threads of one process, each with its own connection.
+  {
+    const std::string path = dir / "threads";
+    std::atomic<int> waiting{kOpeners};
+    std::vector<std::string> errors(kOpeners);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kOpeners; ++i)
+      threads.emplace_back([&, i] {
+        --waiting;
+        while (waiting > 0) std::this_thread::yield();  // start together
+        errors[i] = open_and_save(path, i);
+      });
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kOpeners; ++i) CHECK(errors[i] == "");
+    CHECK(Store::open_read_only(path).checkpoints().size() == kOpeners);
+  }
+  // Processes: each opens, creating if missing, and saves one checkpoint.
+  for (int round = 0; round < 3; ++round) {
+    const std::string path = dir / ("procs-" + std::to_string(round));
+    std::vector<pid_t> pids;
+    for (int i = 0; i < kOpeners; ++i) {
+      const pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        const std::string error = open_and_save(path, i);
+        if (!error.empty()) std::fprintf(stderr, "opener %d: %s\n", i, error.c_str());
+        _exit(error.empty() ? 0 : 1);
+      }
+      pids.push_back(pid);
+    }
+    int failed = 0;
+    for (pid_t pid : pids) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+      failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CHECK(failed == 0);
+    Store store = Store::open_read_only(path);
+    CHECK(store.checkpoints().size() == kOpeners);
+    CHECK(verify(store).ok());
+  }
+}
+
+TEST_CASE("save with options.plane on 4 ranks: the chunks a single-process save of the whole makes, world_size 4") {
+  TempDir dir("dist");
+  Matrix w(256, 64, 11);
+  SaveOptions o;
+  o.chunk_bytes = 64 * 4 * 16;  // 16 rows a chunk: each rank's 64 rows are 4 whole chunks
+  std::vector<SaveResult> results(4);
+  auto planes = in_process_control_planes(4);
+  auto errors = run_on(planes, [&](int64_t r, ControlPlane& plane) {
+    auto wb = w.block(r * 64, 64, 0, 64);
+    StateDict sd;
+    sd.add_tensor("w", shard_view(wb, w, r * 64, 64, 0, 64));
+    sd.add_value("step", int64_t{7});
+    Store store = Store::open(dir.path());  // every rank opens the store itself
+    SaveOptions mine = o;
+    mine.plane = &plane;
+    results[r] = save(sd, store, "dist", mine);
+  });
+  for (auto& e : errors) CHECK(e == "");
+  CHECK(in_process_key_count(*planes[0]) == 0);
+  uint64_t logical = 0, chunks = 0;
+  for (auto& r : results) {
+    logical += r.logical_bytes;
+    chunks += r.chunks_written;
+    CHECK(r.chunks_written == 4);
+  }
+  CHECK(logical == 256 * 64 * 4);
+  CHECK(chunks == 16);
+  // The whole matrix saved by one process: the same chunks, all deduplicated.
+  Store store = Store::open(dir.path());
+  auto whole = w.block(0, 256, 0, 64);
+  StateDict sd;
+  sd.add_tensor("w", shard_view(whole, w, 0, 256, 0, 64));
+  sd.add_value("step", int64_t{7});
+  const SaveResult single = save(sd, store, "single", o);
+  CHECK(single.logical_bytes == logical);
+  CHECK(single.chunks == 16);
+  CHECK(single.chunks_written == 0);
+  const CheckpointSummary a = store.checkpoint("dist"), b = store.checkpoint("single");
+  CHECK(a.world_size == 4);
+  CHECK(b.world_size == 1);
+  CHECK(a.logical_bytes == b.logical_bytes);
+  CHECK(a.stored_bytes == b.stored_bytes);
+  CHECK(a.tensors == b.tensors);
+  CHECK(a.values == b.values);
+  CHECK(loads_exactly(dir.path(), "dist", "w", w, 0, 256, 0, 64));
+  CHECK(verify(store).ok());
+}
+
+namespace {
+
+// A plane that claims rank `claimed` (out of range for its world).
+class ClaimsRank : public Recorder {
+ public:
+  ClaimsRank(ControlPlane& inner, int64_t claimed) : Recorder(inner), claimed_(claimed) {}
+  int64_t rank() const override { return claimed_; }
+
+ private:
+  int64_t claimed_;
+};
+
+}  // namespace
+
+TEST_CASE("save with a plane whose rank is outside its world size is refused, naming both, before the plane is used") {
+  TempDir dir("dist");
+  auto inner = in_process_control_planes(4);
+  Store store = Store::open(dir.path());
+  StateDict sd;
+  sd.add_value("x", int64_t{1});
+  for (int64_t claimed : {4, -1}) {
+    CAPTURE(claimed);
+    ClaimsRank plane(*inner[0], claimed);
+    SaveOptions o;
+    o.plane = &plane;
+    const std::string e = error_of([&] { save(sd, store, "c", o); });
+    CHECK(e == "save of checkpoint 'c': the control plane's rank " + std::to_string(claimed) +
+                   " is outside its world size 4");
+    CHECK_THROWS_AS(save(sd, store, "c", o), InvalidArgument);
+    CHECK_THROWS_AS(abstain(ErrorKind::kCorruption, "x", store, "c", o), InvalidArgument);
+    CHECK(plane.total() == 0);  // not one operation
+    CHECK(plane.next_save_id() == 0);  // and no save numbered
+  }
+  CHECK(in_process_key_count(*inner[0]) == 0);
+  CHECK(store.checkpoints().empty());
+  SaveOptions none;
+  CHECK_THROWS_AS(abstain(ErrorKind::kCorruption, "x", store, "c", none), InvalidArgument);
+}
+
+TEST_CASE("rank 0's store open read-only: every rank throws StoreError naming it") {
+  TempDir dir("dist");
+  Store::open(dir.path());
+  auto caught = caught_ranks(2, [&](int64_t r, ControlPlane& p) {
+    Store store = r == 0 ? Store::open_read_only(dir.path()) : Store::open(dir.path());
+    StateDict sd;
+    sd.add_value("x", r);
+    SaveOptions o;
+    o.plane = &p;
+    save(sd, store, "c", o);
+  });
+  for (int64_t r = 0; r < 2; ++r) {
+    CAPTURE(r);
+    CHECK(threw_exactly<StoreError>(caught[r]));
+    CHECK(message_of(caught[r]) == "store '" + dir.path() + "' is open read-only; cannot save 'c'");
+  }
 }

@@ -674,7 +674,10 @@ TEST_CASE("a checkpoint saved as shards of 4 ranks exports as one consolidated t
     sd.add_tensor("norm", TensorView::contiguous("float32", 4, rep.bytes.data(), rep.shape).as_replica(r, 4));
     if (r == 0) sd.add_tensor("scalar", TensorView::contiguous("float32", 4, s0.bytes.data(), {}));
     sd.add_value("step", int64_t{7});
-    save(sd, path, "step-7", plane, o);
+    Store store = Store::open(path);
+    SaveOptions mine = o;
+    mine.plane = &plane;
+    save(sd, store, "step-7", mine);
     // The shard views keep pointers into wb, eb, ib until save returns.
   });
   for (const auto& err : errors) CHECK(err == "");

@@ -50,8 +50,6 @@
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
 #include "tessera/tensor_source.h"
-#include "dist/failure.h"
-#include "dist/save.h"
 #include "plan/replica_rows.h"
 #include "_core_records.h"
 #include "_core_tools.h"
@@ -614,11 +612,11 @@ PYBIND11_MODULE(_core, m) {
       [](const std::vector<std::optional<int64_t>>& kinds) {
         std::vector<int64_t> numbers;
         for (const auto& k : kinds) numbers.push_back(k ? *k : -1);
-        const tessera::dist::Agreement a = tessera::dist::agree(numbers);
+        const tessera::FailureAgreement a = tessera::agree_on_failures(numbers);
         return std::make_pair(a.failed, a.kind);
       },
       py::arg("kinds"),
-      "How the ranks fared (dist/failure.h): kinds[r] is None where rank r succeeded, else the ErrorKind number "
+      "How the ranks fared (distributed.h: agree_on_failures): kinds[r] is None where rank r succeeded, else the ErrorKind number "
       "of its failure. Returns (the failing ranks, lowest first; the lowest one's kind, the class every rank "
       "raises, or -1 when none failed).");
 
@@ -656,23 +654,25 @@ PYBIND11_MODULE(_core, m) {
       [](PyControlPlane& plane, const std::string& store_path, const std::string& checkpoint,
          const py::iterable& entries, double timeout_seconds, const std::string& failure, int failure_kind,
          const py::kwargs& kw) {
-        tessera::DistributedOptions d;
-        d.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+        // Every rank opens the store itself (read-write, created if missing),
+        // then takes part in the one save (distributed.h).
+        tessera::SaveOptions o = save_options(kw);
+        o.plane = &plane;
+        o.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
         if (!failure.empty()) {
           // This rank failed before the save (in Python): it abstains, so that
           // every rank raises this rank's cause, as its class, instead of
           // waiting for it.
-          const tessera::SaveOptions o = save_options(kw);
           py::gil_scoped_release nogil;
-          tessera::dist::abstain({static_cast<tessera::ErrorKind>(failure_kind), failure}, store_path, checkpoint,
-                                 plane, o, d);
+          tessera::Store store = tessera::Store::open(store_path);
+          tessera::abstain(static_cast<tessera::ErrorKind>(failure_kind), failure, store, checkpoint, o);
         }
         const tessera::StateDict state = to_state(entries);
-        const tessera::SaveOptions o = save_options(kw);
         tessera::SaveResult r;
         {
           py::gil_scoped_release nogil;
-          r = tessera::save(state, store_path, checkpoint, plane, o, d);
+          tessera::Store store = tessera::Store::open(store_path);
+          r = tessera::save(state, store, checkpoint, o);
         }
         return r;
       },

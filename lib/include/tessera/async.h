@@ -27,6 +27,7 @@
 
 #include "tessera/checkpoint.h"
 #include "tessera/distributed.h"
+#include "tessera/store.h"
 
 namespace tessera {
 
@@ -63,15 +64,14 @@ class AsyncSaver {
   AsyncSaver(const AsyncSaver&) = delete;
   AsyncSaver& operator=(const AsyncSaver&) = delete;
 
-  // Single-process save into the store at `store_path` (created if missing),
-  // opened read-write on the background thread. Errors in the input (bad
-  // views) throw here; errors of the save itself come from the handle.
-  SaveHandle save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
+  // tessera::save (checkpoint.h) run in the background: single-process, or
+  // distributed with options.plane set (tessera/distributed.h; the plane
+  // must outlive the save and is used from the background thread). The save
+  // keeps its own copy of the `store` handle, so the caller may drop its
+  // one. Errors in the input (bad views) throw here; errors of the save
+  // itself, a read-only store's included, come from the handle.
+  SaveHandle save(const StateDict& state, Store& store, const std::string& checkpoint,
                   const SaveOptions& options = {});
-  // Distributed save (tessera/distributed.h) run in the background. `plane`
-  // must outlive the save and is used from the background thread.
-  SaveHandle save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
-                  ControlPlane& plane, const SaveOptions& options = {}, const DistributedOptions& dist = {});
 
   // Fills the staging pool for a state like `state` without saving, so that
   // the first save does not pay for pinning memory (~2-5 GB/s): call it once

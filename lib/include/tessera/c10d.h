@@ -4,7 +4,10 @@
 //   auto env = tessera::JobEnvironment::from_env();        // RANK, WORLD_SIZE, MASTER_ADDR, ...
 //   auto store = tessera::connect_store(env);              // torchrun's store, or rank 0 hosts one
 //   auto plane = tessera::control_plane(store, env.rank, env.world_size);
-//   tessera::save(state, "/ckpt/run-7", "step-100", *plane);
+//   auto ckpts = tessera::Store::open("/ckpt/run-7");      // every rank opens it
+//   tessera::SaveOptions options;
+//   options.plane = plane.get();
+//   tessera::save(state, ckpts, "step-100", options);
 //
 // The same Store can back the job's Gloo/NCCL process groups; tessera's keys
 // live under "tessera/".

@@ -10,6 +10,7 @@
 // that intersect the box and, of raw chunks, only the byte ranges it needs.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,6 +21,8 @@
 #include "tessera/store.h"
 
 namespace tessera {
+
+class ControlPlane;  // tessera/distributed.h
 
 struct SaveOptions {
   // Target bytes per chunk (default 4 MiB). Smaller chunks dedup and
@@ -56,6 +59,19 @@ struct SaveOptions {
   // Packs still partly live stay for gc (tessera/history.h) to rewrite. If
   // removing fails, save throws StoreError saying the checkpoint was committed.
   int64_t keep_last = 0;
+  // Distributed save: the control plane shared by the job's ranks
+  // (tessera/distributed.h), or null (default) for a single-process save.
+  // With a plane, save() is collective over its ranks: each calls it with
+  // its own shards and its own handle to the same store, and rank 0 commits
+  // for all. Must outlive the call.
+  ControlPlane* plane = nullptr;
+  // With `plane`: how long a rank waits for the others (default 5 minutes).
+  // A rank that has not reported by then is taken as dead and the save
+  // fails. A rank that waited twice this for rank 0's outcome aborts the
+  // save, unless rank 0 has already decided to commit: then it waits once
+  // more and, if rank 0 stays silent, reports what the catalog holds.
+  // Ignored without a plane.
+  std::chrono::milliseconds timeout = std::chrono::minutes(5);
 };
 
 struct SaveResult {
@@ -71,6 +87,12 @@ struct SaveResult {
 // REQUIRES: store opened read-write. Throws AlreadyExistsError if
 // `checkpoint` exists (unless options.overwrite), InvalidArgument naming the
 // entry for malformed input.
+//
+// With options.plane set, the save is the distributed one: see
+// tessera/distributed.h for what every rank must do and what it throws.
+// REQUIRES then: 0 <= plane->rank() < plane->world_size(); otherwise throws
+// InvalidArgument naming both, before the plane is used (the other ranks
+// then fail after options.timeout).
 SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint,
                 const SaveOptions& options = {});
 

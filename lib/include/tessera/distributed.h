@@ -1,24 +1,37 @@
 // Saving from many ranks at once.
 //
-// Every rank calls save() with its own shards; each writes only its own
-// chunks into its own packs and hands its chunk records to the coordinator
-// (rank 0) as a file in the store, signalled through the control plane —
-// c10d's Store, the TCPStore that torchrun already runs (see tessera/c10d.h).
-// Rank 0 waits for all ranks at once, validates the whole state and commits
-// it in one catalog transaction. No process-group collective is involved, so
-// save works beside whatever process groups the job uses. A save costs each
-// rank a handful of Store operations, none growing with the world size, and
-// deletes the keys it made (lib/src/dist/save_protocol.h counts them).
+// Every rank opens the store itself (Store::open(path), read-write: the
+// first to get there creates it, and SQLite's locking makes a concurrent
+// creation safe) and calls tessera::save (checkpoint.h) with its own shards
+// and SaveOptions::plane set to the job's control plane. Each rank writes
+// only its own chunks into its own packs and hands its chunk records to the
+// coordinator (rank 0) as a file in the store, signalled through the control
+// plane — c10d's Store, the TCPStore that torchrun already runs (see
+// tessera/c10d.h). Rank 0 waits for all ranks at once, validates the whole
+// state and commits it in one catalog transaction. No process-group
+// collective is involved, so save works beside whatever process groups the
+// job uses. A save costs each rank a handful of Store operations, none
+// growing with the world size, and deletes the keys it made
+// (lib/src/dist/save_protocol.h counts them).
 //
-// save() returns on every rank only after the commit, or throws on every rank
-// with the cause (which rank failed and why). A rank that dies makes the
-// others fail after `timeout`, with no checkpoint visible. The answer is the
-// same on every rank even when rank 0 is slower than `timeout`: a rank that
-// stops waiting aborts the save unless rank 0 has already decided to commit,
-// in which case it waits for, or reads from the catalog, the committed truth.
+// All ranks must make the call with the same checkpoint name, in the same
+// order as their other saves through the plane, with handles to the same
+// store (same path and file system). Rank 0's handle must be read-write
+// (else every rank throws StoreError); another rank's may be read-only, but
+// then it cannot read the committed truth from the catalog in the one case
+// where it must (below), and fails saying it could not tell. It returns on every rank only after the
+// commit, or throws on every rank with the cause (which rank failed and
+// why): the class (tessera/error.h: the protocol carries its ErrorKind) and
+// the message of the failure, whichever rank it happened on; an exception
+// that is not one of tessera's classes is thrown as Error. A rank that dies
+// (or never calls) makes the others fail after SaveOptions::timeout, with no
+// checkpoint visible. The answer is the same on every rank even when rank 0
+// is slower than the timeout: a rank that stops waiting aborts the save
+// unless rank 0 has already decided to commit, in which case it waits for,
+// or reads from the catalog, the committed truth.
 //
 // Loads need no coordination: every rank calls tessera::load (checkpoint.h)
-// on its own, planning its own reads from the catalog opened read-only.
+// on its own, planning its own reads from the catalog.
 #pragma once
 
 #include <chrono>
@@ -28,6 +41,8 @@
 #include <vector>
 
 #include "tessera/checkpoint.h"
+#include "tessera/error.h"
+#include "tessera/store.h"
 
 namespace tessera {
 
@@ -76,25 +91,39 @@ std::vector<std::unique_ptr<ControlPlane>> in_process_control_planes(int64_t wor
 // leaves none). REQUIRES: `plane` came from in_process_control_planes.
 size_t in_process_key_count(const ControlPlane& plane);
 
+// Takes part in the distributed save of `checkpoint` (options.plane set) as
+// tessera::save does, with this rank's failure instead of its state: for a
+// rank that failed before it could describe its state (in Python, say). The
+// save fails on every rank with this cause, thrown as `kind` (the message
+// reads "save of checkpoint '<name>' failed: rank <r>: <what>"), instead of
+// leaving the others waiting. Always throws. REQUIRES: options.plane, as in
+// save (InvalidArgument otherwise).
+[[noreturn]] void abstain(ErrorKind kind, const std::string& what, Store& store, const std::string& checkpoint,
+                          const SaveOptions& options);
+
+// How the ranks of a collective fared, from what each shared: kinds[r] is -1
+// where rank r succeeded, else the ErrorKind number of its failure. When
+// several ranks fail, the lowest failing rank's failure decides the class
+// every rank throws: the distributed save, the replicated load and the
+// Python collectives all follow this rule, stated here once.
+struct FailureAgreement {
+  std::vector<int64_t> failed;  // the failing ranks, lowest first
+  int64_t kind = -1;            // the lowest failing rank's kind: the class every rank throws
+
+  bool ok() const { return failed.empty(); }
+  // "1, 3": the failing ranks, for messages.
+  std::string ranks() const;
+};
+FailureAgreement agree_on_failures(const std::vector<int64_t>& kinds);
+
+// Deprecated: the save with options.plane replaces it; it stays only until
+// tests/history_test.cc stops calling it. Opens the store at `store_path`
+// with Store::open (read-write, created if missing, Env dist.env) and calls
+// tessera::save with options.plane = &plane, options.timeout = dist.timeout.
 struct DistributedOptions {
-  // How long a rank waits for the others (default 5 minutes). A rank that
-  // has not reported by then is taken as dead and the save fails. A rank
-  // that waited twice this for rank 0's outcome aborts the save, unless rank
-  // 0 has already decided to commit: then it waits once more and, if rank 0
-  // stays silent, reports what the catalog holds.
   std::chrono::milliseconds timeout = std::chrono::minutes(5);
-  // The file system of the store, as StoreOptions::env (default: the
-  // operating system's). Every rank's save goes through it.
   std::shared_ptr<Env> env;
 };
-
-// Collective over the ranks of `plane`: all must call it, with the same
-// store path and checkpoint name, in the same order as their other saves.
-// Rank 0 opens (or creates) the store read-write; the others open it
-// read-only once rank 0 has. Throws the same error on every rank: the class
-// (tessera/error.h: the protocol carries its ErrorKind) and the message of
-// the failure, whichever rank it happened on; an exception that is not one of
-// tessera's classes is thrown as Error.
 SaveResult save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
                 ControlPlane& plane, const SaveOptions& options = {}, const DistributedOptions& dist = {});
 

@@ -135,12 +135,10 @@ class Stateful {
   virtual void load_state_dict(const StateDict& sd) { (void)sd; }
 };
 
-// save(): state_dict(), then tessera::save. load(): state_dict(),
-// tessera::load, then load_state_dict().
+// save(): state_dict(), then tessera::save (distributed with options.plane
+// set: tessera/distributed.h). load(): state_dict(), tessera::load, then
+// load_state_dict().
 SaveResult save(Stateful& state, Store& store, const std::string& checkpoint, const SaveOptions& options = {});
-// The same from every rank of a job (see tessera/distributed.h).
-SaveResult save(Stateful& state, const std::string& store_path, const std::string& checkpoint, ControlPlane& plane,
-                const SaveOptions& options = {}, const DistributedOptions& dist = {});
 LoadResult load(Stateful& state, const Store& store, const std::string& checkpoint,
                 const LoadOptions& options = {});
 

@@ -1,3 +1,4 @@
+#include "dist/save.h"
 #include "engine/save/commit.h"
 #include "engine/save/retention.h"
 #include "engine/save/shard_writer.h"
@@ -7,6 +8,7 @@
 namespace tessera {
 
 SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint, const SaveOptions& options) {
+  if (options.plane) return dist::save(state, store, checkpoint, options);
   Store::Impl& impl = StoreAccess::impl(store);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot save '" + checkpoint + "'");
   if (checkpoint.empty()) throw InvalidArgument("save: the checkpoint name must not be empty");

@@ -42,9 +42,9 @@ std::vector<RankManifest> gather(Save& s, const std::string& token, const RankMa
   std::optional<Failure> failure = own_failure;
   for (int64_t r = 1; r < s.world; ++r) {
     const std::string path = s.report_path(token, r);
-    if (s.env->exists(path)) {
-      if (!failure) all.push_back(decode_manifest(read_report(*s.env, path)));
-      s.env->remove_file(path);
+    if (s.env.exists(path)) {
+      if (!failure) all.push_back(decode_manifest(read_report(s.env, path)));
+      s.env.remove_file(path);
     } else if (auto why = s.wait_get("error/" + std::to_string(r), error_wait)) {
       if (!failure) failure = Failure::decode(*why);
     } else {
@@ -57,19 +57,19 @@ std::vector<RankManifest> gather(Save& s, const std::string& token, const RankMa
   return all;
 }
 
-// Rank 0 opens the store for writing and announces the save; throws (after
-// telling the others) if it cannot, the class the others throw.
-Store open_for_save(Save& s, const std::string& token, const SaveOptions& opts) {
+// Rank 0 checks that it can save into its store and announces the save;
+// throws (after telling the others) if it cannot, the class the others throw.
+void announce(Save& s, const std::string& token, const SaveOptions& opts) {
   std::optional<Failure> failure;
   try {
-    StoreOptions o;
-    o.env = s.env;
-    Store store = Store::open(s.store_path, o);
-    std::lock_guard lock(StoreAccess::impl(store).mu);
-    if (!opts.overwrite && StoreAccess::impl(store).catalog.find_checkpoint(s.checkpoint))
+    Store::Impl& impl = StoreAccess::impl(s.store);
+    if (impl.read_only)
+      throw StoreError("store '" + s.store_path + "' is open read-only; cannot save '" + s.checkpoint + "'");
+    std::lock_guard lock(impl.mu);
+    if (!opts.overwrite && impl.catalog.find_checkpoint(s.checkpoint))
       throw AlreadyExistsError("checkpoint '" + s.checkpoint + "' already exists in store '" + s.store_path + "'");
     s.plane.set(s.key("ready"), std::string("ok:") + token);
-    return store;
+    return;
   } catch (const std::exception& e) {
     failure = Failure::of(e);
   }
@@ -82,7 +82,8 @@ Store open_for_save(Save& s, const std::string& token, const SaveOptions& opts) 
 
 SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& opts) {
   const std::string token = new_token();
-  Store store = open_for_save(s, token, opts);
+  announce(s, token, opts);
+  Store& store = s.store;
   RankManifest mine;
   std::optional<Failure> own_failure;
   try {

@@ -31,18 +31,22 @@ int64_t kind_number(const std::exception_ptr& failure) {
   }
 }
 
-std::string Agreement::ranks() const {
+}  // namespace tessera::dist
+
+namespace tessera {
+
+std::string FailureAgreement::ranks() const {
   std::string s;
   for (int64_t r : failed) s += (s.empty() ? "" : ", ") + std::to_string(r);
   return s;
 }
 
-Agreement agree(const std::vector<int64_t>& kinds) {
-  Agreement a;
+FailureAgreement agree_on_failures(const std::vector<int64_t>& kinds) {
+  FailureAgreement a;
   for (size_t r = 0; r < kinds.size(); ++r)
     if (kinds[r] >= 0) a.failed.push_back(static_cast<int64_t>(r));
   if (!a.failed.empty()) a.kind = kinds[a.failed[0]];
   return a;
 }
 
-}  // namespace tessera::dist
+}  // namespace tessera

@@ -9,7 +9,8 @@
 //
 // When several ranks fail, the lowest failing rank's failure decides the
 // class every rank throws (the distributed save, replicated load and the
-// Python collectives all follow this rule; `agree` states it once).
+// Python collectives all follow this rule; tessera/distributed.h's
+// agree_on_failures states it once, defined in failure.cc).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/distributed.h"
 #include "tessera/error.h"
 
 namespace tessera::dist {
@@ -40,17 +42,5 @@ struct Failure {
 // is not a std::exception), or -1 when `failure` is null: what a rank shares
 // with the others about how it fared.
 int64_t kind_number(const std::exception_ptr& failure);
-
-// How the ranks fared, from what each shared: kinds[r] is -1 where rank r
-// succeeded, else the ErrorKind number of its failure.
-struct Agreement {
-  std::vector<int64_t> failed;  // the failing ranks, lowest first
-  int64_t kind = -1;            // the lowest failing rank's kind: the class every rank throws
-
-  bool ok() const { return failed.empty(); }
-  // "1, 3": the failing ranks, for messages.
-  std::string ranks() const;
-};
-Agreement agree(const std::vector<int64_t>& kinds);
 
 }  // namespace tessera::dist

@@ -17,13 +17,11 @@ using std::chrono::milliseconds;
 // once that transaction has committed, rolled back, or died (SQLite rolls
 // back a dead writer's hot journal), so what is read under it is final.
 bool committed_in_catalog(const Save& s, const std::string& token) {
-  StoreOptions o;
-  o.create_if_missing = false;
-  o.env = s.env;
-  Store store = Store::open(s.store_path, o);
-  std::lock_guard lock(StoreAccess::impl(store).mu);
-  auto tx = StoreAccess::impl(store).catalog.transaction(catalog::Transaction::Kind::kWrite);
-  auto c = StoreAccess::impl(store).catalog.find_checkpoint(s.checkpoint);
+  Store::Impl& impl = StoreAccess::impl(s.store);
+  if (impl.read_only) throw StoreError("store '" + s.store_path + "' is open read-only");
+  std::lock_guard lock(impl.mu);
+  auto tx = impl.catalog.transaction(catalog::Transaction::Kind::kWrite);
+  auto c = impl.catalog.find_checkpoint(s.checkpoint);
   return c && c->save_token == token;
 }
 
@@ -58,14 +56,12 @@ SaveResult participate(Save& s, const WritePart& write_part) {
   }
   const std::string token = ready->substr(3), report = s.report_path(token, s.rank);
   const std::string error_key = "error/" + std::to_string(s.rank);
-  std::optional<Store> store;
   RankManifest mine;
   bool failed_here = false;
   try {
-    store = Store::open_read_only(s.store_path, s.env);
-    mine = write_part(StoreAccess::impl(*store));
+    mine = write_part(StoreAccess::impl(s.store));
     mine.rank = s.rank;
-    write_report(*s.env, report, encode_manifest(mine));
+    write_report(s.env, report, encode_manifest(mine));
   } catch (const std::exception& e) {
     s.plane.set(s.key(error_key),
                 Failure{error_kind(e), s.failed + "rank " + std::to_string(s.rank) + ": " + e.what()}.encode());
@@ -76,8 +72,8 @@ SaveResult participate(Save& s, const WritePart& write_part) {
   if (failed_here) s.plane.delete_key(s.key(error_key));
   s.leave(outcome == kOk);
   if (is_error(outcome)) {
-    if (store) discard_packs(StoreAccess::impl(*store), mine.packs);  // each rank removes its own packs
-    s.env->remove_file(report);                          // if rank 0 gave up before reading it
+    discard_packs(StoreAccess::impl(s.store), mine.packs);  // each rank removes its own packs
+    s.env.remove_file(report);                          // if rank 0 gave up before reading it
     failure_of(outcome).raise();
   }
   return mine.stats;

@@ -132,7 +132,7 @@ LoadResult load_replicated(StateDict& state, const Store& store, const std::stri
       group.allgather({static_cast<int64_t>(reps.size()), static_cast<int64_t>(hash.h), kind_number(failure)});
   std::vector<int64_t> kinds;
   for (const auto& info : infos) kinds.push_back(info[2]);
-  const Agreement agreement = agree(kinds);
+  const FailureAgreement agreement = agree_on_failures(kinds);
   if (!agreement.ok()) {
     if (failure) std::rethrow_exception(failure);  // this rank's own error, as tessera::load throws it
     // The others throw the class of the lowest failing rank's error.

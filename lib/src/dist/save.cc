@@ -9,37 +9,60 @@ namespace tessera {
 namespace dist {
 namespace {
 
-SaveResult run(const std::string& store_path, const std::string& checkpoint, ControlPlane& plane,
-               const SaveOptions& options, const DistributedOptions& dist,
+// The plane of a distributed save, checked before it is used.
+ControlPlane& plane_of(const std::string& checkpoint, const SaveOptions& options) {
+  if (!options.plane) throw InvalidArgument("save of checkpoint '" + checkpoint + "': no control plane (options.plane)");
+  ControlPlane& plane = *options.plane;
+  const int64_t rank = plane.rank(), world = plane.world_size();
+  if (world < 1 || rank < 0 || rank >= world)
+    throw InvalidArgument("save of checkpoint '" + checkpoint + "': the control plane's rank " + std::to_string(rank) +
+                          " is outside its world size " + std::to_string(world));
+  return plane;
+}
+
+SaveResult run(Store& store, const std::string& checkpoint, const SaveOptions& options,
                const std::function<RankManifest(Store::Impl&, const SaveOptions&)>& write) {
+  ControlPlane& plane = plane_of(checkpoint, options);
+  Store::Impl& impl = StoreAccess::impl(store);
   Save s{plane,
-         store_path,
+         store,
+         impl.path,
          checkpoint,
-         dist.timeout,
-         dist.env ? dist.env : posix_env(),
+         options.timeout,
+         impl.env,
          plane.rank(),
          plane.world_size(),
          "tessera/save/" + std::to_string(plane.next_save_id()) + "/" + checkpoint + "/",
          "save of checkpoint '" + checkpoint + "' failed: "};
-  const WritePart write_part = [&](Store::Impl& store) { return write(store, options); };
+  const WritePart write_part = [&](Store::Impl& st) { return write(st, options); };
   return s.rank == 0 ? coordinate(s, write_part, options) : participate(s, write_part);
 }
 
 }  // namespace
 
-void abstain(const Failure& failure, const std::string& store_path, const std::string& checkpoint,
-             ControlPlane& plane, const SaveOptions& options, const DistributedOptions& dist) {
-  run(store_path, checkpoint, plane, options, dist,
-      [&](Store::Impl&, const SaveOptions&) -> RankManifest { failure.raise(); });
-  throw Error("save of checkpoint '" + checkpoint + "': an abstaining rank's save did not fail");  // unreachable
+SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint, const SaveOptions& options) {
+  return run(store, checkpoint, options,
+             [&](Store::Impl& st, const SaveOptions& opts) { return write_shards(state, st, opts); });
 }
 
 }  // namespace dist
 
+void abstain(ErrorKind kind, const std::string& what, Store& store, const std::string& checkpoint,
+             const SaveOptions& options) {
+  const dist::Failure failure{kind, what};
+  dist::run(store, checkpoint, options, [&](Store::Impl&, const SaveOptions&) -> RankManifest { failure.raise(); });
+  throw Error("save of checkpoint '" + checkpoint + "': an abstaining rank's save did not fail");  // unreachable
+}
+
 SaveResult save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
                 ControlPlane& plane, const SaveOptions& options, const DistributedOptions& dist) {
-  return tessera::dist::run(store_path, checkpoint, plane, options, dist,
-                              [&](Store::Impl& store, const SaveOptions& opts) { return write_shards(state, store, opts); });
+  StoreOptions so;
+  so.env = dist.env;
+  Store store = Store::open(store_path, so);
+  SaveOptions o = options;
+  o.plane = &plane;
+  o.timeout = dist.timeout;
+  return save(state, store, checkpoint, o);
 }
 
 }  // namespace tessera

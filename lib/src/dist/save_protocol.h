@@ -110,10 +110,11 @@ std::string new_token();
 // One rank's view of one save.
 struct Save {
   ControlPlane& plane;
-  const std::string& store_path;
+  Store& store;  // this rank's handle, opened by the caller
+  const std::string& store_path;  // the store's
   const std::string& checkpoint;
   std::chrono::milliseconds timeout;
-  std::shared_ptr<Env> env;  // never null
+  Env& env;  // the store's
   int64_t rank, world;
   std::string prefix;  // P
   std::string failed;  // "save of checkpoint '<name>' failed: "
@@ -144,6 +145,10 @@ std::string read_report(Env& env, const std::string& path);
 
 // Writes this rank's part of the save into the store (write_shards, or a
 // failure for a rank that abstains) and returns its manifest.
+//
+// Every rank saves through the store handle its caller opened (read-write:
+// a rank r >= 1 needs the write lock only to read the committed truth, see
+// "No split outcome"). Rank 0 checks that the name is free before ready.
 using WritePart = std::function<RankManifest(Store::Impl&)>;
 
 // Rank 0's side of the save (coordinator.cc) and the others' (participant.cc).

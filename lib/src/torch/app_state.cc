@@ -59,13 +59,6 @@ SaveResult save(Stateful& state, Store& store, const std::string& checkpoint, co
   return save(sd, store, checkpoint, options);
 }
 
-SaveResult save(Stateful& state, const std::string& store_path, const std::string& checkpoint, ControlPlane& plane,
-                const SaveOptions& options, const DistributedOptions& dist) {
-  StateDict sd;
-  state.state_dict(sd);
-  return save(sd, store_path, checkpoint, plane, options, dist);
-}
-
 LoadResult load(Stateful& state, const Store& store, const std::string& checkpoint, const LoadOptions& options) {
   StateDict sd;
   state.state_dict(sd);

@@ -144,18 +144,10 @@ struct AsyncSaver::Impl {
 AsyncSaver::AsyncSaver(AsyncSaverOptions options) : impl_(std::make_unique<Impl>(options)) {}
 AsyncSaver::~AsyncSaver() = default;
 
-SaveHandle AsyncSaver::save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
+SaveHandle AsyncSaver::save(const StateDict& state, Store& store, const std::string& checkpoint,
                             const SaveOptions& options) {
-  return impl_->submit(state, [=](const StateDict& host) {
-    Store store = Store::open(store_path);
+  return impl_->submit(state, [store, checkpoint, options](const StateDict& host) mutable {
     return tessera::save(host, store, checkpoint, options);
-  });
-}
-
-SaveHandle AsyncSaver::save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
-                            ControlPlane& plane, const SaveOptions& options, const DistributedOptions& dist) {
-  return impl_->submit(state, [=, &plane](const StateDict& host) {
-    return tessera::save(host, store_path, checkpoint, plane, options, dist);
   });
 }
 
