@@ -116,15 +116,4 @@ struct FailureAgreement {
 };
 FailureAgreement agree_on_failures(const std::vector<int64_t>& kinds);
 
-// Deprecated: the save with options.plane replaces it; it stays only until
-// tests/history_test.cc stops calling it. Opens the store at `store_path`
-// with Store::open (read-write, created if missing, Env dist.env) and calls
-// tessera::save with options.plane = &plane, options.timeout = dist.timeout.
-struct DistributedOptions {
-  std::chrono::milliseconds timeout = std::chrono::minutes(5);
-  std::shared_ptr<Env> env;
-};
-SaveResult save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
-                ControlPlane& plane, const SaveOptions& options = {}, const DistributedOptions& dist = {});
-
 }  // namespace tessera

@@ -28,8 +28,4 @@ DiffReport diff_checkpoints(const Store& store, const std::string& a, const std:
   return diff_checkpoints(StoreAccess::impl(store), a, b, options);
 }
 
-void apply_retention_after_commit(Store& store, int64_t keep_last, const std::string& just_saved, SaveResult& result) {
-  apply_retention_after_commit(StoreAccess::impl(store), keep_last, just_saved, result);
-}
-
 }  // namespace tessera

@@ -42,7 +42,7 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
     total.packs += s.packs;
   }
   commit_checkpoint(impl, checkpoint, std::move(all), world_size, options);
-  apply_retention_after_commit(store, options.keep_last, checkpoint, total);
+  apply_retention_after_commit(impl, options.keep_last, checkpoint, total);
   return total;
 }
 

@@ -30,7 +30,7 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
     discard_packs(impl, packs);
     throw;
   }
-  apply_retention_after_commit(store, options.keep_last, checkpoint, stats);
+  apply_retention_after_commit(impl, options.keep_last, checkpoint, stats);
   return stats;
 }
 

@@ -150,13 +150,18 @@ Catalog Catalog::open(const std::string& path, Mode mode, bool create, std::shar
                          "-journal); open the store once for writing to roll it back (" + e.what() + ")");
     throw CatalogError("'" + path + "' is not a tessera catalog (" + e.what() + ")");
   }
-  const int64_t app = db.pragma_int("application_id");
-  const int64_t version = db.pragma_int("user_version");
-  const int64_t tables = [&] {
+  // The three reads in one read transaction: a store another process is
+  // creating right now is seen before its creation or after, never between
+  // (an empty application_id with tables would read as a foreign database).
+  int64_t app = 0, version = 0, tables = 0;
+  {
+    ReadScope read(db);
+    app = db.pragma_int("application_id");
+    version = db.pragma_int("user_version");
     Statement st = db.prepare("SELECT count(*) FROM sqlite_schema");
     st.step();
-    return st.column_int(0);
-  }();
+    tables = st.column_int(0);
+  }
   if (app != kApplicationId && !(app == 0 && tables == 0))
     throw CatalogError("'" + path + "' is not a tessera catalog (application_id " + std::to_string(app) + ")");
   if (version > latest_schema_version())

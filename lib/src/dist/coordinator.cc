@@ -102,7 +102,7 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
       if (d != kCommit) throw Error(s.aborted(d));
     };
     commit_checkpoint(StoreAccess::impl(store), s.checkpoint, std::move(all), s.world, opts, token, decide);
-    apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
+    apply_retention_after_commit(StoreAccess::impl(store), opts.keep_last, s.checkpoint, mine.stats);
   } catch (const std::exception& e) {
     const std::string what = e.what();
     failure = Failure{error_kind(e), what.rfind(s.failed, 0) == 0 ? what : s.failed + what};

@@ -54,15 +54,4 @@ void abstain(ErrorKind kind, const std::string& what, Store& store, const std::s
   throw Error("save of checkpoint '" + checkpoint + "': an abstaining rank's save did not fail");  // unreachable
 }
 
-SaveResult save(const StateDict& state, const std::string& store_path, const std::string& checkpoint,
-                ControlPlane& plane, const SaveOptions& options, const DistributedOptions& dist) {
-  StoreOptions so;
-  so.env = dist.env;
-  Store store = Store::open(store_path, so);
-  SaveOptions o = options;
-  o.plane = &plane;
-  o.timeout = dist.timeout;
-  return save(state, store, checkpoint, o);
-}
-
 }  // namespace tessera

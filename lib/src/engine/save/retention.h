@@ -27,9 +27,4 @@ std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, 
 void apply_retention_after_commit(Store::Impl& store, int64_t keep_last, const std::string& just_saved,
                                   SaveResult& result);
 
-// The same for callers that hold a Store (api/save.cc, api/parts.cc,
-// dist/coordinator.cc, until they pass Store::Impl&): defined in
-// api/history.cc, so no engine code reaches from a Store to its insides.
-void apply_retention_after_commit(Store& store, int64_t keep_last, const std::string& just_saved, SaveResult& result);
-
 }  // namespace tessera
