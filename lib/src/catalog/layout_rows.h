@@ -86,8 +86,9 @@ struct TensorList {
   std::unordered_set<int64_t> layouts_;
 };
 
-// Which pieces of a tensor to read, by name: all (nullopt), or only those
-// overlapping a box (an empty box: none).
+// Which pieces of a tensor to read, by name: none (nullopt), or only those
+// overlapping a box (a box of another rank than the tensor's: all). Without
+// a filter, all.
 using ReadFilter = std::function<std::optional<Box>(const std::string& name)>;
 
 // The tensors rows `ids` with their layouts (pieces decoded when asked, and

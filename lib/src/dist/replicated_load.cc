@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "dist/failure.h"
+#include "engine/tools/describe.h"
 #include "plan/replica_rows.h"
 #include "tessera/error.h"
 #include "tessera/inspect.h"
@@ -62,17 +63,19 @@ plan::ReplicaBox replica_box(const TensorView& v, int64_t ranks, const EntryInfo
 }
 
 // Plans which rank reads which rows of each of `reps` (plan/replica_rows.h),
-// from the checkpoint's chunk edges.
+// from the checkpoint's chunk edges inside their boxes (only those pieces are read).
 void plan_rows(std::vector<Replicated>& reps, const Store& store, const std::string& checkpoint, int64_t ranks) {
   if (reps.empty()) return;
-  const std::vector<EntryInfo> described = describe(store, checkpoint);
-  std::unordered_map<std::string, const EntryInfo*> saved;
-  for (const EntryInfo& e : described)
-    if (e.kind == "tensor") saved.emplace(e.name, &e);
+  std::unordered_map<std::string, Box> wanted;
+  for (const Replicated& rep : reps) {
+    const TensorView& v = *rep.view;
+    if (v.offsets.size() == v.sizes.size()) wanted.emplace(*rep.name, Box{v.offsets, v.sizes});  // else its load fails
+  }
+  const auto saved = describe_boxes(StoreAccess::impl(store), checkpoint, wanted);
   std::vector<plan::ReplicaBox> boxes;
   for (const Replicated& rep : reps) {
     auto it = saved.find(*rep.name);
-    boxes.push_back(replica_box(*rep.view, ranks, it == saved.end() ? nullptr : it->second));
+    boxes.push_back(replica_box(*rep.view, ranks, it == saved.end() ? nullptr : &it->second));
   }
   std::vector<std::vector<plan::RowPart>> parts = plan::plan_replica_reads(boxes, ranks);
   for (size_t i = 0; i < reps.size(); ++i) reps[i].parts = std::move(parts[i]);

@@ -186,7 +186,8 @@ LoadResult load(StateDict& state, Store::Impl& impl, const std::string& checkpoi
     auto ckpt = require_checkpoint(impl, checkpoint);
     saved_tensors = impl.catalog.tensors(ckpt.id, [&](const std::string& name) -> std::optional<Box> {
       const auto it = targets.find(name);
-      return it != targets.end() ? local_box(it->second->view) : Box{{0}, {0}};  // an empty box: no pieces
+      if (it == targets.end()) return std::nullopt;  // none of its pieces
+      return local_box(it->second->view);
     });
     saved_values = impl.catalog.values(ckpt.id);
   }
