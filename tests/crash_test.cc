@@ -17,7 +17,7 @@
 
 #include "catalog/maintenance.h"
 #include "engine/maintenance/history_hooks.h"
-#include "engine/store_impl.h"
+#include "api/store_access.h"
 #include "history_util.h"
 #include "io/fault_injection_env.h"
 #include "tessera/history.h"

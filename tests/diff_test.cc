@@ -9,7 +9,7 @@
 
 #include "catalog/catalog.h"
 #include "engine/tools/float_values.h"
-#include "engine/store_impl.h"
+#include "api/store_access.h"
 #include "history_util.h"
 #include "tessera/error.h"
 #include "tessera/history.h"

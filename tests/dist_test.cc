@@ -10,13 +10,14 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 #include <typeinfo>
 
 #include "catalog/catalog.h"
 #include "dist/failure.h"
-#include "engine/store_impl.h"
+#include "api/store_access.h"
 #include "tessera/checkpoint.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"
@@ -48,12 +49,10 @@ SaveResult save_on(const StateDict& sd, const std::string& path, const std::stri
 }
 
 // As save_on, for a rank that failed before the save: it abstains.
-[[noreturn]] void abstain_on(ErrorKind kind, const std::string& what, const std::string& path,
-                             const std::string& name, ControlPlane& plane) {
-  Store store = Store::open(path);
+[[noreturn]] void abstain_on(ErrorKind kind, const std::string& what, const std::string& name, ControlPlane& plane) {
   SaveOptions o;
   o.plane = &plane;
-  abstain(kind, what, store, name, o);
+  abstain(kind, what, name, o);
 }
 
 // Whether `p` holds exactly an E: not a subclass of it, not a base.
@@ -593,7 +592,7 @@ TEST_CASE("a rank that abstains (it failed before the save) fails the save on ev
     CAPTURE(bad);
     const std::string name = "c" + std::to_string(saves++);
     auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
-      if (r == bad) abstain_on(ErrorKind::kCorruption, "injected before the save", dir.path(), name, p);
+      if (r == bad) abstain_on(ErrorKind::kCorruption, "injected before the save", name, p);
       StateDict sd;
       sd.add_value("y", int64_t{r});
       save_on(sd, dir.path(), name, p);
@@ -608,6 +607,47 @@ TEST_CASE("a rank that abstains (it failed before the save) fails the save on ev
   }
   CHECK(Store::open_read_only(dir.path()).checkpoints().empty());
   CHECK(temp_files(dir) == 0);
+}
+
+TEST_CASE("a rank that cannot open the store abstains with the open's error: every rank fails with it, not a timeout") {
+  TempDir dir("dist");
+  const std::string not_a_store = dir.path() + "/a-file";
+  std::ofstream(not_a_store) << "not a store";
+  auto planes = in_process_control_planes(3);
+  int saves = 0;
+  for (int64_t bad : {1, 0}) {
+    CAPTURE(bad);
+    const std::string name = "c" + std::to_string(saves++);
+    std::string open_error;
+    auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
+      SaveOptions o;
+      o.plane = &p;
+      o.timeout = std::chrono::seconds(600);  // waiting for it would hang the test
+      std::optional<Store> store;
+      try {
+        store = Store::open(r == bad ? not_a_store + "/store" : dir.path() + "/store");
+      } catch (const Error& e) {
+        open_error = e.what();
+        abstain(error_kind(e), e.what(), name, o);
+      }
+      StateDict sd;
+      sd.add_value("y", int64_t{r});
+      save(sd, *store, name, o);
+    });
+    REQUIRE(!open_error.empty());
+    for (int64_t r = 0; r < 3; ++r) {
+      CAPTURE(r);
+      CHECK(threw_exactly<StoreError>(caught[r]));
+      CHECK(message_of(caught[r]) ==
+            "save of checkpoint '" + name + "' failed: rank " + std::to_string(bad) + ": " + open_error);
+    }
+    CHECK(in_process_key_count(*planes[0]) == 0);
+  }
+  CHECK(Store::open_read_only(dir.path() + "/store").checkpoints().empty());
+  // Rank 1's save failed after the others wrote their parts (removed again);
+  // rank 0's before any rank wrote.
+  CHECK(test::files_in(dir.path() + "/store", "packs").empty());
+  CHECK(test::files_in(dir.path() + "/store", "tmp").empty());
 }
 
 namespace {
@@ -647,7 +687,7 @@ TEST_CASE("a failing rank's cause and class reach every rank over a slow Store (
   std::vector<std::unique_ptr<SlowStore>> planes;
   for (auto& p : inner) planes.push_back(std::make_unique<SlowStore>(*p));
   auto caught = caught_on(planes, [&](int64_t r, ControlPlane& p) {
-    if (r == 2) abstain_on(ErrorKind::kCorruption, "injected before the save", dir.path(), "c", p);
+    if (r == 2) abstain_on(ErrorKind::kCorruption, "injected before the save", "c", p);
     StateDict sd;
     sd.add_value("y", int64_t{r});
     save_on(sd, dir.path(), "c", p);
@@ -817,14 +857,14 @@ TEST_CASE("save with a plane whose rank is outside its world size is refused, na
     CHECK(e == "save of checkpoint 'c': the control plane's rank " + std::to_string(claimed) +
                    " is outside its world size 4");
     CHECK_THROWS_AS(save(sd, store, "c", o), InvalidArgument);
-    CHECK_THROWS_AS(abstain(ErrorKind::kCorruption, "x", store, "c", o), InvalidArgument);
+    CHECK_THROWS_AS(abstain(ErrorKind::kCorruption, "x", "c", o), InvalidArgument);
     CHECK(plane.total() == 0);  // not one operation
     CHECK(plane.next_save_id() == 0);  // and no save numbered
   }
   CHECK(in_process_key_count(*inner[0]) == 0);
   CHECK(store.checkpoints().empty());
   SaveOptions none;
-  CHECK_THROWS_AS(abstain(ErrorKind::kCorruption, "x", store, "c", none), InvalidArgument);
+  CHECK_THROWS_AS(abstain(ErrorKind::kCorruption, "x", "c", none), InvalidArgument);
 }
 
 TEST_CASE("rank 0's store open read-only: every rank throws StoreError naming it") {

@@ -15,7 +15,7 @@
 #include "catalog/catalog.h"
 #include "catalog/maintenance.h"
 #include "engine/maintenance/history_hooks.h"
-#include "engine/store_impl.h"
+#include "api/store_access.h"
 #include "history_util.h"
 #include "tessera/distributed.h"
 #include "tessera/error.h"

@@ -14,7 +14,7 @@
 #include <random>
 #include <typeinfo>
 
-#include "engine/store_impl.h"
+#include "api/store_access.h"
 #include "io/env.h"
 #include "io/fault_injection_env.h"
 #include "tessera/checkpoint.h"

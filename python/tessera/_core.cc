@@ -664,15 +664,19 @@ PYBIND11_MODULE(_core, m) {
           // every rank raises this rank's cause, as its class, instead of
           // waiting for it.
           py::gil_scoped_release nogil;
-          tessera::Store store = tessera::Store::open(store_path);
-          tessera::abstain(static_cast<tessera::ErrorKind>(failure_kind), failure, store, checkpoint, o);
+          tessera::abstain(static_cast<tessera::ErrorKind>(failure_kind), failure, checkpoint, o);
         }
         const tessera::StateDict state = to_state(entries);
         tessera::SaveResult r;
         {
           py::gil_scoped_release nogil;
-          tessera::Store store = tessera::Store::open(store_path);
-          r = tessera::save(state, store, checkpoint, o);
+          std::optional<tessera::Store> store;
+          try {
+            store = tessera::Store::open(store_path);
+          } catch (const tessera::Error& e) {
+            tessera::abstain(tessera::error_kind(e), e.what(), checkpoint, o);  // the others fail with it at once
+          }
+          r = tessera::save(state, *store, checkpoint, o);
         }
         return r;
       },

@@ -278,6 +278,27 @@ def test_a_failing_rank_fails_the_save_everywhere(store, ranks):
     ranks(_failing_rank, 2, store, "foreign")  # an exception that is not tessera's
 
 
+def _cannot_open_store(rank, world, store):
+    """Rank 1 cannot open its store (a file is in the way): every rank raises its cause at once."""
+    blocked = store + "-blocked"
+    if rank == 1:
+        with open(blocked, "w") as f:
+            f.write("not a directory")
+    path = blocked + "/store" if rank == 1 else store
+    with pytest.raises(tessera.Error) as raised:
+        tessera.save({"x": torch.ones(4)}, path, "c", timeout=600)  # waiting out the timeout would hang the test
+    e = raised.value
+    assert type(e) is tessera.StoreError, (rank, type(e), str(e))
+    assert "save of checkpoint 'c' failed: rank 1: " in str(e) and blocked in str(e), str(e)
+    torch.distributed.barrier()
+    if rank == 0:
+        assert tessera.Store(store, read_only=True).checkpoints() == []
+
+
+def test_a_rank_that_cannot_open_the_store_fails_the_save_everywhere_at_once(store, ranks):
+    ranks(_cannot_open_store, 2, store)
+
+
 def _typed_everywhere(rank, world, store):
     """Every rank raises the same tessera.Error subclass, whichever rank failed."""
     from tessera import _replicated

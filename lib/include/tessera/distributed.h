@@ -93,12 +93,22 @@ size_t in_process_key_count(const ControlPlane& plane);
 
 // Takes part in the distributed save of `checkpoint` (options.plane set) as
 // tessera::save does, with this rank's failure instead of its state: for a
-// rank that failed before it could describe its state (in Python, say). The
-// save fails on every rank with this cause, thrown as `kind` (the message
-// reads "save of checkpoint '<name>' failed: rank <r>: <what>"), instead of
-// leaving the others waiting. Always throws. REQUIRES: options.plane, as in
-// save (InvalidArgument otherwise).
-[[noreturn]] void abstain(ErrorKind kind, const std::string& what, Store& store, const std::string& checkpoint,
+// rank that failed before it could save, e.g. one that could not open the
+// store (Store::open threw) or describe its state. It needs no store. The save
+// fails on every rank with this cause, thrown as `kind` (the message reads
+// "save of checkpoint '<name>' failed: rank <r>: <what>"), instead of leaving
+// the others waiting for their timeout; when rank 0 abstains, the others fail
+// before writing anything. Always throws. REQUIRES: options.plane, as in save
+// (InvalidArgument otherwise).
+//
+//   std::optional<tessera::Store> store;
+//   try {
+//     store = tessera::Store::open(path);
+//   } catch (const tessera::Error& e) {
+//     tessera::abstain(tessera::error_kind(e), e.what(), "step-100", options);
+//   }
+//   tessera::save(state, *store, "step-100", options);
+[[noreturn]] void abstain(ErrorKind kind, const std::string& what, const std::string& checkpoint,
                           const SaveOptions& options);
 
 // How the ranks of a collective fared, from what each shared: kinds[r] is -1

@@ -13,8 +13,8 @@
 namespace tessera {
 
 // Where the store's files live: every file and directory access of the store,
-// its catalog's included, goes through one Env (lib/src/io/env.h: the posix
-// file system, an in-memory one, or a fault-injecting wrapper for tests).
+// its catalog's included, goes through one Env (tessera/env.h: the posix
+// file system, an in-memory one, or an implementation of your own).
 class Env;
 
 struct StoreOptions {

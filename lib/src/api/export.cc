@@ -2,6 +2,7 @@
 // checks the options and carries it out.
 #include "tessera/export.h"
 
+#include "api/store_access.h"
 #include "engine/tools/export_safetensors.h"
 
 namespace tessera {

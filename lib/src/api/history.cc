@@ -3,6 +3,7 @@
 // engine/tools/diff carry them out.
 #include "tessera/history.h"
 
+#include "api/store_access.h"
 #include "engine/maintenance/gc.h"
 #include "engine/maintenance/remove.h"
 #include "engine/save/retention.h"

@@ -2,6 +2,7 @@
 // (engine/tools/describe) and verify (engine/maintenance/verify).
 #include "tessera/inspect.h"
 
+#include "api/store_access.h"
 #include "engine/maintenance/verify.h"
 #include "engine/tools/describe.h"
 

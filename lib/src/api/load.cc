@@ -1,4 +1,5 @@
 // The public load (tessera/checkpoint.h); engine/load/ carries it out.
+#include "api/store_access.h"
 #include "engine/load/load.h"
 #include "tessera/checkpoint.h"
 

@@ -1,5 +1,6 @@
 #include "tessera/parts.h"
 
+#include "api/store_access.h"
 #include "engine/save/commit.h"
 #include "engine/save/manifest_codec.h"
 #include "engine/save/retention.h"

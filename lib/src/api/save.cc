@@ -1,3 +1,4 @@
+#include "api/store_access.h"
 #include "dist/save.h"
 #include "engine/save/commit.h"
 #include "engine/save/retention.h"
@@ -8,8 +9,8 @@
 namespace tessera {
 
 SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint, const SaveOptions& options) {
-  if (options.plane) return dist::save(state, store, checkpoint, options);
   Store::Impl& impl = StoreAccess::impl(store);
+  if (options.plane) return dist::save(state, impl, checkpoint, options);
   if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot save '" + checkpoint + "'");
   if (checkpoint.empty()) throw InvalidArgument("save: the checkpoint name must not be empty");
   {
@@ -32,6 +33,10 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
   }
   apply_retention_after_commit(impl, options.keep_last, checkpoint, stats);
   return stats;
+}
+
+void abstain(ErrorKind kind, const std::string& what, const std::string& checkpoint, const SaveOptions& options) {
+  dist::abstain(kind, what, checkpoint, options);
 }
 
 }  // namespace tessera

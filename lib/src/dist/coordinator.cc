@@ -42,9 +42,9 @@ std::vector<RankManifest> gather(Save& s, const std::string& token, const RankMa
   std::optional<Failure> failure = own_failure;
   for (int64_t r = 1; r < s.world; ++r) {
     const std::string path = s.report_path(token, r);
-    if (s.env.exists(path)) {
-      if (!failure) all.push_back(decode_manifest(read_report(s.env, path)));
-      s.env.remove_file(path);
+    if (s.store->env.exists(path)) {
+      if (!failure) all.push_back(decode_manifest(read_report(s.store->env, path)));
+      s.store->env.remove_file(path);
     } else if (auto why = s.wait_get("error/" + std::to_string(r), error_wait)) {
       if (!failure) failure = Failure::decode(*why);
     } else {
@@ -60,37 +60,38 @@ std::vector<RankManifest> gather(Save& s, const std::string& token, const RankMa
 // Rank 0 checks that it can save into its store and announces the save;
 // throws (after telling the others) if it cannot, the class the others throw.
 void announce(Save& s, const std::string& token, const SaveOptions& opts) {
-  std::optional<Failure> failure;
   try {
-    Store::Impl& impl = StoreAccess::impl(s.store);
+    Store::Impl& impl = *s.store;
     if (impl.read_only)
-      throw StoreError("store '" + s.store_path + "' is open read-only; cannot save '" + s.checkpoint + "'");
+      throw StoreError("store '" + impl.path + "' is open read-only; cannot save '" + s.checkpoint + "'");
     std::lock_guard lock(impl.mu);
     if (!opts.overwrite && impl.catalog.find_checkpoint(s.checkpoint))
-      throw AlreadyExistsError("checkpoint '" + s.checkpoint + "' already exists in store '" + s.store_path + "'");
-    s.plane.set(s.key("ready"), std::string("ok:") + token);
-    return;
+      throw AlreadyExistsError("checkpoint '" + s.checkpoint + "' already exists in store '" + impl.path + "'");
   } catch (const std::exception& e) {
-    failure = Failure::of(e);
+    announce_failure(s, Failure::of(e));
   }
-  s.plane.set(s.key("ready"), error_value(*failure));
-  s.leave(false);
-  failure->raise();
+  s.plane.set(s.key("ready"), std::string("ok:") + token);
 }
 
 }  // namespace
 
+void announce_failure(Save& s, const Failure& failure) {
+  s.plane.set(s.key("ready"), error_value(failure));
+  s.leave(false);
+  failure.raise();
+}
+
 SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& opts) {
   const std::string token = new_token();
   announce(s, token, opts);
-  Store& store = s.store;
+  Store::Impl& store = *s.store;
   RankManifest mine;
   std::optional<Failure> own_failure;
   try {
-    mine = write_part(StoreAccess::impl(store));
+    mine = write_part();
     mine.rank = 0;
   } catch (const std::exception& e) {
-    own_failure = Failure{error_kind(e), s.failed + "rank 0: " + e.what()};
+    own_failure = s.rank_failure(error_kind(e), e.what());
   }
   std::optional<Failure> failure;
   try {
@@ -101,8 +102,8 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
       const std::string d = s.plane.compare_set(s.key("decision"), "", kCommit);
       if (d != kCommit) throw Error(s.aborted(d));
     };
-    commit_checkpoint(StoreAccess::impl(store), s.checkpoint, std::move(all), s.world, opts, token, decide);
-    apply_retention_after_commit(StoreAccess::impl(store), opts.keep_last, s.checkpoint, mine.stats);
+    commit_checkpoint(store, s.checkpoint, std::move(all), s.world, opts, token, decide);
+    apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
   } catch (const std::exception& e) {
     const std::string what = e.what();
     failure = Failure{error_kind(e), what.rfind(s.failed, 0) == 0 ? what : s.failed + what};
@@ -110,7 +111,7 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
   s.plane.set(s.key("outcome"), failure ? error_value(*failure) : kOk);
   s.leave(!failure);
   if (failure) {
-    discard_packs(StoreAccess::impl(store), mine.packs);
+    discard_packs(store, mine.packs);
     failure->raise();
   }
   return mine.stats;

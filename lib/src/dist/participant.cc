@@ -17,8 +17,9 @@ using std::chrono::milliseconds;
 // once that transaction has committed, rolled back, or died (SQLite rolls
 // back a dead writer's hot journal), so what is read under it is final.
 bool committed_in_catalog(const Save& s, const std::string& token) {
-  Store::Impl& impl = StoreAccess::impl(s.store);
-  if (impl.read_only) throw StoreError("store '" + s.store_path + "' is open read-only");
+  if (!s.store) throw Error("this rank abstained without a store");
+  Store::Impl& impl = *s.store;
+  if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only");
   std::lock_guard lock(impl.mu);
   auto tx = impl.catalog.transaction(catalog::Transaction::Kind::kWrite);
   auto c = impl.catalog.find_checkpoint(s.checkpoint);
@@ -54,17 +55,16 @@ SaveResult participate(Save& s, const WritePart& write_part) {
     if (!ready) throw Error(s.coordinator_silent(ready_wait));
     failure_of(*ready).raise();
   }
-  const std::string token = ready->substr(3), report = s.report_path(token, s.rank);
+  const std::string token = ready->substr(3);
   const std::string error_key = "error/" + std::to_string(s.rank);
   RankManifest mine;
   bool failed_here = false;
   try {
-    mine = write_part(StoreAccess::impl(s.store));
+    mine = write_part();
     mine.rank = s.rank;
-    write_report(s.env, report, encode_manifest(mine));
+    write_report(s.store->env, s.report_path(token, s.rank), encode_manifest(mine));
   } catch (const std::exception& e) {
-    s.plane.set(s.key(error_key),
-                Failure{error_kind(e), s.failed + "rank " + std::to_string(s.rank) + ": " + e.what()}.encode());
+    s.plane.set(s.key(error_key), s.rank_failure(error_kind(e), e.what()).encode());
     failed_here = true;
   }
   if (s.plane.add(s.key("arrived"), 1) == s.world - 1) s.plane.set(s.key("all_in"), kOk);
@@ -72,8 +72,10 @@ SaveResult participate(Save& s, const WritePart& write_part) {
   if (failed_here) s.plane.delete_key(s.key(error_key));
   s.leave(outcome == kOk);
   if (is_error(outcome)) {
-    discard_packs(StoreAccess::impl(s.store), mine.packs);  // each rank removes its own packs
-    s.env.remove_file(report);                          // if rank 0 gave up before reading it
+    if (s.store) {
+      discard_packs(*s.store, mine.packs);                        // each rank removes its own packs
+      s.store->env.remove_file(s.report_path(token, s.rank));  // if rank 0 gave up before reading it
+    }
     failure_of(outcome).raise();
   }
   return mine.stats;

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/store_access.h"
 #include "dist/failure.h"
 #include "engine/tools/describe.h"
 #include "plan/replica_rows.h"

@@ -5,8 +5,7 @@
 #include "dist/save_protocol.h"
 #include "tessera/error.h"
 
-namespace tessera {
-namespace dist {
+namespace tessera::dist {
 namespace {
 
 // The plane of a distributed save, checked before it is used.
@@ -20,38 +19,31 @@ ControlPlane& plane_of(const std::string& checkpoint, const SaveOptions& options
   return plane;
 }
 
-SaveResult run(Store& store, const std::string& checkpoint, const SaveOptions& options,
-               const std::function<RankManifest(Store::Impl&, const SaveOptions&)>& write) {
+Save save_of(Store::Impl* store, const std::string& checkpoint, const SaveOptions& options) {
   ControlPlane& plane = plane_of(checkpoint, options);
-  Store::Impl& impl = StoreAccess::impl(store);
-  Save s{plane,
-         store,
-         impl.path,
-         checkpoint,
-         options.timeout,
-         impl.env,
-         plane.rank(),
-         plane.world_size(),
-         "tessera/save/" + std::to_string(plane.next_save_id()) + "/" + checkpoint + "/",
-         "save of checkpoint '" + checkpoint + "' failed: "};
-  const WritePart write_part = [&](Store::Impl& st) { return write(st, options); };
-  return s.rank == 0 ? coordinate(s, write_part, options) : participate(s, write_part);
+  return Save{plane,
+              store,
+              checkpoint,
+              options.timeout,
+              plane.rank(),
+              plane.world_size(),
+              "tessera/save/" + std::to_string(plane.next_save_id()) + "/" + checkpoint + "/",
+              "save of checkpoint '" + checkpoint + "' failed: "};
 }
 
 }  // namespace
 
-SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint, const SaveOptions& options) {
-  return run(store, checkpoint, options,
-             [&](Store::Impl& st, const SaveOptions& opts) { return write_shards(state, st, opts); });
+SaveResult save(const StateDict& state, Store::Impl& store, const std::string& checkpoint, const SaveOptions& options) {
+  Save s = save_of(&store, checkpoint, options);
+  const WritePart write_part = [&] { return write_shards(state, store, options); };
+  return s.rank == 0 ? coordinate(s, write_part, options) : participate(s, write_part);
 }
 
-}  // namespace dist
-
-void abstain(ErrorKind kind, const std::string& what, Store& store, const std::string& checkpoint,
-             const SaveOptions& options) {
-  const dist::Failure failure{kind, what};
-  dist::run(store, checkpoint, options, [&](Store::Impl&, const SaveOptions&) -> RankManifest { failure.raise(); });
-  throw Error("save of checkpoint '" + checkpoint + "': an abstaining rank's save did not fail");  // unreachable
+void abstain(ErrorKind kind, const std::string& what, const std::string& checkpoint, const SaveOptions& options) {
+  Save s = save_of(nullptr, checkpoint, options);
+  if (s.rank == 0) announce_failure(s, s.rank_failure(kind, what));
+  participate(s, [&]() -> RankManifest { Failure{kind, what}.raise(); });
+  throw Error(s.failed + "an abstaining rank's part did not fail");  // unreachable: participate throws
 }
 
-}  // namespace tessera
+}  // namespace tessera::dist

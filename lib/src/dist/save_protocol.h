@@ -88,6 +88,7 @@
 
 #include "dist/failure.h"
 #include "engine/save/shard_writer.h"
+#include "engine/store_impl.h"
 #include "io/env.h"
 #include "tessera/distributed.h"
 
@@ -110,11 +111,12 @@ std::string new_token();
 // One rank's view of one save.
 struct Save {
   ControlPlane& plane;
-  Store& store;  // this rank's handle, opened by the caller
-  const std::string& store_path;  // the store's
+  // This rank's store, opened by its caller; null for a rank that abstains
+  // (it may have failed to open one), which then writes, reads and removes
+  // no file.
+  Store::Impl* store;
   const std::string& checkpoint;
   std::chrono::milliseconds timeout;
-  Env& env;  // the store's
   int64_t rank, world;
   std::string prefix;  // P
   std::string failed;  // "save of checkpoint '<name>' failed: "
@@ -125,8 +127,13 @@ struct Save {
   }
   // "20.0": `limit` in seconds, as messages state it.
   static std::string seconds(std::chrono::milliseconds limit);
+  // REQUIRES: store.
   std::string report_path(const std::string& token, int64_t r) const {
-    return store_path + "/tmp/save-" + token + ".rank-" + std::to_string(r);
+    return store->tmp_dir() + "/save-" + token + ".rank-" + std::to_string(r);
+  }
+  // "save of checkpoint '<name>' failed: rank <r>: <what>", as `kind`.
+  Failure rank_failure(ErrorKind kind, const std::string& what) const {
+    return Failure{kind, failed + "rank " + std::to_string(rank) + ": " + what};
   }
   // Rank r >= 1 waited `waited` (twice the timeout) for rank 0's "ready".
   std::string coordinator_silent(std::chrono::milliseconds waited) const;
@@ -143,16 +150,20 @@ struct Save {
 void write_report(Env& env, const std::string& path, const std::string& bytes);
 std::string read_report(Env& env, const std::string& path);
 
-// Writes this rank's part of the save into the store (write_shards, or a
-// failure for a rank that abstains) and returns its manifest.
+// Writes this rank's part of the save into its store (write_shards), or
+// throws this rank's failure (a rank that abstains), and returns its
+// manifest.
 //
 // Every rank saves through the store handle its caller opened (read-write:
 // a rank r >= 1 needs the write lock only to read the committed truth, see
 // "No split outcome"). Rank 0 checks that the name is free before ready.
-using WritePart = std::function<RankManifest(Store::Impl&)>;
+using WritePart = std::function<RankManifest()>;
 
 // Rank 0's side of the save (coordinator.cc) and the others' (participant.cc).
 SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& opts);
 SaveResult participate(Save& s, const WritePart& write_part);
+// Rank 0, failing before the save starts: tells the others at once (in
+// "ready", so none writes its part) and throws `failure`.
+[[noreturn]] void announce_failure(Save& s, const Failure& failure);
 
 }  // namespace tessera::dist

@@ -1,5 +1,5 @@
-// What a Store holds, and StoreAccess, the library's one way to it (Store has
-// no public accessor). Internal: api/, engine/, dist/ and white-box tests.
+// What a Store holds. The engine's and dist/'s functions take a Store::Impl&;
+// api/ gets it from a public Store through StoreAccess (api/store_access.h).
 #pragma once
 
 #include <mutex>
@@ -24,12 +24,6 @@ struct Store::Impl {
   std::string packs_dir() const { return path + "/packs"; }
   std::string tmp_dir() const { return path + "/tmp"; }
   std::string pack_path(const std::string& name) const { return packs_dir() + "/" + name; }
-};
-
-// The way from a Store to what it holds: the library's own code and
-// white-box tests only (the public Store has no accessor).
-struct StoreAccess {
-  static Store::Impl& impl(const Store& store) { return *store.impl_; }
 };
 
 // Throws NotFoundError naming the checkpoint and store.
