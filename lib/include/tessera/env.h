@@ -57,6 +57,11 @@ class RandomAccessFile {
   // Reads exactly n bytes at `offset`; a short read is an IoError saying the
   // file is truncated.
   virtual void read_at(uint64_t offset, size_t n, void* dst) const = 0;
+  // A hint that bytes [offset, offset + n) will be read soon: the file may
+  // start reading them in the background (posix: POSIX_FADV_WILLNEED), so
+  // that reading overlaps the caller's work. Never fails; by default does
+  // nothing.
+  virtual void prefetch(uint64_t /*offset*/, size_t /*n*/) const {}
   virtual const std::string& path() const = 0;
 };
 

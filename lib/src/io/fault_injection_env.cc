@@ -46,6 +46,7 @@ class FaultRandomAccessFile final : public RandomAccessFile {
     env_.before(Op::kRead, path());
     base_->read_at(offset, n, dst);
   }
+  void prefetch(uint64_t offset, size_t n) const override { base_->prefetch(offset, n); }  // a hint: no fault to inject
   const std::string& path() const override { return base_->path(); }
 
  private:

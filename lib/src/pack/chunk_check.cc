@@ -43,12 +43,27 @@ std::string id_problem(const ChunkEntry& e, const std::byte* raw) {
   return chunk_id_of(raw, e.raw_len) == e.id ? "" : "bytes do not match the chunk id";
 }
 
+namespace {
+
+// Decoding a chunk that is not raw into `raw`, then its id.
+std::string decoded_chunk_problem(const ChunkEntry& e, const std::byte* stored, std::byte* raw) {
+  if (std::string problem = decode_problem(e, stored, raw); !problem.empty()) return problem;
+  return id_problem(e, raw);
+}
+
+}  // namespace
+
 std::string stored_chunk_problem(const ChunkEntry& e, const std::byte* stored, std::vector<std::byte>& raw) {
   if (std::string problem = stored_bytes_problem(e, stored); !problem.empty()) return problem;
   if (e.codec == Codec::kRaw) return id_problem(e, stored);
-  raw.resize(e.raw_len);
-  if (std::string problem = decode_problem(e, stored, raw.data()); !problem.empty()) return problem;
-  return id_problem(e, raw.data());
+  raw.resize(e.raw_len);  // only once the stored bytes passed: a damaged length must not size a buffer
+  return decoded_chunk_problem(e, stored, raw.data());
+}
+
+std::string stored_chunk_problem_into(const ChunkEntry& e, const std::byte* stored, std::byte* scratch) {
+  if (std::string problem = stored_bytes_problem(e, stored); !problem.empty()) return problem;
+  if (e.codec == Codec::kRaw) return id_problem(e, stored);
+  return decoded_chunk_problem(e, stored, scratch);
 }
 
 std::string stored_chunk_problem(const ChunkEntry& e, const std::byte* stored) {

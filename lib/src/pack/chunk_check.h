@@ -41,5 +41,9 @@ std::string id_problem(const ChunkEntry& e, const std::byte* raw);
 // are its stored bytes: `raw` stays empty.
 std::string stored_chunk_problem(const ChunkEntry& e, const std::byte* stored, std::vector<std::byte>& raw);
 std::string stored_chunk_problem(const ChunkEntry& e, const std::byte* stored);
+// As above, decoding into `scratch`, which must have room for raw_len bytes
+// (a caller's buffer reused from chunk to chunk: nothing is allocated or
+// zero-filled here).
+std::string stored_chunk_problem_into(const ChunkEntry& e, const std::byte* stored, std::byte* scratch);
 
 }  // namespace tessera::pack

@@ -33,6 +33,8 @@ class PackReader {
 
   // Reads `n` bytes at `offset`; PackError if the pack is shorter.
   void read(uint64_t offset, size_t n, std::byte* dst) const;
+  // Hints that those bytes will be read soon (RandomAccessFile::prefetch).
+  void prefetch(uint64_t offset, size_t n) const { file_->prefetch(offset, n); }
 
  private:
   std::string path_;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -56,8 +57,38 @@ std::vector<CatalogProblem> check_catalog(catalog::Catalog& cat, const std::vect
   return out;
 }
 
-}  // namespace
+// A lane's buffer, kept from span to span: grown when too small, never
+// zero-filled (every byte used is written first).
+class Scratch {
+ public:
+  std::byte* get(size_t n) {
+    if (n > size_) {
+      data_.reset(new std::byte[n]);
+      size_ = n;
+    }
+    return data_.get();
+  }
 
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  size_t size_ = 0;
+};
+
+struct Span {
+  size_t first, last;  // chunks[first, last): nearby chunks of one pack, read with one read
+};
+
+// Hints that `span` will be read soon (its pack readable).
+void prefetch(pack::PackCache& packs, const std::map<std::string, std::string>& pack_problems,
+              const std::vector<catalog::ChunkLocation>& chunks, const Span& span) {
+  const auto& first = chunks[span.first];
+  if (pack_problems.count(first.pack)) return;
+  const auto& tail = chunks[span.last - 1].entry;
+  if (tail.offset + tail.stored_len <= first.entry.offset) return;  // a damaged row: no hint
+  packs.get(first.pack).prefetch(first.entry.offset, tail.offset + tail.stored_len - first.entry.offset);
+}
+
+}  // namespace
 
 VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, const VerifyOptions& options) {
   VerifyReport report;
@@ -122,9 +153,6 @@ VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, co
   // read each otherwise. A span that cannot be read whole (a truncated
   // pack) is read chunk by chunk, so each problem names its own chunk.
   constexpr uint64_t kSpanBytes = 8 << 20, kMaxGap = 64 << 10;
-  struct Span {
-    size_t first, last;  // chunks[first, last)
-  };
   std::vector<Span> spans;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const auto& e = chunks[i].entry;
@@ -145,35 +173,44 @@ VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, co
   uint64_t total = 0;
   for (const auto& c : chunks) total += c.entry.stored_len;
   io::ProgressMeter meter(options.progress, "verify", total);
+  // Each lane takes the next span, hints that the span after it will be
+  // read (the disk reads it while this lane checks), reads its span and
+  // checks it, into buffers it keeps from span to span.
   io::ThreadPool pool(options.threads);
-  pool.parallel_for(spans.size(), [&](size_t s) {
-    const Span span = spans[s];
-    const auto& pack = chunks[span.first].pack;
-    if (auto it = pack_problems.find(pack); it != pack_problems.end()) {
-      for (size_t i = span.first; i < span.last; ++i) problems[i] = it->second;
-      return;
-    }
-    const pack::PackReader& reader = packs.get(pack);  // opened above
-    const uint64_t begin = chunks[span.first].entry.offset;
-    const auto& tail = chunks[span.last - 1].entry;
-    // A record that cannot fit the pack (a damaged catalog row) sends the span chunk by chunk.
-    bool whole = std::all_of(chunks.begin() + span.first, chunks.begin() + span.last,
-                             [&](const auto& c) { return pack::extent_problem(c.entry, reader.size()).empty(); });
-    std::vector<std::byte> buffer;
-    if (whole) {
-      try {
-        buffer.resize(tail.offset + tail.stored_len - begin);
-        reader.read(begin, buffer.size(), buffer.data());
-      } catch (const std::exception&) {
-        whole = false;
+  std::atomic<size_t> next_span{0};
+  const size_t lanes = std::min(spans.size(), pool.workers() + 1);
+  pool.parallel_for(lanes, [&](size_t) {
+    Scratch buffer, raw;
+    for (size_t s; (s = next_span++) < spans.size();) {
+      const Span span = spans[s];
+      const auto& pack = chunks[span.first].pack;
+      if (auto it = pack_problems.find(pack); it != pack_problems.end()) {
+        for (size_t i = span.first; i < span.last; ++i) problems[i] = it->second;
+        continue;
       }
-    }
-    for (size_t i = span.first; i < span.last; ++i) {
-      const auto& e = chunks[i].entry;
-      if (whole) problems[i] = pack::stored_chunk_problem(e, buffer.data() + (e.offset - begin));
-      else try_read_raw_chunk(reader, e, problems[i]);
-      bytes += e.stored_len;
-      meter.add(e.stored_len);
+      const pack::PackReader& reader = packs.get(pack);  // opened above
+      if (s + lanes < spans.size()) prefetch(packs, pack_problems, chunks, spans[s + lanes]);
+      const uint64_t begin = chunks[span.first].entry.offset;
+      const auto& tail = chunks[span.last - 1].entry;
+      // A record that cannot fit the pack (a damaged catalog row) sends the span chunk by chunk.
+      bool whole = std::all_of(chunks.begin() + span.first, chunks.begin() + span.last,
+                               [&](const auto& c) { return pack::extent_problem(c.entry, reader.size()).empty(); });
+      std::byte* stored = nullptr;
+      if (whole) {
+        try {
+          stored = buffer.get(tail.offset + tail.stored_len - begin);
+          reader.read(begin, tail.offset + tail.stored_len - begin, stored);
+        } catch (const std::exception&) {
+          whole = false;
+        }
+      }
+      for (size_t i = span.first; i < span.last; ++i) {
+        const auto& e = chunks[i].entry;
+        if (whole) problems[i] = pack::stored_chunk_problem_into(e, stored + (e.offset - begin), raw.get(e.raw_len));
+        else try_read_raw_chunk(reader, e, problems[i]);
+        bytes += e.stored_len;
+        meter.add(e.stored_len);
+      }
     }
   });
   meter.finish();
