@@ -89,6 +89,35 @@ Saved save_fixture(const std::string& dir) {
   return s;
 }
 
+// The fixture's state as rank `rank` of `world` asks for it: the replicated
+// entries ("wt" into a transposed, non-contiguous target, which the collective
+// holds through a temporary), its own rows of "shard", and "step". Fills `t`
+// with the targets, zeros, on device().
+StateDict fixture_state(const Saved& saved, int rank, int world, std::map<std::string, at::Tensor>& t) {
+  auto on = at::TensorOptions().device(device());
+  StateDict sd;
+  for (const auto& name : {"embed", "bias", "tiny", "scalar"}) {
+    const at::Tensor& s = saved.tensors.at(name);
+    t[name] = at::zeros_like(s, on);
+    add_shard(sd, name, t[name], s.sizes().vec(), Shape(s.dim(), 0), rank, world);
+  }
+  t["wt"] = at::zeros({24, 40}, on).t();  // non-contiguous
+  add_shard(sd, "wt", t["wt"], {40, 24}, {0, 0}, rank, world);
+  t["shard"] = at::zeros({10, 8}, on);
+  add_shard(sd, "shard", t["shard"], {30, 8}, {rank * 10, 0});
+  sd.add_value("step", int64_t{0});
+  return sd;
+}
+
+// How many of fixture_state's 7 entries hold the saved values.
+int entries_equal(const Saved& saved, int rank, const std::map<std::string, at::Tensor>& t, const StateDict& sd) {
+  int ok = std::get<int64_t>(sd.value("step")) == 17;
+  for (const auto& name : {"embed", "bias", "tiny", "scalar", "wt"})
+    ok += at::equal(t.at(name).cpu(), saved.tensors.at(name));
+  ok += at::equal(t.at("shard").cpu(), saved.tensors.at("shard").narrow(0, rank * 10, 10));
+  return ok;
+}
+
 }  // namespace
 
 TEST_CASE("replicated entries: each byte read once across the group, every rank gets every byte") {
@@ -98,19 +127,8 @@ TEST_CASE("replicated entries: each byte read once across the group, every rank 
   std::vector<uint64_t> bytes_read(world);
   std::vector<int> equal(world, 0);
   auto errors = run_group(world, [&](int rank, Collective& group) {
-    auto on = at::TensorOptions().device(device());
     std::map<std::string, at::Tensor> t;
-    StateDict sd;
-    for (const auto& name : {"embed", "bias", "tiny", "scalar"}) {
-      t[name] = at::zeros_like(saved.tensors[name], on);
-      add_shard(sd, name, t[name], saved.tensors[name].sizes().vec(),
-                Shape(saved.tensors[name].dim(), 0), rank, world);
-    }
-    t["wt"] = at::zeros({24, 40}, on).t();  // non-contiguous
-    add_shard(sd, "wt", t["wt"], {40, 24}, {0, 0}, rank, world);
-    t["shard"] = at::zeros({10, 8}, on);
-    add_shard(sd, "shard", t["shard"], {30, 8}, {rank * 10, 0});
-    sd.add_value("step", int64_t{0});
+    StateDict sd = fixture_state(saved, rank, world, t);
     LoadOptions o;
     o.verify = false;
     o.replicas = &group;
@@ -118,11 +136,7 @@ TEST_CASE("replicated entries: each byte read once across the group, every rank 
     bytes_read[rank] = r.bytes_read;
     CHECK(r.missing_keys.empty());
     CHECK(r.unexpected_keys.empty());
-    int ok = std::get<int64_t>(sd.value("step")) == 17;
-    for (const auto& name : {"embed", "bias", "tiny", "scalar", "wt"})
-      ok += at::equal(t[name].cpu(), saved.tensors[name]);
-    ok += at::equal(t["shard"].cpu(), saved.tensors["shard"].narrow(0, rank * 10, 10));
-    equal[rank] = ok;
+    equal[rank] = entries_equal(saved, rank, t, sd);
   });
   for (int r = 0; r < world; ++r) {
     CHECK_MESSAGE(errors[r].empty(), errors[r]);
@@ -245,34 +259,20 @@ TEST_CASE("LoadOptions::replicas: the same state loads replicated or plainly; on
   std::vector<int> untouched(world, 0);
   auto errors = run_group(world, [&](int rank, Collective& group) {
     auto on = at::TensorOptions().device(device());
-    std::map<std::string, at::Tensor> t;
-    StateDict sd;
-    for (const auto& name : {"embed", "bias", "tiny", "scalar"}) {
-      t[name] = at::zeros_like(saved.tensors[name], on);
-      add_shard(sd, name, t[name], saved.tensors[name].sizes().vec(), Shape(saved.tensors[name].dim(), 0), rank,
-                world);
-    }
-    t["wt"] = at::zeros({24, 40}, on).t();  // non-contiguous: held through a temporary
-    add_shard(sd, "wt", t["wt"], {40, 24}, {0, 0}, rank, world);
-    t["shard"] = at::zeros({10, 8}, on);
-    add_shard(sd, "shard", t["shard"], {30, 8}, {rank * 10, 0});
-    sd.add_value("step", int64_t{0});
     const Store store = Store::open_read_only(dir.path());
-    auto load_and_check = [&](Collective* replicas) {
+    std::map<std::string, at::Tensor> t;
+    StateDict sd = fixture_state(saved, rank, world, t);
+    auto load_and_check = [&](Collective* replicas) {  // the same state each time, reset
       for (auto& [name, tensor] : t) tensor.zero_();
+      sd.add_value("step", int64_t{0});
       LoadOptions o;
       o.verify = false;
       o.replicas = replicas;
       const LoadResult r = load(sd, store, "c", o);
       CHECK(r.missing_keys.empty());
       CHECK(r.unexpected_keys.empty());
-      int ok = std::get<int64_t>(sd.value("step")) == 17;
-      sd.add_value("step", int64_t{0});  // for the next load
-      for (const auto& name : {"embed", "bias", "tiny", "scalar", "wt"})
-        ok += at::equal(t[name].cpu(), saved.tensors[name]);
-      ok += at::equal(t["shard"].cpu(), saved.tensors["shard"].narrow(0, rank * 10, 10));
       bytes_read[rank].push_back(r.bytes_read);
-      equal[rank].push_back(ok);
+      equal[rank].push_back(entries_equal(saved, rank, t, sd));
     };
     load_and_check(&group);
     load_and_check(nullptr);  // plain: every rank reads every replicated byte itself
