@@ -1,4 +1,4 @@
-// The NCCL path of replicated loads (tessera/replicated_load.h): one rank per
+// The NCCL path of replicated loads (tessera/replicas.h): one rank per
 // GPU, threads of this process, ProcessGroupNCCL over one HashStore. With one
 // GPU the group has one rank (NCCL refuses two ranks on one device), which
 // still runs the NCCL allgather and broadcasts; with several GPUs each reads
@@ -12,8 +12,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "tessera/c10d.h"
 #include "tessera/checkpoint.h"
-#include "tessera/replicated_load.h"
 #include "tessera/torch.h"
 #include "test_util.h"
 
@@ -64,9 +64,11 @@ TEST_CASE("replicated CUDA tensors load over NCCL: one read per byte across the 
           t[name] = at::zeros_like(s, at::TensorOptions().device(at::kCUDA, r));
           add_shard(sd, name, t[name], s.sizes().vec(), Shape(s.dim(), 0), r, world);
         }
+        auto replicas = collective(group);
         LoadOptions o;
         o.verify = false;
-        bytes_read[r] = load(sd, Store::open_read_only(dir.path()), "c", group, o).bytes_read;
+        o.replicas = replicas.get();
+        bytes_read[r] = load(sd, Store::open_read_only(dir.path()), "c", o).bytes_read;
         for (const auto& [name, s] : saved) equal[r] += at::equal(t[name].cpu(), s);
         group.shutdown();
       } catch (const std::exception& e) {

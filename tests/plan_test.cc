@@ -8,9 +8,9 @@
 #include "plan/gc_plan.h"
 #include "plan/load_plan.h"
 #include "plan/read_plan.h"
-#include "plan/replica_rows.h"
 #include "plan/save_plan.h"
 #include "plan/tiling.h"
+#include "tessera/replicas.h"
 
 using namespace tessera;
 using plan::ByteRange;
@@ -504,76 +504,76 @@ TEST_CASE("gc re-check under the write lock: a planned delete a later commit ref
 
 namespace {
 
-using Plan = std::vector<std::vector<plan::RowPart>>;
+using Plan = std::vector<std::vector<RowPart>>;
 
-std::vector<plan::RowRange> ranges(std::initializer_list<std::pair<int64_t, int64_t>> list) {
-  std::vector<plan::RowRange> out;
-  for (auto [b, e] : list) out.push_back(plan::RowRange{b, e});
+std::vector<RowRange> ranges(std::initializer_list<std::pair<int64_t, int64_t>> list) {
+  std::vector<RowRange> out;
+  for (auto [b, e] : list) out.push_back(RowRange{b, e});
   return out;
 }
 
-std::vector<plan::RowPart> parts(std::initializer_list<std::tuple<int64_t, int64_t, int64_t>> list) {
-  std::vector<plan::RowPart> out;
-  for (auto [b, e, reader] : list) out.push_back(plan::RowPart{{b, e}, reader});
+std::vector<RowPart> parts(std::initializer_list<std::tuple<int64_t, int64_t, int64_t>> list) {
+  std::vector<RowPart> out;
+  for (auto [b, e, reader] : list) out.push_back(RowPart{{b, e}, reader});
   return out;
 }
 
 }  // namespace
 
 TEST_CASE("replica rows: a range without chunk edges inside is not cut") {
-  CHECK(plan::split_rows(10, 20, 3, {0, 50}) == ranges({{10, 20}}));
-  CHECK(plan::split_rows(10, 20, 3, {10, 20}) == ranges({{10, 20}}));  // edges at the ends do not cut
-  CHECK(plan::split_rows(0, 100, 4, {}) == ranges({{0, 100}}));
-  CHECK(plan::split_rows(0, 100, 1, {0, 50}) == ranges({{0, 100}}));  // one part
+  CHECK(split_rows(10, 20, 3, {0, 50}) == ranges({{10, 20}}));
+  CHECK(split_rows(10, 20, 3, {10, 20}) == ranges({{10, 20}}));  // edges at the ends do not cut
+  CHECK(split_rows(0, 100, 4, {}) == ranges({{0, 100}}));
+  CHECK(split_rows(0, 100, 1, {0, 50}) == ranges({{0, 100}}));  // one part
 }
 
 TEST_CASE("replica rows: cuts fall at the chunk edges nearest to an even split") {
-  CHECK(plan::split_rows(0, 100, 4, {0, 25, 50, 75}) == ranges({{0, 25}, {25, 50}, {50, 75}, {75, 100}}));
+  CHECK(split_rows(0, 100, 4, {0, 25, 50, 75}) == ranges({{0, 25}, {25, 50}, {50, 75}, {75, 100}}));
   // Even cuts at 33 and 66: the nearest edges are 30 and 70.
-  CHECK(plan::split_rows(0, 100, 3, {0, 10, 20, 30, 40, 50, 60, 70, 80, 90}) ==
+  CHECK(split_rows(0, 100, 3, {0, 10, 20, 30, 40, 50, 60, 70, 80, 90}) ==
         ranges({{0, 30}, {30, 70}, {70, 100}}));
-  CHECK(plan::split_rows(0, 100, 4, {90, 0, 60, 30}) == ranges({{0, 30}, {30, 60}, {60, 100}}));  // any order
+  CHECK(split_rows(0, 100, 4, {90, 0, 60, 30}) == ranges({{0, 30}, {30, 60}, {60, 100}}));  // any order
   // Global rows; edges outside the box are ignored.
-  CHECK(plan::split_rows(50, 150, 4, {0, 64, 100, 128, 192}) == ranges({{50, 64}, {64, 100}, {100, 128}, {128, 150}}));
-  CHECK(plan::split_rows(0, 10, 2, {0, 4, 6}) == ranges({{0, 4}, {4, 10}}));  // a tie goes to the lower edge
+  CHECK(split_rows(50, 150, 4, {0, 64, 100, 128, 192}) == ranges({{50, 64}, {64, 100}, {100, 128}, {128, 150}}));
+  CHECK(split_rows(0, 10, 2, {0, 4, 6}) == ranges({{0, 4}, {4, 10}}));  // a tie goes to the lower edge
 }
 
 TEST_CASE("replica rows: more parts than chunk edges give one range per chunk") {
-  CHECK(plan::split_rows(0, 100, 8, {0, 40, 80}) == ranges({{0, 40}, {40, 80}, {80, 100}}));
-  CHECK(plan::split_rows(0, 10, 4, {0, 2, 3, 7, 8}) == ranges({{0, 2}, {2, 3}, {3, 7}, {7, 10}}));  // 8 unused
-  CHECK(plan::split_rows(0, 7, 2, {0, 3, 4}) == ranges({{0, 3}, {3, 7}}));
-  CHECK(plan::split_rows(0, 5, 3, {0, 4, 4}) == ranges({{0, 4}, {4, 5}}));  // a repeated edge cuts once
+  CHECK(split_rows(0, 100, 8, {0, 40, 80}) == ranges({{0, 40}, {40, 80}, {80, 100}}));
+  CHECK(split_rows(0, 10, 4, {0, 2, 3, 7, 8}) == ranges({{0, 2}, {2, 3}, {3, 7}, {7, 10}}));  // 8 unused
+  CHECK(split_rows(0, 7, 2, {0, 3, 4}) == ranges({{0, 3}, {3, 7}}));
+  CHECK(split_rows(0, 5, 3, {0, 4, 4}) == ranges({{0, 4}, {4, 5}}));  // a repeated edge cuts once
 }
 
 TEST_CASE("replica rows: an empty range has no ranges and no parts") {
-  CHECK(plan::split_rows(5, 5, 2, {0, 4, 6}).empty());
-  plan::ReplicaBox empty{5, 5, {0, 1}, {0}, 0, 0, 0};
-  CHECK(plan::plan_replica_reads({empty}, 2) == Plan{{}});
-  CHECK(plan::plan_replica_reads({}, 2).empty());
+  CHECK(split_rows(5, 5, 2, {0, 4, 6}).empty());
+  ReplicaBox empty{5, 5, {0, 1}, {0}, 0, 0, 0};
+  CHECK(plan_replica_reads({empty}, 2) == Plan{{}});
+  CHECK(plan_replica_reads({}, 2).empty());
 }
 
 TEST_CASE("replica rows: a 0-D tensor is one part, read by the least-loaded rank") {
-  const plan::ReplicaBox scalar{0, 1, {0, 1, 2}, {}, 4, 0, 0};
-  const plan::ReplicaBox rows{0, 30, {0, 1, 2}, {0, 10, 20}, 30 * 8, 30 * 8, 30 * 8};
-  CHECK(plan::plan_replica_reads({scalar}, 3) == Plan{parts({{0, 1, 0}})});
+  const ReplicaBox scalar{0, 1, {0, 1, 2}, {}, 4, 0, 0};
+  const ReplicaBox rows{0, 30, {0, 1, 2}, {0, 10, 20}, 30 * 8, 30 * 8, 30 * 8};
+  CHECK(plan_replica_reads({scalar}, 3) == Plan{parts({{0, 1, 0}})});
   // Each rank has read 80 bytes of `rows`: the scalars go to ranks 0 and 1.
-  CHECK(plan::plan_replica_reads({rows, scalar, scalar}, 3) ==
+  CHECK(plan_replica_reads({rows, scalar, scalar}, 3) ==
         Plan{parts({{0, 10, 0}, {10, 20, 1}, {20, 30, 2}}), parts({{0, 1, 0}}), parts({{0, 1, 1}})});
 }
 
 TEST_CASE("replica rows: readers balance stored bytes across boxes, largest range first, ties to the lowest rank") {
   // Ranges of 50, 30 and 20 rows (even cuts at 33 and 66: edges 50 and 80).
-  const plan::ReplicaBox box{0, 100, {0, 1, 2}, {0, 50, 80}, 100, 100, 100};
-  CHECK(plan::plan_replica_reads({box}, 3) == Plan{parts({{0, 50, 0}, {50, 80, 1}, {80, 100, 2}})});
+  const ReplicaBox box{0, 100, {0, 1, 2}, {0, 50, 80}, 100, 100, 100};
+  CHECK(plan_replica_reads({box}, 3) == Plan{parts({{0, 50, 0}, {50, 80, 1}, {80, 100, 2}})});
   // Stored bytes count, not raw: after 1000 raw bytes stored in 100 (rank 0)
   // and 500 uncompressed (rank 1), rank 0 is the less loaded.
-  const plan::ReplicaBox compressed{0, 10, {0, 1}, {}, 1000, 100, 1000};
-  const plan::ReplicaBox raw{0, 10, {0, 1}, {}, 500, 500, 500};
-  CHECK(plan::plan_replica_reads({compressed, raw, raw}, 2) ==
+  const ReplicaBox compressed{0, 10, {0, 1}, {}, 1000, 100, 1000};
+  const ReplicaBox raw{0, 10, {0, 1}, {}, 500, 500, 500};
+  CHECK(plan_replica_reads({compressed, raw, raw}, 2) ==
         Plan{parts({{0, 10, 0}}), parts({{0, 10, 1}}), parts({{0, 10, 0}})});
   // Readers are the box's ranks only.
-  const plan::ReplicaBox some{0, 100, {1, 3}, {0, 50}, 1000, 1000, 1000};
-  CHECK(plan::plan_replica_reads({some}, 4) == Plan{parts({{0, 50, 1}, {50, 100, 3}})});
+  const ReplicaBox some{0, 100, {1, 3}, {0, 50}, 1000, 1000, 1000};
+  CHECK(plan_replica_reads({some}, 4) == Plan{parts({{0, 50, 1}, {50, 100, 3}})});
 }
 
 // Plans of tessera/_replicated.py's own rule (0.5.0, before it called this
@@ -586,20 +586,20 @@ TEST_CASE("replica rows: plans equal those of the Python rule this replaced") {
   // a: float32 [1024, 1024], 3:4 compressed; b: bfloat16 [1000, 1024];
   // c: float32 [2048, 1024], 1:8 compressed, one chunk; d: int64 rows
   // [1000, 3000) of 128 columns, nothing stored.
-  const plan::ReplicaBox a{0, 1024, {0, 1, 2}, a_starts, 1024 * 1024 * 4, 3 * M, 4 * M};
-  const plan::ReplicaBox b{0, 1000, {0, 1, 2}, b_starts, 1000 * 1024 * 2, 2 * M, 2 * M};
-  const plan::ReplicaBox c{0, 2048, {0, 1, 2}, {0}, 2048 * 1024 * 4, M, 8 * M};
-  const plan::ReplicaBox d{1000, 3000, {1, 2}, {0, 1000, 2000, 3000}, 2000 * 128 * 8, 0, 0};
-  CHECK(plan::plan_replica_reads({a, b, c, d}, 3) ==
+  const ReplicaBox a{0, 1024, {0, 1, 2}, a_starts, 1024 * 1024 * 4, 3 * M, 4 * M};
+  const ReplicaBox b{0, 1000, {0, 1, 2}, b_starts, 1000 * 1024 * 2, 2 * M, 2 * M};
+  const ReplicaBox c{0, 2048, {0, 1, 2}, {0}, 2048 * 1024 * 4, M, 8 * M};
+  const ReplicaBox d{1000, 3000, {1, 2}, {0, 1000, 2000, 3000}, 2000 * 128 * 8, 0, 0};
+  CHECK(plan_replica_reads({a, b, c, d}, 3) ==
         Plan{parts({{0, 256, 1}, {256, 768, 0}, {768, 1024, 2}}),
                     parts({{0, 300, 2}, {300, 700, 1}, {700, 1000, 2}}), parts({{0, 2048, 0}}),
                     parts({{1000, 2000, 1}, {2000, 3000, 2}})});
   // 4 ranks: rows [512, 1024) of a on ranks 0 and 3, b on 1..3, c on all.
-  const plan::ReplicaBox a_half{512, 1024, {0, 3}, a_starts, 512 * 1024 * 4, 3 * M, 4 * M};
-  plan::ReplicaBox b3 = b, c4 = c;
+  const ReplicaBox a_half{512, 1024, {0, 3}, a_starts, 512 * 1024 * 4, 3 * M, 4 * M};
+  ReplicaBox b3 = b, c4 = c;
   b3.readers = {1, 2, 3};
   c4.readers = {0, 1, 2, 3};
-  CHECK(plan::plan_replica_reads({a_half, b3, c4}, 4) ==
+  CHECK(plan_replica_reads({a_half, b3, c4}, 4) ==
         Plan{parts({{512, 768, 0}, {768, 1024, 3}}), parts({{0, 300, 2}, {300, 700, 1}, {700, 1000, 2}}),
                     parts({{0, 2048, 0}})});
 }
@@ -611,7 +611,7 @@ TEST_CASE("property: split ranges tile the box, cut only at edges, at most one p
     const int64_t n = 1 + rng() % 6;
     Shape starts;
     for (int i = rng() % 8; i > 0; --i) starts.push_back(rng() % 120);
-    const auto got = plan::split_rows(begin, end, n, starts);
+    const auto got = split_rows(begin, end, n, starts);
     if (end == begin) {
       CHECK(got.empty());
       continue;

@@ -47,10 +47,10 @@
 #include "tessera/error.h"
 #include "tessera/inspect.h"
 #include "tessera/parts.h"
+#include "tessera/replicas.h"
 #include "tessera/state_dict.h"
 #include "tessera/store.h"
 #include "tessera/tensor_source.h"
-#include "plan/replica_rows.h"
 #include "_core_records.h"
 #include "_core_tools.h"
 
@@ -624,27 +624,27 @@ PYBIND11_MODULE(_core, m) {
       "plan_replica_reads",
       [](const std::vector<std::tuple<int64_t, int64_t, std::vector<int64_t>, uint64_t, tessera::EntryInfo>>& boxes,
          int64_t ranks) {
-        std::vector<tessera::plan::ReplicaBox> plain;
+        std::vector<tessera::ReplicaBox> plain;
         for (const auto& [begin, end, readers, bytes, saved] : boxes) {
           for (size_t i = 0; i < readers.size(); ++i)
             if (readers[i] < 0 || readers[i] >= ranks || (i > 0 && readers[i] <= readers[i - 1]))
               throw tessera::InvalidArgument("plan_replica_reads: readers must be ascending ranks in [0, " +
                                              std::to_string(ranks) + ")");
           if (readers.empty()) throw tessera::InvalidArgument("plan_replica_reads: a box without readers");
-          plain.push_back(tessera::plan::ReplicaBox{begin, end, readers, saved.row_starts, bytes, saved.stored_bytes,
-                                                    saved.logical_bytes});
+          plain.push_back(tessera::ReplicaBox{begin, end, readers, saved.row_starts, bytes, saved.stored_bytes,
+                                              saved.logical_bytes});
         }
         std::vector<std::vector<std::tuple<int64_t, int64_t, int64_t>>> out;
-        for (const auto& parts : tessera::plan::plan_replica_reads(plain, ranks)) {
+        for (const auto& parts : tessera::plan_replica_reads(plain, ranks)) {
           out.emplace_back();
           for (const auto& p : parts) out.back().emplace_back(p.rows.begin, p.rows.end, p.reader);
         }
         return out;
       },
       py::arg("boxes"), py::arg("ranks"),
-      "Who reads which rows of boxes several ranks need (plan/replica_rows.h), the rule of the C++ replicated "
-      "load. boxes: (begin, end, readers, bytes, saved) each: global dimension-0 rows [begin, end) ([0, 1) "
-      "for 0-D), the ranks that need the box (ascending), its raw bytes, the saved tensor's EntryInfo (its "
+      "Who reads which rows of boxes several ranks need (tessera/replicas.h: plan_replica_reads), the rule of the "
+      "C++ replicated load. boxes: (begin, end, readers, bytes, saved) each: global dimension-0 rows [begin, end) "
+      "([0, 1) for 0-D), the ranks that need the box (ascending), its raw bytes, the saved tensor's EntryInfo (its "
       "row_starts, stored_bytes and logical_bytes count). Returns, per box, (begin, end, reader) ranges "
       "ascending: cut only at chunk edges, at most one per reader, the largest first to the reader with the "
       "fewest stored bytes so far (over all the boxes, in order), ties to the lowest rank.");

@@ -10,9 +10,16 @@
 //   tessera::save(state, ckpts, "step-100", options);
 //
 // The same Store can back the job's Gloo/NCCL process groups; tessera's keys
-// live under "tessera/".
+// live under "tessera/". A process group of replicas (a c10d::Backend) serves
+// replicated loads (tessera/replicas.h):
+//
+//   auto replicas = tessera::collective(*dp_group);
+//   tessera::LoadOptions load_options;
+//   load_options.replicas = replicas.get();
+//   tessera::load(state, ckpts, "step-100", load_options);
 #pragma once
 
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
@@ -20,6 +27,7 @@
 #include <string>
 
 #include "tessera/distributed.h"
+#include "tessera/replicas.h"
 
 namespace tessera {
 
@@ -50,5 +58,11 @@ c10::intrusive_ptr<c10d::Store> connect_store(const JobEnvironment& env,
 // A control plane over any c10d Store (e.g. one the application already has).
 std::unique_ptr<ControlPlane> control_plane(c10::intrusive_ptr<c10d::Store> store, int64_t rank,
                                             int64_t world_size);
+
+// The Collective (tessera/replicas.h) over a process group: NCCL for CUDA
+// tensors, Gloo for CPU tensors; its entries' tensors are TorchSource ones
+// (tessera/torch.h). The caller keeps `group` alive while the collective is
+// used; one collective serves any number of loads, one at a time.
+std::unique_ptr<Collective> collective(c10d::Backend& group);
 
 }  // namespace tessera

@@ -23,6 +23,7 @@
 namespace tessera {
 
 class ControlPlane;  // tessera/distributed.h
+class Collective;    // tessera/replicas.h
 
 struct SaveOptions {
   // Target bytes per chunk (default 4 MiB). Smaller chunks dedup and
@@ -115,6 +116,13 @@ struct LoadOptions {
   // Called as target bytes are filled (tessera/progress.h); total: the bytes
   // of the targets found in the checkpoint.
   ProgressFn progress;
+  // Replicated load: the process group of the ranks that hold the same
+  // shards (tessera/replicas.h; tessera/c10d.h's collective() makes one over
+  // a c10d::Backend), or null (default) for a plain load. With a group,
+  // entries with view.replica_count > 1 are read once across it and
+  // broadcast, and load() is collective over its ranks (tessera/replicas.h
+  // says what every rank must ask for). Must outlive the call.
+  Collective* replicas = nullptr;
 };
 
 struct LoadResult {
@@ -127,6 +135,9 @@ struct LoadResult {
 // Throws NotFoundError for an unknown checkpoint or (strict) missing keys,
 // InvalidArgument naming the tensor for a shape or dtype mismatch,
 // CorruptionError naming checkpoint, tensor, chunk and pack on damage.
+//
+// With options.replicas set, the load is the replicated one: see
+// tessera/replicas.h for what every rank must do and what it throws.
 LoadResult load(StateDict& state, const Store& store, const std::string& checkpoint,
                 const LoadOptions& options = {});
 

@@ -31,7 +31,9 @@
 // or reads from the catalog, the committed truth.
 //
 // Loads need no coordination: every rank calls tessera::load (checkpoint.h)
-// on its own, planning its own reads from the catalog.
+// on its own, planning its own reads from the catalog. (A load with
+// LoadOptions::replicas is collective over that group, to read each
+// replicated byte once: tessera/replicas.h.)
 #pragma once
 
 #include <chrono>

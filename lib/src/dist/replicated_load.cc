@@ -6,10 +6,9 @@
 #include <utility>
 #include <vector>
 
-#include "api/store_access.h"
 #include "dist/failure.h"
+#include "engine/load/load.h"
 #include "engine/tools/describe.h"
-#include "plan/replica_rows.h"
 #include "tessera/error.h"
 #include "tessera/inspect.h"
 
@@ -39,18 +38,18 @@ struct Hash {
 int64_t first_row(const TensorView& v) { return v.offsets.empty() ? 0 : v.offsets[0]; }
 
 struct Replicated {
-  const std::string* name;           // in the caller's state
-  const TensorView* view;            // in the caller's state
-  size_t handle;                     // in the Collective
-  std::vector<plan::RowPart> parts;  // who reads which rows (global dimension-0 rows)
+  const std::string* name;     // in the caller's state
+  const TensorView* view;      // in the caller's state
+  size_t handle;               // in the Collective
+  std::vector<RowPart> parts;  // who reads which rows (global dimension-0 rows)
 };
 
 // The entry's box as the row-split rule sees it, needed by every rank of a
 // group of `ranks`. Only the entry's box and the catalog (`saved`, null when
 // the checkpoint has no such tensor: its load fails anyway) go in, so that
 // every rank computes the same split.
-plan::ReplicaBox replica_box(const TensorView& v, int64_t ranks, const EntryInfo* saved) {
-  plan::ReplicaBox box;
+ReplicaBox replica_box(const TensorView& v, int64_t ranks, const EntryInfo* saved) {
+  ReplicaBox box;
   box.begin = first_row(v);
   box.end = box.begin + (v.sizes.empty() ? 1 : v.sizes[0]);
   for (int64_t r = 0; r < ranks; ++r) box.readers.push_back(r);
@@ -63,29 +62,29 @@ plan::ReplicaBox replica_box(const TensorView& v, int64_t ranks, const EntryInfo
   return box;
 }
 
-// Plans which rank reads which rows of each of `reps` (plan/replica_rows.h),
+// Plans which rank reads which rows of each of `reps` (plan_replica_reads),
 // from the checkpoint's chunk edges inside their boxes (only those pieces are read).
-void plan_rows(std::vector<Replicated>& reps, const Store& store, const std::string& checkpoint, int64_t ranks) {
+void plan_rows(std::vector<Replicated>& reps, Store::Impl& store, const std::string& checkpoint, int64_t ranks) {
   if (reps.empty()) return;
   std::unordered_map<std::string, Box> wanted;
   for (const Replicated& rep : reps) {
     const TensorView& v = *rep.view;
     if (v.offsets.size() == v.sizes.size()) wanted.emplace(*rep.name, Box{v.offsets, v.sizes});  // else its load fails
   }
-  const auto saved = describe_boxes(StoreAccess::impl(store), checkpoint, wanted);
-  std::vector<plan::ReplicaBox> boxes;
+  const auto saved = describe_boxes(store, checkpoint, wanted);
+  std::vector<ReplicaBox> boxes;
   for (const Replicated& rep : reps) {
     auto it = saved.find(*rep.name);
     boxes.push_back(replica_box(*rep.view, ranks, it == saved.end() ? nullptr : &it->second));
   }
-  std::vector<std::vector<plan::RowPart>> parts = plan::plan_replica_reads(boxes, ranks);
+  std::vector<std::vector<RowPart>> parts = plan_replica_reads(boxes, ranks);
   for (size_t i = 0; i < reps.size(); ++i) reps[i].parts = std::move(parts[i]);
 }
 
-}  // namespace
-
-LoadResult load_replicated(StateDict& state, const Store& store, const std::string& checkpoint, Collective& group,
-                           const LoadOptions& options) {
+// The protocol (dist/replicated_load.h); `group` holds this load's tensors
+// until it finishes.
+LoadResult load_over(Collective& group, StateDict& state, Store::Impl& store, const std::string& checkpoint,
+                     const LoadOptions& options) {
   const int64_t rank = group.rank(), size = group.size();
   StateDict mine, rest;
   std::vector<Replicated> reps;
@@ -113,7 +112,7 @@ LoadResult load_replicated(StateDict& state, const Store& store, const std::stri
     }
     plan_rows(reps, store, checkpoint, size);
     for (const Replicated& rep : reps)
-      for (const plan::RowPart& part : rep.parts) {
+      for (const RowPart& part : rep.parts) {
         if (part.reader != rank) continue;
         Shape offsets = rep.view->offsets;
         if (!offsets.empty()) offsets[0] = part.rows.begin;
@@ -121,7 +120,8 @@ LoadResult load_replicated(StateDict& state, const Store& store, const std::stri
         group.add_rows(mine, *rep.name, rep.handle, part.rows.begin - first, part.rows.end - first,
                        rep.view->global_shape, offsets);
       }
-    // 1. Reads.
+    // 1. Reads: each rank its own, by the engine's load (a plain one: it
+    // does not look at options.replicas).
     LoadOptions strict = options;
     strict.strict = true;  // a replicated entry the others wait for must exist
     replicated_result = load(mine, store, checkpoint, strict);
@@ -157,7 +157,7 @@ LoadResult load_replicated(StateDict& state, const Store& store, const std::stri
   for (const Replicated& rep : reps) {
     if (numel(rep.view->sizes) == 0) continue;
     const int64_t first = first_row(*rep.view);
-    for (const plan::RowPart& part : rep.parts)
+    for (const RowPart& part : rep.parts)
       group.broadcast(rep.handle, part.rows.begin - first, part.rows.end - first, part.reader);
   }
   group.finish();
@@ -172,6 +172,19 @@ LoadResult load_replicated(StateDict& state, const Store& store, const std::stri
   result.bytes_read += replicated_result.bytes_read;
   result.chunks_read += replicated_result.chunks_read;
   return result;
+}
+
+}  // namespace
+
+LoadResult load_replicated(StateDict& state, Store::Impl& store, const std::string& checkpoint,
+                           const LoadOptions& options) {
+  Collective& group = *options.replicas;
+  try {
+    return load_over(group, state, store, checkpoint, options);
+  } catch (...) {
+    group.abandon();  // the next load through `group` starts clean
+    throw;
+  }
 }
 
 }  // namespace tessera::dist

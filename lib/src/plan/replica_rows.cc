@@ -1,8 +1,10 @@
-#include "plan/replica_rows.h"
+// The read-once row rule (tessera/replicas.h): public, so that the Python
+// extension binds it; a pure decision, so it lives in plan/.
+#include "tessera/replicas.h"
 
 #include <algorithm>
 
-namespace tessera::plan {
+namespace tessera {
 
 std::vector<RowRange> split_rows(int64_t begin, int64_t end, int64_t parts, const Shape& row_starts) {
   if (end <= begin) return {};
@@ -64,4 +66,4 @@ std::vector<std::vector<RowPart>> plan_replica_reads(const std::vector<ReplicaBo
   return plan;
 }
 
-}  // namespace tessera::plan
+}  // namespace tessera

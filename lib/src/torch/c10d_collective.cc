@@ -1,22 +1,22 @@
-// Replicated entries read once per group and broadcast (see
-// tessera/replicated_load.h). The protocol is dist/replicated_load.cc's; this
-// file only adapts a c10d::Backend to its Collective.
+// A c10d::Backend as the replicated load's Collective (tessera/c10d.h,
+// tessera/replicas.h). The protocol is dist/replicated_load.cc's; this file
+// only moves tensors.
 #include <ATen/ATen.h>
 #include <ATen/DeviceAccelerator.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "dist/replicated_load.h"
-#include "tessera/replicated_load.h"
+#include "tessera/c10d.h"
 #include "tessera/torch.h"
 
 namespace tessera {
 namespace {
 
-// The dist::Collective of a c10d::Backend: tensors and the allgather on the
-// GPU for NCCL, on the host otherwise.
-class C10dCollective : public dist::Collective {
+// The Collective of a c10d::Backend: tensors and the allgather on the GPU
+// for NCCL, on the host otherwise.
+class C10dCollective : public Collective {
  public:
   explicit C10dCollective(c10d::Backend& backend) : backend_(backend) {}
 
@@ -66,6 +66,12 @@ class C10dCollective : public dist::Collective {
     works_.clear();
     for (const Held& h : held_)
       if (!h.work.is_same(h.target)) h.target.copy_(h.work);
+    held_.clear();
+  }
+
+  void abandon() override {
+    works_.clear();
+    held_.clear();
   }
 
  private:
@@ -86,10 +92,6 @@ class C10dCollective : public dist::Collective {
 
 }  // namespace
 
-LoadResult load(StateDict& state, const Store& store, const std::string& checkpoint, c10d::Backend& replicas,
-                const LoadOptions& options) {
-  C10dCollective group(replicas);
-  return dist::load_replicated(state, store, checkpoint, group, options);
-}
+std::unique_ptr<Collective> collective(c10d::Backend& group) { return std::make_unique<C10dCollective>(group); }
 
 }  // namespace tessera
