@@ -153,6 +153,11 @@ for comp in ("auto", "none"):
         h = r[key]
         print(f"  [{comp}] column-half reshard, {label}: {h['bytes_needed'] / h['s'] / GiB:.3f} GiB/s, "
               f"read {h['bytes_read'] / h['bytes_needed']:.2f}x the bytes needed")
+    if "verify_cold" in r:
+        vc, rc, vw, rw = r["verify_cold"], r["read_cold"], r["verify_warm"], r["read_warm"]
+        print(f"  [{comp}] verify cold {vc['gibps']:.3f} GiB/s of stored bytes vs reading the packs "
+              f"{rc['gibps']:.3f} GiB/s = {r['verify_vs_read_cold']:.2f}x; warm {vw['gibps']:.3f} vs "
+              f"{rw['gibps']:.3f} GiB/s = {r['verify_vs_read_warm']:.2f}x")
     for what, x, ref in (("save", save, dw), ("load", load, dr)):
         if ref > 0:
             verdicts.append(f"{what} [{comp}] >= 70% of dd direct: {'MET' if x >= 0.7 * ref else 'NOT MET'} "
@@ -161,7 +166,9 @@ for comp in ("auto", "none"):
                      "save_vs_direct_write": save / dw if dw else None,
                      "save_vs_buffered_write": save / bw if bw else None,
                      "load_vs_direct_read": load / dr if dr else None,
-                     "load_vs_buffered_read": load / br if br else None, "ok": r["ok"]}
+                     "load_vs_buffered_read": load / br if br else None,
+                     "verify_vs_read_cold": r.get("verify_vs_read_cold"),
+                     "verify_vs_read_warm": r.get("verify_vs_read_warm"), "ok": r["ok"]}
 for comp in ("auto", "none"):
     try:
         line = next(l for l in open(f"{results}/dist_{comp}.txt") if l.startswith("{"))
