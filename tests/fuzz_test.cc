@@ -209,7 +209,7 @@ TEST_CASE("fuzz: layout and id-list blobs only decode or throw") {
 TEST_CASE("fuzz: rank manifests only decode or throw") {
   std::vector<Input> corpus;
   for (int variant = 0; variant < 3; ++variant) {
-    RankManifest m;
+    engine::RankManifest m;
     m.rank = variant;
     for (int t = 0; t <= variant; ++t) {
       catalog::TensorRecord rec;
@@ -233,9 +233,9 @@ TEST_CASE("fuzz: rank manifests only decode or throw") {
     e.block_sums = {1};
     info.chunks.push_back(e);
     m.packs.push_back(info);
-    corpus.push_back(encode_manifest(m));
+    corpus.push_back(engine::encode_manifest(m));
   }
-  auto [ok, refused] = fuzz(corpus, kSeconds, kSeed, [&](const Input& b) { decode_manifest(b); });
+  auto [ok, refused] = fuzz(corpus, kSeconds, kSeed, [&](const Input& b) { engine::decode_manifest(b); });
   MESSAGE("manifests: " << ok << " decoded, " << refused << " refused");
   CHECK(refused > 0);
 }

@@ -443,13 +443,13 @@ TEST_CASE("gc re-checks its plan under the write lock: what a later commit refer
     const GcPlan plan = plan_gc(store);
     REQUIRE(plan.rewrite_packs.size() == 1);
     bool saved = false;
-    set_history_step_hook([&](std::string_view step) {
+    engine::set_history_step_hook([&](std::string_view step) {
       if (step != "gc: copied chunk" || saved) return;
       saved = true;
       save(a.state(), store, "b", so);  // y is live again, but gc copied only x
     });
     const GcResult r = run_gc(store, plan);
-    set_history_step_hook(nullptr);
+    engine::set_history_step_hook(nullptr);
     REQUIRE(saved);
     CHECK(r.rewritten_packs.empty());
     CHECK(r.chunks_moved == 0);

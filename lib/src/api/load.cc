@@ -6,7 +6,7 @@
 namespace tessera {
 
 LoadResult load(StateDict& state, const Store& store, const std::string& checkpoint, const LoadOptions& options) {
-  return load(state, StoreAccess::impl(store), checkpoint, options);
+  return engine::load(state, StoreAccess::impl(store), checkpoint, options);
 }
 
 }  // namespace tessera

@@ -72,7 +72,7 @@ void plan_rows(std::vector<Replicated>& reps, const Store& store, const std::str
     const TensorView& v = *rep.view;
     if (v.offsets.size() == v.sizes.size()) wanted.emplace(*rep.name, Box{v.offsets, v.sizes});  // else its load fails
   }
-  const auto saved = describe_boxes(StoreAccess::impl(store), checkpoint, wanted);
+  const auto saved = engine::describe_boxes(StoreAccess::impl(store), checkpoint, wanted);
   std::vector<plan::ReplicaBox> boxes;
   for (const Replicated& rep : reps) {
     auto it = saved.find(*rep.name);

@@ -2,7 +2,7 @@
 
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 std::string culprit(const pack::ChunkEntry& e, const std::string& pack_name) {
@@ -53,4 +53,4 @@ std::vector<std::byte> read_raw_chunk(pack::PackCache& packs, const catalog::Chu
   return raw;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

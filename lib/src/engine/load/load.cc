@@ -20,7 +20,7 @@
 #include "tessera/error.h"
 #include "tessera/tensor_source.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // One saved chunk's contribution to one target tensor.
@@ -266,4 +266,4 @@ LoadResult load(StateDict& state, Store::Impl& impl, const std::string& checkpoi
   return result;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

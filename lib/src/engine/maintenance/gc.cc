@@ -21,7 +21,7 @@
 #include "tessera/error.h"
 #include "tessera/history.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 using Kind = catalog::Transaction::Kind;
@@ -321,20 +321,6 @@ void delete_files(Store::Impl& impl, const GcPlan& plan, const GcOptions& option
 
 }  // namespace
 
-uint64_t GcPlan::bytes_freed() const {
-  uint64_t n = 0;
-  for (const auto& f : delete_packs) n += f.size_bytes;
-  for (const auto& f : rewrite_packs) n += f.size_bytes - f.live_bytes;
-  for (const auto& f : unknown_packs) n += f.size_bytes;
-  for (const auto& f : temp_files) n += f.size_bytes;
-  return n;
-}
-
-bool GcPlan::empty() const {
-  return delete_packs.empty() && rewrite_packs.empty() && unknown_packs.empty() && temp_files.empty() &&
-         orphan_chunks == 0;
-}
-
 // gc deletes files in packs/ and tmp/: refuses when either is a symbolic
 // link, which would make it delete files of another directory (or store).
 static void refuse_linked_dirs(const Store::Impl& impl) {
@@ -417,4 +403,4 @@ GcResult run_gc(Store::Impl& impl, const GcPlan& plan, const GcOptions& options)
   return result;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -19,7 +19,7 @@
 #include "pack/pack_reader.h"
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // SQLite's own check of the file, then each checkpoint's rows as a load
@@ -198,4 +198,4 @@ VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, co
   return report;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -24,7 +24,7 @@
 #include "tessera/error.h"
 #include "tessera/tensor_source.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // One entry's bytes as the workers see them: the entry's own host view, or
@@ -345,4 +345,4 @@ void discard_packs(Store::Impl& store, const std::vector<pack::PackInfo>& packs)
   }
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -21,7 +21,7 @@
 #include "tessera/error.h"
 #include "tessera/history.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // Max |b - a| and the squared norms behind relative L2, over element pairs.
@@ -254,4 +254,4 @@ DiffReport diff_checkpoints(Store::Impl& store, const std::string& a, const std:
   return report;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

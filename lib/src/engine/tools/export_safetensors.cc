@@ -30,7 +30,7 @@
 #include "tessera/error.h"
 #include "tessera/export.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // Stored chunks hold the host's bytes; safetensors wants little-endian.
@@ -410,4 +410,4 @@ ExportResult export_safetensors(Store::Impl& impl, const std::string& checkpoint
   return result;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine
