@@ -89,10 +89,10 @@ int run_and_kill(const std::string& dir, Op op, const std::string& name, int v, 
   REQUIRE(pid >= 0);
   if (pid == 0) {
     // Every pack write sleeps a little (the catalog stays on SQLite's own VFS).
-    auto slow = std::make_shared<FaultInjectionEnv>(posix_env());
+    auto slow = std::make_shared<io::FaultInjectionEnv>(posix_env());
     slow->let_sqlite_use_os_files(true);
-    slow->set_rule([](const FaultInjectionEnv::Call& c) {
-      if (c.op == FaultInjectionEnv::Op::kAppend) usleep(300);
+    slow->set_rule([](const io::FaultInjectionEnv::Call& c) {
+      if (c.op == io::FaultInjectionEnv::Op::kAppend) usleep(300);
       return 0;
     });
     auto seen = std::make_shared<int>(0);  // the hook is called through copies

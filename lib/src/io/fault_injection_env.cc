@@ -5,7 +5,7 @@
 
 #include "io/io_error.h"
 
-namespace tessera {
+namespace tessera::io {
 namespace {
 
 using Op = FaultInjectionEnv::Op;
@@ -277,4 +277,4 @@ void FaultInjectionEnv::drop_unsynced() {
   durable_bytes_.clear();
 }
 
-}  // namespace tessera
+}  // namespace tessera::io

@@ -71,9 +71,9 @@ std::vector<plan::StoreFile> list_files(Env& env, const std::string& dir, const 
 // The live chunks of one pack being rewritten, and where their copies went.
 struct Rewrite {
   std::string old_pack;
-  std::vector<ChunkId> copied;       // in copy order
-  std::vector<size_t> new_pack_of;   // per copied chunk: index into the new packs
-  std::string abandoned;             // why, when the copy failed or was not worth it
+  std::vector<pack::ChunkId> copied;   // in copy order
+  std::vector<size_t> new_pack_of;     // per copied chunk: index into the new packs
+  std::string abandoned;               // why, when the copy failed or was not worth it
 };
 
 // Step 1: copies the live chunks of the plan's rewrite packs, stored bytes as
@@ -202,7 +202,7 @@ std::vector<std::string> commit_catalog_changes(catalog::Catalog& cat, const GcP
                                                 const std::vector<Rewrite>& rewrites,
                                                 const std::vector<pack::PackInfo>& new_packs, GcResult& result) {
   std::vector<int64_t> new_ids;
-  std::vector<std::map<ChunkId, uint64_t>> new_offsets;
+  std::vector<std::map<pack::ChunkId, uint64_t>> new_offsets;
   std::vector<std::string> new_unnamed_before;  // not a copy identical to a pack the catalog has
   for (const auto& p : new_packs) {
     if (!catalog::pack_known(cat, p.name)) new_unnamed_before.push_back(p.name);

@@ -90,7 +90,7 @@ class ChunkSource {
  public:
   explicit ChunkSource(Store::Impl& store) : store_(store), packs_(store.env, store.packs_dir()) {}
 
-  std::vector<std::byte> raw(const ChunkId& id, const std::string& context) {
+  std::vector<std::byte> raw(const pack::ChunkId& id, const std::string& context) {
     std::optional<catalog::ChunkLocation> loc;
     {
       std::lock_guard lock(store_.mu);
