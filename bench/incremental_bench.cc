@@ -236,7 +236,7 @@ StateDict dict_of(State& s, bool only_trainable = false) {
   return sd;
 }
 
-// The yardstick: XXH3-128 (chunk_id_of) over every byte, in 4 MiB pieces of
+// The yardstick: XXH3-128 (pack::chunk_id_of) over every byte, in 4 MiB pieces of
 // each tensor, on `threads` threads. Best of 5 passes.
 double hash_seconds(const State& s, size_t threads) {
   struct Piece { const std::byte* p; size_t n; };
@@ -247,11 +247,11 @@ double hash_seconds(const State& s, size_t threads) {
       pieces.push_back({t.data.get() + off, std::min(kPiece, t.bytes() - off)});
   double best = 1e30;
   for (int pass = 0; pass < 5; ++pass) {
-    std::vector<ChunkId> ids(pieces.size());
+    std::vector<pack::ChunkId> ids(pieces.size());
     Stopwatch sw;
-    parallel_for(pieces.size(), threads, [&](size_t i) { ids[i] = chunk_id_of(pieces[i].p, pieces[i].n); });
+    parallel_for(pieces.size(), threads, [&](size_t i) { ids[i] = pack::chunk_id_of(pieces[i].p, pieces[i].n); });
     best = std::min(best, sw.seconds());
-    if (ids.empty() || ids[0] == ChunkId{}) std::abort();  // keep the work
+    if (ids.empty() || ids[0] == pack::ChunkId{}) std::abort();  // keep the work
   }
   return best;
 }
@@ -274,7 +274,7 @@ double grid_hash_seconds(const State& s, size_t threads, uint64_t& gathered) {
   }
   double best = 1e30;
   for (int pass = 0; pass < 5; ++pass) {
-    std::vector<ChunkId> ids(pieces.size());
+    std::vector<pack::ChunkId> ids(pieces.size());
     Stopwatch sw;
     parallel_for(pieces.size(), threads, [&](size_t i) {
       const Tensor& t = *pieces[i].t;
@@ -284,16 +284,16 @@ double grid_hash_seconds(const State& s, size_t threads, uint64_t& gathered) {
                                static_cast<size_t>(b.offsets[1]) * t.elem;
       const size_t n = static_cast<size_t>(b.volume()) * t.elem;
       if (width == row) {
-        ids[i] = chunk_id_of(first, n);
+        ids[i] = pack::chunk_id_of(first, n);
         return;
       }
       thread_local std::vector<std::byte> scratch;
       if (scratch.size() < n) scratch.resize(n);
       for (int64_t r = 0; r < b.sizes[0]; ++r) std::memcpy(scratch.data() + r * width, first + r * row, width);
-      ids[i] = chunk_id_of(scratch.data(), n);
+      ids[i] = pack::chunk_id_of(scratch.data(), n);
     });
     best = std::min(best, sw.seconds());
-    if (ids.empty() || ids[0] == ChunkId{}) std::abort();
+    if (ids.empty() || ids[0] == pack::ChunkId{}) std::abort();
   }
   return best;
 }

@@ -43,10 +43,10 @@ std::pair<int64_t, int64_t> split(int64_t n, int64_t world, int64_t rank) {
 // An Env under which the process dies (as in a crash) at its first pack
 // write; the catalog stays on SQLite's own VFS, whose locks other ranks see.
 std::shared_ptr<tessera::Env> dying_at_first_pack_write() {
-  auto env = std::make_shared<tessera::FaultInjectionEnv>(tessera::posix_env());
+  auto env = std::make_shared<tessera::io::FaultInjectionEnv>(tessera::posix_env());
   env->let_sqlite_use_os_files(true);
-  env->set_rule([](const tessera::FaultInjectionEnv::Call& c) -> int {
-    if (c.op == tessera::FaultInjectionEnv::Op::kAppend) _exit(9);
+  env->set_rule([](const tessera::io::FaultInjectionEnv::Call& c) -> int {
+    if (c.op == tessera::io::FaultInjectionEnv::Op::kAppend) _exit(9);
     return 0;
   });
   return env;

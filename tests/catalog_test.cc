@@ -53,7 +53,7 @@ TEST_CASE("commit is one transaction: a bad reference leaves the catalog unchang
   TempDir dir("cat");
   auto cat = Catalog::open(dir / "c.db", Catalog::Mode::kReadWrite, true);
   pack::ChunkEntry e;
-  e.id = chunk_id_of("abcd", 4);
+  e.id = pack::chunk_id_of("abcd", 4);
   e.raw_len = e.stored_len = 4;
   catalog::NewCheckpoint c;
   c.name = "step-1";
@@ -81,7 +81,7 @@ TEST_CASE("commit is one transaction: a bad reference leaves the catalog unchang
   catalog::NewCheckpoint bad;
   bad.name = "step-2";
   bad.tensors.push_back(
-      catalog::TensorRecord{0, "w", "float32", 4, {1}, {catalog::Piece{Box{{0}, {1}}, chunk_id_of("zz", 2)}}});
+      catalog::TensorRecord{0, "w", "float32", 4, {1}, {catalog::Piece{Box{{0}, {1}}, pack::chunk_id_of("zz", 2)}}});
   CHECK(error_of([&] { cat.commit(bad); }).find("tensor 'w'") != std::string::npos);
   CHECK(cat.list_checkpoints().size() == 1);
   auto t = cat.tensor(info->id, "w");
@@ -94,7 +94,7 @@ namespace {
 // A chunk entry for id `i` at `offset` of its pack, `len` stored bytes.
 pack::ChunkEntry entry(int i, uint64_t offset, uint64_t len) {
   pack::ChunkEntry e;
-  e.id = chunk_id_of(&i, sizeof i);
+  e.id = pack::chunk_id_of(&i, sizeof i);
   e.offset = offset;
   e.raw_len = e.stored_len = len;
   e.block_sums = {static_cast<uint64_t>(i)};
@@ -102,7 +102,7 @@ pack::ChunkEntry entry(int i, uint64_t offset, uint64_t len) {
 }
 
 // A tensor "t<i>" of 1 element per piece, one piece per id.
-catalog::TensorRecord tensor_of(const std::string& name, const std::vector<ChunkId>& ids) {
+catalog::TensorRecord tensor_of(const std::string& name, const std::vector<pack::ChunkId>& ids) {
   catalog::TensorRecord t{0, name, "uint8", 1, {static_cast<int64_t>(ids.size())}, {}};
   for (size_t j = 0; j < ids.size(); ++j)
     t.pieces.push_back(catalog::Piece{Box{{static_cast<int64_t>(j)}, {1}}, ids[j]});
@@ -118,7 +118,7 @@ TEST_CASE("chunk rows go in batches: committed chunks keep their rows and are no
   catalog::NewCheckpoint a;
   a.name = "a";
   a.packs.push_back(pack::PackInfo{"pa.pack", 10000, {}});
-  std::vector<ChunkId> ids_a;
+  std::vector<pack::ChunkId> ids_a;
   for (int i = 0; i < 300; ++i) {
     a.packs[0].chunks.push_back(entry(i, 10 * i, 10));
     ids_a.push_back(a.packs[0].chunks.back().id);
@@ -135,7 +135,7 @@ TEST_CASE("chunk rows go in batches: committed chunks keep their rows and are no
   b.name = "b";
   b.packs.push_back(pack::PackInfo{"pb.pack", 10000, {}});
   b.packs.push_back(pack::PackInfo{"pc.pack", 10000, {}});
-  std::vector<ChunkId> ids_b;
+  std::vector<pack::ChunkId> ids_b;
   int64_t new_bytes = 0;
   for (int k = 0; k < 200; ++k) {
     const bool old = k % 3 == 0;
@@ -175,7 +175,7 @@ TEST_CASE("locate_sorted finds every committed id among missing ones, dense or s
   a.name = "a";
   a.packs.push_back(pack::PackInfo{"p0.pack", 100000, {}});
   a.packs.push_back(pack::PackInfo{"p1.pack", 100000, {}});
-  std::vector<ChunkId> committed;
+  std::vector<pack::ChunkId> committed;
   for (int i = 0; i < 2000; ++i) {
     a.packs[i % 2].chunks.push_back(entry(i, 10 * i, 10));
     committed.push_back(a.packs[i % 2].chunks.back().id);
@@ -185,7 +185,7 @@ TEST_CASE("locate_sorted finds every committed id among missing ones, dense or s
   std::sort(committed.begin(), committed.end());
   for (const size_t stride : {size_t{1}, size_t{3}, size_t{97}, size_t{1999}}) {
     CAPTURE(stride);
-    std::vector<ChunkId> asked;
+    std::vector<pack::ChunkId> asked;
     for (size_t k = 0; k < committed.size(); k += stride) asked.push_back(committed[k]);
     for (int i = 5000; i < 5040; ++i) asked.push_back(entry(i, 0, 1).id);  // never committed
     std::sort(asked.begin(), asked.end());
@@ -207,7 +207,7 @@ TEST_CASE("locate_sorted finds every committed id among missing ones, dense or s
   }
   CHECK(cat.locate_sorted({}).empty());
   // locate_all: any order, repeats allowed.
-  const std::vector<ChunkId> mixed{committed[7], entry(9999, 0, 1).id, committed[3], committed[7]};
+  const std::vector<pack::ChunkId> mixed{committed[7], entry(9999, 0, 1).id, committed[3], committed[7]};
   const auto all = cat.locate_all(mixed);
   REQUIRE(all.size() == 4);
   CHECK((all[0] && all[0]->entry.id == committed[7]));
@@ -242,7 +242,7 @@ TEST_CASE("opening a current catalog for writing writes nothing") {
 TEST_CASE("layout and tensor-list blobs round-trip; damaged ones are refused naming what they describe") {
   std::vector<catalog::Piece> pieces;
   for (int64_t r = 0; r < 3; ++r)
-    pieces.push_back(catalog::Piece{Box{{r * 4, 0}, {4, 1000}}, chunk_id_of(&r, sizeof r)});
+    pieces.push_back(catalog::Piece{Box{{r * 4, 0}, {4, 1000}}, pack::chunk_id_of(&r, sizeof r)});
   const std::string blob = catalog::encode_pieces(pieces, 2);
   const auto back = catalog::decode_pieces(blob, 2, "layout of tensor 'w'");
   REQUIRE(back.size() == 3);

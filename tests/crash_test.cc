@@ -89,14 +89,14 @@ int run_and_kill(const std::string& dir, Op op, const std::string& name, int v, 
   REQUIRE(pid >= 0);
   if (pid == 0) {
     // Every pack write sleeps a little (the catalog stays on SQLite's own VFS).
-    auto slow = std::make_shared<FaultInjectionEnv>(posix_env());
+    auto slow = std::make_shared<io::FaultInjectionEnv>(posix_env());
     slow->let_sqlite_use_os_files(true);
-    slow->set_rule([](const FaultInjectionEnv::Call& c) {
-      if (c.op == FaultInjectionEnv::Op::kAppend) usleep(300);
+    slow->set_rule([](const io::FaultInjectionEnv::Call& c) {
+      if (c.op == io::FaultInjectionEnv::Op::kAppend) usleep(300);
       return 0;
     });
     auto seen = std::make_shared<int>(0);  // the hook is called through copies
-    set_history_step_hook([at, seen](std::string_view step) {
+    engine::set_history_step_hook([at, seen](std::string_view step) {
       if (step == at.step && ++*seen == at.occurrence) raise(SIGKILL);
       usleep(1500);
     });
@@ -170,12 +170,12 @@ TEST_CASE("crash safety: rm and gc killed at each of their steps leave every rem
   {
     TempDir trial("crash-trial");
     make_history(trial.path(), 4, 1);
-    set_history_step_hook([&](std::string_view step) { ++seen[std::string(step)]; });
+    engine::set_history_step_hook([&](std::string_view step) { ++seen[std::string(step)]; });
     Store store = Store::open(trial.path());
     remove_checkpoints(store, {"v0"});
     const GcOptions o = gc_options();
     const GcResult r = run_gc(store, plan_gc(store, o), o);
-    set_history_step_hook(nullptr);
+    engine::set_history_step_hook(nullptr);
     CHECK(!r.rewritten_packs.empty());  // the run deletes and rewrites
     CHECK(!r.deleted_packs.empty());
   }

@@ -16,6 +16,9 @@
 #include "test_util.h"
 
 using namespace tessera;
+using engine::bfloat16_to_float;
+using engine::element_reader;
+using engine::float16_to_float;
 using tessera::test::Model;
 using tessera::test::raw_chunks;
 using tessera::test::TempDir;

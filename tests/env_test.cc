@@ -25,6 +25,7 @@ using tessera::test::Model;
 using tessera::test::names_in;
 using tessera::test::read_all;
 using tessera::test::write_file;
+using io::FaultInjectionEnv;
 using Op = FaultInjectionEnv::Op;
 using Call = FaultInjectionEnv::Call;
 

@@ -107,7 +107,7 @@ std::vector<std::byte> sample_data(size_t n, int kind) {
 
 TEST_CASE("fuzz: chunk decoders only decode or throw") {
   struct Sample {
-    Codec codec;
+    pack::Codec codec;
     size_t elem;
     size_t raw_len;
   };
@@ -118,8 +118,8 @@ TEST_CASE("fuzz: chunk decoders only decode or throw") {
       for (int kind : {1, 2})
         for (size_t n : {size_t{64}, size_t{4096}, size_t{65536}}) {
           const auto raw = sample_data(n, kind);
-          Encoded e = encode_chunk(raw.data(), n, elem, compression);
-          if (e.codec == Codec::kRaw) continue;
+          pack::Encoded e = pack::encode_chunk(raw.data(), n, elem, compression);
+          if (e.codec == pack::Codec::kRaw) continue;
           corpus.emplace_back(reinterpret_cast<const char*>(e.bytes.data()), e.bytes.size());
           samples.push_back(Sample{e.codec, elem, n});
         }
@@ -129,7 +129,8 @@ TEST_CASE("fuzz: chunk decoders only decode or throw") {
   auto [ok, refused] = fuzz(corpus, kSeconds, kSeed, [&](const Input& b) {
     const Sample& s = samples[pick() % samples.size()];  // any codec, width and length against any bytes
     const size_t raw_len = pick() % 8 == 0 ? static_cast<size_t>(pick() % out.size()) : s.raw_len;
-    decode_chunk(s.codec, reinterpret_cast<const std::byte*>(b.data()), b.size(), 1 + pick() % 8, out.data(), raw_len);
+    pack::decode_chunk(s.codec, reinterpret_cast<const std::byte*>(b.data()), b.size(), 1 + pick() % 8, out.data(),
+                       raw_len);
   });
   MESSAGE("chunk decoders: " << ok << " decoded, " << refused << " refused");
   CHECK(refused > 0);
@@ -143,12 +144,12 @@ TEST_CASE("fuzz: pack footers only parse or throw") {
     for (size_t i = 0; i < n; ++i) {
       pack::ChunkEntry e;
       const auto raw = sample_data(1000 + i * 70000, 1);
-      e.id = chunk_id_of(raw.data(), raw.size());
+      e.id = pack::chunk_id_of(raw.data(), raw.size());
       e.offset = i * 1000;
       e.raw_len = raw.size();
-      e.codec = i % 2 ? Codec::kShuffleLz4 : Codec::kRaw;
+      e.codec = i % 2 ? pack::Codec::kShuffleLz4 : pack::Codec::kRaw;
       e.elem_size = 2;
-      if (e.codec == Codec::kRaw) {
+      if (e.codec == pack::Codec::kRaw) {
         e.block_sums = pack::block_sums_of(raw.data(), raw.size());
         e.stored_len = raw.size();
       } else {
@@ -209,7 +210,7 @@ TEST_CASE("fuzz: layout and id-list blobs only decode or throw") {
 TEST_CASE("fuzz: rank manifests only decode or throw") {
   std::vector<Input> corpus;
   for (int variant = 0; variant < 3; ++variant) {
-    RankManifest m;
+    engine::RankManifest m;
     m.rank = variant;
     for (int t = 0; t <= variant; ++t) {
       catalog::TensorRecord rec;
@@ -233,9 +234,9 @@ TEST_CASE("fuzz: rank manifests only decode or throw") {
     e.block_sums = {1};
     info.chunks.push_back(e);
     m.packs.push_back(info);
-    corpus.push_back(encode_manifest(m));
+    corpus.push_back(engine::encode_manifest(m));
   }
-  auto [ok, refused] = fuzz(corpus, kSeconds, kSeed, [&](const Input& b) { decode_manifest(b); });
+  auto [ok, refused] = fuzz(corpus, kSeconds, kSeed, [&](const Input& b) { engine::decode_manifest(b); });
   MESSAGE("manifests: " << ok << " decoded, " << refused << " refused");
   CHECK(refused > 0);
 }

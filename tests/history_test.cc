@@ -221,7 +221,7 @@ TEST_CASE("gc rewrites a mostly dead pack: live chunks move as stored, the old p
   const auto s_chunk = cat.tensor(cat.find_checkpoint("c")->id, "s")->pieces.at(0).chunk;
   const auto s_before = cat.locate(s_chunk);
   REQUIRE(s_before);
-  REQUIRE(s_before->entry.codec != Codec::kRaw);
+  REQUIRE(s_before->entry.codec != pack::Codec::kRaw);
   const auto x_chunk = cat.tensor(cat.find_checkpoint("c")->id, "x")->pieces.at(0).chunk;
   const auto x_before = cat.locate(x_chunk);
   REQUIRE(x_before);
@@ -362,7 +362,7 @@ TEST_CASE("race: a save that deduplicated against a chunk gc dropped fails its c
   REQUIRE(m.stats.chunks_written == 1);
   const std::string pack = only_new(files_in(dir.path(), "packs"), before);
   const std::vector<float>& xs = a.tensors.at("x");
-  const ChunkId x = chunk_id_of(xs.data(), xs.size() * sizeof(float));  // one raw chunk: its bytes
+  const pack::ChunkId x = pack::chunk_id_of(xs.data(), xs.size() * sizeof(float));  // one raw chunk: its bytes
   // Meanwhile a is removed and gc drops x (and a's pack).
   remove_checkpoints(store, {"a"});
   const GcResult r = run_gc(store, plan_gc(store));
@@ -443,13 +443,13 @@ TEST_CASE("gc re-checks its plan under the write lock: what a later commit refer
     const GcPlan plan = plan_gc(store);
     REQUIRE(plan.rewrite_packs.size() == 1);
     bool saved = false;
-    set_history_step_hook([&](std::string_view step) {
+    engine::set_history_step_hook([&](std::string_view step) {
       if (step != "gc: copied chunk" || saved) return;
       saved = true;
       save(a.state(), store, "b", so);  // y is live again, but gc copied only x
     });
     const GcResult r = run_gc(store, plan);
-    set_history_step_hook(nullptr);
+    engine::set_history_step_hook(nullptr);
     REQUIRE(saved);
     CHECK(r.rewritten_packs.empty());
     CHECK(r.chunks_moved == 0);
@@ -836,9 +836,9 @@ std::set<std::string> chunk_hexes(const std::string& store, const std::string& w
   return out;
 }
 
-std::set<std::string> hexes(const std::vector<ChunkId>& ids) {
+std::set<std::string> hexes(const std::vector<pack::ChunkId>& ids) {
   std::set<std::string> out;
-  for (const ChunkId& id : ids) out.insert(id.hex());
+  for (const pack::ChunkId& id : ids) out.insert(id.hex());
   return out;
 }
 
@@ -847,7 +847,7 @@ std::set<std::string> referenced_chunks(const Store& store) {
   std::set<std::string> out;
   auto& cat = StoreAccess::impl(store).catalog;
   for (const auto& c : cat.list_checkpoints())
-    for (const ChunkId& id : cat.chunk_ids(c.id)) out.insert(id.hex());
+    for (const pack::ChunkId& id : cat.chunk_ids(c.id)) out.insert(id.hex());
   return out;
 }
 

@@ -34,6 +34,9 @@ using tessera::test::names_in;
 using tessera::test::read_all;
 using tessera::test::TempDir;
 using tessera::test::write_file;
+using io::FaultInjectionEnv;
+using io::parent_dir;
+using io::rename_durable;
 using Op = FaultInjectionEnv::Op;
 using Call = FaultInjectionEnv::Call;
 

@@ -20,6 +20,13 @@
 
 using namespace tessera;
 using tessera::test::TempDir;
+using io::FaultInjectionEnv;
+using pack::Codec;
+using pack::codec_known;
+using pack::codec_name;
+using pack::decode_chunk;
+using pack::Encoded;
+using pack::encode_chunk;
 
 TEST_CASE("codecs round-trip random and smooth data of every width") {
   for (size_t n : {0ul, 1ul, 7ul, 4096ul, 100001ul, 300000ul}) {
@@ -256,10 +263,10 @@ static pack::PackInfo write_pack(const TempDir& dir, const std::vector<std::vect
   pack::PackWriter w(env, dir / "tmp", dir / "packs");
   for (const auto& c : chunks) {
     pack::ChunkEntry e;
-    e.id = chunk_id_of(c.data(), c.size());
+    e.id = pack::chunk_id_of(c.data(), c.size());
     e.raw_len = e.stored_len = c.size();
     e.block_sums = pack::block_sums_of(c.data(), c.size());
-    e.stored_sum = checksum64(e.block_sums.data(), e.block_sums.size() * 8);
+    e.stored_sum = pack::checksum64(e.block_sums.data(), e.block_sums.size() * 8);
     w.add(e, c.data());
   }
   return w.finish();

@@ -310,10 +310,10 @@ TEST_CASE("load plan: a target reads the region of every piece it meets, and cou
 }
 
 TEST_CASE("load plan: each distinct chunk is looked up once, in order of first use") {
-  auto id = [](char c) { return chunk_id_of(&c, 1); };
-  const ChunkId a = id('a'), b = id('b'), c = id('c');
+  auto id = [](char c) { return pack::chunk_id_of(&c, 1); };
+  const pack::ChunkId a = id('a'), b = id('b'), c = id('c');
   const plan::ChunkLookups l = plan::chunk_lookups({a, b, a, c, b});
-  CHECK(l.chunks == std::vector<ChunkId>{a, b, c});
+  CHECK(l.chunks == std::vector<pack::ChunkId>{a, b, c});
   CHECK(l.first_read == std::vector<size_t>{0, 1, 3});
   CHECK(l.of_read == std::vector<size_t>{0, 1, 0, 2, 1});
   CHECK(plan::chunk_lookups({}).chunks.empty());
@@ -465,7 +465,7 @@ TEST_CASE("gc re-check before copying: a rewrite a later commit made worth less 
 }
 
 TEST_CASE("gc re-check under the write lock: a rewrite is refused when abandoned, gone, or more of it became live") {
-  auto id = [](char c) { return chunk_id_of(&c, 1); };
+  auto id = [](char c) { return pack::chunk_id_of(&c, 1); };
   auto entry = [&](char c) {
     pack::ChunkEntry e;
     e.id = id(c);

@@ -36,11 +36,11 @@ namespace {
 
 // The store at `dir` on a disk that fills up after `appends` pack writes.
 Store open_with_full_disk(const std::string& dir, int appends) {
-  auto env = std::make_shared<FaultInjectionEnv>(posix_env());
+  auto env = std::make_shared<io::FaultInjectionEnv>(posix_env());
   env->let_sqlite_use_os_files(true);  // as `store` beside it: the catalog's locks are the OS's
   auto writes = std::make_shared<int>(0);
-  env->set_rule([writes, appends](const FaultInjectionEnv::Call& c) {
-    return c.op == FaultInjectionEnv::Op::kAppend && ++*writes > appends ? ENOSPC : 0;
+  env->set_rule([writes, appends](const io::FaultInjectionEnv::Call& c) {
+    return c.op == io::FaultInjectionEnv::Op::kAppend && ++*writes > appends ? ENOSPC : 0;
   });
   StoreOptions o;
   o.env = env;

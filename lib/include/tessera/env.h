@@ -107,7 +107,7 @@ class Env {
   virtual std::unique_ptr<RandomRWFile> open_rw_file(const std::string& path, bool create) = 0;
 
   // rename(2): replaces `to` if it exists. Durable only after sync_dir() of
-  // both directories (rename_durable below does that for one directory).
+  // both directories.
   virtual void rename(const std::string& from, const std::string& to) = 0;
   // Makes the directory's entries durable: creations, renames and removals
   // in it survive a power loss from then on.

@@ -9,7 +9,9 @@ namespace tessera {
 
 ExportResult export_safetensors(const Store& store, const std::string& checkpoint, const std::string& out_dir,
                                 const ExportOptions& options) {
-  return export_safetensors(StoreAccess::impl(store), checkpoint, out_dir, options);
+  return engine::export_safetensors(StoreAccess::impl(store), checkpoint, out_dir, options);
 }
+
+std::optional<std::string> safetensors_dtype(const std::string& dtype) { return engine::safetensors_dtype(dtype); }
 
 }  // namespace tessera

@@ -9,11 +9,11 @@
 namespace tessera {
 
 std::vector<EntryInfo> describe(const Store& store, const std::string& checkpoint) {
-  return describe(StoreAccess::impl(store), checkpoint);
+  return engine::describe(StoreAccess::impl(store), checkpoint);
 }
 
 VerifyReport verify(const Store& store, const std::vector<std::string>& checkpoints, const VerifyOptions& options) {
-  return verify(StoreAccess::impl(store), checkpoints, options);
+  return engine::verify(StoreAccess::impl(store), checkpoints, options);
 }
 
 }  // namespace tessera

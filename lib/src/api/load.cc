@@ -10,7 +10,7 @@ namespace tessera {
 LoadResult load(StateDict& state, const Store& store, const std::string& checkpoint, const LoadOptions& options) {
   Store::Impl& impl = StoreAccess::impl(store);
   if (options.replicas) return dist::load_replicated(state, impl, checkpoint, options);
-  return load(state, impl, checkpoint, options);
+  return engine::load(state, impl, checkpoint, options);
 }
 
 }  // namespace tessera

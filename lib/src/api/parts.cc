@@ -10,11 +10,11 @@
 namespace tessera {
 
 SavedPart write_part(const StateDict& state, Store& store, const SaveOptions& options, int64_t rank) {
-  RankManifest m = write_shards(state, StoreAccess::impl(store), options);
+  engine::RankManifest m = engine::write_shards(state, StoreAccess::impl(store), options);
   m.rank = rank;
   SavedPart part;
   part.stats = m.stats;
-  part.manifest = encode_manifest(m);
+  part.manifest = engine::encode_manifest(m);
   return part;
 }
 
@@ -25,13 +25,13 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
   if (checkpoint.empty()) throw InvalidArgument("commit: the checkpoint name must not be empty");
   if (world_size < 1)
     throw InvalidArgument("commit of '" + checkpoint + "': world_size must be 1 or more, got " + std::to_string(world_size));
-  check_keep_last(options.keep_last);
-  std::vector<RankManifest> all;
+  engine::check_keep_last(options.keep_last);
+  std::vector<engine::RankManifest> all;
   all.reserve(manifests.size());
   SaveResult total;
   for (const std::string& bytes : manifests) {
     try {
-      all.push_back(decode_manifest(bytes));
+      all.push_back(engine::decode_manifest(bytes));
     } catch (const std::runtime_error& e) {
       throw InvalidArgument("commit of '" + checkpoint + "': malformed part manifest: " + e.what());
     }
@@ -42,14 +42,14 @@ SaveResult commit_parts(Store& store, const std::string& checkpoint, const std::
     total.chunks_written += s.chunks_written;
     total.packs += s.packs;
   }
-  commit_checkpoint(impl, checkpoint, std::move(all), world_size, options);
-  apply_retention_after_commit(impl, options.keep_last, checkpoint, total);
+  engine::commit_checkpoint(impl, checkpoint, std::move(all), world_size, options);
+  engine::apply_retention_after_commit(impl, options.keep_last, checkpoint, total);
   return total;
 }
 
 void discard_part(Store& store, const std::string& manifest) {
   try {
-    discard_packs(StoreAccess::impl(store), decode_manifest(manifest).packs);
+    engine::discard_packs(StoreAccess::impl(store), engine::decode_manifest(manifest).packs);
   } catch (...) {
   }
 }

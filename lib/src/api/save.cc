@@ -18,20 +18,20 @@ SaveResult save(const StateDict& state, Store& store, const std::string& checkpo
     if (!options.overwrite && impl.catalog.find_checkpoint(checkpoint))
       throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + impl.path + "'");
   }
-  std::vector<RankManifest> manifests(1);
-  manifests[0] = write_shards(state, impl, options);
+  std::vector<engine::RankManifest> manifests(1);
+  manifests[0] = engine::write_shards(state, impl, options);
   SaveResult stats = manifests[0].stats;
   // The commit takes the manifest (its tensors are not copied); a failed
   // commit discards the packs by name, so their chunk lists are not kept.
   std::vector<pack::PackInfo> packs;
   for (const pack::PackInfo& p : manifests[0].packs) packs.push_back(pack::PackInfo{p.name, p.size, {}});
   try {
-    commit_checkpoint(impl, checkpoint, std::move(manifests), 1, options);
+    engine::commit_checkpoint(impl, checkpoint, std::move(manifests), 1, options);
   } catch (...) {
-    discard_packs(impl, packs);
+    engine::discard_packs(impl, packs);
     throw;
   }
-  apply_retention_after_commit(impl, options.keep_last, checkpoint, stats);
+  engine::apply_retention_after_commit(impl, options.keep_last, checkpoint, stats);
   return stats;
 }
 

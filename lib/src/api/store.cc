@@ -69,7 +69,7 @@ std::vector<CheckpointSummary> Store::checkpoints() const {
 
 CheckpointSummary Store::checkpoint(const std::string& name) const {
   std::lock_guard lock(impl_->mu);
-  return summarize(require_checkpoint(*impl_, name));
+  return summarize(engine::require_checkpoint(*impl_, name));
 }
 
 }  // namespace tessera

@@ -21,11 +21,11 @@
 
 namespace tessera::catalog {
 
-std::string chunk_blob(const ChunkId& id) { return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16); }
+std::string chunk_blob(const pack::ChunkId& id) { return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16); }
 
-ChunkId chunk_from_blob(std::string_view b) {
+pack::ChunkId chunk_from_blob(std::string_view b) {
   if (b.size() != 16) throw CatalogError("catalog: chunk id of " + std::to_string(b.size()) + " bytes");
-  ChunkId id;
+  pack::ChunkId id;
   std::memcpy(id.bytes.data(), b.data(), 16);
   return id;
 }
@@ -42,7 +42,7 @@ pack::ChunkEntry read_chunk_row(const Statement& st, int col) {
   e.offset = static_cast<uint64_t>(st.column_int(col + 2));
   e.stored_len = static_cast<uint64_t>(st.column_int(col + 3));
   e.raw_len = static_cast<uint64_t>(st.column_int(col + 4));
-  e.codec = static_cast<Codec>(st.column_int(col + 5));
+  e.codec = static_cast<pack::Codec>(st.column_int(col + 5));
   e.elem_size = static_cast<uint8_t>(st.column_int(col + 6));
   e.stored_sum = std::bit_cast<uint64_t>(st.column_int(col + 7));
   e.block_sums = sums_from_blob(st.column_blob_view(col + 8));
@@ -53,7 +53,7 @@ namespace {
 
 // A damaged index can lead a lookup to another row: it must not pass for
 // the chunk asked for.
-void check_found(const ChunkId& id, const ChunkLocation& found) {
+void check_found(const pack::ChunkId& id, const ChunkLocation& found) {
   if (found.entry.id != id)
     throw CorruptionError("catalog damaged: looking up chunk " + id.hex() + " finds the row of chunk " +
                           found.entry.id.hex() + " (run tessera verify)");
@@ -346,7 +346,7 @@ Statement& Catalog::cached(std::optional<Statement>& slot, const char* sql) {
   return *slot;
 }
 
-std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
+std::optional<ChunkLocation> Catalog::locate(const pack::ChunkId& id) {
   static const std::string sql =
       std::string("SELECT ") + kChunkRowColumns +
       ", p.name FROM chunks c JOIN packs p USING (pack_id) WHERE c.chunk_id = ?1";
@@ -359,8 +359,8 @@ std::optional<ChunkLocation> Catalog::locate(const ChunkId& id) {
   return out;
 }
 
-std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<ChunkId>& ids) {
-  std::vector<ChunkId> sorted = ids;
+std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<pack::ChunkId>& ids) {
+  std::vector<pack::ChunkId> sorted = ids;
   std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
   std::vector<std::optional<ChunkLocation>> found = locate_sorted(sorted);
@@ -376,7 +376,7 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_all(const std::vector<
   return out;
 }
 
-std::vector<std::optional<ChunkLocation>> Catalog::locate_sorted(const std::vector<ChunkId>& ids) {
+std::vector<std::optional<ChunkLocation>> Catalog::locate_sorted(const std::vector<pack::ChunkId>& ids) {
   // A seek costs about as much as stepping over kStepsPerSeek rows. Ids are
   // hashes, spread evenly: the rows stepped so far per unit of id prefix
   // passed tell how many rows lie before the next id, so the walk steps to
@@ -408,7 +408,7 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_sorted(const std::vect
         table_ended = true;  // the ids left are not in the catalog
         break;
       }
-      const ChunkId row = chunk_from_blob(st.column_blob_view(0));
+      const pack::ChunkId row = chunk_from_blob(st.column_blob_view(0));
       if (previous_row) {  // a step (a seek's row tells nothing of the density)
         rows_stepped += 1;
         prefix_passed += static_cast<double>(row.prefix() - *previous_row);
@@ -434,7 +434,7 @@ std::vector<std::optional<ChunkLocation>> Catalog::locate_sorted(const std::vect
   return out;
 }
 
-bool Catalog::has_chunk(const ChunkId& id) {
+bool Catalog::has_chunk(const pack::ChunkId& id) {
   Statement& st = cached(has_chunk_, "SELECT 1 FROM chunks WHERE chunk_id = ?1");
   st.bind_blob(1, id.bytes.data(), 16);
   const bool found = st.step();
@@ -442,9 +442,9 @@ bool Catalog::has_chunk(const ChunkId& id) {
   return found;
 }
 
-std::vector<ChunkId> Catalog::chunk_ids(int64_t checkpoint_id) {
-  std::unordered_set<ChunkId, ChunkIdHash> seen;
-  std::vector<ChunkId> out;
+std::vector<pack::ChunkId> Catalog::chunk_ids(int64_t checkpoint_id) {
+  std::unordered_set<pack::ChunkId, pack::ChunkIdHash> seen;
+  std::vector<pack::ChunkId> out;
   std::unordered_set<int64_t> layouts;
   for (const TensorRecord& t : tensors(checkpoint_id))
     if (layouts.insert(t.layout_id).second)
@@ -458,7 +458,7 @@ namespace {
 // A pack footer entry with the id of its packs row (the id copied in, so
 // that sorting by it does not chase pointers).
 struct NewChunk {
-  ChunkId id;
+  pack::ChunkId id;
   const pack::ChunkEntry* entry;
   int64_t pack_id;
 };

@@ -113,19 +113,19 @@ class Catalog {
   std::optional<TensorRecord> tensor(int64_t checkpoint_id, const std::string& name);
   std::vector<ValueRecord> values(int64_t checkpoint_id);
 
-  std::optional<ChunkLocation> locate(const ChunkId& id);
+  std::optional<ChunkLocation> locate(const pack::ChunkId& id);
   // Several at once; out[i] is ids[i]'s. Throws CorruptionError for a row
   // that names a missing pack row.
-  std::vector<std::optional<ChunkLocation>> locate_all(const std::vector<ChunkId>& ids);
+  std::vector<std::optional<ChunkLocation>> locate_all(const std::vector<pack::ChunkId>& ids);
   // `ids` ascending without repeats, looked up in one walk of the chunks
   // table in key order: an id near the last costs a step, a far one a seek,
   // so a million ids cost about a scan of the table, a few ids a lookup
   // each. out[i] is ids[i]'s row; a row naming a missing pack row comes back
   // with an empty `pack` (its pack_id says which).
-  std::vector<std::optional<ChunkLocation>> locate_sorted(const std::vector<ChunkId>& ids);
-  bool has_chunk(const ChunkId& id);
+  std::vector<std::optional<ChunkLocation>> locate_sorted(const std::vector<pack::ChunkId>& ids);
+  bool has_chunk(const pack::ChunkId& id);
   // Chunk ids referenced by the named checkpoint.
-  std::vector<ChunkId> chunk_ids(int64_t checkpoint_id);
+  std::vector<pack::ChunkId> chunk_ids(int64_t checkpoint_id);
 
   // Commits in one transaction. Throws (leaving the catalog unchanged) if the
   // name exists (unless c.replace_existing) or a referenced chunk is neither
@@ -168,8 +168,8 @@ int64_t value_row_sum(int64_t checkpoint_id, const ValueRecord& v);
 Value value_of_column(const Statement& st, int col, const std::string& kind);
 
 // Chunk ids are stored as 16-byte blobs; block sums as little-endian u64 arrays.
-std::string chunk_blob(const ChunkId& id);
-ChunkId chunk_from_blob(std::string_view blob);  // throws CatalogError unless 16 bytes
+std::string chunk_blob(const pack::ChunkId& id);
+pack::ChunkId chunk_from_blob(std::string_view blob);  // throws CatalogError unless 16 bytes
 std::vector<uint64_t> sums_from_blob(std::string_view blob);
 
 // A chunks row as a SELECT list (the table aliased `c`), and its reader: the

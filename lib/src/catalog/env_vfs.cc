@@ -111,7 +111,7 @@ int x_sync(sqlite3_file* f, int) {
   File* file = reinterpret_cast<File*>(f);
   int rc = guarded(SQLITE_IOERR_FSYNC, [&] { file->rw->sync(); });
   if (rc == SQLITE_OK && file->sync_dir_once) {
-    rc = guarded(SQLITE_IOERR_DIR_FSYNC, [&] { file->env->sync_dir(parent_dir(*file->path)); });
+    rc = guarded(SQLITE_IOERR_DIR_FSYNC, [&] { file->env->sync_dir(io::parent_dir(*file->path)); });
     if (rc == SQLITE_OK) file->sync_dir_once = false;
   }
   return rc;
@@ -219,7 +219,7 @@ int x_delete(sqlite3_vfs* vfs, const char* path, int sync_dir) {
   Env& env = env_of(vfs);
   return guarded(SQLITE_IOERR_DELETE, [&] {
     env.remove_file(path);
-    if (sync_dir) env.sync_dir(parent_dir(path));
+    if (sync_dir) env.sync_dir(io::parent_dir(path));
   });
 }
 

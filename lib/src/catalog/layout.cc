@@ -113,7 +113,7 @@ std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::
     for (int64_t& x : box) x = in.coordinate();
     for (size_t d = 0; d < rank; ++d)
       if (box[rank + d] > INT64_MAX - box[d]) in.fail("has a piece that ends past the largest coordinate");
-    ChunkId chunk;
+    pack::ChunkId chunk;
     in.bytes(chunk.bytes.data(), 16);
     if (within && !overlaps(box.data(), box.data() + rank, *within)) continue;
     out.push_back(Piece{Box{Shape(box.begin(), box.begin() + static_cast<std::ptrdiff_t>(rank)),
@@ -124,7 +124,7 @@ std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::
   return out;
 }
 
-void append_piece_chunks(std::string_view blob, size_t rank, const std::string& what, std::vector<ChunkId>& out) {
+void append_piece_chunks(std::string_view blob, size_t rank, const std::string& what, std::vector<pack::ChunkId>& out) {
   Reader in(blob, what);
   if (in.byte() != kPiecesFormat) in.fail("has an unknown pieces format");
   const uint64_t n = in.varint();
@@ -136,14 +136,14 @@ void append_piece_chunks(std::string_view blob, size_t rank, const std::string& 
   if (in.left() != 0) in.fail("has trailing bytes");
 }
 
-ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& shape, std::string_view pieces_blob) {
+pack::ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& shape, std::string_view pieces_blob) {
   std::string head = dtype;
   head.push_back('\0');
   put_varint(head, static_cast<uint64_t>(elem_size));
   put_varint(head, shape.size());
   for (int64_t s : shape) put_varint(head, static_cast<uint64_t>(s));
   head.append(pieces_blob);
-  return chunk_id_of(head.data(), head.size());  // the XXH3-128 of the bytes
+  return pack::chunk_id_of(head.data(), head.size());  // the XXH3-128 of the bytes
 }
 
 std::string encode_ids(std::vector<int64_t> ids) {

@@ -20,7 +20,7 @@ namespace tessera::catalog {
 // One box of a tensor and the chunk that holds it.
 struct Piece {
   Box box;
-  ChunkId chunk;
+  pack::ChunkId chunk;
 };
 
 // A tensor of a checkpoint: a name and a layout.
@@ -51,10 +51,10 @@ std::vector<Piece> decode_pieces(std::string_view blob, size_t rank, const std::
 
 // Appends the chunk id of every piece in the blob (in piece order, repeats
 // kept) to `out`, without building the boxes. Throws as decode_pieces does.
-void append_piece_chunks(std::string_view blob, size_t rank, const std::string& what, std::vector<ChunkId>& out);
+void append_piece_chunks(std::string_view blob, size_t rank, const std::string& what, std::vector<pack::ChunkId>& out);
 
 // layouts.digest: XXH3-128 of dtype, element size, shape and the encoded pieces.
-ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& shape, std::string_view pieces_blob);
+pack::ChunkId layout_digest(const std::string& dtype, int64_t elem_size, const Shape& shape, std::string_view pieces_blob);
 
 // checkpoints.tensor_ids: varint count, then the ascending ids as varint
 // deltas (the first from 0).

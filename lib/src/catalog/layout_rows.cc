@@ -20,7 +20,7 @@ FreshChunks::FreshChunks(size_t capacity) {
   mask_ = n - 1;
 }
 
-void FreshChunks::add(const ChunkId& id, int64_t stored_len) {
+void FreshChunks::add(const pack::ChunkId& id, int64_t stored_len) {
   if (2 * (size_ + 1) > slots_.size()) throw CatalogError("catalog: more fresh chunks than reserved");
   size_t i = slot_of(id);
   while (slots_[i].stored_len >= 0) i = (i + 1) & mask_;
@@ -29,7 +29,7 @@ void FreshChunks::add(const ChunkId& id, int64_t stored_len) {
   stored_bytes_ += stored_len;
 }
 
-std::optional<int64_t> FreshChunks::find(const ChunkId& id) const {
+std::optional<int64_t> FreshChunks::find(const pack::ChunkId& id) const {
   for (size_t i = slot_of(id);; i = (i + 1) & mask_) {
     if (slots_[i].stored_len < 0) return std::nullopt;
     if (slots_[i].id == id) return slots_[i].stored_len;
@@ -55,7 +55,7 @@ LayoutWriter::LayoutWriter(Db& db, const FreshChunks* fresh, const std::string& 
   next_tensor_id_ = st.column_int(0) + 1;
 }
 
-std::optional<int64_t> LayoutWriter::stored_len(const ChunkId& id) {
+std::optional<int64_t> LayoutWriter::stored_len(const pack::ChunkId& id) {
   if (fresh_)
     if (auto len = fresh_->find(id)) return len;
   stored_len_.bind_blob_static(1, id.bytes.data(), 16);
@@ -84,15 +84,15 @@ LayoutWriter::Written LayoutWriter::put(const TensorRecord& given) {
   find_layout_.reset();
   if (w.layout_id == 0) {
     w.new_layout = true;
-    std::vector<ChunkId> distinct;
+    std::vector<pack::ChunkId> distinct;
     {
-      std::unordered_set<ChunkId, ChunkIdHash> seen;
+      std::unordered_set<pack::ChunkId, pack::ChunkIdHash> seen;
       for (const Piece& p : t.pieces) {
         w.raw_bytes += p.box.volume() * t.elem_size;
         if (seen.insert(p.chunk).second) distinct.push_back(p.chunk);
       }
     }
-    for (const ChunkId& id : distinct) {
+    for (const pack::ChunkId& id : distinct) {
       const auto len = stored_len(id);
       if (!len)
         throw CatalogError("tensor '" + t.name + "': chunk " + id.hex() +
@@ -163,7 +163,7 @@ std::vector<TensorRecord> read_tensors(Db& db, const std::vector<int64_t>& ids, 
                             ") fails its checksum (run tessera verify)");
     if (with_pieces) {
       const std::string_view blob = st.column_blob_view(10);
-      const ChunkId computed = layout_digest(t.dtype, t.elem_size, t.shape, blob);
+      const pack::ChunkId computed = layout_digest(t.dtype, t.elem_size, t.shape, blob);
       if (std::string_view(reinterpret_cast<const char*>(computed.bytes.data()), 16) != digest)
         throw CorruptionError("catalog damaged: the layout of tensor '" + t.name + "' does not match its digest " +
                               "(run tessera verify)");

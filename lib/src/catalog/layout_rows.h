@@ -25,17 +25,17 @@ namespace tessera::catalog {
 class FreshChunks {
  public:
   explicit FreshChunks(size_t capacity);  // at most this many add()s
-  void add(const ChunkId& id, int64_t stored_len);  // REQUIRES: id not added before
-  std::optional<int64_t> find(const ChunkId& id) const;
+  void add(const pack::ChunkId& id, int64_t stored_len);  // REQUIRES: id not added before
+  std::optional<int64_t> find(const pack::ChunkId& id) const;
   size_t size() const { return size_; }
   int64_t stored_bytes() const { return stored_bytes_; }  // of every chunk added
 
  private:
   struct Slot {
-    ChunkId id;
+    pack::ChunkId id;
     int64_t stored_len = -1;  // -1: empty
   };
-  size_t slot_of(const ChunkId& id) const { return ChunkIdHash{}(id) & mask_; }
+  size_t slot_of(const pack::ChunkId& id) const { return pack::ChunkIdHash{}(id) & mask_; }
   std::vector<Slot> slots_;
   size_t mask_ = 0, size_ = 0;
   int64_t stored_bytes_ = 0;
@@ -62,7 +62,7 @@ class LayoutWriter {
   Written put(const TensorRecord& t);
 
  private:
-  std::optional<int64_t> stored_len(const ChunkId& id);
+  std::optional<int64_t> stored_len(const pack::ChunkId& id);
   Db& db_;
   const FreshChunks* fresh_;
   Statement find_layout_, insert_layout_, find_tensor_;

@@ -34,9 +34,9 @@ std::vector<std::string> delete_checkpoints(Catalog& cat, const std::vector<std:
   return {};
 }
 
-std::vector<ChunkId> live_chunk_ids(Catalog& cat) {
+std::vector<pack::ChunkId> live_chunk_ids(Catalog& cat) {
   Db& db = cat.db();
-  std::vector<ChunkId> ids;
+  std::vector<pack::ChunkId> ids;
   Statement st = db.prepare("SELECT layout_id, shape, pieces FROM layouts");
   while (st.step()) {
     const Shape shape = shape_from_json(st.column_text(1));
@@ -66,10 +66,10 @@ ChunkUsage chunk_usage(Catalog& cat, const std::set<std::string>& entries_of) {
     index[u.packs[i].id] = i;
     if (entries_of.count(u.packs[i].name)) wanted[u.packs[i].id] = &u.live_entries[u.packs[i].name];
   }
-  const std::vector<ChunkId> live = live_chunk_ids(cat);
+  const std::vector<pack::ChunkId> live = live_chunk_ids(cat);
   Statement st = db.prepare(std::string("SELECT ") + kChunkRowColumns + " FROM chunks c");
   while (st.step()) {
-    const ChunkId id = chunk_from_blob(st.column_blob_view(0));
+    const pack::ChunkId id = chunk_from_blob(st.column_blob_view(0));
     if (!std::binary_search(live.begin(), live.end(), id)) {
       u.orphans.push_back(id);
       continue;
@@ -90,11 +90,11 @@ ChunkUsage chunk_usage(Catalog& cat, const std::set<std::string>& entries_of) {
 
 std::vector<PackUsage> pack_usage(Catalog& cat) { return chunk_usage(cat).packs; }
 
-int64_t drop_chunks(Catalog& cat, const std::vector<ChunkId>& ids) {
+int64_t drop_chunks(Catalog& cat, const std::vector<pack::ChunkId>& ids) {
   Db& db = cat.db();
   Statement del = db.prepare("DELETE FROM chunks WHERE chunk_id = ?1");
   int64_t n = 0;
-  for (const ChunkId& id : ids) {
+  for (const pack::ChunkId& id : ids) {
     del.bind_blob_static(1, id.bytes.data(), 16).run();
     n += db.changes();
   }
@@ -113,7 +113,7 @@ int64_t upsert_pack(Catalog& cat, const std::string& name, uint64_t size_bytes, 
   return id;
 }
 
-bool move_chunk(Catalog& cat, const ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset) {
+bool move_chunk(Catalog& cat, const pack::ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset) {
   Db& db = cat.db();
   Statement st = db.prepare("UPDATE chunks SET pack_id = ?1, offset = ?2 WHERE chunk_id = ?3 AND pack_id = ?4");
   const std::string blob = chunk_blob(id);

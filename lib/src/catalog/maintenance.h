@@ -33,7 +33,7 @@ std::vector<std::string> delete_checkpoints(Catalog& cat, const std::vector<std:
 // The chunk ids the layouts' pieces reference, sorted, each once. Throws
 // CatalogError when a layout's pieces cannot be decoded: gc then fails
 // before deleting anything.
-std::vector<ChunkId> live_chunk_ids(Catalog& cat);
+std::vector<pack::ChunkId> live_chunk_ids(Catalog& cat);
 
 // A pack row and how much of it some layout still references.
 struct PackUsage {
@@ -47,8 +47,8 @@ struct PackUsage {
 // How the chunk rows divide into live and orphan ones, per pack: one pass
 // over the layouts and one over the chunk rows.
 struct ChunkUsage {
-  std::vector<PackUsage> packs;   // every pack row, by name
-  std::vector<ChunkId> orphans;   // chunk rows no layout references, sorted
+  std::vector<PackUsage> packs;         // every pack row, by name
+  std::vector<pack::ChunkId> orphans;   // chunk rows no layout references, sorted
   // The live chunk rows (footer entries as the catalog records them, by
   // offset) of the packs named in chunk_usage's `entries_of`.
   std::map<std::string, std::vector<pack::ChunkEntry>> live_entries;
@@ -60,7 +60,7 @@ ChunkUsage chunk_usage(Catalog& cat, const std::set<std::string>& entries_of = {
 std::vector<PackUsage> pack_usage(Catalog& cat);  // chunk_usage(db).packs
 
 // Deletes the chunk rows `ids`; returns how many there were.
-int64_t drop_chunks(Catalog& cat, const std::vector<ChunkId>& ids);
+int64_t drop_chunks(Catalog& cat, const std::vector<pack::ChunkId>& ids);
 
 // Adds a pack row (created at `created_at`, ISO 8601; now when empty) unless
 // one of this name exists; returns the row's id. Same name, same bytes: pack
@@ -69,7 +69,7 @@ int64_t upsert_pack(Catalog& cat, const std::string& name, uint64_t size_bytes, 
 
 // Points chunk `id`, stored in `from_pack`, at `offset` of `to_pack`. Returns
 // false (changing nothing) when its row is not in `from_pack`.
-bool move_chunk(Catalog& cat, const ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset);
+bool move_chunk(Catalog& cat, const pack::ChunkId& id, int64_t from_pack, int64_t to_pack, uint64_t offset);
 
 // Deletes the rows of the packs `pack_ids` that no chunk row points at (one
 // pass over the chunk rows); returns the ids it deleted.

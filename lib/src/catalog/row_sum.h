@@ -31,7 +31,7 @@ class RowSum {
   }
   // The XXH3-64 of the fields added, as the signed INTEGER column holds it.
   int64_t value() const {
-    const uint64_t h = checksum64(buf_.data(), buf_.size());
+    const uint64_t h = pack::checksum64(buf_.data(), buf_.size());
     int64_t out;
     std::memcpy(&out, &h, 8);
     return out;

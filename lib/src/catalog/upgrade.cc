@@ -24,7 +24,7 @@ void convert_to_layouts(Db& db) {
   Statement update = db.prepare(
       "UPDATE checkpoints SET tensor_ids = ?1, tensor_count = ?2, value_count = ?3, logical_bytes = ?4, "
       "stored_bytes = ?5, added_bytes = ?6 WHERE checkpoint_id = ?7");
-  std::unordered_set<ChunkId, ChunkIdHash> referenced_before;  // by a checkpoint with a smaller id
+  std::unordered_set<pack::ChunkId, pack::ChunkIdHash> referenced_before;  // by a checkpoint with a smaller id
   for (int64_t ckpt : checkpoints) {
     std::vector<TensorRecord> tensors;
     std::unordered_map<int64_t, size_t> index;

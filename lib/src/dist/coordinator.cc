@@ -33,17 +33,17 @@ std::string did_not_report(const Save& s, const std::vector<int64_t>& missing) {
 // outlast a millisecond, and the failure would be misreported as a rank that
 // did not report). Only when some rank is missing is each key only peeked at
 // (1 ms), so that the cost does not grow with the world size.
-std::vector<RankManifest> gather(Save& s, const std::string& token, const RankManifest& mine,
+std::vector<engine::RankManifest> gather(Save& s, const std::string& token, const engine::RankManifest& mine,
                                  const std::optional<Failure>& own_failure) {
   const bool all_in = s.world == 1 || s.wait_get("all_in", s.timeout).has_value();
   const milliseconds error_wait = all_in ? s.timeout : milliseconds(1);
-  std::vector<RankManifest> all{mine};
+  std::vector<engine::RankManifest> all{mine};
   std::vector<int64_t> missing;
   std::optional<Failure> failure = own_failure;
   for (int64_t r = 1; r < s.world; ++r) {
     const std::string path = s.report_path(token, r);
     if (s.store->env.exists(path)) {
-      if (!failure) all.push_back(decode_manifest(read_report(s.store->env, path)));
+      if (!failure) all.push_back(engine::decode_manifest(read_report(s.store->env, path)));
       s.store->env.remove_file(path);
     } else if (auto why = s.wait_get("error/" + std::to_string(r), error_wait)) {
       if (!failure) failure = Failure::decode(*why);
@@ -85,7 +85,7 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
   const std::string token = new_token();
   announce(s, token, opts);
   Store::Impl& store = *s.store;
-  RankManifest mine;
+  engine::RankManifest mine;
   std::optional<Failure> own_failure;
   try {
     mine = write_part();
@@ -95,15 +95,15 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
   }
   std::optional<Failure> failure;
   try {
-    std::vector<RankManifest> all = gather(s, token, mine, own_failure);
+    std::vector<engine::RankManifest> all = gather(s, token, mine, own_failure);
     // The decision, taken inside the transaction: a rank that stopped
     // waiting may have aborted the save first.
     auto decide = [&] {
       const std::string d = s.plane.compare_set(s.key("decision"), "", kCommit);
       if (d != kCommit) throw Error(s.aborted(d));
     };
-    commit_checkpoint(store, s.checkpoint, std::move(all), s.world, opts, token, decide);
-    apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
+    engine::commit_checkpoint(store, s.checkpoint, std::move(all), s.world, opts, token, decide);
+    engine::apply_retention_after_commit(store, opts.keep_last, s.checkpoint, mine.stats);
   } catch (const std::exception& e) {
     const std::string what = e.what();
     failure = Failure{error_kind(e), what.rfind(s.failed, 0) == 0 ? what : s.failed + what};
@@ -111,7 +111,7 @@ SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& o
   s.plane.set(s.key("outcome"), failure ? error_value(*failure) : kOk);
   s.leave(!failure);
   if (failure) {
-    discard_packs(store, mine.packs);
+    engine::discard_packs(store, mine.packs);
     failure->raise();
   }
   return mine.stats;

@@ -57,12 +57,12 @@ SaveResult participate(Save& s, const WritePart& write_part) {
   }
   const std::string token = ready->substr(3);
   const std::string error_key = "error/" + std::to_string(s.rank);
-  RankManifest mine;
+  engine::RankManifest mine;
   bool failed_here = false;
   try {
     mine = write_part();
     mine.rank = s.rank;
-    write_report(s.store->env, s.report_path(token, s.rank), encode_manifest(mine));
+    write_report(s.store->env, s.report_path(token, s.rank), engine::encode_manifest(mine));
   } catch (const std::exception& e) {
     s.plane.set(s.key(error_key), s.rank_failure(error_kind(e), e.what()).encode());
     failed_here = true;
@@ -73,7 +73,7 @@ SaveResult participate(Save& s, const WritePart& write_part) {
   s.leave(outcome == kOk);
   if (is_error(outcome)) {
     if (s.store) {
-      discard_packs(*s.store, mine.packs);                        // each rank removes its own packs
+      engine::discard_packs(*s.store, mine.packs);                // each rank removes its own packs
       s.store->env.remove_file(s.report_path(token, s.rank));  // if rank 0 gave up before reading it
     }
     failure_of(outcome).raise();

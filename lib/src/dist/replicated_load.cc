@@ -71,7 +71,7 @@ void plan_rows(std::vector<Replicated>& reps, Store::Impl& store, const std::str
     const TensorView& v = *rep.view;
     if (v.offsets.size() == v.sizes.size()) wanted.emplace(*rep.name, Box{v.offsets, v.sizes});  // else its load fails
   }
-  const auto saved = describe_boxes(store, checkpoint, wanted);
+  const auto saved = engine::describe_boxes(store, checkpoint, wanted);
   std::vector<ReplicaBox> boxes;
   for (const Replicated& rep : reps) {
     auto it = saved.find(*rep.name);
@@ -124,8 +124,8 @@ LoadResult load_over(Collective& group, StateDict& state, Store::Impl& store, co
     // does not look at options.replicas).
     LoadOptions strict = options;
     strict.strict = true;  // a replicated entry the others wait for must exist
-    replicated_result = load(mine, store, checkpoint, strict);
-    result = load(rest, store, checkpoint, options);
+    replicated_result = engine::load(mine, store, checkpoint, strict);
+    result = engine::load(rest, store, checkpoint, options);
   } catch (...) {
     failure = std::current_exception();
   }

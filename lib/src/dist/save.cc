@@ -35,14 +35,14 @@ Save save_of(Store::Impl* store, const std::string& checkpoint, const SaveOption
 
 SaveResult save(const StateDict& state, Store::Impl& store, const std::string& checkpoint, const SaveOptions& options) {
   Save s = save_of(&store, checkpoint, options);
-  const WritePart write_part = [&] { return write_shards(state, store, options); };
+  const WritePart write_part = [&] { return engine::write_shards(state, store, options); };
   return s.rank == 0 ? coordinate(s, write_part, options) : participate(s, write_part);
 }
 
 void abstain(ErrorKind kind, const std::string& what, const std::string& checkpoint, const SaveOptions& options) {
   Save s = save_of(nullptr, checkpoint, options);
   if (s.rank == 0) announce_failure(s, s.rank_failure(kind, what));
-  participate(s, [&]() -> RankManifest { Failure{kind, what}.raise(); });
+  participate(s, [&]() -> engine::RankManifest { Failure{kind, what}.raise(); });
   throw Error(s.failed + "an abstaining rank's part did not fail");  // unreachable: participate throws
 }
 

@@ -150,14 +150,14 @@ struct Save {
 void write_report(Env& env, const std::string& path, const std::string& bytes);
 std::string read_report(Env& env, const std::string& path);
 
-// Writes this rank's part of the save into its store (write_shards), or
+// Writes this rank's part of the save into its store (engine::write_shards), or
 // throws this rank's failure (a rank that abstains), and returns its
 // manifest.
 //
 // Every rank saves through the store handle its caller opened (read-write:
 // a rank r >= 1 needs the write lock only to read the committed truth, see
 // "No split outcome"). Rank 0 checks that the name is free before ready.
-using WritePart = std::function<RankManifest()>;
+using WritePart = std::function<engine::RankManifest()>;
 
 // Rank 0's side of the save (coordinator.cc) and the others' (participant.cc).
 SaveResult coordinate(Save& s, const WritePart& write_part, const SaveOptions& opts);

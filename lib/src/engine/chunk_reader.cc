@@ -2,7 +2,7 @@
 
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 std::string culprit(const pack::ChunkEntry& e, const std::string& pack_name) {
@@ -36,7 +36,7 @@ std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pa
   }
   std::vector<std::byte> raw;
   if (problem = pack::stored_chunk_problem(e, stored.data(), raw); !problem.empty()) return {};
-  return e.codec == Codec::kRaw ? stored : raw;
+  return e.codec == pack::Codec::kRaw ? stored : raw;
 }
 
 std::vector<std::byte> read_raw_chunk(pack::PackCache& packs, const catalog::ChunkLocation& where,
@@ -53,4 +53,4 @@ std::vector<std::byte> read_raw_chunk(pack::PackCache& packs, const catalog::Chu
   return raw;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

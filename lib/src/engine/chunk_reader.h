@@ -13,7 +13,7 @@
 #include "pack/pack_cache.h"
 #include "pack/pack_reader.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // The chunk's stored bytes, checked. Throws CorruptionError naming the chunk
 // and the pack (a read past the end of the pack included).
@@ -32,4 +32,4 @@ std::vector<std::byte> try_read_raw_chunk(const pack::PackReader& pack, const pa
 std::vector<std::byte> read_raw_chunk(pack::PackCache& packs, const catalog::ChunkLocation& where,
                                       const std::string& context);
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace tessera {
+namespace tessera::engine {
 
 // "checkpoint 'a', tensor 'w'": what an error about one tensor starts with.
 inline std::string where(const std::string& checkpoint, const std::string& tensor) {
@@ -23,4 +23,4 @@ inline std::string quoted_list(const std::vector<std::string>& names,
   return s;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

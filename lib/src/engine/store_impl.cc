@@ -3,7 +3,7 @@
 
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 catalog::CheckpointInfo require_checkpoint(Store::Impl& store, const std::string& name) {
   auto c = store.catalog.find_checkpoint(name);
@@ -11,4 +11,4 @@ catalog::CheckpointInfo require_checkpoint(Store::Impl& store, const std::string
   return *c;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -26,7 +26,11 @@ struct Store::Impl {
   std::string pack_path(const std::string& name) const { return packs_dir() + "/" + name; }
 };
 
+}  // namespace tessera
+
+namespace tessera::engine {
+
 // Throws NotFoundError naming the checkpoint and store.
 catalog::CheckpointInfo require_checkpoint(Store::Impl& store, const std::string& name);
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -7,7 +7,7 @@
 
 #include "tessera/value.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // A byte string's or a string's length; 8 for a number.
 inline int64_t value_size(const Value& v) {
@@ -16,4 +16,4 @@ inline int64_t value_size(const Value& v) {
   return 8;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -2,7 +2,7 @@
 
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 void check_view(const std::string& name, const TensorView& v, bool require_data) {
   auto bad = [&](const std::string& why) { return InvalidArgument("tensor '" + name + "': " + why); };
@@ -33,4 +33,4 @@ void check_load_target(const std::string& name, const TensorView& v, bool requir
                             ") cannot be loaded into: its elements share memory");
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -6,7 +6,7 @@
 #include "geometry/box.h"
 #include "tessera/state_dict.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // Throws InvalidArgument naming `name` when the view is malformed: ranks that
 // disagree, negative extents, a shard outside its global shape, no data
@@ -23,4 +23,4 @@ void check_load_target(const std::string& name, const TensorView& view, bool req
 inline Box local_box(const TensorView& v) { return Box{v.offsets, v.sizes}; }
 inline StridedView strided(const TensorView& v) { return StridedView{local_box(v), v.data, v.strides}; }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -5,7 +5,7 @@
 
 #include "io/io_error.h"
 
-namespace tessera {
+namespace tessera::io {
 namespace {
 
 using Op = FaultInjectionEnv::Op;
@@ -278,4 +278,4 @@ void FaultInjectionEnv::drop_unsynced() {
   durable_bytes_.clear();
 }
 
-}  // namespace tessera
+}  // namespace tessera::io

@@ -42,7 +42,7 @@
 
 #include "io/env.h"
 
-namespace tessera {
+namespace tessera::io {
 
 class FaultInjectionEnv final : public Env {
  public:
@@ -110,4 +110,4 @@ class FaultInjectionEnv final : public Env {
   std::map<std::string, std::optional<Inode>> durable_; // tracked names after a power loss
 };
 
-}  // namespace tessera
+}  // namespace tessera::io

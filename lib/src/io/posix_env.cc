@@ -298,17 +298,15 @@ class PosixEnv final : public Env {
 
 }  // namespace
 
+std::shared_ptr<Env> posix_env() {
+  static const std::shared_ptr<Env> env = std::make_shared<PosixEnv>();
+  return env;
+}
+
 namespace io {
 
 void fail(const std::string& what, const std::string& path, int err) {
   throw IoError(what + " '" + path + "': " + std::strerror(err), err);
-}
-
-}  // namespace io
-
-std::shared_ptr<Env> posix_env() {
-  static const std::shared_ptr<Env> env = std::make_shared<PosixEnv>();
-  return env;
 }
 
 std::string parent_dir(const std::string& path) {
@@ -323,4 +321,5 @@ void rename_durable(Env& env, const std::string& from, const std::string& to) {
   env.sync_dir(parent_dir(to));
 }
 
+}  // namespace io
 }  // namespace tessera

@@ -18,6 +18,30 @@ namespace {
 constexpr const char* kCompressionNames[] = {"auto", "none", "lz4", "shuffle-lz4", "shuffle-huffman"};
 static_assert(std::size(kCompressionNames) == std::size(kCompressions));
 
+}  // namespace
+
+std::string to_string(Compression compression) {
+  const auto i = static_cast<size_t>(compression);
+  return i < std::size(kCompressionNames) ? kCompressionNames[i] : "unknown";
+}
+
+std::string compression_names() {
+  std::string names;
+  for (const char* name : kCompressionNames) names += (names.empty() ? "" : ", ") + std::string(name);
+  return names;
+}
+
+Compression parse_compression(std::string_view word) {
+  for (Compression c : kCompressions)
+    if (word == kCompressionNames[static_cast<size_t>(c)]) return c;
+  throw InvalidArgument("unknown compression '" + std::string(word) + "' (valid: " + compression_names() + ")");
+}
+
+}  // namespace tessera
+
+namespace tessera::pack {
+namespace {
+
 // A chunk smaller than this is never compressed: the win cannot pay the call.
 constexpr size_t kMinCompressBytes = 4096;
 // Compression must save at least 1/16 of the bytes to be kept.
@@ -277,23 +301,6 @@ const char* codec_name(Codec c) {
   return "unknown";
 }
 
-std::string to_string(Compression compression) {
-  const auto i = static_cast<size_t>(compression);
-  return i < std::size(kCompressionNames) ? kCompressionNames[i] : "unknown";
-}
-
-std::string compression_names() {
-  std::string names;
-  for (const char* name : kCompressionNames) names += (names.empty() ? "" : ", ") + std::string(name);
-  return names;
-}
-
-Compression parse_compression(std::string_view word) {
-  for (Compression c : kCompressions)
-    if (word == kCompressionNames[static_cast<size_t>(c)]) return c;
-  throw InvalidArgument("unknown compression '" + std::string(word) + "' (valid: " + compression_names() + ")");
-}
-
 bool codec_known(uint8_t v) { return v <= static_cast<uint8_t>(Codec::kShuffleHuffman); }
 
 void byte_shuffle(const std::byte* in, size_t n, size_t width, std::byte* out) {
@@ -367,4 +374,4 @@ void decode_chunk(Codec codec, const std::byte* stored, size_t stored_len, size_
   throw std::runtime_error("unknown codec " + std::to_string(static_cast<int>(codec)));
 }
 
-}  // namespace tessera
+}  // namespace tessera::pack

@@ -10,7 +10,7 @@
 
 #include "tessera/compression.h"
 
-namespace tessera {
+namespace tessera::pack {
 
 // On-disk codec ids: never renumber; retired values stay reserved.
 enum class Codec : uint8_t {
@@ -62,4 +62,4 @@ void decode_chunk(Codec codec, const std::byte* stored, size_t stored_len, size_
 void byte_shuffle(const std::byte* in, size_t n, size_t width, std::byte* out);
 void byte_unshuffle(const std::byte* in, size_t n, size_t width, std::byte* out);
 
-}  // namespace tessera
+}  // namespace tessera::pack

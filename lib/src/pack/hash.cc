@@ -6,7 +6,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-namespace tessera {
+namespace tessera::pack {
 
 std::string ChunkId::hex() const {
   static const char* digits = "0123456789abcdef";
@@ -60,4 +60,4 @@ ChunkId StreamHash128::digest() const {
   return canonical(XXH3_128bits_digest(static_cast<XXH3_state_t*>(state_)));
 }
 
-}  // namespace tessera
+}  // namespace tessera::pack

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <string>
 
-namespace tessera {
+namespace tessera::pack {
 
 struct ChunkId {
   std::array<uint8_t, 16> bytes{};  // XXH128 canonical (big-endian) form
@@ -60,4 +60,4 @@ class StreamHash128 {
   void* state_;
 };
 
-}  // namespace tessera
+}  // namespace tessera::pack

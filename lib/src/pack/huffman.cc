@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace tessera::huffman {
+namespace tessera::pack::huffman {
 namespace {
 
 // The bit-packing loops are built twice: for the x86-64 baseline and for
@@ -419,4 +419,4 @@ TESSERA_HOT_CLONES size_t decode(const uint8_t* in, size_t avail, uint8_t* out, 
   return static_cast<size_t>(total);
 }
 
-}  // namespace tessera::huffman
+}  // namespace tessera::pack::huffman

@@ -20,7 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace tessera::huffman {
+namespace tessera::pack::huffman {
 
 constexpr int kMaxCodeLen = 11;
 constexpr size_t kStreams = 4;
@@ -54,4 +54,4 @@ void encode(const uint8_t* in, size_t count, const Plan& plan, uint8_t* out);
 // or writes out of bounds; throws std::runtime_error on malformed input.
 size_t decode(const uint8_t* in, size_t avail, uint8_t* out, size_t count);
 
-}  // namespace tessera::huffman
+}  // namespace tessera::pack::huffman

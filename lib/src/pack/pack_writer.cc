@@ -59,7 +59,7 @@ PackInfo PackWriter::finish() {
   file_->sync();
   file_->close();
   PackInfo info{name_hash_.digest().hex() + kPackSuffix, file_->size(), entries_};
-  rename_durable(env_, file_->path(), packs_dir_ + "/" + info.name);
+  io::rename_durable(env_, file_->path(), packs_dir_ + "/" + info.name);
   finished_ = true;
   return info;
 }

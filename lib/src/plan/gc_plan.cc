@@ -45,11 +45,11 @@ std::optional<std::string> rewrite_abandoned(const std::optional<CatalogPack>& n
 
 std::optional<std::string> rewrite_refusal(const std::string& pack, const std::string& abandoned,
                                            const std::vector<pack::ChunkEntry>* live_now,
-                                           const std::vector<ChunkId>& copied) {
+                                           const std::vector<pack::ChunkId>& copied) {
   const std::string refused = "pack " + pack + " not rewritten: ";
   if (!abandoned.empty()) return refused + abandoned;
   if (!live_now) return refused + "it left the catalog meanwhile";
-  const std::set<ChunkId> done(copied.begin(), copied.end());
+  const std::set<pack::ChunkId> done(copied.begin(), copied.end());
   if (std::any_of(live_now->begin(), live_now->end(), [&](const pack::ChunkEntry& e) { return !done.count(e.id); }))
     return refused + "a checkpoint committed since planning references more of it";
   return std::nullopt;

@@ -75,7 +75,7 @@ std::optional<std::string> rewrite_abandoned(const std::optional<CatalogPack>& n
 // was not copied. `live_now`: its live chunk rows now.
 std::optional<std::string> rewrite_refusal(const std::string& pack, const std::string& abandoned,
                                            const std::vector<pack::ChunkEntry>* live_now,
-                                           const std::vector<ChunkId>& copied);
+                                           const std::vector<pack::ChunkId>& copied);
 
 // The packs whose rows gc deletes when no chunk row points at them any more:
 // the plan's delete packs, the packs just rewritten, and new packs the

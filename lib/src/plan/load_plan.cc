@@ -35,9 +35,9 @@ TargetReads target_reads(const std::vector<const Box*>& pieces, const Box& targe
   return r;
 }
 
-ChunkLookups chunk_lookups(const std::vector<ChunkId>& read_chunks) {
+ChunkLookups chunk_lookups(const std::vector<pack::ChunkId>& read_chunks) {
   ChunkLookups l;
-  std::unordered_map<ChunkId, size_t, ChunkIdHash> position;  // in l.chunks
+  std::unordered_map<pack::ChunkId, size_t, pack::ChunkIdHash> position;  // in l.chunks
   position.reserve(read_chunks.size());
   l.of_read.resize(read_chunks.size());
   for (size_t i = 0; i < read_chunks.size(); ++i) {

@@ -52,11 +52,11 @@ TargetReads target_reads(const std::vector<const Box*>& pieces, const Box& targe
 
 // The distinct chunks a list of reads needs, each to be looked up once.
 struct ChunkLookups {
-  std::vector<ChunkId> chunks;     // distinct, in order of first use
-  std::vector<size_t> first_read;  // per chunk: the first read that uses it
-  std::vector<size_t> of_read;     // per read: its chunk's index in `chunks`
+  std::vector<pack::ChunkId> chunks;  // distinct, in order of first use
+  std::vector<size_t> first_read;     // per chunk: the first read that uses it
+  std::vector<size_t> of_read;        // per read: its chunk's index in `chunks`
 };
-ChunkLookups chunk_lookups(const std::vector<ChunkId>& read_chunks);
+ChunkLookups chunk_lookups(const std::vector<pack::ChunkId>& read_chunks);
 
 // Waves of consecutive entries, given the bytes each one stages: wave w is
 // entries [bounds[w], bounds[w + 1]) (bounds is {0} when there are none). A

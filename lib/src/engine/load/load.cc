@@ -20,7 +20,7 @@
 #include "tessera/error.h"
 #include "tessera/tensor_source.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // One saved chunk's contribution to one target tensor.
@@ -29,7 +29,7 @@ struct ReadJob {
   const TensorView* target;
   const Box* chunk_box;  // the saved piece's (the saved records outlive the jobs)
   Box region;           // *chunk_box ∩ target box
-  ChunkId chunk;
+  pack::ChunkId chunk;
 };
 
 // A state-dict tensor matched with its saved record.
@@ -85,7 +85,7 @@ struct Reader {
       raw = buffer.get();
     }
     try {
-      if (e.codec == Codec::kRaw) {  // its lengths agree: extent_problem checked
+      if (e.codec == pack::Codec::kRaw) {  // its lengths agree: extent_problem checked
         auto ranges = plan::region_byte_ranges(*j.chunk_box, j.region, elem);
         if (options.verify) ranges = plan::widen_to_blocks(ranges, pack::kBlockBytes, e.raw_len);
         for (const auto& r : ranges) {
@@ -97,7 +97,7 @@ struct Reader {
             if (const std::string why = pack::block_sums_problem(e, raw, r.begin, r.end); !why.empty())
               throw damaged(why);
       } else {
-        ByteBuffer stored(e.stored_len);
+        pack::ByteBuffer stored(e.stored_len);
         reader.read(e.offset, e.stored_len, stored.data());
         bytes_read += e.stored_len;
         if (options.verify)
@@ -147,7 +147,7 @@ struct Reader {
                               " (damaged catalog? run tessera verify)");
     }
     // Each distinct chunk looked up once, in one catalog pass.
-    std::vector<ChunkId> job_chunks;
+    std::vector<pack::ChunkId> job_chunks;
     job_chunks.reserve(jobs.size());
     for (const ReadJob& j : jobs) job_chunks.push_back(j.chunk);
     const plan::ChunkLookups lookups = plan::chunk_lookups(job_chunks);
@@ -266,4 +266,4 @@ LoadResult load(StateDict& state, Store::Impl& impl, const std::string& checkpoi
   return result;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

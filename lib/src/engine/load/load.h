@@ -7,9 +7,9 @@
 #include "engine/store_impl.h"
 #include "tessera/checkpoint.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // What tessera::load does (see tessera/checkpoint.h), on the store's insides.
 LoadResult load(StateDict& state, Store::Impl& store, const std::string& checkpoint, const LoadOptions& options);
 
-}  // namespace tessera
+}  // namespace tessera::engine

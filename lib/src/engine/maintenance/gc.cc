@@ -21,7 +21,7 @@
 #include "tessera/error.h"
 #include "tessera/history.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 using Kind = catalog::Transaction::Kind;
@@ -71,9 +71,9 @@ std::vector<plan::StoreFile> list_files(Env& env, const std::string& dir, const 
 // The live chunks of one pack being rewritten, and where their copies went.
 struct Rewrite {
   std::string old_pack;
-  std::vector<ChunkId> copied;       // in copy order
-  std::vector<size_t> new_pack_of;   // per copied chunk: index into the new packs
-  std::string abandoned;             // why, when the copy failed or was not worth it
+  std::vector<pack::ChunkId> copied;   // in copy order
+  std::vector<size_t> new_pack_of;     // per copied chunk: index into the new packs
+  std::string abandoned;               // why, when the copy failed or was not worth it
 };
 
 // Step 1: copies the live chunks of the plan's rewrite packs, stored bytes as
@@ -202,7 +202,7 @@ std::vector<std::string> commit_catalog_changes(catalog::Catalog& cat, const GcP
                                                 const std::vector<Rewrite>& rewrites,
                                                 const std::vector<pack::PackInfo>& new_packs, GcResult& result) {
   std::vector<int64_t> new_ids;
-  std::vector<std::map<ChunkId, uint64_t>> new_offsets;
+  std::vector<std::map<pack::ChunkId, uint64_t>> new_offsets;
   std::vector<std::string> new_unnamed_before;  // not a copy identical to a pack the catalog has
   for (const auto& p : new_packs) {
     if (!catalog::pack_known(cat, p.name)) new_unnamed_before.push_back(p.name);
@@ -321,20 +321,6 @@ void delete_files(Store::Impl& impl, const GcPlan& plan, const GcOptions& option
 
 }  // namespace
 
-uint64_t GcPlan::bytes_freed() const {
-  uint64_t n = 0;
-  for (const auto& f : delete_packs) n += f.size_bytes;
-  for (const auto& f : rewrite_packs) n += f.size_bytes - f.live_bytes;
-  for (const auto& f : unknown_packs) n += f.size_bytes;
-  for (const auto& f : temp_files) n += f.size_bytes;
-  return n;
-}
-
-bool GcPlan::empty() const {
-  return delete_packs.empty() && rewrite_packs.empty() && unknown_packs.empty() && temp_files.empty() &&
-         orphan_chunks == 0;
-}
-
 // gc deletes files in packs/ and tmp/: refuses when either is a symbolic
 // link, which would make it delete files of another directory (or store).
 static void refuse_linked_dirs(const Store::Impl& impl) {
@@ -417,4 +403,4 @@ GcResult run_gc(Store::Impl& impl, const GcPlan& plan, const GcOptions& options)
   return result;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -7,10 +7,10 @@
 #include <functional>
 #include <string_view>
 
-namespace tessera {
+namespace tessera::engine {
 
 using HistoryStepHook = std::function<void(std::string_view step)>;
 void set_history_step_hook(HistoryStepHook hook);  // nullptr removes it
 void history_step(std::string_view step);
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -11,7 +11,7 @@
 #include "engine/save/retention.h"
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 std::mutex hook_mu;
@@ -95,4 +95,4 @@ void apply_retention_after_commit(Store::Impl& store, int64_t keep_last, const s
   }
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

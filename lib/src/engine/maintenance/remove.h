@@ -7,10 +7,10 @@
 
 #include "engine/store_impl.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // What tessera::remove_checkpoints does (see tessera/history.h), minus the
 // read-only check, which api/ makes.
 void remove_checkpoints(Store::Impl& store, const std::vector<std::string>& names);
 
-}  // namespace tessera
+}  // namespace tessera::engine

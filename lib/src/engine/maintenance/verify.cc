@@ -20,14 +20,14 @@
 #include "pack/pack_reader.h"
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // SQLite's own check of the file, then each checkpoint's rows as a load
 // reads them, against their checksums. The chunks of the checkpoints whose
 // rows pass go to `raw_len` with the raw bytes their boxes hold, sorted by
 // id, each once; rows_ok[k] says whether ckpts[k]'s rows passed.
-using RawLengths = std::vector<std::pair<ChunkId, uint64_t>>;
+using RawLengths = std::vector<std::pair<pack::ChunkId, uint64_t>>;
 std::vector<CatalogProblem> check_catalog(catalog::Catalog& cat, const std::vector<catalog::CheckpointInfo>& ckpts,
                                           std::vector<bool>& rows_ok, RawLengths& raw_len) {
   std::vector<CatalogProblem> out;
@@ -110,7 +110,7 @@ VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, co
     RawLengths raw_len;  // each chunk once, however many checkpoints use it
     report.catalog = check_catalog(impl.catalog, ckpts, rows_ok, raw_len);
     report.catalog.insert(report.catalog.end(), unreadable.begin(), unreadable.end());
-    std::vector<ChunkId> ids;
+    std::vector<pack::ChunkId> ids;
     ids.reserve(raw_len.size());
     for (const auto& [id, len] : raw_len) ids.push_back(id);
     std::vector<std::optional<catalog::ChunkLocation>> found = impl.catalog.locate_sorted(ids);
@@ -216,7 +216,7 @@ VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, co
   meter.finish();
   report.chunks_checked = chunks.size();
   report.bytes_checked = bytes;
-  std::unordered_map<ChunkId, size_t, ChunkIdHash> damaged;  // -> index in report.damaged
+  std::unordered_map<pack::ChunkId, size_t, pack::ChunkIdHash> damaged;  // -> index in report.damaged
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (problems[i].empty()) continue;
     damaged.emplace(chunks[i].entry.id, report.damaged.size());
@@ -235,4 +235,4 @@ VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, co
   return report;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -8,9 +8,9 @@
 #include "engine/store_impl.h"
 #include "tessera/inspect.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // What tessera::verify does (see tessera/inspect.h), on the store's insides.
 VerifyReport verify(Store::Impl& store, const std::vector<std::string>& checkpoints, const VerifyOptions& options);
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -8,7 +8,7 @@
 #include "plan/tiling.h"
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 std::string rank_list(std::vector<int64_t> ranks) {
@@ -105,4 +105,4 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::v
   }
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

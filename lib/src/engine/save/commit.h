@@ -8,7 +8,7 @@
 
 #include "engine/save/shard_writer.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // Checks that the manifests describe a consistent state — each tensor has
 // one dtype and global shape across ranks, its pieces tile the global shape
@@ -23,4 +23,4 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::v
                        int64_t world_size, const SaveOptions& options, const std::string& save_token = "",
                        const std::function<void()>& before_commit = {});
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <stdexcept>
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 constexpr uint32_t kManifestVersion = 1;
@@ -167,4 +167,4 @@ RankManifest decode_manifest(const std::string& bytes) {
   return m;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -8,10 +8,10 @@
 
 #include "engine/save/shard_writer.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 std::string encode_manifest(const RankManifest& m);
 // Throws std::runtime_error on malformed input.
 RankManifest decode_manifest(const std::string& bytes);
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -8,7 +8,7 @@
 #include "engine/store_impl.h"
 #include "tessera/checkpoint.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // Throws InvalidArgument naming SaveOptions::keep_last unless it is 0 (keep
 // all) or positive; saves call it before writing anything.
@@ -27,4 +27,4 @@ std::vector<std::string> apply_keep_last(Store::Impl& store, int64_t keep_last, 
 void apply_retention_after_commit(Store::Impl& store, int64_t keep_last, const std::string& just_saved,
                                   SaveResult& result);
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -24,7 +24,7 @@
 #include "tessera/error.h"
 #include "tessera/tensor_source.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // One entry's bytes as the workers see them: the entry's own host view, or
@@ -122,14 +122,14 @@ class PackSink {
 
 // The bytes of `piece` in row-major order: a pointer into the tensor when the
 // piece is contiguous there, else a copy in `scratch`.
-const std::byte* piece_bytes(const TensorView& v, const Box& piece, ByteBuffer& scratch) {
+const std::byte* piece_bytes(const TensorView& v, const Box& piece, pack::ByteBuffer& scratch) {
   const Box local = local_box(v);
   if (v.strides == contiguous_strides(v.sizes)) {
     auto ranges = plan::region_byte_ranges(local, piece, v.elem_size);
     if (ranges.size() == 1) return v.data + ranges[0].begin;
   }
   const size_t n = static_cast<size_t>(piece.volume()) * v.elem_size;
-  if (scratch.size() < n) scratch = ByteBuffer(n);
+  if (scratch.size() < n) scratch = pack::ByteBuffer(n);
   copy_region(piece, strided(v), StridedView::dense(piece, scratch.data()), v.elem_size);
   return scratch.data();
 }
@@ -138,11 +138,11 @@ const std::byte* piece_bytes(const TensorView& v, const Box& piece, ByteBuffer& 
 // row-major: one run for a contiguous piece, one run per row for a column
 // block (XXH3 streamed over the runs equals XXH3 of the gathered bytes), so
 // an unchanged chunk is never copied. Nullopt for other layouts.
-std::optional<ChunkId> id_in_place(const TensorView& v, const Box& piece) {
+std::optional<pack::ChunkId> id_in_place(const TensorView& v, const Box& piece) {
   if (v.strides != contiguous_strides(v.sizes)) return std::nullopt;
   auto ranges = plan::region_byte_ranges(local_box(v), piece, v.elem_size);
-  if (ranges.size() == 1) return chunk_id_of(v.data + ranges[0].begin, ranges[0].size());
-  StreamHash128 h;
+  if (ranges.size() == 1) return pack::chunk_id_of(v.data + ranges[0].begin, ranges[0].size());
+  pack::StreamHash128 h;
   for (const auto& r : ranges) h.update(v.data + r.begin, r.size());
   return h.digest();
 }
@@ -187,12 +187,12 @@ Compression compression_for(Store::Impl& store, const SaveOptions& options) {
 // bytes themselves when the codec is raw, else the encoded ones).
 struct StoredChunk {
   pack::ChunkEntry entry;
-  Encoded encoded;
+  pack::Encoded encoded;
   const std::byte* raw = nullptr;
-  const std::byte* stored() const { return entry.codec == Codec::kRaw ? raw : encoded.bytes.data(); }
+  const std::byte* stored() const { return entry.codec == pack::Codec::kRaw ? raw : encoded.bytes.data(); }
 };
 
-StoredChunk encode_piece(const std::byte* raw, uint64_t n, size_t elem_size, const ChunkId& id,
+StoredChunk encode_piece(const std::byte* raw, uint64_t n, size_t elem_size, const pack::ChunkId& id,
                          Compression compression) {
   StoredChunk c;
   c.raw = raw;
@@ -200,15 +200,15 @@ StoredChunk encode_piece(const std::byte* raw, uint64_t n, size_t elem_size, con
   e.id = id;
   e.raw_len = n;
   e.elem_size = static_cast<uint8_t>(std::min<size_t>(elem_size, 255));
-  c.encoded = encode_chunk(raw, n, elem_size, compression);
+  c.encoded = pack::encode_chunk(raw, n, elem_size, compression);
   e.codec = c.encoded.codec;
-  if (e.codec == Codec::kRaw) {
+  if (e.codec == pack::Codec::kRaw) {
     e.block_sums = pack::block_sums_of(raw, n);
     e.stored_len = n;
-    e.stored_sum = checksum64(e.block_sums.data(), e.block_sums.size() * 8);
+    e.stored_sum = pack::checksum64(e.block_sums.data(), e.block_sums.size() * 8);
   } else {
     e.stored_len = c.encoded.bytes.size();
-    e.stored_sum = checksum64(c.encoded.bytes.data(), e.stored_len);
+    e.stored_sum = pack::checksum64(c.encoded.bytes.data(), e.stored_len);
   }
   return c;
 }
@@ -265,7 +265,7 @@ class PartWriter {
         }
       }
     } done{*this, begin, end};
-    thread_local ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
+    thread_local pack::ByteBuffer scratch;  // reused across pieces: no zero-filling per chunk
     std::vector<size_t> to_write = claim_new_ids(begin, end, scratch);
     if (options_.dedup && !to_write.empty()) {
       std::lock_guard lock(store_.mu);
@@ -277,13 +277,13 @@ class PartWriter {
 
   // Hashes tasks [begin, end) into pieces_; returns those whose chunk this
   // save has not claimed yet (now claimed).
-  std::vector<size_t> claim_new_ids(size_t begin, size_t end, ByteBuffer& scratch) {
+  std::vector<size_t> claim_new_ids(size_t begin, size_t end, pack::ByteBuffer& scratch) {
     std::vector<size_t> to_write;
     for (size_t i = begin; i < end; ++i) {
       const plan::SavePiece& t = tasks_[i];
       const TensorView& v = entry_bytes_[t.tensor].bytes();
-      const std::optional<ChunkId> in_place = id_in_place(v, t.box);
-      const ChunkId id = in_place ? *in_place : chunk_id_of(piece_bytes(v, t.box, scratch), t.bytes);
+      const std::optional<pack::ChunkId> in_place = id_in_place(v, t.box);
+      const pack::ChunkId id = in_place ? *in_place : pack::chunk_id_of(piece_bytes(v, t.box, scratch), t.bytes);
       pieces_[i] = catalog::Piece{t.box, id};
       logical_ += t.bytes;
       std::lock_guard lock(claim_mu_);
@@ -292,7 +292,7 @@ class PartWriter {
     return to_write;
   }
 
-  void write_chunk(size_t i, ByteBuffer& scratch) {
+  void write_chunk(size_t i, pack::ByteBuffer& scratch) {
     const plan::SavePiece& t = tasks_[i];
     const TensorView& v = entry_bytes_[t.tensor].bytes();
     StoredChunk c = encode_piece(piece_bytes(v, t.box, scratch), t.bytes, v.elem_size, pieces_[i].chunk, compression_);
@@ -312,7 +312,7 @@ class PartWriter {
   PackSink sink_;
   const Compression compression_;
   std::mutex claim_mu_;
-  std::unordered_set<ChunkId, ChunkIdHash> claimed_;  // written (or being written) by this save
+  std::unordered_set<pack::ChunkId, pack::ChunkIdHash> claimed_;  // written (or being written) by this save
   std::atomic<uint64_t> written_{0}, written_bytes_{0}, logical_{0};
   std::vector<pack::PackInfo> packs_;
 };
@@ -345,4 +345,4 @@ void discard_packs(Store::Impl& store, const std::vector<pack::PackInfo>& packs)
   }
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -10,7 +10,7 @@
 #include "engine/store_impl.h"
 #include "tessera/checkpoint.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // What one rank contributes to a checkpoint.
 struct RankManifest {
@@ -30,4 +30,4 @@ RankManifest write_shards(const StateDict& state, Store::Impl& store, const Save
 // failed save).
 void discard_packs(Store::Impl& store, const std::vector<pack::PackInfo>& packs);
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -10,7 +10,7 @@
 #include "engine/value_size.h"
 #include "tessera/error.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 std::string printable(const Value& v) {
@@ -76,4 +76,4 @@ std::unordered_map<std::string, EntryInfo> describe_boxes(Store::Impl& impl, con
   return out;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -11,7 +11,7 @@
 #include "engine/store_impl.h"
 #include "tessera/inspect.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // What tessera::describe does (see tessera/inspect.h), on the store's insides.
 std::vector<EntryInfo> describe(Store::Impl& store, const std::string& checkpoint);
@@ -23,4 +23,4 @@ std::vector<EntryInfo> describe(Store::Impl& store, const std::string& checkpoin
 std::unordered_map<std::string, EntryInfo> describe_boxes(Store::Impl& store, const std::string& checkpoint,
                                                          const std::unordered_map<std::string, Box>& boxes);
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -21,7 +21,7 @@
 #include "tessera/error.h"
 #include "tessera/history.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // Max |b - a| and the squared norms behind relative L2, over element pairs.
@@ -90,7 +90,7 @@ class ChunkSource {
  public:
   explicit ChunkSource(Store::Impl& store) : store_(store), packs_(store.env, store.packs_dir()) {}
 
-  std::vector<std::byte> raw(const ChunkId& id, const std::string& context) {
+  std::vector<std::byte> raw(const pack::ChunkId& id, const std::string& context) {
     std::optional<catalog::ChunkLocation> loc;
     {
       std::lock_guard lock(store_.mu);
@@ -254,4 +254,4 @@ DiffReport diff_checkpoints(Store::Impl& store, const std::string& a, const std:
   return report;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -30,7 +30,7 @@
 #include "tessera/error.h"
 #include "tessera/export.h"
 
-namespace tessera {
+namespace tessera::engine {
 namespace {
 
 // Stored chunks hold the host's bytes; safetensors wants little-endian.
@@ -237,7 +237,7 @@ struct EarlierExport {
 EarlierExport prepare_out_dir(Env& env, const std::string& out_dir, bool overwrite) {
   if (!env.exists(out_dir)) {
     env.make_dirs(out_dir);
-    env.sync_dir(parent_dir(out_dir));
+    env.sync_dir(io::parent_dir(out_dir));
   }
   EarlierExport earlier;
   for (const DirEntry& e : env.list_dir(out_dir)) {
@@ -250,7 +250,7 @@ EarlierExport prepare_out_dir(Env& env, const std::string& out_dir, bool overwri
   return earlier;
 }
 
-using ChunkLocations = std::unordered_map<ChunkId, catalog::ChunkLocation, ChunkIdHash>;
+using ChunkLocations = std::unordered_map<pack::ChunkId, catalog::ChunkLocation, pack::ChunkIdHash>;
 
 // Where every chunk the selected tensors' pieces reference is, all looked up before reading.
 ChunkLocations locate_chunks(Store::Impl& impl, const std::string& checkpoint, const Selection& s) {
@@ -410,4 +410,4 @@ ExportResult export_safetensors(Store::Impl& impl, const std::string& checkpoint
   return result;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

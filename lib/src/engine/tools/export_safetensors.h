@@ -2,16 +2,20 @@
 // (export_safetensors.cc).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "engine/store_impl.h"
 #include "tessera/export.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // What tessera::export_safetensors does (see tessera/export.h), options
 // checks included, on the store's insides.
 ExportResult export_safetensors(Store::Impl& store, const std::string& checkpoint, const std::string& out_dir,
                                 const ExportOptions& options);
 
-}  // namespace tessera
+// What tessera::safetensors_dtype does (see tessera/export.h).
+std::optional<std::string> safetensors_dtype(const std::string& dtype);
+
+}  // namespace tessera::engine

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string_view>
 
-namespace tessera {
+namespace tessera::engine {
 
 // bfloat16 is the top half of a float32.
 inline float bfloat16_to_float(uint16_t bits) {
@@ -67,4 +67,4 @@ inline ElementReader element_reader(std::string_view dtype) {
   return nullptr;
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine

@@ -6,7 +6,7 @@
 
 #include "catalog/catalog.h"
 
-namespace tessera {
+namespace tessera::engine {
 
 // Pieces in the catalog's canonical order (catalog/layout.h: by offsets).
 // Layouts are stored in it, so this sorts only a record that came otherwise.
@@ -28,4 +28,4 @@ inline bool same_pieces(const std::vector<catalog::Piece>& a, const std::vector<
   });
 }
 
-}  // namespace tessera
+}  // namespace tessera::engine
