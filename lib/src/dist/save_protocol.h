@@ -59,6 +59,12 @@
 // A rank that dies mid-save never leaves: its save's few small keys stay (no
 // rank can tell it from a slow one).
 //
+// A rank that abstains (tessera::abstain: it failed before it could save,
+// e.g. its Store::open threw) has no store handle and needs none: rank 0
+// sets ready = "error:<failure>" at once, so no rank writes anything; a rank
+// r >= 1 takes part as above with its failure as its part (error/<r>, no
+// report file) and throws the save's failure with the others.
+//
 // No split outcome. A rank whose wait for the outcome times out does not
 // guess: it writes decision = "abort:<r>" unless rank 0 already wrote
 // "commit". If it wins, rank 0's transaction sees "abort" just before COMMIT
