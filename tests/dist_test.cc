@@ -867,6 +867,24 @@ TEST_CASE("save with a plane whose rank is outside its world size is refused, na
   CHECK_THROWS_AS(abstain(ErrorKind::kCorruption, "x", "c", none), InvalidArgument);
 }
 
+TEST_CASE("an empty checkpoint name is refused on every rank before any rank writes") {
+  TempDir dir("dist");
+  auto caught = caught_ranks(2, [&](int64_t r, ControlPlane& p) {
+    Store store = Store::open(dir.path());
+    StateDict sd;
+    sd.add_value("x", r);
+    SaveOptions o;
+    o.plane = &p;
+    save(sd, store, "", o);
+  });
+  for (int64_t r = 0; r < 2; ++r) {
+    CAPTURE(r);
+    CHECK(threw_exactly<InvalidArgument>(caught[r]));
+    CHECK(message_of(caught[r]) == "save: the checkpoint name must not be empty");
+  }
+  CHECK(test::files_in(dir.path(), "packs").empty());
+}
+
 TEST_CASE("rank 0's store open read-only: every rank throws StoreError naming it") {
   TempDir dir("dist");
   Store::open(dir.path());

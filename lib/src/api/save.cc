@@ -11,13 +11,7 @@ namespace tessera {
 SaveResult save(const StateDict& state, Store& store, const std::string& checkpoint, const SaveOptions& options) {
   Store::Impl& impl = StoreAccess::impl(store);
   if (options.plane) return dist::save(state, impl, checkpoint, options);
-  if (impl.read_only) throw StoreError("store '" + impl.path + "' is open read-only; cannot save '" + checkpoint + "'");
-  if (checkpoint.empty()) throw InvalidArgument("save: the checkpoint name must not be empty");
-  {
-    std::lock_guard lock(impl.mu);
-    if (!options.overwrite && impl.catalog.find_checkpoint(checkpoint))
-      throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + impl.path + "'");
-  }
+  engine::check_can_save(impl, checkpoint, options.overwrite);
   std::vector<engine::RankManifest> manifests(1);
   manifests[0] = engine::write_shards(state, impl, options);
   SaveResult stats = manifests[0].stats;

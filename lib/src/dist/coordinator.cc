@@ -61,12 +61,7 @@ std::vector<engine::RankManifest> gather(Save& s, const std::string& token, cons
 // throws (after telling the others) if it cannot, the class the others throw.
 void announce(Save& s, const std::string& token, const SaveOptions& opts) {
   try {
-    Store::Impl& impl = *s.store;
-    if (impl.read_only)
-      throw StoreError("store '" + impl.path + "' is open read-only; cannot save '" + s.checkpoint + "'");
-    std::lock_guard lock(impl.mu);
-    if (!opts.overwrite && impl.catalog.find_checkpoint(s.checkpoint))
-      throw AlreadyExistsError("checkpoint '" + s.checkpoint + "' already exists in store '" + impl.path + "'");
+    engine::check_can_save(*s.store, s.checkpoint, opts.overwrite);
   } catch (const std::exception& e) {
     announce_failure(s, Failure::of(e));
   }

@@ -9,17 +9,12 @@
 #include "dist/failure.h"
 #include "engine/load/load.h"
 #include "engine/tools/describe.h"
+#include "geometry/box.h"
 #include "tessera/error.h"
 #include "tessera/inspect.h"
 
 namespace tessera::dist {
 namespace {
-
-int64_t numel(const Shape& sizes) {
-  int64_t n = 1;
-  for (int64_t s : sizes) n *= s;
-  return n;
-}
 
 struct Hash {
   uint64_t h = 1469598103934665603ull;  // FNV-1a
@@ -53,7 +48,7 @@ ReplicaBox replica_box(const TensorView& v, int64_t ranks, const EntryInfo* save
   box.begin = first_row(v);
   box.end = box.begin + (v.sizes.empty() ? 1 : v.sizes[0]);
   for (int64_t r = 0; r < ranks; ++r) box.readers.push_back(r);
-  box.bytes = static_cast<uint64_t>(numel(v.sizes)) * v.elem_size;  // of the target's dtype (the same on every rank)
+  box.bytes = static_cast<uint64_t>(volume(v.sizes)) * v.elem_size;  // of the target's dtype (the same on every rank)
   if (saved) {
     box.row_starts = saved->row_starts;
     box.stored_bytes = saved->stored_bytes;
@@ -155,7 +150,7 @@ LoadResult load_over(Collective& group, StateDict& state, Store::Impl& store, co
 
   // 3. Every part's rows from its reader.
   for (const Replicated& rep : reps) {
-    if (numel(rep.view->sizes) == 0) continue;
+    if (volume(rep.view->sizes) == 0) continue;
     const int64_t first = first_row(*rep.view);
     for (const RowPart& part : rep.parts)
       group.broadcast(rep.handle, part.rows.begin - first, part.rows.end - first, part.reader);

@@ -74,19 +74,11 @@ class Scratch {
   size_t size_ = 0;
 };
 
+// Nearby chunks of one pack, read with one read.
 struct Span {
-  size_t first, last;  // chunks[first, last): nearby chunks of one pack, read with one read
+  size_t first, last;   // chunks[first, last)
+  uint64_t begin, end;  // the pack bytes they lie in: [first's offset, last's offset + stored_len)
 };
-
-// Hints that `span` will be read soon (its pack readable).
-void prefetch(pack::PackCache& packs, const std::map<std::string, std::string>& pack_problems,
-              const std::vector<catalog::ChunkLocation>& chunks, const Span& span) {
-  const auto& first = chunks[span.first];
-  if (pack_problems.count(first.pack)) return;
-  const auto& tail = chunks[span.last - 1].entry;
-  if (tail.offset + tail.stored_len <= first.entry.offset) return;  // a damaged row: no hint
-  packs.get(first.pack).prefetch(first.entry.offset, tail.offset + tail.stored_len - first.entry.offset);
-}
 
 }  // namespace
 
@@ -157,16 +149,16 @@ VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, co
   for (size_t i = 0; i < chunks.size(); ++i) {
     const auto& e = chunks[i].entry;
     if (!spans.empty()) {
-      const auto& start = chunks[spans.back().first];
+      Span& open = spans.back();
       const auto& prev = chunks[i - 1].entry;
-      if (start.pack_id == chunks[i].pack_id && e.offset >= prev.offset + prev.stored_len &&
-          e.offset - (prev.offset + prev.stored_len) <= kMaxGap &&
-          e.offset + e.stored_len - start.entry.offset <= kSpanBytes) {
-        spans.back().last = i + 1;
+      if (chunks[open.first].pack_id == chunks[i].pack_id && e.offset >= prev.offset + prev.stored_len &&
+          e.offset - (prev.offset + prev.stored_len) <= kMaxGap && e.offset + e.stored_len - open.begin <= kSpanBytes) {
+        open.last = i + 1;
+        open.end = e.offset + e.stored_len;
         continue;
       }
     }
-    spans.push_back(Span{i, i + 1});
+    spans.push_back(Span{i, i + 1, e.offset, e.offset + e.stored_len});
   }
   std::vector<std::string> problems(chunks.size());
   std::atomic<uint64_t> bytes{0};
@@ -189,24 +181,26 @@ VerifyReport verify(Store::Impl& impl, const std::vector<std::string>& names, co
         continue;
       }
       const pack::PackReader& reader = packs.get(pack);  // opened above
-      if (s + lanes < spans.size()) prefetch(packs, pack_problems, chunks, spans[s + lanes]);
-      const uint64_t begin = chunks[span.first].entry.offset;
-      const auto& tail = chunks[span.last - 1].entry;
       // A record that cannot fit the pack (a damaged catalog row) sends the span chunk by chunk.
       bool whole = std::all_of(chunks.begin() + span.first, chunks.begin() + span.last,
                                [&](const auto& c) { return pack::extent_problem(c.entry, reader.size()).empty(); });
+      if (s + lanes < spans.size()) {
+        const Span& later = spans[s + lanes];
+        if (!pack_problems.count(chunks[later.first].pack) && later.end > later.begin)
+          packs.get(chunks[later.first].pack).prefetch(later.begin, later.end - later.begin);
+      }
       std::byte* stored = nullptr;
       if (whole) {
         try {
-          stored = buffer.get(tail.offset + tail.stored_len - begin);
-          reader.read(begin, tail.offset + tail.stored_len - begin, stored);
+          stored = buffer.get(span.end - span.begin);
+          reader.read(span.begin, span.end - span.begin, stored);
         } catch (const std::exception&) {
           whole = false;
         }
       }
       for (size_t i = span.first; i < span.last; ++i) {
         const auto& e = chunks[i].entry;
-        if (whole) problems[i] = pack::stored_chunk_problem_into(e, stored + (e.offset - begin), raw.get(e.raw_len));
+        if (whole) problems[i] = pack::stored_chunk_problem_into(e, stored + (e.offset - span.begin), raw.get(e.raw_len));
         else try_read_raw_chunk(reader, e, problems[i]);
         bytes += e.stored_len;
         meter.add(e.stored_len);

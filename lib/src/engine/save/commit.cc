@@ -19,7 +19,19 @@ std::string rank_list(std::vector<int64_t> ranks) {
   return (ranks.size() == 1 ? "rank " : "ranks ") + s;
 }
 
+AlreadyExistsError name_taken(const Store::Impl& store, const std::string& checkpoint) {
+  return AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + store.path + "'");
+}
+
 }  // namespace
+
+void check_can_save(Store::Impl& store, const std::string& checkpoint, bool overwrite) {
+  if (store.read_only)
+    throw StoreError("store '" + store.path + "' is open read-only; cannot save '" + checkpoint + "'");
+  if (checkpoint.empty()) throw InvalidArgument("save: the checkpoint name must not be empty");
+  std::lock_guard lock(store.mu);
+  if (!overwrite && store.catalog.find_checkpoint(checkpoint)) throw name_taken(store, checkpoint);
+}
 
 void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::vector<RankManifest> manifests,
                        int64_t world_size, const SaveOptions& options, const std::string& save_token,
@@ -99,8 +111,7 @@ void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::v
   try {
     store.catalog.commit(c, before_commit);
   } catch (const catalog::CatalogError& e) {
-    if (!options.overwrite && store.catalog.find_checkpoint(checkpoint))
-      throw AlreadyExistsError("checkpoint '" + checkpoint + "' already exists in store '" + store.path + "'");
+    if (!options.overwrite && store.catalog.find_checkpoint(checkpoint)) throw name_taken(store, checkpoint);
     throw StoreError(std::string("store '") + store.path + "': commit of '" + checkpoint + "' failed: " + e.what());
   }
 }

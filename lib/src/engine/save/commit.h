@@ -19,6 +19,12 @@ namespace tessera::engine {
 // COMMIT (see Catalog::commit) and may veto it by throwing. The manifests are
 // taken by value: their pieces and packs move into the commit (a million
 // pieces are not copied), so a caller that needs them afterwards passes a copy.
+// Whether a save of `checkpoint` into `store` may start: throws StoreError
+// for a read-only store, InvalidArgument for an empty name, and
+// AlreadyExistsError when the name is taken and `overwrite` is off (the
+// commit checks the name again: another process may take it meanwhile).
+void check_can_save(Store::Impl& store, const std::string& checkpoint, bool overwrite);
+
 void commit_checkpoint(Store::Impl& store, const std::string& checkpoint, std::vector<RankManifest> manifests,
                        int64_t world_size, const SaveOptions& options, const std::string& save_token = "",
                        const std::function<void()>& before_commit = {});
