@@ -62,15 +62,6 @@ class ReadOncePlan:
     needers: dict = dataclasses.field(default_factory=dict)  # key -> [rank]
 
 
-def _split_rows(begin: int, end: int, n: int, row_starts) -> list[tuple[int, int]]:
-    """[begin, end) cut into at most n ranges of about equal size, cutting only
-    at row_starts (chunk edges) where there are any inside the range: the
-    ranges of a plan of one box that n ranks need (tessera/replicas.h)."""
-    saved = _core.EntryInfo(row_starts=list(row_starts))
-    parts = _core.plan_replica_reads([(begin, end, list(range(max(n, 1))), 0, saved)], max(n, 1))[0]
-    return [(a, b) for a, b, _ in parts]
-
-
 def plan_read_once(boxes_by_rank: list[list[Key]], entries: dict[str, _core.EntryInfo]) -> ReadOncePlan:
     """The read-once plan for a job whose rank r needs boxes_by_rank[r].
     `entries` maps tensor names to tessera._core.describe() entries (dtype,

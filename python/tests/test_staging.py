@@ -143,10 +143,16 @@ def test_async_save_error_stays_with_its_future(store):
     tessera.save({"w": torch.ones(3)}, store, "b")  # and the next save works
 
 
+def _split_rows(begin: int, end: int, n: int, row_starts) -> list[tuple[int, int]]:
+    """The row ranges of one box that n ranks need, by the C++ rule (_core.plan_replica_reads)."""
+    saved = tessera._core.EntryInfo(row_starts=list(row_starts))
+    return [(a, b) for a, b, _ in tessera._core.plan_replica_reads([(begin, end, list(range(n)), 0, saved)], n)[0]]
+
+
 def test_split_rows_cut_at_chunk_edges():
-    assert _replicated._split_rows(0, 100, 4, [0, 25, 50, 75]) == [(0, 25), (25, 50), (50, 75), (75, 100)]
-    assert _replicated._split_rows(0, 100, 4, [0, 40, 80]) == [(0, 40), (40, 80), (80, 100)]
-    assert _replicated._split_rows(10, 20, 3, [0, 50]) == [(10, 20)]  # no edge inside: one reader
+    assert _split_rows(0, 100, 4, [0, 25, 50, 75]) == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    assert _split_rows(0, 100, 4, [0, 40, 80]) == [(0, 40), (40, 80), (80, 100)]
+    assert _split_rows(10, 20, 3, [0, 50]) == [(10, 20)]  # no edge inside: one reader
 
 
 def test_read_once_plans_equal_those_of_the_python_rule_they_replaced():
