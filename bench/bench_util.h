@@ -2,6 +2,8 @@
 // byte-size formatting. Header-only; no LibTorch.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +26,19 @@ class Stopwatch {
  private:
   std::chrono::steady_clock::time_point start_;
 };
+
+// CPU seconds (user + system) that `ru` records.
+inline double cpu_seconds(const rusage& ru) {
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+// Those of `who`: RUSAGE_SELF (the process, all threads) or RUSAGE_THREAD
+// (the calling thread).
+inline double cpu_seconds(int who) {
+  rusage ru{};
+  ::getrusage(who, &ru);
+  return cpu_seconds(ru);
+}
 
 // xorshift64*: a few cycles per number. Benchmark data only needs to look
 // like weights to the codecs, not to pass statistical tests.

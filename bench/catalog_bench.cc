@@ -220,14 +220,8 @@ Options parse(int argc, char** argv) {
 const Stopwatch g_epoch;  // every time stamp below is seconds since start
 double now() { return g_epoch.seconds(); }
 
-double tv_seconds(const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); }
-double cpu_of(int who) {
-  rusage ru{};
-  getrusage(who, &ru);
-  return tv_seconds(ru.ru_utime) + tv_seconds(ru.ru_stime);
-}
-double thread_cpu() { return cpu_of(RUSAGE_THREAD); }
-double process_cpu() { return cpu_of(RUSAGE_SELF); }
+double thread_cpu() { return cpu_seconds(RUSAGE_THREAD); }
+double process_cpu() { return cpu_seconds(RUSAGE_SELF); }
 uint64_t max_rss_bytes() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -666,7 +660,7 @@ class Launcher {
       if (pid > 0 && wait4(pid, &status, 0, &ru) == pid) {
         r.ran = 1;
         r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        r.cpu = tv_seconds(ru.ru_utime) + tv_seconds(ru.ru_stime);
+        r.cpu = cpu_seconds(ru);
         r.max_rss = static_cast<uint64_t>(ru.ru_maxrss) * 1024;
       }
       if (!put(out, &r, sizeof r)) return;

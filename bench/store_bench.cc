@@ -162,14 +162,6 @@ LoadRun load_column_halves(const std::vector<Tensor>& model, std::vector<std::un
 
 double gibps(uint64_t bytes, double s) { return s > 0 ? static_cast<double>(bytes) / kGiB / s : 0; }
 
-// CPU seconds of this process (user + system, all threads).
-double process_cpu_seconds() {
-  struct rusage ru;
-  ::getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
 struct PassRun {
   double seconds = 0;
   double cpu_seconds = 0;      // process CPU during the pass
@@ -187,11 +179,11 @@ PassRun verify_pass(const std::string& store_dir, const std::vector<std::string>
   r.cached_before = cached_bytes(packs);
   VerifyOptions vo;
   vo.threads = threads;
-  const double cpu0 = process_cpu_seconds();
+  const double cpu0 = cpu_seconds(RUSAGE_SELF);
   Stopwatch sw;
   const VerifyReport rep = verify(store, {"bench"}, vo);
   r.seconds = sw.seconds();
-  r.cpu_seconds = process_cpu_seconds() - cpu0;
+  r.cpu_seconds = cpu_seconds(RUSAGE_SELF) - cpu0;
   r.bytes = rep.bytes_checked;
   r.chunks = rep.chunks_checked;
   r.ok = rep.ok() && rep.chunks_checked > 0;
@@ -219,7 +211,7 @@ PassRun read_pass(const std::vector<std::string>& packs, unsigned threads, Split
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> total{0};
   std::atomic<bool> failed{false};
-  const double cpu0 = process_cpu_seconds();
+  const double cpu0 = cpu_seconds(RUSAGE_SELF);
   Stopwatch sw;
   std::vector<int> fds;
   for (const auto& f : files) {
@@ -272,7 +264,7 @@ PassRun read_pass(const std::vector<std::string>& packs, unsigned threads, Split
   for (int fd : fds)
     if (fd >= 0) ::close(fd);
   r.seconds = sw.seconds();
-  r.cpu_seconds = process_cpu_seconds() - cpu0;
+  r.cpu_seconds = cpu_seconds(RUSAGE_SELF) - cpu0;
   r.bytes = total;
   r.ok = !failed;
   return r;
